@@ -1,0 +1,118 @@
+"""Runs the probe suite for one proxy, and for many with bounded concurrency.
+
+Rules:
+1. Probes run in ``probes.SUITE`` order; the first failure is the verdict and the rest are
+   reported as skipped (no point testing images through a proxy that refuses connections).
+2. ``internal_error`` (our bug) and ``checker_unavailable`` (our network) give ``healthy=None``:
+   such a result never changes a proxy's state.
+3. A round is trusted only if the checker is fine before it *and* after it: when the post-round
+   preflight fails, the round's failures become ``checker_unavailable`` (the judge may have died
+   half-way), while its successes stand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from .config import Settings
+from .preflight import CheckerStatus, preflight
+from .probes import SUITE
+from .probes.base import ProbeContext, run_probe, skipped
+from .proxy import Proxy
+from .result import CheckResult, ProbeOutcome
+from .transport import client_for, shared_ssl_context
+from .verdict import CHECKER_UNAVAILABLE, INTERNAL_ERROR
+
+
+@dataclass
+class Round:
+    status: CheckerStatus
+    results: list[CheckResult]
+
+    @property
+    def checker_unavailable(self) -> bool:
+        return not self.status.ok
+
+
+class Checker:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.ssl_context = shared_ssl_context(settings.targets.ca_file)
+
+    async def preflight(self) -> CheckerStatus:
+        return await preflight(self.settings, self.ssl_context)
+
+    async def check(self, proxy: Proxy, own_ips: frozenset[str]) -> CheckResult:
+        started_at = datetime.now(UTC)
+        started = time.perf_counter()
+        outcomes: list[ProbeOutcome] = []
+        async with client_for(proxy, self.settings, self.ssl_context) as client:
+            ctx = ProbeContext(proxy, self.settings, self.ssl_context, own_ips, client)
+            failed: ProbeOutcome | None = None
+            for name, probe in SUITE.items():
+                if failed is not None:
+                    outcomes.append(skipped(name, f"{failed.name} failed"))
+                    continue
+                outcome = await run_probe(name, probe, ctx)
+                outcomes.append(outcome)
+                if not outcome.ok:
+                    failed = outcome
+        elapsed = (time.perf_counter() - started) * 1000
+        warnings = tuple(proxy.address_warnings(ctx.resolved_ip))
+        common = dict(
+            proxy=proxy, probes=tuple(outcomes), started_at=started_at, elapsed_ms=elapsed,
+            exit_ip=ctx.facts.get("exit_ip"), anonymity=ctx.facts.get("anonymity"),
+            resolved_ip=ctx.resolved_ip, warnings=warnings,
+        )
+        if failed is None:
+            return CheckResult(healthy=True, code=None, reason=None, detail=outcomes[1].detail if len(outcomes) > 1 else "",
+                               probe=None, **common)
+        healthy = None if failed.reason == INTERNAL_ERROR else False
+        return CheckResult(healthy=healthy, code=failed.code, reason=failed.reason, detail=failed.detail,
+                           probe=failed.name, **common)
+
+    async def check_many(
+        self,
+        proxies: Iterable[Proxy],
+        *,
+        concurrency: int | None = None,
+        on_result: Callable[[CheckResult], None] | None = None,
+    ) -> Round:
+        proxies = list(proxies)
+        status = await self.preflight()
+        if not status.ok:
+            results = [unavailable_result(p, status.reason) for p in proxies]
+            for r in results:
+                if on_result:
+                    on_result(r)
+            return Round(status, results)
+        limit = asyncio.Semaphore(concurrency or self.settings.check.concurrency)
+
+        async def one(proxy: Proxy) -> CheckResult:
+            async with limit:
+                result = await self.check(proxy, status.own_ips)
+            if on_result:
+                on_result(result)
+            return result
+
+        results = list(await asyncio.gather(*(one(p) for p in proxies)))
+        if any(r.healthy is False for r in results):
+            after = await self.preflight()
+            if not after.ok:
+                results = [r if r.healthy else unavailable_result(r.proxy, after.reason, r) for r in results]
+                return Round(after, results)
+        return Round(status, results)
+
+
+def unavailable_result(proxy: Proxy, why: str, original: CheckResult | None = None) -> CheckResult:
+    detail = f"checker unavailable, proxy not judged: {why}"
+    if original is not None:
+        return dataclasses.replace(original, healthy=None, code=None, reason=CHECKER_UNAVAILABLE, detail=detail, probe=None)
+    return CheckResult(proxy=proxy, healthy=None, code=None, reason=CHECKER_UNAVAILABLE, detail=detail, probe=None,
+                       probes=(), started_at=datetime.now(UTC), elapsed_ms=0.0,
+                       warnings=tuple(proxy.address_warnings()))

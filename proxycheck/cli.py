@@ -1,0 +1,204 @@
+"""The command line. Thin: parse, load settings, call the module that does the work, print.
+
+Exit codes (scripts rely on them): 0 all fine; 1 some proxy unhealthy (or, for ``status``, no
+healthy proxy); 2 usage, config or input error; 3 the checker itself could not judge
+(``checker_unavailable``). Errors are one sentence and the next step; tracebacks only with -v.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from . import __version__
+from .config import Settings, load_settings
+from .errors import ProxycheckError
+
+EXIT_UNHEALTHY = 1
+EXIT_USAGE = 2
+EXIT_UNAVAILABLE = 3
+
+log = logging.getLogger("proxycheck")
+
+
+class CliError(click.ClickException):
+    exit_code = EXIT_USAGE
+
+    def format_message(self) -> str:
+        return self.message
+
+
+def _settings(config: str | None) -> Settings:
+    try:
+        return load_settings(config)
+    except ProxycheckError as exc:
+        raise CliError(str(exc)) from None
+
+
+config_option = click.option(
+    "--config", "-c", "config", metavar="FILE", envvar=None,
+    help="TOML config file (default: $PROXYCHECK_CONFIG, then ./proxycheck.toml).",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="proxycheck")
+@click.option("-v", "--verbose", count=True, help="More logging; tracebacks on errors.")
+@click.pass_context
+def cli(ctx: click.Context, verbose: int) -> None:
+    """Keep proxies pre-flight-checked for captcha-solving services.
+
+    \b
+    proxycheck check http://user:pass@203.0.113.7:3128     one-shot check
+    proxycheck judge --listen 0.0.0.0:8080                  run your own judge
+    """
+    from .logs import setup_logging
+
+    setup_logging(verbose)
+    ctx.obj = {"verbose": verbose}
+
+
+@cli.command()
+@config_option
+@click.option("--file", "-f", "files", multiple=True, type=click.Path(), metavar="CSV", help="CSV file of proxies (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array, one object per proxy.")
+@click.option("--concurrency", "-n", type=click.IntRange(1, 10000), help="Proxies checked at once (default: [check].concurrency).")
+@click.option("--strict", is_flag=True, help="Any bad CSV row is fatal (default: report it and go on).")
+@click.argument("urls", nargs=-1, metavar="[URL]...")
+def check(config: str | None, files: tuple[str, ...], as_json: bool, concurrency: int | None, strict: bool, urls: tuple[str, ...]) -> None:
+    """Check proxies once and print each verdict.
+
+    \b
+    URL forms: http://[user:pass@]host:port, https://, socks4://, socks5://, socks5h://
+    (IPv6 in brackets; credentials percent-encoded).
+    Example:
+      proxycheck check --config proxycheck.toml socks5://198.51.100.2:1080
+      proxycheck check --file proxies.csv --json > report.json
+    Exit: 0 all healthy, 1 some unhealthy, 2 bad input, 3 checker unavailable.
+    """
+    from .checker import Checker
+    from .output import render_check_table
+    from .sources import load_inputs
+
+    settings = _settings(config)
+    if not urls and not files:
+        raise CliError("nothing to check: give proxy URLs or --file CSV (see `proxycheck check --help`)")
+    try:
+        loaded = load_inputs(list(urls), list(files))
+    except ProxycheckError as exc:
+        raise CliError(str(exc)) from None
+    for err in loaded.errors:
+        click.echo(f"proxycheck: {err}", err=True)
+    if loaded.errors and strict:
+        raise CliError(f"{len(loaded.errors)} bad row(s); not checking anything because of --strict")
+    proxies = loaded.deduplicated()
+    if not proxies:
+        raise CliError("no usable proxies in the input")
+
+    stderr = Console(stderr=True)
+    progress_wanted = not as_json and stderr.is_terminal and len(proxies) > 1
+    checker = Checker(settings)
+    rnd = asyncio.run(_run_check(checker, proxies, concurrency, stderr if progress_wanted else None))
+    if as_json:
+        click.echo(json.dumps([r.as_dict() for r in rnd.results], indent=2))
+    else:
+        if rnd.checker_unavailable:
+            click.echo(f"proxycheck: checker unavailable, no proxy was judged: {rnd.status.reason}", err=True)
+        render_check_table(rnd.results, Console(highlight=False))
+    if rnd.checker_unavailable:
+        sys.exit(EXIT_UNAVAILABLE)
+    sys.exit(0 if all(r.healthy for r in rnd.results) else EXIT_UNHEALTHY)
+
+
+async def _run_check(checker, proxies, concurrency, console: Console | None):
+    if console is None:
+        return await checker.check_many(proxies, concurrency=concurrency)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("checking"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True) as bar:
+        task = bar.add_task("check", total=len(proxies))
+        return await checker.check_many(proxies, concurrency=concurrency, on_result=lambda _r: bar.advance(task))
+
+
+@cli.command()
+@click.option("--listen", default="127.0.0.1:8080", show_default=True, metavar="HOST:PORT", help="Plain-HTTP address.")
+@click.option("--tls-listen", metavar="HOST:PORT", help="Also serve HTTPS here (needs --cert and --key).")
+@click.option("--cert", type=click.Path(exists=True, dir_okay=False), help="PEM certificate chain for HTTPS.")
+@click.option("--key", type=click.Path(exists=True, dir_okay=False), help="PEM private key for HTTPS.")
+@click.option("--ban-ip", multiple=True, metavar="IP", help="Treat this caller as banned on the ban endpoint (for tests and demos).")
+@click.option("--ban-mode", type=click.Choice(["sorry", "429", "unusual", "cloudflare"]), default="sorry", show_default=True)
+@click.option("--verbose-requests", is_flag=True, help="Log every request.")
+def judge(listen: str, tls_listen: str | None, cert: str | None, key: str | None, ban_ip: tuple[str, ...], ban_mode: str, verbose_requests: bool) -> None:
+    """Run the judge: header echo, IP echo, test image, long-GET and ban endpoints.
+
+    \b
+    Run it on a public host of yours and point [targets] at it:
+      proxycheck judge --listen 0.0.0.0:8080
+      judge_url = "http://YOUR-HOST:8080/get"     ip_url = "http://YOUR-HOST:8080/ip"
+    It binds 127.0.0.1 unless told otherwise and never forwards requests (not an open proxy).
+    """
+    from .judge import JudgeOptions, parse_listen, serve_forever
+
+    try:
+        options = JudgeOptions(
+            listen=parse_listen(listen),
+            tls_listen=parse_listen(tls_listen) if tls_listen else None,
+            cert_file=cert, key_file=key, ban_ips=frozenset(ban_ip), ban_mode=ban_mode,
+            verbose=verbose_requests,
+        )
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    if tls_listen and not (cert and key):
+        raise CliError("--tls-listen needs --cert and --key")
+    serve_forever(options)
+
+
+@cli.group("config")
+def config_group() -> None:
+    """Validate or show the configuration."""
+
+
+@config_group.command("check")
+@click.argument("file", type=click.Path())
+def config_check(file: str) -> None:
+    """Validate FILE and name any bad key. Example: proxycheck config check proxycheck.toml"""
+    if not Path(file).exists():
+        raise CliError(f"config file {file} does not exist")
+    settings = _settings(file)
+    click.echo(f"{file}: OK (database: {_mask_url(settings.resolved_database_url)})")
+
+
+def _mask_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - only for display
+        return url
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except ProxycheckError as exc:
+        click.echo(f"proxycheck: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one sentence, not a traceback
+        if logging.getLogger().isEnabledFor(logging.DEBUG):
+            raise
+        click.echo(f"proxycheck: unexpected error: {type(exc).__name__}: {exc} (run with -v for the traceback)", err=True)
+        sys.exit(EXIT_USAGE)

@@ -1,0 +1,54 @@
+"""Exceptions for *our* faults: bad input, bad config, storage trouble, misuse.
+
+A proxy misbehaving is never an exception (see ``verdict.py``). The tree::
+
+    ProxycheckError                 base; ``str()`` is one sentence a user can act on
+    ├── ConfigError                 a config file or key is wrong (names the key)
+    ├── ProxyParseError             a proxy URL or CSV field is wrong (names the field)
+    │   └── CsvRowError             ...with the file and line it came from
+    ├── StorageError                the database is unreachable, locked or not migrated
+    │   └── SchemaOutOfDate         the schema is not at the latest migration
+    └── NoHealthyProxy (LookupError) no proxy qualifies for a worker's request
+"""
+
+from __future__ import annotations
+
+
+class ProxycheckError(Exception):
+    """Base class for errors proxycheck reports to its user."""
+
+
+class ConfigError(ProxycheckError):
+    """The configuration is wrong; the message names the file and key."""
+
+
+class ProxyParseError(ProxycheckError, ValueError):
+    """A proxy description is wrong; ``field`` names the part (``port``, ``type``, ...)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class CsvRowError(ProxyParseError):
+    """A CSV row is wrong: ``file:line: field: what is wrong``."""
+
+    def __init__(self, file: str, line: int, field: str, message: str) -> None:
+        ProxycheckError.__init__(self, f"{file}:{line}: {field}: {message}")
+        self.file = file
+        self.line = line
+        self.field = field
+        self.message = message
+
+
+class StorageError(ProxycheckError):
+    """The database cannot be used; the message says what to run."""
+
+
+class SchemaOutOfDate(StorageError):
+    """The schema is behind the code's migrations."""
+
+
+class NoHealthyProxy(ProxycheckError, LookupError):
+    """No proxy qualifies; the message says why (counts by state and code, staleness)."""

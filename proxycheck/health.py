@@ -1,0 +1,178 @@
+"""The health state machine: state + one check's verdict + clock -> new state and next check.
+
+Rules:
+1. Pure: no I/O, no global clock, no global randomness. The caller passes ``now`` and an
+   ``random.Random``; the same inputs give the same ``Transition``.
+2. Three states. ``unknown`` (never judged, or re-enabled), ``healthy``, ``unhealthy``.
+   Counters follow Envoy/Consul: each result increments its own streak and zeroes the other.
+3. From ``unknown`` one pass is enough to become healthy (Envoy marks a host healthy after a
+   single success during startup), so a freshly started fleet becomes usable after one round;
+   ``fall`` consecutive failures make it unhealthy, just as from ``healthy``.
+4. A definitive code (``verdict.DEFINITIVE_CODES``: 29 transparent, 49 not authorised) makes an
+   unknown or healthy proxy unhealthy at once; retrying does not fix those.
+5. ``unhealthy`` needs ``rise`` consecutive passes to become healthy again.
+6. ``checker_unavailable`` results never reach ``advance`` (they say nothing about the proxy);
+   the caller reschedules with ``retry_after_unavailable``.
+
+``code``/``reason`` on a state are the latest failure's; a pass that leaves (or makes) the proxy
+healthy clears them, while an unhealthy proxy keeps them until it has recovered, so ``status``
+can always say why a proxy is not served.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field, fields, replace
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from .errors import ConfigError
+from .verdict import DEFINITIVE_CODES
+
+StateName = Literal["unknown", "healthy", "unhealthy"]
+STATES: tuple[StateName, ...] = ("unknown", "healthy", "unhealthy")
+
+
+def _field(default: float, doc: str) -> Any:
+    """A dataclass field carrying its one-line doc (``HealthPolicy.field_docs()``)."""
+    return field(default=default, metadata={"doc": doc})
+
+
+@dataclass(frozen=True)
+class HealthPolicy:
+    """When a proxy changes state and when it is checked next (the ``[health]`` config section).
+
+    The next check is ``now + base × (1 + u)`` with ``u`` uniform in ``[-jitter, +jitter]`` and
+
+    - ``base = interval`` while healthy and no failure streak is in progress;
+    - ``base = fast_interval`` while the state may be about to change: ``unknown``, healthy with
+      ``0 < consecutive_failures < fall``, or unhealthy with ``0 < consecutive_successes < rise``;
+    - ``base = min(failing_interval × backoff_factor^(failing_streak − 1), max_interval)`` after a
+      failure while unhealthy (``failing_streak`` = failures since the proxy became unhealthy,
+      1 for the failure that made it so).
+
+    The cap applies before jitter, so an interval can exceed ``max_interval`` by ``jitter``.
+    """
+
+    rise: int = _field(2, "Consecutive passes an unhealthy proxy needs to become healthy again.")
+    fall: int = _field(3, "Consecutive failures that make a healthy (or unknown) proxy unhealthy.")
+    interval: float = _field(300.0, "Seconds between checks of a healthy proxy in steady state.")
+    fast_interval: float = _field(30.0, "Seconds between checks while the state may change.")
+    failing_interval: float = _field(120.0, "Seconds until the first re-check once a proxy is unhealthy.")
+    backoff_factor: float = _field(2.0, "Each further failure while unhealthy multiplies the interval by this.")
+    max_interval: float = _field(3600.0, "Cap in seconds on the backed-off interval of an unhealthy proxy.")
+    jitter: float = _field(0.1, "Every interval varies by up to ± this fraction so checks do not bunch up.")
+
+    def __post_init__(self) -> None:
+        for name in ("rise", "fall"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"health.{name}: must be at least 1, not {getattr(self, name)}")
+        for name in ("interval", "fast_interval", "failing_interval", "max_interval"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"health.{name}: must be positive (seconds), not {getattr(self, name)}")
+        if self.backoff_factor < 1:
+            raise ConfigError(f"health.backoff_factor: must be at least 1, not {self.backoff_factor}")
+        if not 0 <= self.jitter < 1:
+            raise ConfigError(f"health.jitter: must be a fraction in [0, 1), not {self.jitter}")
+
+    @classmethod
+    def field_docs(cls) -> dict[str, str]:
+        """Field name -> its one-line doc (for a sample config file and ``--help`` text)."""
+        return {f.name: f.metadata["doc"] for f in fields(cls)}
+
+
+@dataclass(frozen=True)
+class HealthState:
+    """A proxy's health as stored with it. ``changed_at`` is None until the first change."""
+
+    state: StateName = "unknown"
+    consecutive_successes: int = 0
+    consecutive_failures: int = 0
+    failing_streak: int = 0
+    code: int | None = None
+    reason: str | None = None
+    changed_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Transition:
+    state: HealthState
+    next_check_at: datetime
+    changed: bool  # state.state differs from the state before
+
+
+def advance(
+    state: HealthState,
+    *,
+    healthy: bool,
+    code: int | None,
+    reason: str | None,
+    now: datetime,
+    policy: HealthPolicy,
+    rng: random.Random,
+) -> Transition:
+    """Apply one check's verdict. ``healthy=False`` with ``code=None`` (internal error) is an
+    ordinary, non-definitive failure."""
+    if healthy:
+        new = _on_pass(state, policy)
+    else:
+        new = _on_fail(state, code, reason, policy)
+    changed = new.state != state.state
+    if changed:
+        new = replace(new, changed_at=now)
+    return Transition(new, now + _jittered(_base_interval(new, healthy, policy), policy, rng), changed)
+
+
+def _on_pass(s: HealthState, policy: HealthPolicy) -> HealthState:
+    successes = s.consecutive_successes + 1
+    if s.state == "unhealthy" and successes < policy.rise:
+        return replace(s, consecutive_successes=successes, consecutive_failures=0)
+    return replace(
+        s,
+        state="healthy",
+        consecutive_successes=successes,
+        consecutive_failures=0,
+        failing_streak=0,
+        code=None,
+        reason=None,
+    )
+
+
+def _on_fail(s: HealthState, code: int | None, reason: str | None, policy: HealthPolicy) -> HealthState:
+    failures = s.consecutive_failures + 1
+    s = replace(s, consecutive_successes=0, consecutive_failures=failures, code=code, reason=reason)
+    if s.state == "unhealthy":
+        return replace(s, failing_streak=s.failing_streak + 1)
+    if failures >= policy.fall or code in DEFINITIVE_CODES:
+        return replace(s, state="unhealthy", failing_streak=1)
+    return s  # unknown or healthy, with a failure streak in progress
+
+
+def _base_interval(s: HealthState, last_passed: bool, policy: HealthPolicy) -> float:
+    if s.state == "unhealthy":
+        if last_passed:
+            return policy.fast_interval  # recovering: rise not reached yet
+        backoff = policy.failing_interval * policy.backoff_factor ** (s.failing_streak - 1)
+        return min(backoff, policy.max_interval)
+    if s.state == "healthy" and s.consecutive_failures == 0:
+        return policy.interval
+    return policy.fast_interval
+
+
+def _jittered(seconds: float, policy: HealthPolicy, rng: random.Random) -> timedelta:
+    return timedelta(seconds=seconds * (1 + rng.uniform(-policy.jitter, policy.jitter)))
+
+
+def initial_check_at(now: datetime, policy: HealthPolicy, rng: random.Random) -> datetime:
+    """First check of a new proxy: uniform over ``[now, now + interval)``, so a fleet of thousands
+    added at once (daemon start, a big CSV) is spread over one interval instead of a burst."""
+    return now + timedelta(seconds=rng.random() * policy.interval)
+
+
+def retry_after_unavailable(now: datetime, policy: HealthPolicy, rng: random.Random | None = None) -> datetime:
+    """Next check after ``checker_unavailable`` (our side failed): ``fast_interval``, jittered if
+    ``rng`` is given. The proxy's state is not touched."""
+    seconds = policy.fast_interval
+    if rng is not None:
+        return now + _jittered(seconds, policy, rng)
+    return now + timedelta(seconds=seconds)

@@ -1,0 +1,151 @@
+"""29: does the proxy reveal the checker's own IP? Also: 49 on a forwarded GET, and the exit IP.
+
+The probe GETs the plain-HTTP judge through the proxy (plain HTTP, because through a CONNECT
+tunnel a proxy cannot add headers) and reads back what the judge received. Pure part:
+``parse_judge_answer`` (httpbin ``/get`` JSON or classic azenv text) and ``grade`` (the rules):
+
+- transparent: one of our own IPs appears in any request header the judge saw, or as the
+  origin the judge saw. Only this fails (anti-captcha 29).
+- anonymous:   no own IP, but a header says a proxy is in the way (Via, X-Forwarded-For, ...).
+- elite:       neither.
+A gateway whose exit IP differs from its listening address is fine: only *our* IPs count.
+"""
+
+from __future__ import annotations
+
+import html
+import ipaddress
+import json
+import re
+import secrets
+from dataclasses import dataclass
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+from .base import Finding, ProbeContext, fail, ok
+
+# Headers through which proxies reveal themselves or the client (lower-case).
+PROXY_HEADERS = (
+    "via", "x-forwarded-for", "forwarded", "x-real-ip", "client-ip", "true-client-ip", "x-client-ip",
+    "x-tinyproxy", "x-proxy-id", "x-originating-ip", "x-remote-ip", "x-remote-addr", "proxy-connection",
+    "x-cluster-client-ip", "x-forwarded", "forwarded-for", "x-forwarded-host", "x-forwarded-server",
+    "x-proxyuser-ip", "wl-proxy-client-ip", "proxy-client-ip", "cf-connecting-ip", "fastly-client-ip",
+    "x-bluecoat-via", "x-host", "xroxy-connection", "proxy-agent",
+)
+_IP_TOKEN = re.compile(r"[0-9A-Fa-f:.]{2,}")
+NONCE_PARAM = "proxycheck"
+
+
+@dataclass(frozen=True)
+class JudgeAnswer:
+    headers: dict[str, str]  # lower-case name -> value
+    origin: list[str]  # the address(es) the judge saw, first = leftmost
+    text: str  # the raw answer, for the nonce check
+
+
+@dataclass(frozen=True)
+class Grade:
+    level: str  # transparent / anonymous / elite
+    leaks: tuple[tuple[str, str], ...]  # (header or "origin", value) that carry an own IP
+    reveals: tuple[str, ...]  # proxy headers present
+    exit_ip: str | None
+
+
+def parse_judge_answer(body: str, content_type: str = "") -> JudgeAnswer:
+    """Read an httpbin-style JSON answer or an azenv text/HTML page; ValueError if neither."""
+    stripped = body.lstrip()
+    if "json" in content_type or stripped.startswith("{"):
+        try:
+            data = json.loads(body)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"judge answer is not valid JSON ({exc.msg})") from None
+        if not isinstance(data, dict) or not isinstance(data.get("headers"), dict):
+            raise ValueError("judge JSON has no 'headers' object (httpbin /get format expected)")
+        headers = {str(k).lower(): str(v) for k, v in data["headers"].items()}
+        origin = [o.strip() for o in str(data.get("origin", "")).split(",") if o.strip()]
+        return JudgeAnswer(headers, origin, body)
+    return _parse_azenv(body)
+
+
+def _parse_azenv(body: str) -> JudgeAnswer:
+    text = html.unescape(re.sub(r"<[^>]+>", "\n", body))
+    env: dict[str, str] = {}
+    for line in text.splitlines():
+        name, sep, value = line.partition("=")
+        name = name.strip()
+        if sep and re.fullmatch(r"[A-Z][A-Z0-9_]*", name):
+            env[name] = value.strip()
+    if "REMOTE_ADDR" not in env:
+        raise ValueError("judge answer is neither httpbin JSON nor an azenv page (no REMOTE_ADDR)")
+    headers = {k[5:].lower().replace("_", "-"): v for k, v in env.items() if k.startswith("HTTP_")}
+    return JudgeAnswer(headers, [env["REMOTE_ADDR"]], body)
+
+
+def _ips_in(value: str) -> set[str]:
+    found = set()
+    for token in _IP_TOKEN.findall(value):
+        token = token.strip(".:")
+        for candidate in (token, token.rsplit(":", 1)[0]):  # "1.2.3.4:5678" carries a port
+            try:
+                found.add(str(ipaddress.ip_address(candidate)))
+                break
+            except ValueError:
+                continue
+    return found
+
+
+def grade(answer: JudgeAnswer, own_ips: frozenset[str]) -> Grade:
+    own = {str(ipaddress.ip_address(ip)) for ip in own_ips}
+    leaks: list[tuple[str, str]] = []
+    for name, value in sorted(answer.headers.items()):
+        if _ips_in(value) & own:
+            leaks.append((name, value))
+    for origin in answer.origin:
+        if _ips_in(origin) & own:
+            leaks.append(("origin", origin))
+    reveals = tuple(h for h in PROXY_HEADERS if h in answer.headers)
+    exit_ip = answer.origin[-1] if answer.origin else None
+    level = "transparent" if leaks else ("anonymous" if reveals else "elite")
+    return Grade(level, tuple(leaks), reveals, exit_ip)
+
+
+def with_nonce(url: str, nonce: str) -> str:
+    parts = urlsplit(url)
+    query = (parts.query + "&" if parts.query else "") + urlencode({NONCE_PARAM: nonce})
+    return urlunsplit(parts._replace(query=query))
+
+
+def _header_title(name: str) -> str:
+    return "-".join(part.capitalize() for part in name.split("-"))
+
+
+async def probe(ctx: ProbeContext) -> Finding:
+    nonce = secrets.token_hex(8)
+    url = with_nonce(ctx.settings.targets.judge_url, nonce)
+    response = await ctx.client.get(url)
+    body = (await response.aread()).decode("utf-8", "replace")
+    if response.status_code == 407:
+        verb = "rejected the login/password" if ctx.proxy.username else "wants a login/password and none was given"
+        return fail(
+            "auth_rejected" if ctx.proxy.username else "auth_required",
+            f"{ctx.who} answered 407 to GET {urlsplit(url).netloc}: it {verb}",
+        )
+    if response.status_code != 200:
+        return fail("request_rejected", f"{ctx.who} answered {response.status_code} {response.reason_phrase} to GET {url.split('?')[0]}")
+    try:
+        answer = parse_judge_answer(body, response.headers.get("content-type", ""))
+    except ValueError as exc:
+        return fail("bad_response", f"{ctx.who} returned something that is not the judge's answer: {exc}")
+    if nonce not in answer.text:
+        return fail("bad_response", f"{ctx.who} returned a page without our request's nonce: a cached or substituted answer")
+    g = grade(answer, ctx.own_ips)
+    facts = {"exit_ip": g.exit_ip, "anonymity": g.level, "reveals": list(g.reveals)}
+    ctx.facts.update(facts)
+    if g.leaks:
+        name, value = g.leaks[0]
+        if name == "origin":
+            what = f"the judge saw the request come from {value}, our own address"
+        else:
+            what = f"added {_header_title(name)}: {value} (our address)"
+        return fail("ip_leaked", f"{ctx.who} {what}", **facts)
+    shown = ", ".join(_header_title(h) for h in g.reveals)
+    return ok(f"{g.level}: exit IP {g.exit_ip}" + (f"; reveals a proxy via {shown}" if shown else ""), **facts)

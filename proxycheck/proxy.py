@@ -1,0 +1,194 @@
+"""The Proxy value: parsing proxy URLs, masking secrets, and anti-captcha's task fields.
+
+Rules:
+1. A ``Proxy`` never shows its password: ``str()``, ``repr()`` and ``masked_url`` print ``***``.
+   Only ``url`` (for handing to an HTTP client) carries it.
+2. Identity (``key``) is scheme, host, port and login — not the password, so a changed password
+   updates the same proxy instead of creating a new one.
+3. Parsing errors name the field that is wrong (``ProxyParseError.field``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from urllib.parse import quote, unquote, urlsplit
+
+from .errors import ProxyParseError
+
+# scheme -> anti-captcha's proxyType. https:// is TLS to the proxy itself; still an HTTP proxy.
+SCHEMES: dict[str, str] = {
+    "http": "http",
+    "https": "http",
+    "socks4": "socks4",
+    "socks4a": "socks4",
+    "socks5": "socks5",
+    "socks5h": "socks5",
+}
+# The reverse, for CSV ``type`` columns that follow anti-captcha's proxyType.
+TYPE_ALIASES: dict[str, str] = {**{s: s for s in SCHEMES}, "socks": "socks5"}
+DEFAULT_PORTS = {"http": 8080, "https": 443}
+
+
+@dataclass(frozen=True)
+class Proxy:
+    scheme: str
+    host: str  # an IP (IPv6 without brackets) or a host name, as the user gave it
+    port: int
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    tags: frozenset[str] = frozenset()
+    label: str | None = None
+
+    # -- forms -------------------------------------------------------------------------------
+    @property
+    def host_for_url(self) -> str:
+        return f"[{self.host}]" if ":" in self.host else self.host
+
+    def _url(self, password: str | None) -> str:
+        auth = ""
+        if self.username is not None:
+            auth = quote(self.username, safe="")
+            if password is not None:
+                auth += ":" + password
+            auth += "@"
+        return f"{self.scheme}://{auth}{self.host_for_url}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """The full URL, password included (percent-encoded). Hand it to clients, never print it."""
+        pw = None if self.password is None else quote(self.password, safe="")
+        return self._url(pw)
+
+    @property
+    def masked_url(self) -> str:
+        return self._url(None if self.password is None else "***")
+
+    @property
+    def key(self) -> str:
+        """Identity in storage: everything but the password, tags and label."""
+        return self._url(None)
+
+    @property
+    def address(self) -> str:
+        return f"{self.host_for_url}:{self.port}"
+
+    @property
+    def proxy_type(self) -> str:
+        """anti-captcha's ``proxyType``: ``http``, ``socks4`` or ``socks5``."""
+        return SCHEMES[self.scheme]
+
+    def __str__(self) -> str:
+        return self.masked_url
+
+    def __repr__(self) -> str:
+        return f"Proxy({self.masked_url!r})"
+
+    # -- what anti-captcha will say about the address -------------------------------------------
+    def address_warnings(self, resolved_ip: str | None = None) -> list[str]:
+        """Warnings for addresses anti-captcha refuses. They never change the verdict."""
+        ip_text = resolved_ip or self.host
+        warnings: list[str] = []
+        try:
+            ip = ipaddress.ip_address(self.host)
+        except ValueError:
+            warnings.append(
+                f"proxy host {self.host!r} is a host name; anti-captcha wants an IP"
+                + (f" (resolved to {resolved_ip})" if resolved_ip else "")
+            )
+            try:
+                ip = ipaddress.ip_address(ip_text)
+            except ValueError:
+                return warnings
+        if ip.is_loopback:
+            warnings.append(f"{ip} is a loopback address; a captcha service cannot reach it")
+        elif ip.is_link_local:
+            warnings.append(f"{ip} is a link-local address; a captcha service cannot reach it")
+        elif ip.is_private:
+            warnings.append(f"{ip} is a private address; a captcha service cannot reach it")
+        return warnings
+
+
+def parse_port(text: str) -> int:
+    text = str(text).strip()
+    if not text.isdigit():
+        raise ProxyParseError("port", f"{text!r} is not a number")
+    port = int(text)
+    if not 1 <= port <= 65535:
+        raise ProxyParseError("port", f"{port} is outside 1-65535")
+    return port
+
+
+def parse_host(text: str) -> str:
+    host = text.strip()
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not host:
+        raise ProxyParseError("address", "is empty")
+    if ":" in host:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ProxyParseError("address", f"{text!r} is not a valid IPv6 address") from None
+        return host
+    if any(c.isspace() or c in "/@?#" for c in host):
+        raise ProxyParseError("address", f"{text!r} is not a host name or IP address")
+    return host.lower()
+
+
+def parse_scheme(text: str) -> str:
+    scheme = text.strip().lower()
+    if scheme not in TYPE_ALIASES:
+        known = ", ".join(SCHEMES)
+        raise ProxyParseError("type", f"{text!r} is not a proxy type (known: {known})")
+    return TYPE_ALIASES[scheme]
+
+
+def parse_proxy_url(text: str, *, tags: frozenset[str] = frozenset(), label: str | None = None) -> Proxy:
+    """Parse ``scheme://[user[:password]@]host:port``; credentials are percent-decoded.
+
+    A URL without a scheme is taken as ``http://`` (the form most proxy lists use).
+    """
+    text = text.strip()
+    if not text:
+        raise ProxyParseError("url", "is empty")
+    if "://" not in text:
+        text = "http://" + text
+    try:
+        parts = urlsplit(text)
+        port_text = parts.port  # raises ValueError on a non-numeric or out-of-range port
+    except ValueError as exc:
+        field_name = "address" if "IPv6" in str(exc) or "IPv4" in str(exc) else "port"
+        raise ProxyParseError(field_name, str(exc)) from None
+    scheme = parse_scheme(parts.scheme)
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ProxyParseError("url", f"a proxy URL has no path or query: {_mask_in_text(text)!r}")
+    if parts.hostname is None:
+        raise ProxyParseError("address", "is missing")
+    if port_text is None:
+        if scheme not in DEFAULT_PORTS:
+            raise ProxyParseError("port", f"is missing (no default port for {scheme}://)")
+        port_text = DEFAULT_PORTS[scheme]
+    host = parse_host(parts.hostname)
+    username = unquote(parts.username) if parts.username is not None else None
+    password = unquote(parts.password) if parts.password is not None else None
+    if password is not None and not username:
+        raise ProxyParseError("login", "a password was given without a login")
+    return Proxy(scheme, host, parse_port(str(port_text)), username or None, password, tags, label)
+
+
+def _mask_in_text(text: str) -> str:
+    """Mask a password inside a URL-ish string for error messages."""
+    try:
+        parts = urlsplit(text)
+        if parts.password:
+            return text.replace(":" + parts.password + "@", ":***@", 1)
+    except ValueError:
+        pass
+    return text
+
+
+def parse_tags(text: str | None) -> frozenset[str]:
+    if not text:
+        return frozenset()
+    return frozenset(t.strip() for t in text.replace(";", ",").split(",") if t.strip())

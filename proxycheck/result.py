@@ -1,0 +1,103 @@
+"""What a check produces: one ``ProbeOutcome`` per probe and one ``CheckResult`` per proxy.
+
+These are plain frozen values shared by the checker, the CLI, the store and the daemon.
+``CheckResult.as_dict()`` is the ``--json`` shape documented in the README; keep its keys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from .proxy import Proxy
+from .verdict import CHECKER_UNAVAILABLE, error_name
+
+
+@dataclass(frozen=True)
+class ProbeOutcome:
+    """One probe's answer. ``ok`` with no code, or a failure with code, reason and detail."""
+
+    name: str
+    ok: bool
+    code: int | None = None
+    reason: str | None = None
+    detail: str = ""
+    elapsed_ms: float = 0.0
+    skipped: bool = False
+    # Facts the probe learnt on the way (exit_ip, anonymity, status, latency phases...).
+    facts: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        d = {
+            "name": self.name,
+            "ok": self.ok,
+            "code": self.code,
+            "error": error_name(self.code),
+            "reason": self.reason,
+            "detail": self.detail,
+            "elapsed_ms": round(self.elapsed_ms, 1),
+        }
+        if self.skipped:
+            d["skipped"] = True
+        return d
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The verdict on one proxy: the first failing probe's code, or healthy.
+
+    ``healthy is None`` means the checker itself could not work (``reason ==
+    "checker_unavailable"``); such a result must never change a proxy's state.
+    """
+
+    proxy: Proxy
+    healthy: bool | None
+    code: int | None
+    reason: str | None
+    detail: str
+    probe: str | None  # the probe that failed
+    probes: tuple[ProbeOutcome, ...]
+    started_at: datetime
+    elapsed_ms: float
+    exit_ip: str | None = None
+    anonymity: str | None = None  # transparent / anonymous / elite
+    resolved_ip: str | None = None
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def error(self) -> str | None:
+        return error_name(self.code)
+
+    @property
+    def checker_unavailable(self) -> bool:
+        return self.reason == CHECKER_UNAVAILABLE
+
+    @property
+    def latency_ms(self) -> float | None:
+        """The judge round trip through the proxy: the figure users compare proxies by."""
+        for p in self.probes:
+            if p.name == "anonymity" and p.ok:
+                return p.elapsed_ms
+        return None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "proxy": self.proxy.masked_url,
+            "healthy": self.healthy,
+            "code": self.code,
+            "error": self.error,
+            "reason": self.reason,
+            "probe": self.probe,
+            "detail": self.detail,
+            "exit_ip": self.exit_ip,
+            "anonymity": self.anonymity,
+            "resolved_ip": self.resolved_ip,
+            "latency_ms": None if self.latency_ms is None else round(self.latency_ms, 1),
+            "warnings": list(self.warnings),
+            "tags": sorted(self.proxy.tags),
+            "label": self.proxy.label,
+            "checked_at": self.started_at.isoformat(),
+            "elapsed_ms": round(self.elapsed_ms, 1),
+            "probes": [p.as_dict() for p in self.probes],
+        }

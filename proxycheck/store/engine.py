@@ -1,0 +1,163 @@
+"""Engines for SQLite and PostgreSQL, and the one place database errors become ``StorageError``.
+
+Rules:
+1. SQLite runs in WAL mode with one *writer* engine that opens every transaction with
+   ``BEGIN IMMEDIATE`` (it takes the write lock up front, so ``busy_timeout`` is honoured; a
+   deferred transaction that upgrades to a write fails at once with "database is locked" if
+   another connection committed in between). Reader engines use plain ``BEGIN`` and never write.
+2. PostgreSQL goes through psycopg 3 whatever the URL says (``postgresql://``,
+   ``postgres://``), with ``pool_pre_ping`` so a restarted server costs one reconnect.
+3. Errors are translated here, once (``handle_error``): cannot connect / connection lost /
+   SQLite locked -> ``StorageError``; tables missing -> ``SchemaOutOfDate``. Messages name the
+   URL with its password masked and say what to do. Anything else is a bug and propagates.
+4. Engines use ``hide_parameters``: a failing statement never puts a proxy password in a log.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import URL, Engine, create_engine, event, make_url
+from sqlalchemy.engine import ExceptionContext
+from sqlalchemy.exc import ArgumentError
+
+from ..errors import SchemaOutOfDate, StorageError
+
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+_UPGRADE_HINT = "run `proxycheck db upgrade`"
+
+
+def database_url_default(state_dir: str | os.PathLike[str]) -> str:
+    """The default database: ``sqlite:///<state_dir>/proxycheck.db``."""
+    return f"sqlite:///{Path(state_dir) / 'proxycheck.db'}"
+
+
+def masked_url(url: str | URL) -> str:
+    """The URL as it may be printed: password replaced by ``***``."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparsable database URL>"
+
+
+def normalize_url(url: str | URL) -> URL:
+    """Parse ``url``; ``postgresql://`` and ``postgres://`` become ``postgresql+psycopg://``."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise StorageError(
+            "the database URL is not a URL: use sqlite:////path/to/proxycheck.db or "
+            "postgresql://user@host/dbname"
+        ) from None
+    backend = parsed.get_backend_name()
+    if backend == "postgres" or parsed.drivername in ("postgresql", "postgres"):
+        return parsed.set(drivername="postgresql+psycopg")
+    if backend not in ("sqlite", "postgresql"):
+        raise StorageError(
+            f"unsupported database {masked_url(parsed)}: proxycheck stores its state in SQLite "
+            "(sqlite:////path/to/proxycheck.db) or PostgreSQL (postgresql://user@host/dbname)"
+        )
+    if backend == "sqlite" and parsed.database in (None, "", ":memory:"):
+        raise StorageError(
+            f"{masked_url(parsed)} is an in-memory SQLite database, which each connection sees "
+            "empty: give a file path, e.g. sqlite:////var/lib/proxycheck/proxycheck.db"
+        )
+    return parsed
+
+
+def make_engine(
+    url: str | URL,
+    *,
+    writer: bool,
+    application_name: str | None = None,
+    foreign_keys: bool = True,
+) -> Engine:
+    """An engine for ``url``. ``writer`` matters on SQLite only (``BEGIN IMMEDIATE``).
+
+    ``foreign_keys=False`` is for Alembic only: SQLite batch migrations copy tables and must not
+    cascade while doing so. Dispose the engine when done (``engine.dispose()``).
+    """
+    parsed = normalize_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        engine = _sqlite_engine(parsed, writer=writer, foreign_keys=foreign_keys)
+    else:
+        name = application_name or f"proxycheck@{socket.gethostname()}"
+        engine = create_engine(
+            parsed,
+            pool_pre_ping=True,
+            pool_recycle=1800,
+            hide_parameters=True,
+            connect_args={"application_name": name[:63], "connect_timeout": 10},
+        )
+    event.listen(engine, "handle_error", _translate_error)
+    return engine
+
+
+def _sqlite_engine(url: URL, *, writer: bool, foreign_keys: bool) -> Engine:
+    engine = create_engine(
+        url,
+        hide_parameters=True,
+        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+    )
+    pragmas = [
+        f"busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",  # first: switching to WAL may itself be BUSY
+        "journal_mode=WAL",
+        "synchronous=NORMAL",
+        f"foreign_keys={'ON' if foreign_keys else 'OFF'}",
+    ]
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN itself (below)
+        cursor = dbapi_connection.cursor()
+        try:
+            for pragma in pragmas:
+                cursor.execute(f"PRAGMA {pragma}")
+        finally:
+            cursor.close()
+
+    begin = "BEGIN IMMEDIATE" if writer else "BEGIN"
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql(begin)
+
+    return engine
+
+
+def _translate_error(context: ExceptionContext) -> None:
+    if context.is_pre_ping:
+        return  # the pool handles it by reconnecting
+    orig = context.original_exception
+    url = context.engine.url if context.engine is not None else None
+    where = masked_url(url) if url is not None else "the database"
+    message = _first_line(orig)
+    sqlite = url is not None and url.get_backend_name() == "sqlite"
+    if sqlite and url is not None:
+        where = f"the SQLite database {url.database}"
+
+    if "no such table" in message or getattr(orig, "sqlstate", None) == "42P01":
+        raise SchemaOutOfDate(f"{where} has no proxycheck tables ({message}): {_UPGRADE_HINT}") from orig
+    if sqlite and "database is locked" in message:
+        raise StorageError(
+            f"{where} stayed locked for {SQLITE_BUSY_TIMEOUT_MS // 1000} s by another writer: "
+            "run only one daemon per SQLite file (use PostgreSQL for several)"
+        ) from orig
+    if context.connection is None or context.is_disconnect:
+        if sqlite:
+            raise StorageError(
+                f"cannot open {where} ({message}): check that its directory exists and is "
+                "writable by the user running proxycheck"
+            ) from orig
+        raise StorageError(
+            f"cannot reach the database at {where} ({message}): check that PostgreSQL is running "
+            "and that the host, port, user and database name in the URL are right"
+        ) from orig
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,178 @@
+"""The tables. Alembic's ``migrations/`` must produce exactly these (a test proves it).
+
+Rules:
+1. Portable types only, one tree for SQLite and PostgreSQL: ``UTCDateTime`` for every instant,
+   ``JSON`` (JSONB on PostgreSQL) for lists, ``BigInteger`` ids that stay rowid aliases on SQLite.
+2. Every constraint and index has a name (``NAMING_CONVENTION``), so batch migrations on SQLite
+   can drop and recreate them.
+3. ``proxies`` holds the current state of each proxy plus its lease; ``checks`` is the history;
+   ``instances`` is one row per daemon process (heartbeats, the checker's own health).
+4. Changing anything here means a new revision in ``migrations/versions/``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    text,
+    true,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC in and out, on every dialect.
+
+    PostgreSQL stores ``timestamptz``; SQLite stores naive UTC text (its DATETIME has no zone),
+    which compares correctly as text because SQLAlchemy always writes the same fixed-width form.
+    Naive datetimes are refused: they are a bug (whose clock? which zone?).
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value!r}: proxycheck stores aware UTC datetimes only")
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+# JSONB on PostgreSQL (containment queries for tags); JSON text elsewhere.
+JSONList = JSON().with_variant(JSONB(), "postgresql")
+# BIGINT on PostgreSQL; INTEGER on SQLite so the id stays the auto-incrementing rowid.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    metadata = metadata
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSONList, list[Any]: JSONList}
+
+
+class ProxyRow(Base):
+    """One proxy: its identity and credentials, its current health, and who is checking it."""
+
+    __tablename__ = "proxies"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    key: Mapped[str] = mapped_column(String(512), unique=True)  # Proxy.key: URL without password
+    scheme: Mapped[str] = mapped_column(String(16))
+    host: Mapped[str] = mapped_column(String(255))
+    port: Mapped[int] = mapped_column(Integer)
+    username: Mapped[str | None] = mapped_column(String(255))
+    # Handed to workers by get_healthy_proxy(); never logged (engines use hide_parameters).
+    password: Mapped[str | None] = mapped_column(String(255))
+    tags: Mapped[list[Any]] = mapped_column(server_default=text("'[]'"))
+    label: Mapped[str | None] = mapped_column(String(255))
+    source: Mapped[str] = mapped_column(String(1024))  # "csv:/etc/proxycheck/proxies.csv", "cli"
+    enabled: Mapped[bool] = mapped_column(Boolean, server_default=true())
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+    # Current health (health.HealthState) and what the latest check learnt.
+    state: Mapped[str] = mapped_column(String(16), server_default="unknown")
+    consecutive_successes: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    consecutive_failures: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    failing_streak: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    code: Mapped[int | None] = mapped_column(Integer)
+    reason: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[str | None] = mapped_column(Text)
+    probe: Mapped[str | None] = mapped_column(String(64))
+    state_changed_at: Mapped[datetime | None]
+    last_checked_at: Mapped[datetime | None]
+    last_success_at: Mapped[datetime | None]
+    next_check_at: Mapped[datetime]
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+    exit_ip: Mapped[str | None] = mapped_column(String(64))
+    anonymity: Mapped[str | None] = mapped_column(String(16))
+    resolved_ip: Mapped[str | None] = mapped_column(String(64))
+
+    # The lease: which instance is checking it, fenced by a token (see queries.claim_due).
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_token: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        Index("ix_proxies_due", "enabled", "next_check_at"),
+        Index("ix_proxies_healthy", "state", "last_success_at"),
+        Index("ix_proxies_source", "source"),
+    )
+
+
+class CheckRow(Base):
+    """History: one row per completed check (``checker_unavailable`` results are not stored)."""
+
+    __tablename__ = "checks"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    proxy_id: Mapped[int] = mapped_column(BigId, ForeignKey("proxies.id", ondelete="CASCADE"))
+    checked_at: Mapped[datetime]
+    healthy: Mapped[bool | None] = mapped_column(Boolean)
+    code: Mapped[int | None] = mapped_column(Integer)
+    reason: Mapped[str | None] = mapped_column(String(64))
+    probe: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[str | None] = mapped_column(Text)
+    elapsed_ms: Mapped[float | None] = mapped_column(Float)
+    exit_ip: Mapped[str | None] = mapped_column(String(64))
+    anonymity: Mapped[str | None] = mapped_column(String(16))
+    probes: Mapped[list[Any]]  # [ProbeOutcome.as_dict(), ...]
+    instance_id: Mapped[str | None] = mapped_column(String(64))
+
+    __table_args__ = (Index("ix_checks_proxy_id_checked_at", "proxy_id", "checked_at"),)
+
+
+class InstanceRow(Base):
+    """One running (or stopped) daemon process."""
+
+    __tablename__ = "instances"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # uuid4 hex
+    hostname: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime]
+    heartbeat_at: Mapped[datetime]
+    stopped_at: Mapped[datetime | None]
+    checker_state: Mapped[str] = mapped_column(String(16), server_default="ok")  # ok | degraded
+    checker_reason: Mapped[str | None] = mapped_column(Text)
+    last_round_at: Mapped[datetime | None]
+    own_ips: Mapped[list[Any]] = mapped_column(server_default=text("'[]'"))
+
+    __table_args__ = (Index("ix_instances_heartbeat_at", "heartbeat_at"),)
+
+
+__all__ = ["Base", "CheckRow", "InstanceRow", "NAMING_CONVENTION", "ProxyRow", "UTCDateTime", "metadata"]
