@@ -174,6 +174,182 @@ def config_check(file: str) -> None:
     click.echo(f"{file}: OK (database: {_mask_url(settings.resolved_database_url)})")
 
 
+@cli.command()
+@config_option
+@click.option("--once", is_flag=True, help="Check every due proxy once, store the results and exit (cron, tests).")
+def run(config: str | None, once: bool) -> None:
+    """Run the daemon in the foreground (what systemd runs).
+
+    \b
+    Example:
+      proxycheck db upgrade && proxycheck run --config proxycheck.toml
+    SIGTERM finishes in-flight checks and exits 0; SIGHUP re-syncs the config's CSV sources.
+    """
+    from .daemon import run_daemon
+
+    settings = _settings(config)
+    try:
+        code = run_daemon(settings, config_path=config, once=once)
+    except ProxycheckError as exc:
+        raise CliError(str(exc)) from None
+    sys.exit(code)
+
+
+@cli.command()
+@config_option
+@click.option("--unhealthy", is_flag=True, help="Only unhealthy proxies.")
+@click.option("--tag", help="Only proxies with this tag.")
+@click.option("--code", "code_text", metavar="CODE", help="Only proxies failing with this code (29 or ERROR_PROXY_TRANSPARENT).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object: summary and proxies (see README).")
+def status(config: str | None, unhealthy: bool, tag: str | None, code_text: str | None, as_json: bool) -> None:
+    """Show the fleet from the database (works whether or not the daemon runs).
+
+    \b
+    Example:
+      proxycheck status --unhealthy --json
+    Exit: 0 when at least one proxy is healthy, 1 when none is, 2 on errors.
+    """
+    from .status_view import as_json as status_json
+    from .status_view import render
+    from .store import list_proxies, make_engine, status_summary
+    from .store.migrate import check_at_head
+    from .verdict import parse_code
+
+    settings = _settings(config)
+    try:
+        code = parse_code(code_text) if code_text else None
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    url = settings.resolved_database_url
+    try:
+        check_at_head(url)
+        engine = make_engine(url, writer=False)
+        try:
+            summary = status_summary(engine)
+            rows = list_proxies(engine, unhealthy_only=unhealthy, tag=tag, code=code)
+        finally:
+            engine.dispose()
+    except ProxycheckError as exc:
+        raise CliError(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(status_json(summary, rows), indent=2))
+    else:
+        render(summary, rows, Console(highlight=False))
+    sys.exit(0 if summary.counts["healthy"] > 0 else EXIT_UNHEALTHY)
+
+
+@cli.command("import")
+@config_option
+@click.option("--file", "-f", "files", multiple=True, type=click.Path(), metavar="CSV", help="CSV file of proxies (repeatable).")
+@click.option("--strict", is_flag=True, help="Any bad CSV row is fatal.")
+@click.argument("args", nargs=-1, metavar="[CSV|URL]...")
+def import_(config: str | None, files: tuple[str, ...], strict: bool, args: tuple[str, ...]) -> None:
+    """Add proxies to the database (new ones are checked at once by the daemon).
+
+    \b
+    Examples:
+      proxycheck import proxies.csv
+      proxycheck import --file proxies.csv socks5://198.51.100.2:1080
+    Imported proxies are never disabled by source syncs; use [daemon].sources for lists you maintain.
+    """
+    from .sources import load_inputs
+    from .store import add_proxies, make_engine
+    from .store.migrate import check_at_head
+
+    settings = _settings(config)
+    urls = [a for a in args if "://" in a or not a.endswith(".csv")]
+    csvs = list(files) + [a for a in args if a not in urls]
+    if not urls and not csvs:
+        raise CliError("nothing to import: give a CSV file or proxy URLs (see `proxycheck import --help`)")
+    try:
+        loaded = load_inputs(urls, csvs)
+    except ProxycheckError as exc:
+        raise CliError(str(exc)) from None
+    for err in loaded.errors:
+        click.echo(f"proxycheck: {err}", err=True)
+    if loaded.errors and strict:
+        raise CliError(f"{len(loaded.errors)} bad row(s); nothing imported because of --strict")
+    url = settings.resolved_database_url
+    try:
+        check_at_head(url)
+        engine = make_engine(url, writer=True)
+        try:
+            report = add_proxies(engine, loaded.deduplicated(), source="import", policy=settings.health)
+        finally:
+            engine.dispose()
+    except ProxycheckError as exc:
+        raise CliError(str(exc)) from None
+    click.echo(f"imported: {report.added} added, {report.updated + report.reenabled} updated, {report.unchanged} unchanged"
+               + (f"; {len(loaded.errors)} bad row(s) skipped" if loaded.errors else ""))
+
+
+@cli.group()
+def db() -> None:
+    """Create or migrate the database."""
+
+
+@db.command("upgrade")
+@config_option
+def db_upgrade(config: str | None) -> None:
+    """Create or migrate the database to the latest schema (safe to repeat).
+
+    \b
+    Example:
+      PROXYCHECK_DATABASE_URL=postgresql://proxycheck@db/proxycheck proxycheck db upgrade
+    """
+    from .store import upgrade
+
+    settings = _settings(config)
+    url = settings.resolved_database_url
+    _ensure_sqlite_dir(url)
+    try:
+        before, after = upgrade(url)
+    except ProxycheckError as exc:
+        raise CliError(str(exc)) from None
+    where = _mask_url(url)
+    if before == after:
+        click.echo(f"{where}: already at {after}")
+    else:
+        click.echo(f"{where}: migrated {before or 'empty'} -> {after}")
+
+
+@db.command("current")
+@config_option
+def db_current(config: str | None) -> None:
+    """Print the database's schema revision and whether it is the latest."""
+    from .store import current_revision, head_revision
+
+    settings = _settings(config)
+    try:
+        current = current_revision(settings.resolved_database_url)
+    except ProxycheckError as exc:
+        raise CliError(str(exc)) from None
+    head = head_revision()
+    click.echo(f"{current or 'empty'} (latest: {head})" + ("" if current == head else "; run `proxycheck db upgrade`"))
+    sys.exit(0 if current == head else EXIT_UNHEALTHY)
+
+
+def _ensure_sqlite_dir(url: str) -> None:
+    from sqlalchemy.engine import make_url
+
+    u = make_url(url)
+    if u.get_backend_name() == "sqlite" and u.database and u.database != ":memory:":
+        Path(u.database).parent.mkdir(parents=True, exist_ok=True)
+
+
+@cli.command()
+@click.argument("code")
+def explain(code: str) -> None:
+    """Explain an anti-captcha proxy error and how to fix it: proxycheck explain 29 (or ERROR_PROXY_TRANSPARENT)."""
+    from .explain import render as render_explanation
+    from .verdict import parse_code
+
+    try:
+        click.echo(render_explanation(parse_code(code)))
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+
+
 def _mask_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 

@@ -1,0 +1,130 @@
+"""``proxycheck status``: the documented JSON shape and the human table, from the read side.
+
+JSON (one object; keys are a contract — see README "status --json"):
+``{"summary": {"counts": {healthy, unhealthy, unknown, disabled}, "total", "checker":
+{"state": ok|degraded|not running, "reason", "daemons": [...]}, "last_round_at", "top_codes":
+[{"code", "error", "proxies"}], "overdue"}, "proxies": [{"proxy" (masked), "state", "code",
+"error", "reason", "probe", "detail", "last_checked_at", "last_success_at", "latency_ms",
+"exit_ip", "anonymity", "tags", "label", "source"}]}``. Never a password.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from .store.status import ProxyStatus, StatusSummary
+from .verdict import ERROR_NAMES, error_name
+
+
+def _iso(dt: datetime | None) -> str | None:
+    return dt.isoformat() if dt else None
+
+
+def checker_state(summary: StatusSummary) -> str:
+    return summary.checker_state or "not running"
+
+
+def as_json(summary: StatusSummary, rows: Sequence[ProxyStatus]) -> dict[str, Any]:
+    return {
+        "summary": {
+            "counts": dict(summary.counts),
+            "total": summary.total,
+            "checker": {
+                "state": checker_state(summary),
+                "reason": summary.checker_reason if summary.checker_state else "no daemon heartbeat in the last minute",
+                "daemons": [
+                    {"id": i.id, "hostname": i.hostname, "pid": i.pid, "heartbeat_at": _iso(i.heartbeat_at),
+                     "checker_state": i.checker_state, "own_ips": list(i.own_ips)}
+                    for i in summary.instances
+                ],
+            },
+            "last_round_at": _iso(summary.last_round_at),
+            "top_codes": [{"code": c, "error": error_name(c), "proxies": n} for c, n in summary.top_codes],
+            "overdue": summary.overdue,
+        },
+        "proxies": [_row(r) for r in rows],
+    }
+
+
+def _row(r: ProxyStatus) -> dict[str, Any]:
+    failing = r.health.state == "unhealthy"
+    return {
+        "proxy": r.proxy.masked_url,
+        "state": r.display_state,
+        "code": r.health.code if failing else None,
+        "error": error_name(r.health.code) if failing else None,
+        "reason": r.health.reason if failing else None,
+        "probe": r.probe if failing else None,
+        "detail": r.detail,
+        "last_checked_at": _iso(r.last_checked_at),
+        "last_success_at": _iso(r.last_success_at),
+        "latency_ms": r.latency_ms,
+        "exit_ip": r.exit_ip,
+        "anonymity": r.anonymity,
+        "tags": sorted(r.proxy.tags),
+        "label": r.proxy.label,
+        "source": r.source,
+    }
+
+
+def age(dt: datetime | None, now: datetime) -> str:
+    if dt is None:
+        return "never"
+    s = max(0, int((now - dt).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if s >= size:
+            return f"{s // size}{unit} ago"
+    return f"{s}s ago"
+
+
+def render(summary: StatusSummary, rows: Sequence[ProxyStatus], console: Console) -> None:
+    now = datetime.now(UTC)
+    c = summary.counts
+    state = checker_state(summary)
+    checker = {"ok": "ok", "degraded": f"DEGRADED ({summary.checker_reason})"}.get(state, "daemon not running")
+    console.print(
+        f"{summary.total} proxies: {c['healthy']} healthy, {c['unhealthy']} unhealthy, {c['unknown']} unknown, "
+        f"{c['disabled']} disabled", markup=False, highlight=False, soft_wrap=True)
+    console.print(f"checker: {checker}; last round {age(summary.last_round_at, now)}"
+                  + (f"; {summary.overdue} overdue" if summary.overdue else ""), markup=False, highlight=False, soft_wrap=True)
+    if summary.top_codes:
+        console.print("failing: " + ", ".join(f"{code} {ERROR_NAMES[code]} x{n}" for code, n in summary.top_codes),
+                      markup=False, highlight=False, soft_wrap=True)
+    if not rows:
+        return
+    if console.is_terminal:
+        table = Table(header_style="bold")
+        for col in ("proxy", "state", "code", "reason", "checked", "ms", "exit IP", "anonymity"):
+            table.add_column(col, overflow="fold")
+        styles = {"healthy": "green", "unhealthy": "red", "unknown": "yellow", "disabled": "dim"}
+        for r in rows:
+            j = _row(r)
+            code = f"{j['code']} {j['error']}" if j["code"] else ""
+            latency = f"{r.latency_ms:.0f}" if r.latency_ms is not None else ""
+            st = styles[j["state"]]
+            table.add_row(j["proxy"], f"[{st}]{j['state']}[/{st}]", code, j["reason"] or "", age(r.last_checked_at, now),
+                          latency, r.exit_ip or "", r.anonymity or "")
+        console.print(table)
+    else:
+        for r in rows:
+            j = _row(r)
+            parts = [j["proxy"], j["state"]]
+            if j["code"]:
+                parts += [f"{j['code']} {j['error']}", f"reason={j['reason']}"]
+            parts.append(f"checked={age(r.last_checked_at, now)}")
+            if r.latency_ms is not None:
+                parts.append(f"latency_ms={r.latency_ms:.0f}")
+            if r.exit_ip:
+                parts.append(f"exit_ip={r.exit_ip}")
+            if r.anonymity:
+                parts.append(f"anonymity={r.anonymity}")
+            console.print("  ".join(parts), markup=False, highlight=False, soft_wrap=True)
+    codes = sorted({r.health.code for r in rows if r.health.state == "unhealthy" and r.health.code})
+    if codes:
+        console.print("What the codes mean: " + " / ".join(f"`proxycheck explain {c}`" for c in codes),
+                      markup=False, highlight=False, soft_wrap=True)
