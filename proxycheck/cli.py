@@ -97,7 +97,7 @@ def check(config: str | None, files: tuple[str, ...], as_json: bool, concurrency
         click.echo(f"proxycheck: {err}", err=True)
     if loaded.errors and strict:
         raise CliError(f"{len(loaded.errors)} bad row(s); not checking anything because of --strict")
-    proxies = loaded.deduplicated()
+    proxies = loaded.deduplicated(by_identity=False)
     if not proxies:
         raise CliError("no usable proxies in the input")
 

@@ -31,12 +31,18 @@ class LoadedProxies:
         self.proxies.extend(other.proxies)
         self.errors.extend(other.errors)
 
-    def deduplicated(self) -> list[Proxy]:
-        """Proxies in input order, the last row winning for a repeated proxy."""
-        by_key = {p.key: p for p in self.proxies}
+    def deduplicated(self, *, by_identity: bool = True) -> list[Proxy]:
+        """Proxies in input order without repeats, the last row winning for a repeated proxy.
+
+        ``by_identity``: one proxy per ``Proxy.key`` (what storage keeps: a new password updates
+        the proxy). Without it only exact repeats collapse, so ``check`` can try one proxy with
+        two passwords side by side.
+        """
+        ident = (lambda p: p.key) if by_identity else (lambda p: p.url)
+        last = {ident(p): p for p in self.proxies}
         seen: dict[str, Proxy] = {}
         for p in self.proxies:
-            seen.setdefault(p.key, by_key[p.key])
+            seen.setdefault(ident(p), last[ident(p)])
         return list(seen.values())
 
 

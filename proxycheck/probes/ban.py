@@ -36,5 +36,5 @@ async def probe(ctx: ProbeContext) -> Finding:
     ban = detect_ban(response.status_code, headers, body)
     exit_ip = ctx.facts.get("exit_ip") or "its exit IP"
     if ban is not None:
-        return fail("banned", f"the ban target answered {ban} to the proxy's exit {exit_ip}")
+        return fail("banned", f"through {ctx.who} (exit {exit_ip}) the ban target answered {ban}")
     return ok(f"the ban target answered {response.status_code}: not banned")

@@ -1,0 +1,259 @@
+"""Fault servers: the misbehaviours no real proxy software can be configured into on loopback.
+
+Each class has ``start()`` (binds port 0 on its own 127.0.1.N address, then sets ``port``) and
+``stop()`` (closes every socket it opened and joins its threads, so nothing leaks into the
+ResourceWarning check). Each docstring says what real software cannot do here.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import threading
+from urllib.parse import urlsplit
+
+import trustme
+
+_HEAD_LIMIT = 65536
+
+
+class WorldFaultError(RuntimeError):
+    """A fault server could not be set up the way its fixture needs."""
+
+
+class RefusedPort:
+    """A port where TCP connects are refused (RST): code 25.
+
+    A socket bound but never listening holds the port, so nothing else can take it while the
+    kernel still answers every SYN with a reset. (Real software cannot "listen and refuse".)
+    """
+
+    def __init__(self, host: str) -> None:
+        self.host, self.port = host, 0
+        self._sock: socket.socket | None = None
+
+    def start(self) -> None:
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.bind((self.host, 0))
+        self.port = self._sock.getsockname()[1]
+
+    def stop(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+
+
+class Blackhole:
+    """A port whose SYNs go unanswered, so a TCP connect times out: code 26.
+
+    Without root-only firewall rules, loopback never drops packets. But Linux drops a SYN when
+    the listener's accept queue is full: we listen with backlog 0, fill the queue with
+    connections we never accept, and prove on start that one more connect times out.
+    """
+
+    def __init__(self, host: str) -> None:
+        self.host, self.port = host, 0
+        self._sock: socket.socket | None = None
+        self._fillers: list[socket.socket] = []
+
+    def start(self) -> None:
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.bind((self.host, 0))
+        self._sock.listen(0)
+        self.port = self._sock.getsockname()[1]
+        for _ in range(8):
+            probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            probe.settimeout(0.1)
+            try:
+                probe.connect((self.host, self.port))
+            except TimeoutError:
+                probe.close()  # the queue is full: SYNs are being dropped
+                return
+            except OSError:
+                probe.close()
+                raise
+            self._fillers.append(probe)
+        self.stop()
+        raise WorldFaultError(f"blackhole {self.host}: 8 connects into a backlog-0 listener all succeeded; this kernel does not drop SYNs on a full accept queue")
+
+    def stop(self) -> None:
+        for sock in self._fillers:
+            sock.close()
+        self._fillers = []
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+
+class _ThreadedServer:
+    """An accept loop plus one thread per connection; subclasses implement ``serve(conn)``."""
+
+    def __init__(self, host: str) -> None:
+        self.host, self.port = host, 0
+        self._sock: socket.socket | None = None
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._conns: set[socket.socket] = set()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.bind((self.host, 0))
+        self._sock.listen(1024)
+        self._sock.settimeout(0.05)  # the accept loop polls the stop flag
+        self.port = self._sock.getsockname()[1]
+        self._spawn(self._accept_loop)
+
+    def _spawn(self, target, *args) -> None:
+        thread = threading.Thread(target=target, args=args, name=type(self).__name__, daemon=True)
+        with self._lock:
+            self._threads.append(thread)
+        thread.start()
+
+    def _accept_loop(self) -> None:
+        assert self._sock is not None
+        while not self._stopping.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            conn.settimeout(None)
+            with self._lock:
+                if self._stopping.is_set():
+                    conn.close()
+                    return
+                self._conns.add(conn)
+            self._spawn(self._run, conn)
+
+    def _run(self, conn: socket.socket) -> None:
+        try:
+            self.serve(conn)
+        except (OSError, ValueError):
+            pass  # the client went away, or stop() shut the connection
+        finally:
+            with self._lock:
+                self._conns.discard(conn)
+            conn.close()
+
+    def serve(self, conn: socket.socket) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        self._stopping.set()
+        with self._lock:
+            for conn in self._conns:
+                try:
+                    conn.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in recv()
+                except OSError:
+                    pass
+            threads = list(self._threads)
+        for thread in threads:
+            thread.join(timeout=5)
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+
+class SilentServer(_ThreadedServer):
+    """Accepts connections, reads whatever comes, never answers: code 27.
+
+    Used twice: as an HTTP proxy (the request is never answered) and as a SOCKS5 proxy (the
+    greeting is never answered). Real daemons answer or time out on their own schedule
+    (tinyproxy ``Timeout`` closes the connection, which is a different failure).
+    """
+
+    def serve(self, conn: socket.socket) -> None:
+        while conn.recv(4096):
+            pass
+
+
+class Socks4IdentRejected(_ThreadedServer):
+    """A SOCKS4 server that answers every request with 0x5D, "identd says the user id is wrong": code 49.
+
+    Real servers send it only after asking an identd about the client (dante's ``rfc931``
+    method); SOCKS4 has no password, so this is the one SOCKS4 "not authorised" there is.
+    """
+
+    def serve(self, conn: socket.socket) -> None:
+        head = _recv_exactly(conn, 8)  # VN CD DSTPORT(2) DSTIP(4)
+        _recv_until(conn, b"\x00")  # USERID
+        if head[4:7] == b"\x00\x00\x00" and head[7] != 0:  # SOCKS4a: a host name follows
+            _recv_until(conn, b"\x00")
+        conn.sendall(b"\x00\x5d" + b"\x00" * 6)
+
+
+class TlsInterceptor(_ThreadedServer):
+    """An HTTP proxy that forwards plain HTTP honestly but answers CONNECT with its own TLS: code 36.
+
+    The certificate it presents names the right host but is signed by its own CA, which the
+    world's clients do not trust (reason ``tls_intercepted``). squid does this with
+    ``ssl_bump``, but Debian's ``squid`` package is the GnuTLS build and ssl_bump needs the
+    ``squid-openssl`` one.
+    """
+
+    def __init__(self, host: str, egress: str) -> None:
+        super().__init__(host)
+        self.egress = egress
+        self._ca = trustme.CA(organization_name="proxycheck world interceptor")
+        self._contexts: dict[str, ssl.SSLContext] = {}
+
+    def _context(self, hostname: str) -> ssl.SSLContext:
+        with self._lock:
+            if hostname not in self._contexts:
+                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+                self._ca.issue_cert(hostname).configure_cert(ctx)
+                self._contexts[hostname] = ctx
+            return self._contexts[hostname]
+
+    def serve(self, conn: socket.socket) -> None:
+        head = _recv_until(conn, b"\r\n\r\n")
+        method, target, _ = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ", 2)
+        if method == "CONNECT":
+            conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            with self._context(target.rpartition(":")[0].strip("[]")).wrap_socket(conn, server_side=True) as tls:
+                _recv_until(tls, b"\r\n\r\n")  # only a client that ignores certificates gets here
+                body = b"intercepted by the world's TLS interceptor\n"
+                tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n"
+                            b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+            return
+        self._forward(conn, method, target, head)
+
+    def _forward(self, conn: socket.socket, method: str, target: str, head: bytes) -> None:
+        url = urlsplit(target)
+        if url.scheme != "http" or not url.hostname:
+            conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            return
+        lines = [f"{method} {url.path or '/'}{'?' + url.query if url.query else ''} HTTP/1.1".encode("latin-1")]
+        for line in head.split(b"\r\n")[1:]:
+            name = line.partition(b":")[0].strip().lower()
+            if line and name not in (b"connection", b"proxy-connection", b"proxy-authorization", b"keep-alive"):
+                lines.append(line)
+        lines.append(b"Connection: close")
+        with socket.create_connection((url.hostname, url.port or 80), timeout=5, source_address=(self.egress, 0)) as up:
+            up.sendall(b"\r\n".join(lines) + b"\r\n\r\n")
+            while chunk := up.recv(65536):
+                conn.sendall(chunk)
+
+
+def _recv_exactly(conn: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = conn.recv(n - len(data))
+        if not chunk:
+            raise ConnectionError("peer closed")
+        data += chunk
+    return data
+
+
+def _recv_until(conn: socket.socket, marker: bytes) -> bytes:
+    """Bytes up to and including ``marker``, one byte at a time (never reads past it)."""
+    data = bytearray()
+    while not data.endswith(marker):
+        if len(data) > _HEAD_LIMIT:
+            raise ConnectionError("head too long")
+        chunk = conn.recv(1)
+        if not chunk:
+            raise ConnectionError("peer closed")
+        data += chunk
+    return bytes(data)
