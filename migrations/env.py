@@ -57,7 +57,9 @@ def run_migrations_online() -> None:
     if connectable is None:
         from proxycheck.store.engine import make_engine
 
-        engine: Engine = make_engine(config.get_main_option("sqlalchemy.url") or "", writer=True, foreign_keys=False)
+        engine: Engine = make_engine(
+            config.get_main_option("sqlalchemy.url") or "", writer=True, foreign_keys=False
+        )
     else:
         engine = connectable
     try:

@@ -43,7 +43,8 @@ from .sdnotify import Notifier, watchdog_interval
 from .sources import read_csv_file
 from . import store
 from .store.engine import make_engine, masked_url
-from .store.leases import Claim, spread_overdue
+from .store.leases import Claim
+from .store.schedule import spread_overdue
 from .store.migrate import check_at_head
 
 log = logging.getLogger("proxycheck.daemon")
@@ -268,7 +269,7 @@ class Daemon:
             for err in loaded.errors:
                 log.warning("%s (row skipped)", err)
             report = await self._db(store.sync_source, self.engine, f"csv:{path}", loaded.deduplicated(), now,
-                                    policy=self.settings.health, rng=self.rng)
+                                    policy=self.settings.health, rng=self.rng, spread=not self.once)
             if report is not None and (report.added or report.updated or report.disabled):
                 log.info("synced %s: %d added, %d updated, %d disabled", path, report.added, report.updated, report.disabled)
 

@@ -5,9 +5,10 @@ Rules:
    ``random.Random``; the same inputs give the same ``Transition``.
 2. Three states. ``unknown`` (never judged, or re-enabled), ``healthy``, ``unhealthy``.
    Counters follow Envoy/Consul: each result increments its own streak and zeroes the other.
-3. From ``unknown`` one pass is enough to become healthy (Envoy marks a host healthy after a
-   single success during startup), so a freshly started fleet becomes usable after one round;
-   ``fall`` consecutive failures make it unhealthy, just as from ``healthy``.
+3. From ``unknown`` one check decides (Envoy marks a host healthy after a single success during
+   startup): one pass makes it healthy, one failure unhealthy. A never-verified proxy has no
+   record of health to protect from a blip, and ``status`` should name its failure at once;
+   ``fall`` protects proxies that *were* healthy.
 4. A definitive code (``verdict.DEFINITIVE_CODES``: 29 transparent, 49 not authorised) makes an
    unknown or healthy proxy unhealthy at once; retrying does not fix those.
 5. ``unhealthy`` needs ``rise`` consecutive passes to become healthy again.
@@ -55,11 +56,13 @@ class HealthPolicy:
     """
 
     rise: int = _field(2, "Consecutive passes an unhealthy proxy needs to become healthy again.")
-    fall: int = _field(3, "Consecutive failures that make a healthy (or unknown) proxy unhealthy.")
+    fall: int = _field(
+        3, "Consecutive failures that make a healthy proxy unhealthy (an unknown one fails at once)."
+    )
     interval: float = _field(300.0, "Seconds between checks of a healthy proxy in steady state.")
     fast_interval: float = _field(30.0, "Seconds between checks while the state may change.")
     failing_interval: float = _field(120.0, "Seconds until the first re-check once a proxy is unhealthy.")
-    backoff_factor: float = _field(2.0, "Each further failure while unhealthy multiplies the interval by this.")
+    backoff_factor: float = _field(2.0, "Each further failure while unhealthy multiplies the interval.")
     max_interval: float = _field(3600.0, "Cap in seconds on the backed-off interval of an unhealthy proxy.")
     jitter: float = _field(0.1, "Every interval varies by up to ± this fraction so checks do not bunch up.")
 
@@ -143,9 +146,9 @@ def _on_fail(s: HealthState, code: int | None, reason: str | None, policy: Healt
     s = replace(s, consecutive_successes=0, consecutive_failures=failures, code=code, reason=reason)
     if s.state == "unhealthy":
         return replace(s, failing_streak=s.failing_streak + 1)
-    if failures >= policy.fall or code in DEFINITIVE_CODES:
+    if s.state == "unknown" or failures >= policy.fall or code in DEFINITIVE_CODES:
         return replace(s, state="unhealthy", failing_streak=1)
-    return s  # unknown or healthy, with a failure streak in progress
+    return s  # healthy, with a failure streak in progress
 
 
 def _base_interval(s: HealthState, last_passed: bool, policy: HealthPolicy) -> float:
@@ -169,7 +172,9 @@ def initial_check_at(now: datetime, policy: HealthPolicy, rng: random.Random) ->
     return now + timedelta(seconds=rng.random() * policy.interval)
 
 
-def retry_after_unavailable(now: datetime, policy: HealthPolicy, rng: random.Random | None = None) -> datetime:
+def retry_after_unavailable(
+    now: datetime, policy: HealthPolicy, rng: random.Random | None = None
+) -> datetime:
     """Next check after ``checker_unavailable`` (our side failed): ``fast_interval``, jittered if
     ``rng`` is given. The proxy's state is not touched."""
     seconds = policy.fast_interval

@@ -143,8 +143,8 @@ def _translate_error(context: ExceptionContext) -> None:
         raise SchemaOutOfDate(f"{where} has no proxycheck tables ({message}): {_UPGRADE_HINT}") from orig
     if sqlite and "database is locked" in message:
         raise StorageError(
-            f"{where} stayed locked for {SQLITE_BUSY_TIMEOUT_MS // 1000} s by another writer: "
-            "run only one daemon per SQLite file (use PostgreSQL for several)"
+            f"{where} is locked by another writer (waited up to {SQLITE_BUSY_TIMEOUT_MS // 1000} s): "
+            "run only one daemon per SQLite file, or use PostgreSQL for several"
         ) from orig
     if context.connection is None or context.is_disconnect:
         if sqlite:

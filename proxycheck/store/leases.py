@@ -1,0 +1,198 @@
+"""Who checks which proxy: claiming due proxies under a lease, and fenced write-back.
+
+Rules:
+1. Claim in one short transaction, check outside any transaction, write back in another. No
+   row lock or pooled connection is held across network I/O.
+2. Due = enabled, ``next_check_at <= now`` and not leased (no lease, or an expired one: a
+   crashed or hung instance's proxies are taken over when its lease runs out).
+   On PostgreSQL ``now`` is the database clock and candidates are picked with
+   ``FOR UPDATE SKIP LOCKED``, so any number of instances can claim concurrently without
+   getting the same proxy. On SQLite the writer's ``BEGIN IMMEDIATE`` gives the same exclusion.
+3. Every claim gets a fresh random ``lease_token``. Every write-back matches it: if the lease
+   was lost (expired and taken over, or the proxy was disabled), nothing is written and the
+   function says so. Results are idempotent, so at-least-once checking is fine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, String, cast, func, insert, or_, select, true, update
+
+from ..health import HealthState, Transition
+from ..proxy import Proxy
+from ..result import CheckResult
+from ._rows import PROXY_COLUMNS, STATE_COLUMNS, is_postgresql, proxy_from_row, state_from_row, utcnow
+from .models import CheckRow
+from .models import ProxyRow as P
+
+_NO_LEASE = {"lease_owner": None, "lease_token": None, "lease_expires_at": None}
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A proxy leased to one checker until ``lease_expires_at``."""
+
+    proxy_id: int
+    proxy: Proxy  # with its password: the checker needs it
+    lease_token: str
+    state: HealthState  # the state to ``health.advance`` from
+    due_at: datetime  # its ``next_check_at`` when claimed
+    lease_expires_at: datetime
+
+
+def claim_due(
+    engine: Engine, owner: str, limit: int, lease_seconds: float, *, now: datetime | None = None
+) -> list[Claim]:
+    """Lease up to ``limit`` due proxies to ``owner`` (an instance id), most overdue first.
+
+    ``now`` overrides the clock (tests); by default PostgreSQL uses its own ``now()`` and SQLite
+    the local clock (SQLite is single-host).
+    """
+    if limit <= 0:
+        return []
+    lease = timedelta(seconds=lease_seconds)
+    with engine.begin() as conn:
+        pg = is_postgresql(conn)
+        clock: Any = func.now() if pg and now is None else (now or utcnow())
+        due = (
+            select(P.id)
+            .where(
+                P.enabled == true(),
+                P.next_check_at <= clock,
+                or_(P.lease_expires_at.is_(None), P.lease_expires_at <= clock),
+            )
+            .order_by(P.next_check_at, P.id)
+            .limit(limit)
+        )
+        if pg:
+            due = due.with_for_update(skip_locked=True)
+        stmt = (
+            update(P)
+            .where(P.id.in_(due.scalar_subquery()))
+            .values(lease_owner=owner, lease_token=_random_token(conn), lease_expires_at=clock + lease)
+            .returning(
+                P.id, P.lease_token, P.next_check_at, P.lease_expires_at, *PROXY_COLUMNS, *STATE_COLUMNS
+            )
+        )
+        rows = conn.execute(stmt).all()
+    rows.sort(key=lambda r: (r.next_check_at, r.id))
+    return [
+        Claim(r.id, proxy_from_row(r), r.lease_token, state_from_row(r), r.next_check_at, r.lease_expires_at)
+        for r in rows
+    ]
+
+
+def _random_token(conn: Connection) -> Any:
+    # Generated per row by the database, so one UPDATE hands every row its own token.
+    if is_postgresql(conn):
+        return cast(func.gen_random_uuid(), String)
+    return func.lower(func.hex(func.randomblob(16)))
+
+
+def record_result(
+    engine: Engine, claim: Claim, result: CheckResult, transition: Transition, instance_id: str | None
+) -> bool:
+    """Store one check: new state on the proxy, a history row, lease cleared — one transaction.
+    Returns False, writing nothing, if the lease was lost."""
+    return record_results(engine, [(claim, result, transition)], instance_id)[0]
+
+
+def record_results(
+    engine: Engine,
+    items: Iterable[tuple[Claim, CheckResult, Transition]],
+    instance_id: str | None,
+) -> list[bool]:
+    """``record_result`` for many checks in one transaction (SQLite's single writer commits
+    once per batch instead of once per proxy). One bool per item, in order."""
+    items = list(items)
+    if not items:
+        return []
+    with engine.begin() as conn:
+        return [_record(conn, claim, result, transition, instance_id) for claim, result, transition in items]
+
+
+def _record(
+    conn: Connection, claim: Claim, result: CheckResult, transition: Transition, instance_id: str | None
+) -> bool:
+    if result.healthy is None:
+        raise ValueError(
+            f"{result.reason} says nothing about {claim.proxy}: use reschedule_unavailable, not record_result"
+        )
+    state = transition.state
+    values: dict[str, Any] = {
+        "state": state.state,
+        "consecutive_successes": state.consecutive_successes,
+        "consecutive_failures": state.consecutive_failures,
+        "failing_streak": state.failing_streak,
+        "code": state.code,
+        "reason": state.reason,
+        "state_changed_at": state.changed_at,
+        "last_checked_at": result.started_at,
+        "next_check_at": transition.next_check_at,
+        **_NO_LEASE,
+    }
+    if result.healthy:
+        values["last_success_at"] = result.started_at
+        if state.code is None:  # healthy again: the old failure no longer explains anything
+            values.update(detail=None, probe=None)
+    else:
+        values.update(detail=result.detail, probe=result.probe)
+    # A failing check that learnt nothing keeps the last known facts.
+    facts = {
+        "latency_ms": result.latency_ms,
+        "exit_ip": result.exit_ip,
+        "anonymity": result.anonymity,
+        "resolved_ip": result.resolved_ip,
+    }
+    values.update({k: v for k, v in facts.items() if v is not None})
+    fenced = update(P).where(P.id == claim.proxy_id, P.lease_token == claim.lease_token).values(**values)
+    if conn.execute(fenced).rowcount != 1:
+        return False
+    conn.execute(
+        insert(CheckRow).values(
+            proxy_id=claim.proxy_id,
+            checked_at=result.started_at,
+            healthy=result.healthy,
+            code=result.code,
+            reason=result.reason,
+            probe=result.probe,
+            detail=result.detail,
+            elapsed_ms=result.elapsed_ms,
+            exit_ip=result.exit_ip,
+            anonymity=result.anonymity,
+            probes=[p.as_dict() for p in result.probes],
+            instance_id=instance_id,
+        )
+    )
+    return True
+
+
+def release_claims(engine: Engine, claims: Sequence[Claim]) -> int:
+    """Give back leases of checks that were not done (shutdown); they stay due. Returns how
+    many leases were still ours."""
+    return _fenced_update(engine, claims, {})
+
+
+def reschedule_unavailable(engine: Engine, claims: Sequence[Claim], next_check_at: datetime) -> int:
+    """``checker_unavailable``: no state change and no history, just the next check time
+    (``health.retry_after_unavailable``) and the lease cleared. Returns rows updated."""
+    return _fenced_update(engine, claims, {"next_check_at": next_check_at})
+
+
+def _fenced_update(engine: Engine, claims: Sequence[Claim], values: dict[str, Any]) -> int:
+    if not claims:
+        return 0
+    done = 0
+    with engine.begin() as conn:
+        for claim in claims:
+            stmt = (
+                update(P)
+                .where(P.id == claim.proxy_id, P.lease_token == claim.lease_token)
+                .values(**values, **_NO_LEASE)
+            )
+            done += conn.execute(stmt).rowcount
+    return done

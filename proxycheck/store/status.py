@@ -1,0 +1,195 @@
+"""The read side: what ``proxycheck status`` and ``get_healthy_proxy()`` need.
+
+Rule: these functions only read (one short transaction each), so they are safe on a SQLite
+reader engine while the daemon writes, and on a database the daemon is not running against.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, func, select, true
+
+from ..health import HealthState
+from ..proxy import Proxy
+from ._rows import PROXY_COLUMNS, STATE_COLUMNS, has_tag, proxy_from_row, state_from_row, utcnow
+from .instances import InstanceInfo, live_instances
+from .models import ProxyRow as P
+
+DISPLAY_STATES = ("healthy", "unhealthy", "unknown", "disabled")
+
+
+@dataclass(frozen=True)
+class ProxyStatus:
+    """One proxy as a status line shows it. ``proxy`` carries the password but never prints it."""
+
+    id: int
+    proxy: Proxy
+    source: str
+    enabled: bool
+    health: HealthState
+    detail: str | None
+    probe: str | None
+    last_checked_at: datetime | None
+    last_success_at: datetime | None
+    next_check_at: datetime
+    latency_ms: float | None
+    exit_ip: str | None
+    anonymity: str | None
+    resolved_ip: str | None
+    lease_owner: str | None
+
+    @property
+    def display_state(self) -> str:
+        """``disabled`` for a disabled proxy, else its health state."""
+        return self.health.state if self.enabled else "disabled"
+
+
+@dataclass(frozen=True)
+class StatusSummary:
+    counts: dict[str, int]  # every DISPLAY_STATES key; "disabled" rows are not counted by state
+    total: int
+    instances: tuple[InstanceInfo, ...]  # live ones, latest heartbeat first
+    checker_state: str | None  # of the latest live instance; None when no daemon is running
+    checker_reason: str | None
+    last_round_at: datetime | None
+    top_codes: tuple[tuple[int, int], ...]  # (code, proxies) of enabled unhealthy, most first
+    overdue: int  # enabled proxies whose check is more than `overdue_after` late
+
+
+def status_summary(
+    engine: Engine,
+    *,
+    now: datetime | None = None,
+    live_within: float = 60.0,
+    overdue_after: float = 300.0,
+    top: int = 5,
+) -> StatusSummary:
+    """Counts by state, the checker's health from the latest live instance, top failure codes."""
+    now = now or utcnow()
+    live = live_instances(engine, live_within, now=now)
+    with engine.begin() as conn:
+        counts = dict.fromkeys(DISPLAY_STATES, 0)
+        by_state = select(P.state, P.enabled, func.count()).group_by(P.state, P.enabled)
+        for state, enabled, n in conn.execute(by_state):
+            counts[state if enabled else "disabled"] += n
+        codes = conn.execute(
+            select(P.code, func.count().label("n"))
+            .where(P.enabled == true(), P.state == "unhealthy", P.code.is_not(None))
+            .group_by(P.code)
+            .order_by(func.count().desc(), P.code)
+            .limit(top)
+        ).all()
+        overdue = conn.scalar(
+            select(func.count()).where(
+                P.enabled == true(), P.next_check_at < now - timedelta(seconds=overdue_after)
+            )
+        )
+    latest = live[0] if live else None
+    return StatusSummary(
+        counts=counts,
+        total=sum(counts.values()),
+        instances=tuple(live),
+        checker_state=latest.checker_state if latest else None,
+        checker_reason=latest.checker_reason if latest else None,
+        last_round_at=max((i.last_round_at for i in live if i.last_round_at), default=None),
+        top_codes=tuple((row.code, row.n) for row in codes),
+        overdue=int(overdue or 0),
+    )
+
+
+def list_proxies(
+    engine: Engine,
+    *,
+    unhealthy_only: bool = False,
+    tag: str | None = None,
+    code: int | None = None,
+    include_disabled: bool = True,
+) -> list[ProxyStatus]:
+    """Proxies for a status listing, ordered by key. ``unhealthy_only`` means enabled and
+    unhealthy; ``code`` filters on the current failure code."""
+    with engine.begin() as conn:
+        stmt = _status_select(conn, tags=[tag] if tag else [])
+        if unhealthy_only:
+            stmt = stmt.where(P.enabled == true(), P.state == "unhealthy")
+        elif not include_disabled:
+            stmt = stmt.where(P.enabled == true())
+        if code is not None:
+            stmt = stmt.where(P.code == code)
+        return [_status(row) for row in conn.execute(stmt.order_by(P.key))]
+
+
+def healthy_proxies(
+    engine: Engine,
+    *,
+    fresh_since: datetime,
+    tags: Iterable[str] = (),
+    limit: int | None = None,
+) -> list[ProxyStatus]:
+    """Enabled healthy proxies whose last success is at or after ``fresh_since`` and that carry
+    every tag in ``tags``; fastest first (unknown latency last)."""
+    with engine.begin() as conn:
+        stmt = _status_select(conn, tags=list(tags)).where(
+            P.enabled == true(), P.state == "healthy", P.last_success_at >= fresh_since
+        )
+        stmt = stmt.order_by(P.latency_ms.is_(None), P.latency_ms, P.last_success_at.desc(), P.id)
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        return [_status(row) for row in conn.execute(stmt)]
+
+
+def _status_select(conn: Connection, *, tags: list[str]) -> Any:
+    stmt = select(
+        P.id,
+        P.key,
+        P.source,
+        P.enabled,
+        P.detail,
+        P.probe,
+        P.last_checked_at,
+        P.last_success_at,
+        P.next_check_at,
+        P.latency_ms,
+        P.exit_ip,
+        P.anonymity,
+        P.resolved_ip,
+        P.lease_owner,
+        *PROXY_COLUMNS,
+        *STATE_COLUMNS,
+    )
+    for tag in tags:
+        stmt = stmt.where(has_tag(conn, tag))
+    return stmt
+
+
+def _status(row: Any) -> ProxyStatus:
+    return ProxyStatus(
+        id=row.id,
+        proxy=proxy_from_row(row),
+        source=row.source,
+        enabled=row.enabled,
+        health=state_from_row(row),
+        detail=row.detail,
+        probe=row.probe,
+        last_checked_at=row.last_checked_at,
+        last_success_at=row.last_success_at,
+        next_check_at=row.next_check_at,
+        latency_ms=row.latency_ms,
+        exit_ip=row.exit_ip,
+        anonymity=row.anonymity,
+        resolved_ip=row.resolved_ip,
+        lease_owner=row.lease_owner,
+    )
+
+
+__all__ = [
+    "DISPLAY_STATES",
+    "ProxyStatus",
+    "StatusSummary",
+    "healthy_proxies",
+    "list_proxies",
+    "status_summary",
+]

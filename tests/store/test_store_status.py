@@ -1,0 +1,138 @@
+"""Instances (heartbeats, the checker's own health) and the read side for `proxycheck status`."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import update
+
+from proxycheck.store import (
+    healthy_proxies,
+    heartbeat,
+    list_proxies,
+    live_instances,
+    mark_stopped,
+    prune_instances,
+    register_instance,
+    status_summary,
+    sync_source,
+)
+from proxycheck.store.models import ProxyRow
+
+from .helpers import NOW, check_once, proxy
+
+LATER = NOW + timedelta(hours=1)
+
+
+def test_instances_are_live_while_they_heartbeat(writer, reader):
+    a = register_instance(writer, now=NOW, hostname="a", pid=10)
+    b = register_instance(writer, now=NOW, hostname="b", pid=11)
+    assert heartbeat(
+        writer, a, "degraded", "judge unreachable", NOW, ["192.0.2.1"], now=NOW + timedelta(seconds=20)
+    )
+    assert heartbeat(writer, b, now=NOW + timedelta(seconds=10))
+
+    live = live_instances(reader, 30, now=NOW + timedelta(seconds=25))
+    assert [(i.id, i.hostname, i.pid) for i in live] == [(a, "a", 10), (b, "b", 11)]  # latest first
+    assert (live[0].checker_state, live[0].checker_reason, live[0].own_ips) == (
+        "degraded",
+        "judge unreachable",
+        ("192.0.2.1",),
+    )
+    assert [i.id for i in live_instances(reader, 30, now=NOW + timedelta(seconds=45))] == [a]  # b is silent
+    mark_stopped(writer, a, now=NOW + timedelta(seconds=46))
+    assert live_instances(reader, 30, now=NOW + timedelta(seconds=47)) == []
+
+
+def test_heartbeat_rejects_unknown_checker_states_and_reports_missing_rows(writer):
+    with pytest.raises(ValueError, match="checker_state"):
+        heartbeat(writer, "x", "broken")
+    assert not heartbeat(writer, "no-such-instance")
+
+
+def test_prune_instances_forgets_long_gone_ones(writer):
+    old = register_instance(writer, now=NOW - timedelta(days=30))
+    stopped = register_instance(writer, now=NOW - timedelta(days=1))
+    mark_stopped(writer, stopped, now=NOW - timedelta(days=1))
+    current = register_instance(writer, now=NOW)
+    assert prune_instances(writer, NOW, older_than_days=7) == 1
+    assert {i.id for i in live_instances(writer, 10 * 86400, now=NOW)} == {current}
+    assert old not in {i.id for i in live_instances(writer, 100 * 86400, now=NOW)}
+
+
+def fleet(writer):
+    """healthy: 1 (tag de), 2 (tag us); unhealthy: 3 (49, tag de), 4 (49), 5 (25); unknown: 6;
+    disabled: 7. Checked at LATER; next checks hours away."""
+    tags = {1: {"de"}, 2: {"us"}, 3: {"de"}}
+    everyone = [proxy(n, tags=frozenset(tags.get(n, ()))) for n in range(1, 8)]
+    sync_source(writer, "s", everyone, NOW)
+    for n in (1, 2):
+        check_once(writer, everyone[n - 1], True, at=LATER)
+    for n in (3, 4):
+        check_once(writer, everyone[n - 1], False, code=49, reason="auth_rejected", at=LATER)
+    check_once(writer, everyone[4], False, code=25, reason="connect_refused", at=LATER)
+    with writer.begin() as conn:
+        conn.execute(update(ProxyRow).values(next_check_at=LATER + timedelta(hours=5)))
+    sync_source(writer, "s", everyone[:6], NOW)
+
+
+def test_status_summary(writer, reader):
+    fleet(writer)
+    i = register_instance(writer, now=LATER)
+    heartbeat(writer, i, "degraded", "no route to the judge", LATER, [], now=LATER)
+    summary = status_summary(reader, now=LATER + timedelta(seconds=5))
+    assert summary.counts == {"healthy": 2, "unhealthy": 3, "unknown": 1, "disabled": 1}
+    assert summary.total == 7
+    assert (summary.checker_state, summary.checker_reason) == ("degraded", "no route to the judge")
+    assert summary.last_round_at == LATER
+    assert summary.top_codes == ((49, 2), (25, 1))
+    assert summary.overdue == 0
+    assert status_summary(reader, now=LATER + timedelta(hours=6)).overdue == 6
+
+
+def test_status_summary_without_a_running_daemon(reader):
+    summary = status_summary(reader, now=NOW)
+    assert (summary.total, summary.checker_state, summary.instances, summary.top_codes) == (0, None, (), ())
+
+
+@pytest.mark.parametrize(
+    ("filters", "expected"),
+    [
+        ({}, [1, 2, 3, 4, 5, 6, 7]),
+        ({"include_disabled": False}, [1, 2, 3, 4, 5, 6]),
+        ({"unhealthy_only": True}, [3, 4, 5]),
+        ({"tag": "de"}, [1, 3]),
+        ({"code": 49}, [3, 4]),
+        ({"unhealthy_only": True, "tag": "de"}, [3]),
+        ({"tag": "nowhere"}, []),
+    ],
+)
+def test_list_proxies_filters(writer, reader, filters, expected):
+    fleet(writer)
+    listed = list_proxies(reader, **filters)
+    assert sorted(p.proxy.port - 8000 for p in listed) == expected
+
+
+def test_list_proxies_rows_say_what_a_status_line_needs(writer, reader):
+    fleet(writer)
+    by_n = {p.proxy.port - 8000: p for p in list_proxies(reader)}
+    assert by_n[7].display_state == "disabled"
+    assert (by_n[3].display_state, by_n[3].health.code, by_n[3].health.reason) == (
+        "unhealthy",
+        49,
+        "auth_rejected",
+    )
+    assert by_n[3].detail == "auth_rejected detail" and by_n[3].probe == "connect"
+    assert (by_n[1].display_state, by_n[1].latency_ms, by_n[1].exit_ip) == ("healthy", 120.0, "198.51.100.7")
+    assert "pw" not in repr(by_n[1]) and "pw" not in str(by_n[1].proxy)
+
+
+def test_healthy_proxies_are_fresh_and_tagged(writer, reader):
+    fleet(writer)
+    fresh = healthy_proxies(reader, fresh_since=LATER)
+    assert sorted(p.proxy.port - 8000 for p in fresh) == [1, 2]
+    assert fresh[0].proxy.password == "pw"  # workers get the credentials
+    assert [p.proxy.port - 8000 for p in healthy_proxies(reader, fresh_since=LATER, tags=["de"])] == [1]
+    assert healthy_proxies(reader, fresh_since=LATER + timedelta(seconds=1)) == []  # stale
+    assert len(healthy_proxies(reader, fresh_since=LATER, limit=1)) == 1
