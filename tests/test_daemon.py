@@ -38,7 +38,7 @@ def write_daemon_config(world, tmp_path: Path, names: list[str] | None = None, *
     head = f'state_dir = "{tmp_path / "state"}"\n' + (f'database_url = "{database_url}"\n' if database_url else "")
     daemon = f'\n[daemon]\nsources = ["{csv}"]\ndispatch_interval = 0.2\ndrain_grace = 10.0\n{extra}\n'
     # First checks are spread over one interval: keep it short so a test sees every proxy checked.
-    daemon += "\n[health]\ninterval = 3.0\nfast_interval = 2.0\n"
+    daemon += "\n[health]\ninterval = 3.0\nfast_interval = 2.0\nfailing_interval = 2.0\nmax_interval = 4.0\n"
     path = tmp_path / "proxycheck.toml"
     path.write_text(head + base + daemon)
     return path

@@ -1,0 +1,129 @@
+"""Several daemons on one real PostgreSQL: leases, takeover after SIGKILL, a killed connection.
+
+Each test gets a throwaway database on the machine's PostgreSQL (PROXYCHECK_TEST_PG_URL).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import create_engine, make_url, text
+from sqlalchemy.exc import OperationalError
+
+from cli import run_cli
+from test_daemon import NotifyListener, start_daemon, stop, wait_until, write_daemon_config
+
+pytestmark = pytest.mark.postgres
+
+PG_URL = os.environ.get("PROXYCHECK_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+GOOD = ["squid-anonymous", "squid-elite", "microsocks", "pproxy-socks4", "squid-forwarded-for", "refused"]
+
+
+@pytest.fixture
+def pg_db() -> Iterator[str]:
+    admin = create_engine(make_url(PG_URL).set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT")
+    name = f"proxycheck_daemon_{secrets.token_hex(4)}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except OperationalError as exc:
+        admin.dispose()
+        if os.environ.get("PROXYCHECK_REQUIRE_PG") == "1":
+            pytest.fail(f"PROXYCHECK_REQUIRE_PG=1 but PostgreSQL is unreachable: {exc.orig}")
+        pytest.skip(f"!!! PostgreSQL unavailable, multi-daemon tests NOT RUN: {exc.orig}")
+    try:
+        yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def checks_by_proxy(url: str) -> dict[str, list[tuple[datetime, str]]]:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(text(
+                "SELECT p.label, c.checked_at, c.instance_id FROM checks c JOIN proxies p ON p.id = c.proxy_id ORDER BY c.checked_at"
+            )).all()
+    finally:
+        engine.dispose()
+    out: dict[str, list[tuple[datetime, str]]] = defaultdict(list)
+    for label, at, instance in rows:
+        out[label].append((at, instance))
+    return out
+
+
+def test_two_daemons_share_the_fleet_and_survive_a_sigkill(world, tmp_path, pg_db):
+    extra = "lease_seconds = 8.0\n"
+    config = write_daemon_config(world, tmp_path, GOOD + ["silent-http", "silent-socks5"], database_url=pg_db, extra=extra)
+    assert run_cli("db", "upgrade", "--config", str(config)).returncode == 0
+    notify_a, notify_b = NotifyListener(tmp_path / "a.sock"), NotifyListener(tmp_path / "b.sock")
+    a = start_daemon(config, notify_a)
+    b = start_daemon(config, notify_b)
+    try:
+        notify_a.wait_for("READY=1", 20)
+        notify_b.wait_for("READY=1", 20)
+        time.sleep(12)
+        before = checks_by_proxy(pg_db)
+        instances = {inst for checks in before.values() for _, inst in checks}
+        assert len(instances) == 2, f"both daemons should have checked something: {instances}"
+        # Once per interval by exactly one daemon: consecutive checks of a proxy are never
+        # closer than the (jittered) interval, whichever daemon made them.
+        for label, checks in before.items():
+            times = [t for t, _ in checks]
+            gaps = [(b_ - a_).total_seconds() for a_, b_ in zip(times, times[1:])]
+            assert all(g >= 1.5 for g in gaps), (label, gaps)
+        a.send_signal(signal.SIGKILL)
+        a.wait()
+        killed_at = datetime.now(UTC)
+        # B takes over everything, including A's leases once they expire (8 s).
+        def all_taken_over():
+            after = checks_by_proxy(pg_db)
+            return all(any(t > killed_at for t, _ in after[label]) for label in before)
+        wait_until(all_taken_over, 40, "daemon B to check every proxy after A was killed")
+        survivor = {inst for checks in checks_by_proxy(pg_db).values() for t, inst in checks if t > killed_at}
+        assert len(survivor) == 1
+    finally:
+        if a.poll() is None:
+            a.kill()
+            a.communicate()
+        else:
+            a.communicate()
+        code, err = stop(b)
+        notify_a.close()
+        notify_b.close()
+    assert code == 0, err
+
+
+def test_daemon_survives_a_terminated_database_connection(world, tmp_path, pg_db):
+    config = write_daemon_config(world, tmp_path, ["squid-anonymous", "microsocks", "refused"], database_url=pg_db)
+    assert run_cli("db", "upgrade", "--config", str(config)).returncode == 0
+    notify = NotifyListener(tmp_path / "n.sock")
+    proc = start_daemon(config, notify)
+    db_name = make_url(pg_db).database
+    admin = create_engine(make_url(PG_URL).set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT")
+    try:
+        notify.wait_for("READY=1", 20)
+        wait_until(lambda: len(checks_by_proxy(pg_db)) == 3, 20, "first checks")
+        with admin.connect() as conn:
+            killed = conn.execute(text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = :db AND application_name LIKE 'proxycheck%'"), {"db": db_name}).scalar()
+        assert killed >= 1
+        terminated_at = datetime.now(UTC)
+        wait_until(lambda: all(any(t > terminated_at for t, _ in c) for c in checks_by_proxy(pg_db).values()), 30,
+                   "checks after the connection was terminated")
+        assert proc.poll() is None
+    finally:
+        admin.dispose()
+        code, err = stop(proc)
+        notify.close()
+    assert code == 0, err
