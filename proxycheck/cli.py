@@ -222,6 +222,7 @@ def status(config: str | None, unhealthy: bool, tag: str | None, code_text: str 
         raise CliError(str(exc)) from None
     url = settings.resolved_database_url
     try:
+        _require_existing_sqlite(url)
         check_at_head(url)
         engine = make_engine(url, writer=False)
         try:
@@ -271,6 +272,7 @@ def import_(config: str | None, files: tuple[str, ...], strict: bool, args: tupl
         raise CliError(f"{len(loaded.errors)} bad row(s); nothing imported because of --strict")
     url = settings.resolved_database_url
     try:
+        _require_existing_sqlite(url)
         check_at_head(url)
         engine = make_engine(url, writer=True)
         try:
@@ -321,12 +323,22 @@ def db_current(config: str | None) -> None:
 
     settings = _settings(config)
     try:
+        _require_existing_sqlite(settings.resolved_database_url)
         current = current_revision(settings.resolved_database_url)
     except ProxycheckError as exc:
         raise CliError(str(exc)) from None
     head = head_revision()
     click.echo(f"{current or 'empty'} (latest: {head})" + ("" if current == head else "; run `proxycheck db upgrade`"))
     sys.exit(0 if current == head else EXIT_UNHEALTHY)
+
+
+def _require_existing_sqlite(url: str) -> None:
+    """Reading must not create an empty SQLite file where the user expected their database."""
+    from sqlalchemy.engine import make_url
+
+    u = make_url(url)
+    if u.get_backend_name() == "sqlite" and u.database and not Path(u.database).exists():
+        raise CliError(f"database {u.database} does not exist: run `proxycheck db upgrade` (and check --config / state_dir)")
 
 
 def _ensure_sqlite_dir(url: str) -> None:

@@ -1,0 +1,55 @@
+"""The built wheel carries the Alembic tree: `proxycheck db upgrade` works from a plain install.
+
+The wheel is built from this checkout and unpacked into a fresh directory that is put first on
+sys.path (a wheel install is exactly that: its files in a site directory); the dependencies come
+from the test environment. The test proves the code that ran came from the wheel.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("dist")
+    proc = subprocess.run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(out), str(ROOT)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    (whl,) = out.glob("proxycheck-*.whl")
+    return whl
+
+
+def test_wheel_contains_the_migrations(wheel):
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert "proxycheck/migrations/env.py" in names
+    assert "proxycheck/migrations/script.py.mako" in names
+    assert any(n.startswith("proxycheck/migrations/versions/0001_") for n in names)
+    assert not any(n.startswith(("migrations/", "tests/")) for n in names)
+
+
+def test_db_upgrade_from_the_installed_wheel(wheel, tmp_path):
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PROXYCHECK_")}
+    env["PYTHONPATH"] = str(site)
+    db = tmp_path / "state" / "proxycheck.db"
+    code = (
+        "import sys, proxycheck; assert proxycheck.__file__.startswith(sys.argv[1]), proxycheck.__file__;"
+        "from proxycheck.cli import main; sys.argv = ['proxycheck'] + sys.argv[2:]; main()"
+    )
+    run = lambda *args: subprocess.run([sys.executable, "-c", code, str(site), *args], capture_output=True, text=True,
+                                       env={**env, "PROXYCHECK_DATABASE_URL": f"sqlite:///{db}"}, cwd=tmp_path, timeout=120)
+    up = run("db", "upgrade")
+    assert up.returncode == 0, up.stderr
+    assert "migrated empty -> " in up.stdout
+    current = run("db", "current")
+    assert current.returncode == 0 and "(latest: " in current.stdout, current.stdout + current.stderr
