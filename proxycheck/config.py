@@ -277,3 +277,20 @@ def _default(f: dataclasses.Field) -> Any:
     if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
         return f.default_factory()  # type: ignore[misc]
     return None
+
+
+def reference_markdown() -> str:
+    """The README's config reference table, generated so it cannot drift from the code."""
+    rows = ["| key | default | meaning |", "|---|---|---|"]
+    for section, key, default, doc in describe():
+        name = f"[{section}].{key}" if section else key
+        if isinstance(default, tuple):
+            shown = "[]" if not default else "[" + ", ".join(f'"{d}"' for d in default) + "]"
+        elif isinstance(default, str):
+            shown = f'"{default}"'
+        else:
+            shown = repr(default)
+        if len(shown) > 60:
+            shown = shown[:57] + "..."
+        rows.append(f"| `{name}` | `{shown}` | {doc} |")
+    return "\n".join(rows)

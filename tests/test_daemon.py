@@ -200,3 +200,29 @@ def test_sigterm_mid_round_keeps_every_completed_result(world, tmp_path):
     rows = by_label(status_json(config))
     assert all(rows[n]["last_checked_at"] for n in names), {n: rows[n]["last_checked_at"] for n in names}
     assert_states_match(world, rows, names)
+
+
+def test_sighup_resyncs_sources(world, tmp_path):
+    config = write_daemon_config(world, tmp_path, ["squid-anonymous", "microsocks"])
+    assert run_cli("db", "upgrade", "--config", str(config)).returncode == 0
+    notify = NotifyListener(tmp_path / "notify.sock")
+    proc = start_daemon(config, notify)
+    try:
+        notify.wait_for("READY=1", 20)
+        csv = tmp_path / "proxies.csv"
+        elite = world.by_name("squid-elite")
+        csv.write_text(f"url,label\n{world.by_name('squid-anonymous').url},{label_of('squid-anonymous')}\n"
+                       f"{elite.url},{label_of('squid-elite')}\nnot-a-proxy://x,broken\n")
+        notify.messages.clear()
+        proc.send_signal(signal.SIGHUP)
+        notify.wait_for("RELOADING=1", 10)
+        notify.wait_for("READY=1", 10)
+        rows = by_label(status_json(config))
+        assert rows["microsocks"]["state"] == "disabled"
+        assert "squid-elite" in rows
+        wait_until(lambda: by_label(status_json(config))["squid-elite"]["state"] == "healthy", 20, "the new proxy checked")
+    finally:
+        code, err = stop(proc)
+        notify.close()
+    assert code == 0, err
+    assert "proxies.csv:4: type: 'not-a-proxy' is not a proxy type" in err  # a bad row is logged, not fatal
