@@ -112,6 +112,7 @@ class Daemon:
         self.last_round_at: datetime | None = None
         self.last_progress = time.monotonic()
         self.checks_done = 0
+        self.counts: dict[str, int] = {}
         self._lock: SingleDaemonLock | None = None
         self._preflight_lock = asyncio.Lock()
 
@@ -300,6 +301,10 @@ class Daemon:
                        own_ips=sorted(self.status.own_ips))
         if stopped:
             await self._db(store.mark_stopped, self.engine, self.instance_id)
+        elif self.notifier.enabled:
+            summary = await self._db(store.status_summary, self.engine)
+            if summary is not None:
+                self.counts = summary.counts
         self.notifier.status(self._status_text())
 
     async def _watchdog(self) -> None:
@@ -392,7 +397,8 @@ class Daemon:
 
     def _status_text(self) -> str:
         checker = "checker ok" if self.status.ok else f"checker DEGRADED: {self.status.reason}"
-        return f"{checker}; {self.checks_done} checks; {len(self.inflight)} in flight"
+        fleet = ", ".join(f"{n} {state}" for state, n in self.counts.items() if n)
+        return f"{fleet or 'no proxies yet'}; {checker}; {self.checks_done} checks, {len(self.inflight)} in flight"
 
 
 def _with_sources(settings: Settings, sources: tuple[str, ...]) -> Settings:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -177,7 +178,8 @@ def test_daemon_notifies_checks_and_stops_cleanly(world, tmp_path):
         notify.wait_for("STOPPING=1", 5)
         notify.close()
     assert code == 0, err
-    assert any(m.startswith("STATUS=") or "\nSTATUS=" in m for m in notify.messages)
+    statuses = [line for m in notify.messages for line in m.split("\n") if line.startswith("STATUS=")]
+    assert any(re.match(r"STATUS=\d+ (unknown|healthy|unhealthy).*; checker ok; \d+ checks", line) for line in statuses), statuses
     assert "right-pass" not in err and "wrong-pass" not in err
     assert status_json(config)["summary"]["checker"]["state"] == "not running"
 
