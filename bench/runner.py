@@ -56,10 +56,16 @@ def prepare_suite(spec: dict):
     proxies = [parse_proxy_url("http://" + a) for a in spec["proxies"]]
 
     async def run() -> list[str]:
-        rnd = await checker.check_many(proxies, concurrency=spec["concurrency"])
+        bad: list[str] = []
+
+        def note(r) -> None:  # streamed, not kept: memory must stay flat in N
+            if not r.healthy:
+                bad.append(f"{r.proxy.address}: {r.probe} {r.reason}: {r.detail}")
+
+        rnd = await checker.check_many(proxies, concurrency=spec["concurrency"], on_result=note, keep_results=False)
         if rnd.checker_unavailable:
             return [f"checker unavailable: {rnd.status.reason}"] * len(proxies)
-        return [f"{r.proxy.address}: {r.probe} {r.reason}: {r.detail}" for r in rnd.results if not r.healthy]
+        return bad
 
     return run
 

@@ -82,7 +82,10 @@ class Checker:
         *,
         concurrency: int | None = None,
         on_result: Callable[[CheckResult], None] | None = None,
+        keep_results: bool = True,
     ) -> Round:
+        """Check every proxy with at most ``concurrency`` at once. Streaming callers pass
+        ``on_result`` and ``keep_results=False`` so memory stays flat in the number of proxies."""
         proxies = list(proxies)
         status = await self.preflight()
         if not status.ok:
@@ -93,20 +96,24 @@ class Checker:
             return Round(status, results)
         # A fixed pool of workers over one queue: memory stays flat in the number of proxies
         # (one task per proxy would cost ~1.4 KB each while waiting).
-        results: list[CheckResult | None] = [None] * len(proxies)
+        results: list[CheckResult | None] = [None] * len(proxies) if keep_results else []
         todo = iter(enumerate(proxies))
+        failures = 0
 
         async def worker() -> None:
+            nonlocal failures
             for index, proxy in todo:
                 result = await self.check(proxy, status.own_ips)
-                results[index] = result
+                failures += result.healthy is False
+                if keep_results:
+                    results[index] = result
                 if on_result:
                     on_result(result)
 
         workers = min(concurrency or self.settings.check.concurrency, len(proxies)) or 1
         await asyncio.gather(*(worker() for _ in range(workers)))
         results = [r for r in results if r is not None]
-        if any(r.healthy is False for r in results):
+        if failures:
             after = await self.preflight()
             if not after.ok:
                 results = [r if r.healthy else unavailable_result(r.proxy, after.reason, r) for r in results]
