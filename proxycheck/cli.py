@@ -362,6 +362,37 @@ def explain(code: str) -> None:
         raise CliError(str(exc)) from None
 
 
+@cli.command()
+@click.option("--keep", is_flag=True, help="Keep the temporary directory (config, CSV, database) and print where it is.")
+def demo(keep: bool) -> None:
+    """See the whole product work offline in a few seconds.
+
+    \b
+    Starts a local judge and small local proxies that each misbehave one way (plus two good
+    ones), runs the daemon's round on a temporary database, prints `status` with every code
+    25-29, 35, 36, 49 next to the proxy that caused it, shows what get_healthy_proxy() hands
+    out, and cleans up. Example:
+      proxycheck demo
+    """
+    from .demo import run_demo
+
+    sys.exit(run_demo(keep=keep))
+
+
+@cli.command()
+@config_option
+def doctor(config: str | None) -> None:
+    """Check the set-up: config, database and migration, judge and targets, own IP, daemon alive.
+
+    \b
+    Each line says OK, or what is wrong and the command that fixes it. Example:
+      proxycheck doctor --config /etc/proxycheck/proxycheck.toml
+    """
+    from .doctor import doctor_command
+
+    sys.exit(doctor_command(config))
+
+
 def _mask_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 

@@ -90,6 +90,13 @@ class Daemon:
 
 
 @dataclass(frozen=True)
+class Http:
+    enabled: bool = _doc("serve the worker HTTP endpoint from `proxycheck run`", default=False)
+    listen: str = _doc("HOST:PORT to bind (keep it on loopback or a private network)", default="127.0.0.1:8181")
+    token: str = _doc("if set, every request needs `Authorization: Bearer <token>` (/healthz excepted)", default="")
+
+
+@dataclass(frozen=True)
 class Settings:
     database_url: str = _doc("SQLAlchemy URL; empty = SQLite in state_dir", default="")
     state_dir: str = _doc("directory for the SQLite database and lock file", default="./state")
@@ -99,6 +106,7 @@ class Settings:
     check: Check = field(default_factory=Check)
     health: HealthPolicy = field(default_factory=HealthPolicy)
     daemon: Daemon = field(default_factory=Daemon)
+    http: Http = field(default_factory=Http)
     source_file: str | None = None  # where the settings came from (not a key)
 
     @property
@@ -108,7 +116,7 @@ class Settings:
         return f"sqlite:///{Path(self.state_dir).resolve() / 'proxycheck.db'}"
 
 
-SECTIONS = ("targets", "timeouts", "probes", "check", "health", "daemon")
+SECTIONS = ("targets", "timeouts", "probes", "check", "health", "daemon", "http")
 _NOT_KEYS = {"source_file"}
 
 
@@ -237,6 +245,9 @@ def _validate(settings: Settings, origin: str) -> None:
         raise ConfigError(f"{origin}: [check].concurrency must be at least 1")
     if settings.probes.long_get_bytes > 65536:
         raise ConfigError(f"{origin}: [probes].long_get_bytes must be at most 65536")
+    host, sep, port = settings.http.listen.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{origin}: [http].listen {settings.http.listen!r} is not HOST:PORT")
     if settings.database_url and "://" not in settings.database_url:
         raise ConfigError(f"{origin}: database_url {settings.database_url!r} is not a URL (e.g. sqlite:///path.db)")
 

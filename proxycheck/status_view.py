@@ -16,6 +16,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from .store.status import ProxyStatus, StatusSummary
 from .verdict import ERROR_NAMES, error_name
@@ -97,9 +98,10 @@ def render(summary: StatusSummary, rows: Sequence[ProxyStatus], console: Console
                       markup=False, highlight=False, soft_wrap=True)
     if not rows:
         return
+    labelled = any(r.proxy.label for r in rows)  # the label column only when someone uses labels
     if console.is_terminal:
         table = Table(header_style="bold")
-        for col in ("proxy", "state", "code", "reason", "checked", "ms", "exit IP", "anonymity"):
+        for col in ("proxy", *(("label",) if labelled else ()), "state", "code", "reason", "checked", "ms", "exit IP", "anonymity"):
             table.add_column(col, overflow="fold")
         styles = {"healthy": "green", "unhealthy": "red", "unknown": "yellow", "disabled": "dim"}
         for r in rows:
@@ -107,13 +109,14 @@ def render(summary: StatusSummary, rows: Sequence[ProxyStatus], console: Console
             code = f"{j['code']} {j['error']}" if j["code"] else ""
             latency = f"{r.latency_ms:.0f}" if r.latency_ms is not None else ""
             st = styles[j["state"]]
-            table.add_row(j["proxy"], f"[{st}]{j['state']}[/{st}]", code, j["reason"] or "", age(r.last_checked_at, now),
+            # Text, not markup: "[fe80::1]" in a URL or "[eu]" in a label is not a style tag.
+            table.add_row(Text(j["proxy"]), *((Text(j["label"] or ""),) if labelled else ()), f"[{st}]{j['state']}[/{st}]", code, j["reason"] or "", age(r.last_checked_at, now),
                           latency, r.exit_ip or "", r.anonymity or "")
         console.print(table)
     else:
         for r in rows:
             j = _row(r)
-            parts = [j["proxy"], j["state"]]
+            parts = [j["proxy"] + (f" ({j['label']})" if j["label"] else ""), j["state"]]
             if j["code"]:
                 parts += [f"{j['code']} {j['error']}", f"reason={j['reason']}"]
             parts.append(f"checked={age(r.last_checked_at, now)}")

@@ -17,6 +17,7 @@ from ..health import HealthState
 from ..proxy import Proxy
 from ._rows import PROXY_COLUMNS, STATE_COLUMNS, has_tag, proxy_from_row, state_from_row, utcnow
 from .instances import InstanceInfo, live_instances
+from .models import InstanceRow
 from .models import ProxyRow as P
 
 DISPLAY_STATES = ("healthy", "unhealthy", "unknown", "disabled")
@@ -83,6 +84,8 @@ def status_summary(
             .order_by(func.count().desc(), P.code)
             .limit(top)
         ).all()
+        # Any instance, live or not: a `run --once` from cron has exited by the time status runs.
+        last_round = conn.scalar(select(func.max(InstanceRow.last_round_at)))
         overdue = conn.scalar(
             select(func.count()).where(
                 P.enabled == true(), P.next_check_at < now - timedelta(seconds=overdue_after)
@@ -95,7 +98,7 @@ def status_summary(
         instances=tuple(live),
         checker_state=latest.checker_state if latest else None,
         checker_reason=latest.checker_reason if latest else None,
-        last_round_at=max((i.last_round_at for i in live if i.last_round_at), default=None),
+        last_round_at=last_round,
         top_codes=tuple((row.code, row.n) for row in codes),
         overdue=int(overdue or 0),
     )

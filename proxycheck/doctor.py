@@ -1,0 +1,309 @@
+"""``proxycheck doctor``: can this installation work? One line per check: OK, or FAIL and the fix.
+
+Rules:
+1. Each check returns ``Line``s: OK with what it found, or FAIL with what is wrong and the
+   command that fixes it. The runner prints them; no exception gets out (an unexpected one
+   becomes a FAIL line naming it, with the traceback in the log at -v).
+2. A check whose prerequisite failed says so instead of piling on: with no usable database,
+   "daemon" is unknown, not "not running".
+3. Doctor only looks. It never writes: a missing SQLite file is reported, never created.
+4. The network checks are the daemon's own: targets fetched directly (no proxy), then the same
+   ``preflight`` the daemon runs before judging any proxy, for the checker's own IP.
+
+Order: config, sources, database, each target, own IP, daemon.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TextIO
+from urllib.parse import urlsplit
+
+from .config import Settings, load_settings
+from .errors import ProxycheckError
+
+log = logging.getLogger("proxycheck.doctor")
+
+LIVE_WITHIN = 60.0  # seconds: a daemon heartbeats every 10 s; `status` uses the same window
+FIX_UPGRADE = "run `proxycheck db upgrade`"
+FIX_DAEMON = "start the daemon: `systemctl start proxycheck` or `proxycheck run`"
+FIX_JUDGE = "point [targets].judge_url at a reachable judge: `proxycheck judge --listen 0.0.0.0:8080`"
+_FIX_TARGET = {
+    "ip_url": "point [targets].ip_url at an IP echo (a judge serves /ip: `proxycheck judge --listen 0.0.0.0:8080`)",
+    "ssl_url": "point [targets].ssl_url at a reachable HTTPS URL (a judge started with --tls-listen serves /health)",
+    "long_get_url": "point [targets].long_get_url at a plain-HTTP URL that accepts long queries (a judge serves /long)",
+    "ban_url": "point [targets].ban_url at a reachable URL (a judge serves /recaptcha/api2/anchor)",
+    "image_urls": "point [targets].image_urls at reachable images (a judge serves /image.png)",
+}
+
+
+@dataclass(frozen=True)
+class Line:
+    ok: bool
+    what: str
+    detail: str
+    fix: str = ""
+
+    def __str__(self) -> str:
+        text = f"{self.what}: {self.detail}"
+        if not self.ok and self.fix:
+            text += f": {self.fix}"
+        return f"{'OK' if self.ok else 'FAIL':<4} {text}"
+
+
+def doctor_command(config_path: str | None, *, out: TextIO | None = None) -> int:
+    """``proxycheck doctor [--config FILE]``: load the settings (a bad file is the first FAIL)."""
+    out = sys.stdout if out is None else out
+    try:
+        settings = load_settings(config_path)
+    except ProxycheckError as exc:
+        _emit([Line(False, "config", str(exc), "fix it, then check it with `proxycheck config check FILE`")], out)
+        return 1
+    return run_doctor(settings, out=out)
+
+
+def run_doctor(settings: Settings, *, out: TextIO | None = None) -> int:
+    """Print one line per check; 0 when every check is OK, 1 otherwise (``out``: default sys.stdout)."""
+    out = sys.stdout if out is None else out
+    lines: list[Line] = []
+
+    def step(what: str, check, *args) -> list[Line]:
+        try:
+            found = check(*args)
+        except Exception as exc:  # noqa: BLE001 - rule 1: a doctor never dies of what it examines
+            log.debug("doctor check %s failed", what, exc_info=True)
+            found = [Line(False, what, f"unexpected error: {type(exc).__name__}: {exc}",
+                          "run `proxycheck -v doctor` for the traceback")]
+        _emit(found, out)
+        lines.extend(found)
+        return found
+
+    step("config", _config, settings)
+    step("sources", _sources, settings)
+    database_ok = all(line.ok for line in step("database", _database, settings))
+    step("targets", _network, settings)
+    if database_ok:
+        step("daemon", _daemon, settings)
+    else:
+        step("daemon", lambda: [Line(False, "daemon", "unknown: the database is not usable (see above)")])
+    failed = sum(not line.ok for line in lines)
+    summary = f"all {len(lines)} checks OK" if not failed else f"{failed} of {len(lines)} checks FAILED"
+    print(f"\n{summary}", file=out, flush=True)
+    return 0 if not failed else 1
+
+
+def _emit(lines: list[Line], out: TextIO) -> None:
+    for line in lines:
+        print(line, file=out, flush=True)
+
+
+# --- the checks ------------------------------------------------------------------------------
+
+
+def _config(settings: Settings) -> list[Line]:
+    if settings.source_file:
+        return [Line(True, "config", f"{settings.source_file} is valid")]
+    return [Line(True, "config", "no config file (--config, $PROXYCHECK_CONFIG, ./proxycheck.toml): using the built-in defaults")]
+
+
+def _sources(settings: Settings) -> list[Line]:
+    from .sources import read_csv_file
+
+    if not settings.daemon.sources:
+        return [Line(True, "sources", "none in [daemon].sources (proxies come from `proxycheck import`)")]
+    lines = []
+    for path in settings.daemon.sources:
+        try:
+            loaded = read_csv_file(path)
+        except ProxycheckError as exc:
+            lines.append(Line(False, "sources", str(exc), "fix the path in [daemon].sources"))
+            continue
+        bad = f"; {len(loaded.errors)} bad row(s), first: {loaded.errors[0]}" if loaded.errors else ""
+        lines.append(Line(True, "sources", f"{path}: {len(loaded.deduplicated())} proxies{bad}"))
+    return lines
+
+
+def _database(settings: Settings) -> list[Line]:
+    from sqlalchemy.engine import make_url
+
+    from .store import current_revision, head_revision, masked_url
+    from .store.migrate import alembic_config
+
+    url = settings.resolved_database_url
+    where = masked_url(url)
+    try:
+        parsed = make_url(url)
+    except Exception:  # noqa: BLE001 - any parse failure is the same advice
+        return [Line(False, "database", f"database_url {where} is not a URL",
+                     "use sqlite:////path/to/proxycheck.db or postgresql://user@host/dbname")]
+    if parsed.get_backend_name() == "sqlite" and parsed.database and not Path(parsed.database).exists():
+        hint = "" if settings.database_url else f" (from state_dir {settings.state_dir})"
+        return [Line(False, "database", f"{parsed.database} does not exist{hint}", FIX_UPGRADE)]
+    try:
+        current = current_revision(url)
+    except ProxycheckError as exc:
+        return [Line(False, "database", str(exc))]  # StorageError messages already say what to do
+    except ImportError as exc:
+        return [Line(False, "database", f"{where} needs a driver that is not installed ({exc.name})",
+                     "pip install 'proxycheck[postgresql]'")]
+    head = head_revision()
+    if current == head:
+        return [Line(True, "database", f"{where} reachable, schema at {head} (the latest)")]
+    if current is None:
+        return [Line(False, "database", f"{where} has no proxycheck schema yet", FIX_UPGRADE)]
+    from alembic.script import ScriptDirectory
+
+    known = {rev.revision for rev in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
+    if current not in known:
+        return [Line(False, "database", f"{where} is at schema {current}, newer than this proxycheck knows (it expects {head})",
+                     "upgrade proxycheck, or point database_url at another database")]
+    return [Line(False, "database", f"{where} is at schema {current}, expected {head}", FIX_UPGRADE)]
+
+
+def _network(settings: Settings) -> list[Line]:
+    return asyncio.run(_network_checks(settings))
+
+
+async def _network_checks(settings: Settings) -> list[Line]:
+    from .preflight import preflight
+    from .transport import shared_ssl_context
+
+    ssl_context = shared_ssl_context(settings.targets.ca_file)
+    targets, status = await asyncio.gather(_targets(settings, ssl_context), preflight(settings, ssl_context),
+                                           return_exceptions=True)
+    lines = targets if isinstance(targets, list) else [_unexpected("targets", targets)]
+    if isinstance(status, BaseException):
+        lines.append(_unexpected("own IP", status))
+    elif status.ok:
+        lines.append(Line(True, "own IP", f"{', '.join(sorted(status.own_ips))} (what a transparent proxy would leak)"))
+    else:
+        lines.append(Line(False, "own IP", f"unknown, so no proxy can be judged ({status.reason})",
+                          "fix the targets above"))
+    return lines
+
+
+def _unexpected(what: str, exc: BaseException) -> Line:
+    if isinstance(exc, asyncio.CancelledError):
+        raise exc
+    log.debug("doctor check %s failed", what, exc_info=exc)
+    return Line(False, what, f"unexpected error: {type(exc).__name__}: {exc}", "run `proxycheck -v doctor` for the traceback")
+
+
+async def _targets(settings: Settings, ssl_context) -> list[Line]:
+    """Each target fetched directly, as the daemon's preflight does, with a verdict per key."""
+    import httpx
+
+    from .preflight import parse_ip_echo
+    from .probes.anonymity import parse_judge_answer
+    from .probes.images import validate_image
+    from .transport import direct_client
+
+    t = settings.targets
+    keyed = [("judge_url", t.judge_url), ("ip_url", t.ip_url), ("ssl_url", t.ssl_url),
+             ("long_get_url", t.long_get_url), ("ban_url", t.ban_url)]
+    keyed += [(f"image_urls[{i}]", url) for i, url in enumerate(t.image_urls)]
+    urls = list(dict.fromkeys(url for _, url in keyed))
+
+    async with direct_client(settings, ssl_context) as client:
+
+        async def fetch(url: str) -> httpx.Response:
+            response = await client.get(url)
+            await response.aread()
+            return response
+
+        answers = dict(zip(urls, await asyncio.gather(*(fetch(u) for u in urls), return_exceptions=True)))
+
+    lines = []
+    for key, url in keyed:
+        fix = FIX_JUDGE if key == "judge_url" else _FIX_TARGET[key.partition("[")[0]]
+        answer = answers[url]
+        if isinstance(answer, BaseException):
+            if isinstance(answer, asyncio.CancelledError):
+                raise answer
+            why = _why(answer)
+            if "certificate" in why:
+                fix = f"set [targets].ca_file to the CA that signed {urlsplit(url).hostname}'s certificate"
+            lines.append(Line(False, key, f"cannot reach {url} directly ({why})", fix))
+            continue
+        problem = None
+        found = f"answered {answer.status_code}"
+        if key == "judge_url":
+            if answer.status_code != 200:
+                problem = f"{url} answered {answer.status_code}, not a judge's 200"
+            else:
+                try:
+                    seen = parse_judge_answer(answer.text, answer.headers.get("content-type", ""))
+                    found = f"is a judge (it saw us as {', '.join(seen.origin) or 'unknown'})"
+                except ValueError as exc:
+                    problem = f"{url} is not a judge: {exc}"
+        elif key == "ip_url":
+            try:
+                found = f"says our IP is {parse_ip_echo(answer.text)}"
+            except ValueError:
+                problem = f"{url} answered {answer.status_code} without an IP address in it"
+        elif key.startswith("image_urls"):
+            bad = validate_image(answer.status_code, answer.headers.get("content-type", ""),
+                                 answer.headers.get("content-length"), answer.content)
+            if bad is not None:
+                problem = f"{url} {bad[1]}, so every proxy would fail with 35"
+            else:
+                found = f"is an intact {answer.headers.get('content-type', 'image').split(';')[0]} of {len(answer.content):,} bytes"
+        if problem:
+            lines.append(Line(False, key, problem, fix))
+        else:
+            lines.append(Line(True, key, f"{url} {found}"))
+    return lines
+
+
+def _why(exc: BaseException) -> str:
+    """A few words on why a direct fetch failed: "Connection refused", "timed out", ..."""
+    import ssl
+
+    import httpx
+
+    from .probes.classify import _chain
+
+    for e in _chain(exc):
+        if isinstance(e, ssl.SSLCertVerificationError):
+            return f"its certificate does not verify: {e.verify_message}"
+        if isinstance(e, httpx.TimeoutException) or isinstance(e, TimeoutError):
+            return "timed out"
+        if isinstance(e, OSError) and e.errno:
+            return os.strerror(e.errno) if not isinstance(e, socket.gaierror) else (e.strerror or str(e))
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _daemon(settings: Settings) -> list[Line]:
+    from .store import live_instances, make_engine
+
+    engine = make_engine(settings.resolved_database_url, writer=False)
+    try:
+        live = live_instances(engine, LIVE_WITHIN)
+    except ProxycheckError as exc:
+        return [Line(False, "daemon", f"cannot read heartbeats: {exc}")]
+    finally:
+        engine.dispose()
+    if not live:
+        return [Line(False, "daemon", f"no daemon heartbeat in the last {LIVE_WITHIN:g} s", FIX_DAEMON)]
+    now = datetime.now(UTC)
+    lines = []
+    for inst in live:
+        ago = max(0, int((now - _aware(inst.heartbeat_at)).total_seconds()))
+        who = f"{inst.hostname} pid {inst.pid}, heartbeat {ago} s ago"
+        if inst.checker_state == "ok":
+            lines.append(Line(True, "daemon", f"running ({who}), checker ok"))
+        else:
+            lines.append(Line(False, "daemon", f"running ({who}) but its checker is DEGRADED: {inst.checker_reason}",
+                              "fix the targets above; the daemon retries on its own"))
+    return lines
+
+
+def _aware(dt: datetime) -> datetime:
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
