@@ -1,7 +1,60 @@
-"""proxycheck: keeps a fleet of proxies pre-flight-checked for captcha-solving services."""
+"""proxycheck: keeps a fleet of proxies pre-flight-checked for captcha-solving services.
+
+The worker API (``get_healthy_proxy``, ``report``, ...) is imported on first use, so
+``import proxycheck`` stays light for code that only wants ``Proxy``.
+"""
+
+from typing import TYPE_CHECKING, Any
 
 from .errors import NoHealthyProxy, ProxycheckError
 from .proxy import Proxy, parse_proxy_url
 
+if TYPE_CHECKING:
+    from .feedback import areport, report
+    from .worker import (
+        ProxyPool,
+        aget_healthy_proxies,
+        aget_healthy_proxy,
+        configure,
+        get_healthy_proxies,
+        get_healthy_proxy,
+    )
+
 __version__ = "0.1.0"
-__all__ = ["NoHealthyProxy", "Proxy", "ProxycheckError", "parse_proxy_url", "__version__"]
+__all__ = [
+    "NoHealthyProxy",
+    "Proxy",
+    "ProxyPool",
+    "ProxycheckError",
+    "__version__",
+    "aget_healthy_proxies",
+    "aget_healthy_proxy",
+    "areport",
+    "configure",
+    "get_healthy_proxies",
+    "get_healthy_proxy",
+    "parse_proxy_url",
+    "report",
+]
+
+_LAZY = {
+    "ProxyPool": "worker",
+    "aget_healthy_proxies": "worker",
+    "aget_healthy_proxy": "worker",
+    "configure": "worker",
+    "get_healthy_proxies": "worker",
+    "get_healthy_proxy": "worker",
+    "report": "feedback",
+    "areport": "feedback",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'proxycheck' has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value

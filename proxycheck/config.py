@@ -96,6 +96,28 @@ class Http:
     token: str = _doc("if set, every request needs `Authorization: Bearer <token>` (/healthz excepted)", default="")
 
 
+STRATEGIES = ("random", "round_robin", "least_used", "fastest")
+
+
+@dataclass(frozen=True)
+class Worker:
+    """How ``get_healthy_proxy()`` chooses and how ``report()`` acts. A proxy is handed out iff
+    it is enabled, healthy, and its last successful check is at most ``max_age`` seconds old.
+    Reports may take out ``max(1, floor(enabled × max_reported_percent / 100))`` proxies per
+    ``report_window`` seconds."""
+
+    max_age: float = _doc("seconds: a proxy whose last successful check is older is never handed out "
+                          "(default 3 × [health].interval)", default=900.0)
+    strategy: str = _doc("default strategy: random, round_robin, least_used or fastest", default="random")
+    snapshot_seconds: float = _doc(
+        "seconds each worker process reuses its list of healthy proxies; every hand-out is re-read, so this "
+        "only delays newly healthy ones (0: query every call)", default=2.0)
+    reprobe_after: float = _doc("seconds after a worker reports a proxy error until the daemon re-checks it", default=15.0)
+    max_reported_percent: float = _doc("most of the enabled pool (percent, at least 1 proxy) reports may take out per window",
+                                       default=10.0)
+    report_window: float = _doc("seconds of the guard rail's window", default=300.0)
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = _doc("SQLAlchemy URL; empty = SQLite in state_dir", default="")
@@ -107,6 +129,7 @@ class Settings:
     health: HealthPolicy = field(default_factory=HealthPolicy)
     daemon: Daemon = field(default_factory=Daemon)
     http: Http = field(default_factory=Http)
+    worker: Worker = field(default_factory=Worker)
     source_file: str | None = None  # where the settings came from (not a key)
 
     @property
@@ -116,7 +139,7 @@ class Settings:
         return f"sqlite:///{Path(self.state_dir).resolve() / 'proxycheck.db'}"
 
 
-SECTIONS = ("targets", "timeouts", "probes", "check", "health", "daemon", "http")
+SECTIONS = ("targets", "timeouts", "probes", "check", "health", "daemon", "http", "worker")
 _NOT_KEYS = {"source_file"}
 
 
@@ -171,6 +194,8 @@ def settings_from_dict(data: dict[str, Any], origin: str) -> Settings:
         else:
             raise ConfigError(f"{origin}: unknown key {key!r} (known: {', '.join(_known_top())})")
     settings = Settings(**top)
+    if "max_age" not in data.get("worker", {}):  # follows the check interval unless set
+        settings = dataclasses.replace(settings, worker=dataclasses.replace(settings.worker, max_age=3 * settings.health.interval))
     _validate(settings, origin)
     return settings
 
@@ -248,6 +273,14 @@ def _validate(settings: Settings, origin: str) -> None:
     host, sep, port = settings.http.listen.rpartition(":")
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
         raise ConfigError(f"{origin}: [http].listen {settings.http.listen!r} is not HOST:PORT")
+    w = settings.worker
+    for key in ("max_age", "report_window"):
+        if getattr(w, key) <= 0:
+            raise ConfigError(f"{origin}: [worker].{key} must be positive (seconds), not {getattr(w, key):g}")
+    if not 0 < w.max_reported_percent <= 100:
+        raise ConfigError(f"{origin}: [worker].max_reported_percent must be in (0, 100], not {w.max_reported_percent:g}")
+    if w.strategy not in STRATEGIES:
+        raise ConfigError(f"{origin}: [worker].strategy {w.strategy!r} is not one of {', '.join(STRATEGIES)}")
     if settings.database_url and "://" not in settings.database_url:
         raise ConfigError(f"{origin}: database_url {settings.database_url!r} is not a URL (e.g. sqlite:///path.db)")
 

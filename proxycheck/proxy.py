@@ -6,12 +6,18 @@ Rules:
 2. Identity (``key``) is scheme, host, port and login — not the password, so a changed password
    updates the same proxy instead of creating a new one.
 3. Parsing errors name the field that is wrong (``ProxyParseError.field``).
+4. What the latest check learnt (``exit_ip``, ``latency_ms``, ``resolved_ip``) rides along on
+   proxies handed out by ``get_healthy_proxy()``; it is not part of equality or the hash.
+5. Converters give each client its own shape (``as_anticaptcha``, ``as_2captcha``,
+   ``httpx_proxy``, ``requests_proxies``); they refuse what the client would mangle rather than
+   send it silently wrong.
 """
 
 from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 from .errors import ProxyParseError
@@ -28,6 +34,15 @@ SCHEMES: dict[str, str] = {
 # The reverse, for CSV ``type`` columns that follow anti-captcha's proxyType.
 TYPE_ALIASES: dict[str, str] = {**{s: s for s in SCHEMES}, "socks": "socks5"}
 DEFAULT_PORTS = {"http": 8080, "https": 443}
+# scheme -> 2captcha's ``proxytype`` (in.php / 2captcha-python ``type``).
+TWOCAPTCHA_TYPES: dict[str, str] = {
+    "http": "HTTP",
+    "https": "HTTPS",
+    "socks4": "SOCKS4",
+    "socks4a": "SOCKS4",
+    "socks5": "SOCKS5",
+    "socks5h": "SOCKS5",
+}
 
 
 @dataclass(frozen=True)
@@ -39,6 +54,10 @@ class Proxy:
     password: str | None = field(default=None, repr=False)
     tags: frozenset[str] = frozenset()
     label: str | None = None
+    # Facts from the latest successful check (None when not known); not part of identity.
+    exit_ip: str | None = field(default=None, compare=False)
+    latency_ms: float | None = field(default=None, compare=False)
+    resolved_ip: str | None = field(default=None, compare=False)  # the host's IP at check time
 
     # -- forms -------------------------------------------------------------------------------
     @property
@@ -80,6 +99,66 @@ class Proxy:
 
     def __str__(self) -> str:
         return self.masked_url
+
+    # -- what captcha services and HTTP clients take ---------------------------------------------
+    @property
+    def ip(self) -> str | None:
+        """The proxy's IP: ``host`` when it is an IP literal, else ``resolved_ip`` (may be None)."""
+        try:
+            ipaddress.ip_address(self.host)
+        except ValueError:
+            return self.resolved_ip
+        return self.host
+
+    def as_anticaptcha(self) -> dict[str, Any]:
+        """anti-captcha's (and CapMonster Cloud's) task proxy fields, to merge into a task::
+
+            {"proxyType": "http", "proxyAddress": "203.0.113.5", "proxyPort": 8080,
+             "proxyLogin": "user", "proxyPassword": "secret"}
+
+        ``proxyAddress`` is an IP (anti-captcha refuses host names): the host itself, or the IP it
+        resolved to at check time. Login and password keys are left out when there are none.
+        """
+        ip = self.ip
+        if ip is None:
+            raise ProxyParseError(
+                "address",
+                f"{self.host!r} is a host name that no check has resolved yet, and anti-captcha "
+                "accepts IP addresses only: use a proxy from get_healthy_proxy(), or give its IP",
+            )
+        fields: dict[str, Any] = {"proxyType": self.proxy_type, "proxyAddress": ip, "proxyPort": self.port}
+        if self.username is not None:
+            fields["proxyLogin"] = self.username
+        if self.password is not None:
+            fields["proxyPassword"] = self.password
+        return fields
+
+    def as_2captcha(self) -> dict[str, str]:
+        """2captcha's / rucaptcha's ``in.php`` fields: ``proxy`` (``login:password@ip:port``) and
+        ``proxytype`` (HTTP, HTTPS, SOCKS4, SOCKS5). The address is the IP when one is known.
+
+        2captcha does not escape the credentials, so a ``:`` or ``@`` in them is refused."""
+        for name, value in (("login", self.username), ("password", self.password)):
+            if value is not None and (":" in value or "@" in value):
+                raise ProxyParseError(
+                    name, "contains ':' or '@', which 2captcha's login:password@ip:port cannot carry"
+                )
+        ip = self.ip or self.host
+        address = f"[{ip}]:{self.port}" if ":" in ip else f"{ip}:{self.port}"
+        auth = ""
+        if self.username is not None:
+            auth = self.username + (f":{self.password}" if self.password is not None else "") + "@"
+        return {"proxy": auth + address, "proxytype": TWOCAPTCHA_TYPES[self.scheme]}
+
+    @property
+    def httpx_proxy(self) -> str:
+        """For ``httpx.Client(proxy=...)`` (SOCKS needs ``httpx[socks]``): the full URL."""
+        return self.url
+
+    @property
+    def requests_proxies(self) -> dict[str, str]:
+        """For ``requests.get(..., proxies=...)``: both schemes through this proxy."""
+        return {"http": self.url, "https": self.url}
 
     def __repr__(self) -> str:
         return f"Proxy({self.masked_url!r})"

@@ -6,7 +6,8 @@ Rules:
 2. Every constraint and index has a name (``NAMING_CONVENTION``), so batch migrations on SQLite
    can drop and recreate them.
 3. ``proxies`` holds the current state of each proxy plus its lease; ``checks`` is the history;
-   ``instances`` is one row per daemon process (heartbeats, the checker's own health).
+   ``instances`` is one row per daemon process (heartbeats, the checker's own health);
+   ``reports`` is what workers said about proxies (``feedback.report``), applied or not.
 4. Changing anything here means a new revision in ``migrations/versions/``.
 """
 
@@ -127,10 +128,17 @@ class ProxyRow(Base):
     lease_token: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[datetime | None]
 
+    # Hand-outs by the least_used and round_robin strategies, counted across every worker
+    # process (store/usage.py). The random and fastest strategies do not write.
+    use_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    last_used_at: Mapped[datetime | None]
+
     __table_args__ = (
         Index("ix_proxies_due", "enabled", "next_check_at"),
         Index("ix_proxies_healthy", "state", "last_success_at"),
         Index("ix_proxies_source", "source"),
+        Index("ix_proxies_least_used", "state", "use_count", "id"),
+        Index("ix_proxies_round_robin", "state", "last_used_at", "id"),
     )
 
 
@@ -175,4 +183,37 @@ class InstanceRow(Base):
     __table_args__ = (Index("ix_instances_heartbeat_at", "heartbeat_at"),)
 
 
-__all__ = ["Base", "CheckRow", "InstanceRow", "NAMING_CONVENTION", "ProxyRow", "UTCDateTime", "metadata"]
+class ReportRow(Base):
+    """One worker report about a proxy (``feedback.report``): what the captcha service said and
+    whether it changed the proxy's health. Kept for ``status`` and the guard rail's window."""
+
+    __tablename__ = "reports"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    proxy_id: Mapped[int] = mapped_column(BigId, ForeignKey("proxies.id", ondelete="CASCADE"))
+    reported_at: Mapped[datetime]
+    worker: Mapped[str | None] = mapped_column(String(255))  # who reported (host:pid by default)
+    service_code: Mapped[str | None] = mapped_column(String(64))  # as the service gave it: "28", "ERROR_BAD_PROXY"
+    error: Mapped[str | None] = mapped_column(String(64))  # normalised name: "ERROR_PROXY_BANNED"
+    code: Mapped[int | None] = mapped_column(Integer)  # the anti-captcha code it maps to, if any
+    kind: Mapped[str] = mapped_column(String(16))  # proxy_error | soft_failure | success
+    applied: Mapped[bool] = mapped_column(Boolean)
+    took_out: Mapped[bool] = mapped_column(Boolean)  # made a healthy proxy unhealthy (guard rail)
+    why_not: Mapped[str | None] = mapped_column(String(32))  # guard_rail | not_healthy | disabled
+
+    __table_args__ = (
+        Index("ix_reports_reported_at", "reported_at"),
+        Index("ix_reports_proxy_id_reported_at", "proxy_id", "reported_at"),
+    )
+
+
+__all__ = [
+    "Base",
+    "CheckRow",
+    "InstanceRow",
+    "NAMING_CONVENTION",
+    "ProxyRow",
+    "ReportRow",
+    "UTCDateTime",
+    "metadata",
+]

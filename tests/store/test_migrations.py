@@ -16,14 +16,14 @@ from proxycheck.errors import SchemaOutOfDate
 from proxycheck.store import make_engine, migrate
 from proxycheck.store.models import metadata
 
-HEAD = "0001"
+HEAD = "0002"
 
-REVISION_0002 = """
+REVISION_NEXT = """
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002"
-down_revision = "0001"
+revision = "0003"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
@@ -81,23 +81,23 @@ def test_the_comparison_is_not_vacuous(migrated_url):
 
 def test_check_at_head_fails_on_an_empty_database(db_url):
     with pytest.raises(
-        SchemaOutOfDate, match=r"schema is empty .*expected 0001: run `proxycheck db upgrade`"
+        SchemaOutOfDate, match=r"schema is empty .*expected 0002: run `proxycheck db upgrade`"
     ):
         migrate.check_at_head(db_url)
 
 
 def test_check_at_head_fails_on_an_older_schema_and_upgrade_fixes_it(migrated_url, tmp_path, monkeypatch):
-    # A newer release of the tree: 0001 + a batch ALTER (copy-and-move on SQLite).
+    # A newer release of the tree: head + a batch ALTER (copy-and-move on SQLite).
     tree = tmp_path / "migrations"
     shutil.copytree(migrate.script_location(), tree, ignore=shutil.ignore_patterns("__pycache__"))
-    (tree / "versions" / "0002_country.py").write_text(REVISION_0002)
+    (tree / "versions" / "0003_country.py").write_text(REVISION_NEXT)
     monkeypatch.setattr(migrate, "script_location", lambda: str(tree))
 
     with pytest.raises(
-        SchemaOutOfDate, match=r"^database schema is at 0001, expected 0002: run `proxycheck db upgrade`$"
+        SchemaOutOfDate, match=r"^database schema is at 0002, expected 0003: run `proxycheck db upgrade`$"
     ):
         migrate.check_at_head(migrated_url)
-    assert migrate.upgrade(migrated_url) == ("0001", "0002")
+    assert migrate.upgrade(migrated_url) == ("0002", "0003")
     migrate.check_at_head(migrated_url)
 
 

@@ -1,0 +1,234 @@
+"""Feedback: what a captcha service said about a proxy, as passive health (HAProxy ``observe``,
+Envoy outlier detection).
+
+Rules:
+1. ``classify`` is pure and table-driven: the service's JSON response, an ``errorId`` or an
+   ``errorCode`` becomes one of four kinds. The tables below are the whole mapping.
+   - ``proxy_error``: anti-captcha 25-29, 35, 36, 49 (CapMonster Cloud and CapSolver use the
+     same names), 2captcha's catch-alls ``ERROR_PROXY_CONNECTION_FAILED``, ``ERROR_BAD_PROXY``
+     and v2 error 130 (no finer code: stored with code None; the re-probe finds the real one).
+   - ``soft_failure``: ``ERROR_RECAPTCHA_TIMEOUT`` (30), ``ERROR_FAILED_LOADING_WIDGET`` (52):
+     often the proxy, sometimes the target. They count like a failed check.
+   - ``success``: ``errorId`` 0, a ``solution``, or 2captcha's ``status: 1``.
+   - ``not_about_proxy``: everything else (balance, key, site key, ...): ignored, not stored.
+2. ``decide`` is pure: a report's effect on a proxy's ``HealthState``.
+   - A proxy error makes a *healthy* proxy unhealthy at once with that code and reason
+     ``worker_report`` (not in ``verdict.REASONS``: it is not a probe's finding and maps to any
+     code), and brings its next check forward to ``now + reprobe_after``. The normal ``rise``
+     rule then restores it if it passes the re-checks.
+   - A soft failure is ``health.advance`` with a failed result: it counts toward ``fall`` and
+     flips the proxy only when the streak reaches it; the next check comes forward (to the
+     transition's ``fast_interval``, or ``reprobe_after`` when it flipped), like HAProxy's
+     ``on-error fail-check``.
+   - A success zeroes the failure streak of a healthy proxy (Envoy: each result zeroes the other
+     streak). It never restores an unhealthy proxy and never refreshes ``last_success_at``: a
+     report can be seconds late, and freshness stays the checker's guarantee.
+   - Reports about proxies that are not healthy (unknown, already unhealthy) or disabled change
+     nothing: the checks decide those.
+3. The guard rail and the write are ``store.reports.record_report``'s.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from .health import HealthPolicy, HealthState, advance
+from .proxy import Proxy
+from .store.reports import WHY_NOT, Decision
+from .verdict import ERROR_NAMES
+
+WORKER_REPORT = "worker_report"  # the reason stored on a proxy a report took out
+KINDS = ("proxy_error", "soft_failure", "success", "not_about_proxy")
+
+# errorCode name -> anti-captcha code (None: a catch-all with no finer code).
+PROXY_ERRORS: dict[str, int | None] = {
+    **{name: code for code, name in ERROR_NAMES.items()},  # anti-captcha, CapMonster, CapSolver
+    "ERROR_PROXY_CONNECTION_FAILED": None,  # 2captcha v1 res.php
+    "ERROR_BAD_PROXY": None,  # 2captcha v1 in.php (proxy marked bad for 10 min), v2 errorId 130
+}
+SOFT_FAILURES: dict[str, int] = {"ERROR_RECAPTCHA_TIMEOUT": 30, "ERROR_FAILED_LOADING_WIDGET": 52}
+# errorId -> name, for bare ids. 2captcha's v2 ids follow anti-captcha's; 130 is 2captcha's own.
+ERROR_IDS: dict[int, str] = {
+    **ERROR_NAMES,
+    **{code: name for name, code in SOFT_FAILURES.items()},
+    130: "ERROR_BAD_PROXY",
+}
+
+
+@dataclass(frozen=True)
+class Classified:
+    kind: str  # one of KINDS
+    error: str | None  # normalised errorCode name
+    code: int | None  # anti-captcha proxy code (25-29, 35, 36, 49) when there is one
+    service_code: str | None  # what the service sent, as text ("28", "ERROR_BAD_PROXY")
+
+
+def classify(outcome: Any) -> Classified:
+    """The service's JSON response (dict), an ``errorId`` (int) or an ``errorCode`` (str)."""
+    if isinstance(outcome, bool) or outcome is None:
+        raise ValueError(f"outcome must be a response dict, an errorId or an errorCode, not {outcome!r}")
+    if isinstance(outcome, int):
+        return _by_id(outcome)
+    if isinstance(outcome, str):
+        text = outcome.strip()
+        return _by_id(int(text)) if text.isdigit() else _by_name(text)
+    if isinstance(outcome, Mapping):
+        return _by_response(outcome)
+    raise ValueError(f"outcome must be a response dict, an errorId or an errorCode, not {type(outcome).__name__}")
+
+
+def _by_response(d: Mapping[str, Any]) -> Classified:
+    code = d.get("errorCode")
+    if isinstance(code, str) and code.strip():
+        return _by_name(code)  # CapMonster sends errorId 1 for every error: the name decides
+    if "errorId" in d:
+        error_id = d["errorId"]
+        if isinstance(error_id, bool) or not isinstance(error_id, (int, str)) or not str(error_id).strip().isdigit():
+            raise ValueError(f"errorId must be a number, not {error_id!r}")
+        return _by_id(int(error_id))
+    if "status" in d and "request" in d:  # 2captcha v1: {"status": 0, "request": "ERROR_..."}
+        if d["status"] == 1:
+            return Classified("success", None, None, "1")
+        return _by_name(str(d["request"]))
+    if "solution" in d:
+        return Classified("success", None, None, None)
+    raise ValueError(
+        "not a captcha service response: expected errorId/errorCode (anti-captcha, CapMonster, "
+        f"2captcha v2) or status/request (2captcha v1), got keys {sorted(d)}"
+    )
+
+
+def _by_id(error_id: int) -> Classified:
+    if error_id == 0:
+        return Classified("success", None, None, "0")
+    name = ERROR_IDS.get(error_id)
+    if name is None:
+        return Classified("not_about_proxy", None, None, str(error_id))
+    return replace(_by_name(name), service_code=str(error_id))
+
+
+def _by_name(text: str) -> Classified:
+    name = text.strip().upper()
+    if not name.startswith("ERROR_"):
+        name = "ERROR_" + name
+    if name in PROXY_ERRORS:
+        return Classified("proxy_error", name, PROXY_ERRORS[name], text.strip())
+    if name in SOFT_FAILURES:
+        return Classified("soft_failure", name, None, text.strip())
+    return Classified("not_about_proxy", name, None, text.strip())
+
+
+def decide(
+    kind: str,
+    health: HealthState,
+    enabled: bool,
+    next_check_at: datetime,
+    *,
+    code: int | None,
+    detail: str,
+    now: datetime,
+    policy: HealthPolicy,
+    reprobe_after: float,
+    rng: random.Random,
+) -> Decision:
+    """One report's effect on one proxy (rule 2)."""
+    if kind not in ("proxy_error", "soft_failure", "success"):
+        return Decision(False, "no_change")
+    if not enabled:
+        return Decision(False, "disabled")
+    if health.state != "healthy":
+        return Decision(False, "not_healthy")
+    soon = min(next_check_at, now + timedelta(seconds=reprobe_after))
+    if kind == "proxy_error":
+        new = replace(
+            health,
+            state="unhealthy",
+            consecutive_successes=0,
+            consecutive_failures=health.consecutive_failures + 1,
+            failing_streak=1,
+            code=code,
+            reason=WORKER_REPORT,
+            changed_at=now,
+        )
+        return Decision(True, state=new, next_check_at=soon, detail=detail, takes_out=True)
+    if kind == "soft_failure":
+        t = advance(health, healthy=False, code=None, reason=WORKER_REPORT, now=now, policy=policy, rng=rng)
+        if t.changed:
+            return Decision(True, state=t.state, next_check_at=soon, detail=detail, takes_out=True)
+        return Decision(True, state=t.state, next_check_at=min(next_check_at, t.next_check_at))
+    if health.consecutive_failures == 0:
+        return Decision(False, "no_change")
+    t = advance(health, healthy=True, code=None, reason=None, now=now, policy=policy, rng=rng)
+    return Decision(True, state=t.state)
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    """What ``report()`` did. ``as_dict()`` is the HTTP endpoint's JSON."""
+
+    proxy: str  # masked
+    kind: str
+    error: str | None
+    code: int | None
+    stored: bool
+    applied: bool
+    took_out: bool  # this report made the proxy unhealthy
+    why_not: str | None  # a key of store.reports.WHY_NOT, or "unknown_proxy"
+    state: str | None  # the proxy's state afterwards (None: not in the database)
+
+    @property
+    def explanation(self) -> str | None:
+        if self.why_not == "unknown_proxy":
+            return "the proxy is not in proxycheck's database"
+        return WHY_NOT.get(self.why_not or "")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "proxy": self.proxy,
+            "kind": self.kind,
+            "error": self.error,
+            "code": self.code,
+            "stored": self.stored,
+            "applied": self.applied,
+            "took_out": self.took_out,
+            "why_not": self.why_not,
+            "explanation": self.explanation,
+            "state": self.state,
+        }
+
+
+def report(proxy: Proxy | str, outcome: Any, *, worker: str | None = None) -> ReportResult:
+    """Tell proxycheck what the captcha service said about ``proxy`` (a ``Proxy`` from
+    ``get_healthy_proxy()``, or its URL/key). ``outcome``: the service's JSON response, an
+    ``errorId`` or an ``errorCode``. ``worker`` names the reporter (default ``host:pid``).
+
+    Raises ``ValueError`` for an outcome that is not one of those shapes."""
+    from .worker import default_pool
+
+    return default_pool().report(proxy, outcome, worker=worker)
+
+
+async def areport(proxy: Proxy | str, outcome: Any, *, worker: str | None = None) -> ReportResult:
+    """``report`` for asyncio workers (the database call runs in a thread)."""
+    import asyncio
+
+    return await asyncio.to_thread(report, proxy, outcome, worker=worker)
+
+
+__all__ = [
+    "Classified",
+    "ERROR_IDS",
+    "KINDS",
+    "PROXY_ERRORS",
+    "ReportResult",
+    "SOFT_FAILURES",
+    "WORKER_REPORT",
+    "areport",
+    "classify",
+    "decide",
+    "report",
+]

@@ -1,0 +1,144 @@
+"""The worker API: what worker code calls on every captcha task.
+
+    from proxycheck import get_healthy_proxy, report, NoHealthyProxy
+
+    proxy = get_healthy_proxy(tags={"us"}, strategy="least_used")
+    task = {"type": "RecaptchaV2Task", ..., **proxy.as_anticaptcha()}
+    report(proxy, create_task(task))      # the service's JSON, an errorId or an errorCode
+
+Rules:
+1. A proxy is handed out iff it is enabled, healthy *now* and its last successful check is at
+   most ``[worker].max_age`` seconds old (default 3 × ``[health].interval``). Stale proxies are
+   never handed out, so workers stop getting proxies when the daemon stops checking.
+2. The database is found as the daemon finds it (``--config``-less: ``$PROXYCHECK_CONFIG``, then
+   ``./proxycheck.toml``, else defaults; ``$PROXYCHECK_DATABASE_URL`` wins), opened lazily, once
+   per process, or set with ``configure()``. Safe with threads and forked processes (pool.py).
+3. Strategies: ``random`` (default), ``fastest`` (lowest latency at the last check), and
+   ``least_used`` / ``round_robin``, which count hand-outs in the database so they hold across
+   every worker process. ``get_healthy_proxies()`` lists without counting.
+4. Module-level functions use one default ``ProxyPool`` per process; the async twins run the
+   same calls in a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+from ..feedback import ReportResult
+from ..proxy import Proxy
+from ..store.reports import FeedbackSummary
+from .params import filters_from_query, make_filters, proxy_from_reference
+from .pool import ProxyPool
+from .settings import STRATEGIES, WorkerSettings
+
+_default: ProxyPool | None = None
+_default_lock = threading.Lock()
+
+
+def configure(
+    database_url: str | None = None,
+    *,
+    config: str | os.PathLike[str] | None = None,
+    settings: WorkerSettings | None = None,
+) -> ProxyPool:
+    """Point this process's worker API at a database and/or config file explicitly (instead of
+    ``$PROXYCHECK_DATABASE_URL`` / ``$PROXYCHECK_CONFIG`` / ``./proxycheck.toml``). Replaces the
+    default pool, closing the old one's connections."""
+    global _default
+    with _default_lock:
+        old, _default = _default, ProxyPool(database_url, config=config, settings=settings)
+    if old is not None:
+        old.close()
+    return _default
+
+
+def default_pool() -> ProxyPool:
+    """This process's default pool (created on first use, configured from the environment)."""
+    global _default
+    pool = _default
+    if pool is None:
+        with _default_lock:
+            if _default is None:
+                _default = ProxyPool()
+            pool = _default
+    return pool
+
+
+def get_healthy_proxy(
+    *,
+    tags: str | Iterable[str] = (),
+    scheme: str | Iterable[str] | None = None,
+    anonymity: str | None = None,
+    exclude: Iterable[Proxy | str] | Proxy | str = (),
+    strategy: str | None = None,
+) -> Proxy:
+    """A healthy, fresh proxy. ``tags``: all must match; ``scheme``: one or several, exact;
+    ``anonymity``: minimum level (``anonymous`` or ``elite``); ``exclude``: proxies (or their
+    URLs/keys) this task already tried; ``strategy``: ``random`` (default), ``round_robin``,
+    ``least_used`` or ``fastest``. Raises ``NoHealthyProxy`` (a ``LookupError``) saying why."""
+    return default_pool().get(tags=tags, scheme=scheme, anonymity=anonymity, exclude=exclude, strategy=strategy)
+
+
+def get_healthy_proxies(
+    *,
+    tags: str | Iterable[str] = (),
+    scheme: str | Iterable[str] | None = None,
+    anonymity: str | None = None,
+    exclude: Iterable[Proxy | str] | Proxy | str = (),
+    strategy: str | None = None,
+    limit: int | None = None,
+) -> list[Proxy]:
+    """Every healthy, fresh proxy matching the filters, fastest first (or in ``strategy``'s
+    order, without counting hand-outs). An empty list when none qualifies."""
+    return default_pool().get_all(
+        tags=tags, scheme=scheme, anonymity=anonymity, exclude=exclude, strategy=strategy, limit=limit
+    )
+
+
+async def aget_healthy_proxy(**filters: Any) -> Proxy:
+    """``get_healthy_proxy`` for asyncio workers (the database call runs in a thread)."""
+    return await asyncio.to_thread(get_healthy_proxy, **filters)
+
+
+async def aget_healthy_proxies(**filters: Any) -> list[Proxy]:
+    """``get_healthy_proxies`` for asyncio workers (the database call runs in a thread)."""
+    return await asyncio.to_thread(get_healthy_proxies, **filters)
+
+
+def report(proxy: Proxy | str, outcome: Any, *, worker: str | None = None) -> ReportResult:
+    """See ``proxycheck.feedback.report``."""
+    return default_pool().report(proxy, outcome, worker=worker)
+
+
+def feedback_summary() -> FeedbackSummary:
+    """Worker reports in the guard rail's window, for this process's database."""
+    return default_pool().feedback_summary()
+
+
+def _reset_lock_in_child() -> None:
+    global _default_lock
+    _default_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_reset_lock_in_child)
+
+__all__ = [
+    "STRATEGIES",
+    "ProxyPool",
+    "WorkerSettings",
+    "aget_healthy_proxies",
+    "aget_healthy_proxy",
+    "configure",
+    "default_pool",
+    "feedback_summary",
+    "filters_from_query",
+    "get_healthy_proxies",
+    "get_healthy_proxy",
+    "make_filters",
+    "proxy_from_reference",
+    "report",
+]

@@ -1,0 +1,336 @@
+"""``ProxyPool``: one process's handle on the daemon's database, for workers.
+
+Rules:
+1. Lazy: nothing is read until the first call. Then the config is loaded once (settings.py),
+   the schema is checked (``SchemaOutOfDate`` names the fix), and a reader engine is opened; a
+   writer engine only when something writes (the counted strategies, ``report``).
+2. Thread-safe: engines are; the snapshot is swapped whole; a lock guards opening, and a second
+   one makes one thread reload while the others keep proposing from the previous snapshot.
+3. Fork-safe: a child never uses its parent's connections. At ``os.fork`` (``after_in_child``)
+   and, failing that, on a pid change, each engine's pool is replaced with
+   ``engine.dispose(close=False)`` (SQLAlchemy's recipe: the parent's connections are left
+   untouched; we also keep the old pools referenced so the child never closes them), the locks
+   are recreated and the RNG reseeded (forked children must not all draw the same proxies).
+4. Fresh: ``random`` and ``fastest`` propose from the snapshot and re-read the proposal by id
+   before handing it out (snapshot.py rule 1); ``least_used`` and ``round_robin`` pick in the
+   database. Either way an unhealthy proxy is not handed out once its state is committed.
+5. The snapshot is re-read every ``snapshot_seconds``, but never sooner than ten times its last
+   load took (so at most ~10 % of a process's time goes to reloading, whatever the fleet size).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine
+
+from .. import feedback
+from ..health import HealthPolicy
+from ..proxy import Proxy
+from ..store import migrate
+from ..store._rows import utcnow
+from ..store.engine import make_engine, masked_url
+from ..store.reports import FeedbackSummary, GuardRail, ReportFacts, feedback_summary, record_report
+from ..store.selection import C_ID, Filters, HotReads, eligible_ids, select_eligible
+from ..store.usage import COUNTED_STRATEGIES, CountedPicks
+from .params import check_strategy, make_filters, proxy_key
+from .settings import WorkerSettings, load
+from .snapshot import Snapshot
+from .why import no_healthy_proxy
+
+MAX_PROPOSALS = 64  # proposals re-read per call before falling back to one exact query
+RELOAD_FACTOR = 10.0  # rule 5
+EMPTY_RECHECK = 0.25
+SMALL_VIEW = 500  # a filter matching at most this many proxies restricts counted picks to them  # seconds: an empty snapshot is re-read at most this often before giving up
+
+_POOLS: weakref.WeakSet[ProxyPool] = weakref.WeakSet()
+_INHERITED: list[Any] = []  # parents' pools, kept referenced in a forked child (rule 3)
+
+
+class ProxyPool:
+    """Selection and feedback against one database. ``proxycheck.get_healthy_proxy()`` and
+    friends use a per-process default pool; make one yourself to pass settings explicitly."""
+
+    def __init__(
+        self,
+        database_url: str | None = None,
+        *,
+        config: str | os.PathLike[str] | None = None,
+        settings: WorkerSettings | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        check_schema: bool = True,
+    ) -> None:
+        self._database_url = database_url
+        self._config = config
+        self._settings_given = settings
+        self._clock = clock
+        self._check_schema = check_schema
+        self._lock = threading.Lock()
+        self._reload_lock = threading.Lock()
+        self._pid = os.getpid()
+        self._rng = random.Random()
+        self._reader: Engine | None = None
+        self._hot: HotReads | None = None
+        self._writer: Engine | None = None
+        self._picks: CountedPicks | None = None
+        self._settings = settings or WorkerSettings()
+        self._health = HealthPolicy()
+        self._url = database_url or ""
+        self._snapshot: Snapshot | None = None
+        self._worker_name = f"{socket.gethostname()}:{os.getpid()}"
+        _POOLS.add(self)
+
+    # -- opening, closing, forking ---------------------------------------------------------------
+    @property
+    def settings(self) -> WorkerSettings:
+        self._open()
+        return self._settings
+
+    @property
+    def url(self) -> str:
+        """The database URL, password masked."""
+        self._open()
+        return masked_url(self._url)
+
+    def _open(self) -> Engine:
+        if self._pid != os.getpid():
+            self._after_fork()
+        reader = self._reader
+        if reader is not None:
+            return reader
+        with self._lock:
+            if self._reader is None:
+                settings, worker = load(self._config)
+                url = self._database_url or settings.resolved_database_url
+                engine = make_engine(url, writer=False, application_name=f"proxycheck-worker@{socket.gethostname()}")
+                try:
+                    if self._check_schema:
+                        migrate.check_at_head(engine)
+                except BaseException:
+                    engine.dispose()
+                    raise
+                self._url, self._health = url, settings.health
+                self._settings = self._settings_given or worker
+                self._hot = HotReads(engine)
+                self._reader = engine
+            return self._reader
+
+    def _write_engine(self) -> Engine:
+        self._open()
+        writer = self._writer
+        if writer is not None:
+            return writer
+        with self._lock:
+            if self._writer is None:
+                self._writer = make_engine(self._url, writer=True, application_name=f"proxycheck-worker@{socket.gethostname()}")
+                self._picks = CountedPicks(self._writer)
+            return self._writer
+
+    def _counted_picks(self) -> CountedPicks:
+        self._write_engine()
+        assert self._picks is not None
+        return self._picks
+
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()
+        self._reload_lock = threading.Lock()
+        self._rng = random.Random()
+        for engine in (self._reader, self._writer):
+            if engine is not None:
+                _INHERITED.append(engine.pool)
+                engine.dispose(close=False)
+        self._pid = os.getpid()
+        self._worker_name = f"{socket.gethostname()}:{os.getpid()}"
+
+    def close(self) -> None:
+        """Close this process's connections (the pool reopens if used again)."""
+        with self._lock:
+            for engine in (self._reader, self._writer):
+                if engine is not None:
+                    engine.dispose()
+            self._reader = self._writer = self._hot = self._picks = None
+            self._snapshot = None
+
+    def invalidate(self) -> None:
+        """Forget the snapshot: the next call re-reads the eligible proxies."""
+        self._snapshot = None
+
+    # -- selection ---------------------------------------------------------------------------------
+    def get(
+        self,
+        *,
+        tags: str | Iterable[str] = (),
+        scheme: str | Iterable[str] | None = None,
+        anonymity: str | None = None,
+        exclude: Iterable[Proxy | str] | Proxy | str = (),
+        strategy: str | None = None,
+    ) -> Proxy:
+        """One eligible proxy by ``strategy``; ``NoHealthyProxy`` (a ``LookupError``) says why not."""
+        filters = make_filters(tags=tags, scheme=scheme, anonymity=anonymity, exclude=exclude)
+        reader = self._open()
+        strategy = check_strategy(strategy or self._settings.strategy)
+        now = self._clock()
+        fresh_since = now - timedelta(seconds=self._settings.max_age)
+        if strategy in COUNTED_STRATEGIES:
+            proxy = self._counted_picks().take(strategy, fresh_since, filters, self._among(filters, fresh_since))
+        elif self._settings.snapshot_seconds > 0:
+            proxy = self._from_snapshot(reader, strategy, filters, now, fresh_since)
+        else:
+            proxy = self._from_query(reader, strategy, filters, fresh_since)
+        if proxy is None:
+            raise no_healthy_proxy(
+                reader, filters, fresh_since=fresh_since, max_age=self._settings.max_age, where=masked_url(self._url), now=now
+            )
+        return proxy
+
+    def get_all(
+        self,
+        *,
+        tags: str | Iterable[str] = (),
+        scheme: str | Iterable[str] | None = None,
+        anonymity: str | None = None,
+        exclude: Iterable[Proxy | str] | Proxy | str = (),
+        strategy: str | None = None,
+        limit: int | None = None,
+    ) -> list[Proxy]:
+        """Every eligible proxy (exact: one query), ordered by ``strategy`` without counting
+        hand-outs: fastest first by default, shuffled for ``random``. Empty list, no exception."""
+        filters = make_filters(tags=tags, scheme=scheme, anonymity=anonymity, exclude=exclude)
+        reader = self._open()
+        strategy = check_strategy(strategy or "fastest")
+        fresh_since = self._clock() - timedelta(seconds=self._settings.max_age)
+        if strategy == "random":
+            proxies = select_eligible(reader, fresh_since, filters, order="id")
+            self._rng.shuffle(proxies)
+            return proxies[:limit] if limit is not None else proxies
+        return select_eligible(reader, fresh_since, filters, order=strategy, limit=limit)
+
+    def _among(self, filters: Filters, fresh_since: datetime) -> tuple[int, ...] | None:
+        """For a counted pick with a selective filter: the ids the snapshot says match, so the
+        pick need not walk past every non-matching row (usage.py rule 5). None: walk."""
+        if self._settings.snapshot_seconds <= 0 or not (filters.tags or filters.schemes or filters.min_anonymity):
+            return None
+        snap = self._current_snapshot(fresh_since)
+        view = snap.view(filters)
+        if not view or len(view) > SMALL_VIEW:
+            return None  # empty: the snapshot may be behind, so ask the database itself
+        return tuple(c[C_ID] for c in view if c[C_ID] not in snap.discarded) or None
+
+    def _from_query(self, reader: Engine, strategy: str, filters: Filters, fresh_since: datetime) -> Proxy | None:
+        if strategy == "fastest":
+            found = select_eligible(reader, fresh_since, filters, order="fastest", limit=1)
+            return found[0] if found else None
+        for _ in range(3):  # a proxy may turn ineligible between the two reads
+            ids = eligible_ids(reader, fresh_since, filters)
+            if not ids:
+                return None
+            proxy = self._hot_reads().fetch(self._rng.choice(ids), fresh_since, filters)
+            if proxy is not None:
+                return proxy
+        return None
+
+    def _from_snapshot(
+        self, reader: Engine, strategy: str, filters: Filters, now: datetime, fresh_since: datetime
+    ) -> Proxy | None:
+        hot = self._hot_reads()
+        cutoff = hot.cutoff(fresh_since)
+        rechecked = False
+        for _ in range(MAX_PROPOSALS):
+            snap = self._current_snapshot(fresh_since)
+            if strategy == "fastest":
+                proposal = next(snap.by_latency(filters, cutoff), None)
+            else:
+                proposal = snap.pick_random(filters, cutoff, self._rng)
+            if proposal is None:
+                # Nothing in the snapshot: re-read it once (newly healthy proxies) unless it is new.
+                if rechecked or time.monotonic() - snap.taken_at < EMPTY_RECHECK:
+                    return None
+                rechecked = True
+                self._reload(fresh_since, blocking=True)
+                continue
+            proxy = hot.fetch(proposal[C_ID], fresh_since, filters)
+            if proxy is not None:
+                return proxy
+            snap.discard(proposal[C_ID])
+        return self._from_query(reader, strategy, filters, fresh_since)
+
+    def _hot_reads(self) -> HotReads:
+        self._open()
+        assert self._hot is not None
+        return self._hot
+
+    def _current_snapshot(self, fresh_since: datetime) -> Snapshot:
+        snap = self._snapshot
+        if snap is None:
+            return self._reload(fresh_since, blocking=True)
+        age = time.monotonic() - snap.taken_at
+        if age >= max(self._settings.snapshot_seconds, RELOAD_FACTOR * snap.load_seconds):
+            return self._reload(fresh_since, blocking=False) or snap
+        return snap
+
+    def _reload(self, fresh_since: datetime, *, blocking: bool) -> Snapshot:
+        before = self._snapshot
+        if not self._reload_lock.acquire(blocking=blocking):
+            return before  # type: ignore[return-value]  # another thread is reloading; keep using ours
+        try:
+            if self._snapshot is not before and self._snapshot is not None:
+                return self._snapshot  # another thread reloaded while we waited
+            started = time.monotonic()
+            candidates = self._hot_reads().candidates(fresh_since)
+            snap = Snapshot(candidates, started, time.monotonic() - started)
+            self._snapshot = snap
+            return snap
+        finally:
+            self._reload_lock.release()
+
+    # -- feedback ---------------------------------------------------------------------------------
+    def report(self, proxy: Proxy | str, outcome: Any, *, worker: str | None = None) -> feedback.ReportResult:
+        """Apply what the captcha service said about ``proxy`` (feedback.py, store/reports.py)."""
+        c = feedback.classify(outcome)
+        key = proxy_key(proxy)
+        masked = proxy.masked_url if isinstance(proxy, Proxy) else key
+        if c.kind == "not_about_proxy":
+            return feedback.ReportResult(masked, c.kind, c.error, c.code, False, False, False, None, None)
+        self._open()
+        settings, now = self._settings, self._clock()
+        who = worker or self._worker_name
+        detail = f"{c.error or c.service_code} reported by worker {who}"
+        rng = self._rng
+
+        def decide(health: Any, enabled: bool, next_check_at: datetime) -> Any:
+            return feedback.decide(
+                c.kind, health, enabled, next_check_at, code=c.code, detail=detail, now=now,
+                policy=self._health, reprobe_after=settings.reprobe_after, rng=rng,
+            )
+
+        facts = ReportFacts(c.kind, c.code, c.error, c.service_code, who)
+        done = record_report(self._write_engine(), key, facts, decide, self.guard_rail, now=now)
+        # No snapshot invalidation needed: every proposal is re-read by id before it is handed out.
+        why_not = "unknown_proxy" if not done.found else done.why_not
+        return feedback.ReportResult(masked, c.kind, c.error, c.code, done.stored, done.applied, done.took_out, why_not, done.state)
+
+    @property
+    def guard_rail(self) -> GuardRail:
+        s = self.settings
+        return GuardRail(max_percent=s.max_reported_percent, window=s.report_window)
+
+    def feedback_summary(self) -> FeedbackSummary:
+        return feedback_summary(self._open(), self.guard_rail, now=self._clock())
+
+
+def _after_fork_in_child() -> None:
+    for pool in list(_POOLS):
+        pool._after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+__all__ = ["ProxyPool"]
