@@ -213,6 +213,7 @@ def status(config: str | None, unhealthy: bool, tag: str | None, code_text: str 
     from .status_view import render
     from .store import list_proxies, make_engine, status_summary
     from .store.migrate import check_at_head
+    from .store.reports import feedback_summary, guard_rail
     from .verdict import parse_code
 
     settings = _settings(config)
@@ -228,15 +229,61 @@ def status(config: str | None, unhealthy: bool, tag: str | None, code_text: str 
         try:
             summary = status_summary(engine)
             rows = list_proxies(engine, unhealthy_only=unhealthy, tag=tag, code=code)
+            feedback = feedback_summary(engine, guard_rail(settings.worker))
         finally:
             engine.dispose()
     except ProxycheckError as exc:
         raise CliError(str(exc)) from None
     if as_json:
-        click.echo(json.dumps(status_json(summary, rows), indent=2))
+        click.echo(json.dumps(status_json(summary, rows, feedback), indent=2))
     else:
-        render(summary, rows, Console(highlight=False))
+        render(summary, rows, Console(highlight=False), feedback)
     sys.exit(0 if summary.counts["healthy"] > 0 else EXIT_UNHEALTHY)
+
+
+@cli.command()
+@config_option
+@click.option("--limit", "-n", default=20, show_default=True, type=click.IntRange(1, 10000), help="Checks and reports to show.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object: proxy, checks, reports (newest first).")
+@click.argument("proxy", metavar="PROXY")
+def history(config: str | None, limit: int, as_json: bool, proxy: str) -> None:
+    """One proxy's recent checks and the worker reports about it.
+
+    PROXY is its URL as `status` prints it (the masked password is fine).
+
+    \b
+    Example:
+      proxycheck history 'http://user:***@203.0.113.7:3128' -n 50
+    """
+    from .errors import ProxyParseError
+    from .proxy import parse_proxy_url
+    from .status_view import history_json, render_history
+    from .store import make_engine
+    from .store.history import proxy_history
+    from .store.migrate import check_at_head
+
+    settings = _settings(config)
+    try:
+        key = parse_proxy_url(proxy).key
+    except ProxyParseError as exc:
+        raise CliError(f"PROXY: {exc}") from None
+    url = settings.resolved_database_url
+    try:
+        _require_existing_sqlite(url)
+        check_at_head(url)
+        engine = make_engine(url, writer=False)
+        try:
+            found = proxy_history(engine, key, limit=limit)
+        finally:
+            engine.dispose()
+    except ProxycheckError as exc:
+        raise CliError(str(exc)) from None
+    if found is None:
+        raise CliError(f"no proxy {key} in the database: see `proxycheck status` for the proxies it holds")
+    if as_json:
+        click.echo(json.dumps(history_json(found), indent=2))
+    else:
+        render_history(found, Console(highlight=False))
 
 
 @cli.command("import")

@@ -3,7 +3,9 @@
 JSON (one object; keys are a contract — see README "status --json"):
 ``{"summary": {"counts": {healthy, unhealthy, unknown, disabled}, "total", "checker":
 {"state": ok|degraded|not running, "reason", "daemons": [...]}, "last_round_at", "top_codes":
-[{"code", "error", "proxies"}], "overdue"}, "proxies": [{"proxy" (masked), "state", "code",
+[{"code", "error", "proxies"}], "overdue", "feedback": {"window_seconds", "reports", "applied",
+"took_out", "held_back", "budget", "out_now", "guard_rail_holding", "by_error", "last_report_at"}},
+"proxies": [{"proxy" (masked), "state", "code",
 "error", "reason", "probe", "detail", "last_checked_at", "last_success_at", "latency_ms",
 "exit_ip", "anonymity", "tags", "label", "source"}]}``. Never a password.
 """
@@ -18,6 +20,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from .store.history import ProxyHistory
+from .store.reports import WHY_NOT, FeedbackSummary
 from .store.status import ProxyStatus, StatusSummary
 from .verdict import ERROR_NAMES, error_name
 
@@ -30,8 +34,23 @@ def checker_state(summary: StatusSummary) -> str:
     return summary.checker_state or "not running"
 
 
-def as_json(summary: StatusSummary, rows: Sequence[ProxyStatus]) -> dict[str, Any]:
+def feedback_json(f: FeedbackSummary) -> dict[str, Any]:
     return {
+        "window_seconds": f.window,
+        "reports": f.reports,
+        "applied": f.applied,
+        "took_out": f.took_out,
+        "held_back": f.held_back,
+        "budget": f.budget,
+        "out_now": f.out_now,
+        "guard_rail_holding": f.holding,
+        "by_error": [{"error": e, "reports": n} for e, n in f.by_error],
+        "last_report_at": _iso(f.last_report_at),
+    }
+
+
+def as_json(summary: StatusSummary, rows: Sequence[ProxyStatus], feedback: FeedbackSummary | None = None) -> dict[str, Any]:
+    shaped = {
         "summary": {
             "counts": dict(summary.counts),
             "total": summary.total,
@@ -50,6 +69,9 @@ def as_json(summary: StatusSummary, rows: Sequence[ProxyStatus]) -> dict[str, An
         },
         "proxies": [_row(r) for r in rows],
     }
+    if feedback is not None:
+        shaped["summary"]["feedback"] = feedback_json(feedback)
+    return shaped
 
 
 def _row(r: ProxyStatus) -> dict[str, Any]:
@@ -83,7 +105,7 @@ def age(dt: datetime | None, now: datetime) -> str:
     return f"{s}s ago"
 
 
-def render(summary: StatusSummary, rows: Sequence[ProxyStatus], console: Console) -> None:
+def render(summary: StatusSummary, rows: Sequence[ProxyStatus], console: Console, feedback: FeedbackSummary | None = None) -> None:
     now = datetime.now(UTC)
     c = summary.counts
     state = checker_state(summary)
@@ -96,6 +118,8 @@ def render(summary: StatusSummary, rows: Sequence[ProxyStatus], console: Console
     if summary.top_codes:
         console.print("failing: " + ", ".join(f"{code} {ERROR_NAMES[code]} x{n}" for code, n in summary.top_codes),
                       markup=False, highlight=False, soft_wrap=True)
+    if feedback is not None and (feedback.reports or feedback.out_now):
+        console.print(feedback.line(), markup=False, highlight=False, soft_wrap=True)
     if not rows:
         return
     labelled = any(r.proxy.label for r in rows)  # the label column only when someone uses labels
@@ -131,3 +155,40 @@ def render(summary: StatusSummary, rows: Sequence[ProxyStatus], console: Console
     if codes:
         console.print("What the codes mean: " + " / ".join(f"`proxycheck explain {c}`" for c in codes),
                       markup=False, highlight=False, soft_wrap=True)
+
+
+def history_json(h: ProxyHistory) -> dict[str, Any]:
+    """``proxycheck history --json``: ``{"proxy", "checks": [...], "reports": [...]}``, newest first."""
+    return {
+        "proxy": h.proxy_key,
+        "checks": [
+            {"checked_at": _iso(c.checked_at), "healthy": c.healthy, "code": c.code, "error": error_name(c.code),
+             "reason": c.reason, "probe": c.probe, "detail": c.detail, "elapsed_ms": c.elapsed_ms,
+             "exit_ip": c.exit_ip, "daemon": c.instance_id}
+            for c in h.checks
+        ],
+        "reports": [
+            {"reported_at": _iso(r.reported_at), "worker": r.worker, "service_code": r.service_code, "error": r.error,
+             "code": r.code, "kind": r.kind, "applied": r.applied, "took_out": r.took_out, "why_not": r.why_not}
+            for r in h.reports
+        ],
+    }
+
+
+def render_history(h: ProxyHistory, console: Console) -> None:
+    now = datetime.now(UTC)
+
+    def say(text: str) -> None:
+        console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+    say(f"{h.proxy_key}: {len(h.checks)} recent checks, {len(h.reports)} worker reports")
+    for c in h.checks:
+        verdict = "ok" if c.healthy else ("not judged" if c.healthy is None else f"{c.code} {error_name(c.code)}")
+        elapsed = f" in {c.elapsed_ms:.0f} ms" if c.elapsed_ms is not None else ""
+        detail = f": {c.detail}" if c.detail and not c.healthy else ""
+        say(f"  check   {_iso(c.checked_at)} ({age(c.checked_at, now)})  {verdict}{elapsed}"
+            + (f"  probe={c.probe}" if c.probe and not c.healthy else "") + detail)
+    for r in h.reports:
+        effect = "applied" if r.applied else f"not applied: {WHY_NOT.get(r.why_not or '', r.why_not)}"
+        say(f"  report  {_iso(r.reported_at)} ({age(r.reported_at, now)})  {r.error or r.service_code} ({r.kind}) "
+            f"from {r.worker or 'unknown worker'}; {effect}")

@@ -1,0 +1,55 @@
+"""One proxy's history: its recent checks and the worker reports about it (``proxycheck history``).
+
+Read-only, one short transaction: safe on a reader engine while the daemon writes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, select
+
+from .models import CheckRow as C
+from .models import ProxyRow as P
+from .reports import ReportInfo, recent_reports
+
+
+@dataclass(frozen=True)
+class CheckInfo:
+    checked_at: datetime
+    healthy: bool | None  # None: not judged (internal error)
+    code: int | None
+    reason: str | None
+    probe: str | None
+    detail: str | None
+    elapsed_ms: float | None
+    exit_ip: str | None
+    instance_id: str | None
+
+
+@dataclass(frozen=True)
+class ProxyHistory:
+    proxy_key: str
+    checks: list[CheckInfo]  # newest first
+    reports: list[ReportInfo]  # newest first
+
+
+def proxy_history(engine: Engine, proxy_key: str, *, limit: int = 20) -> ProxyHistory | None:
+    """The newest ``limit`` checks and reports of the proxy with this ``Proxy.key``; None if unknown."""
+    with engine.begin() as conn:
+        proxy_id = conn.scalar(select(P.id).where(P.key == proxy_key))
+        if proxy_id is None:
+            return None
+        rows: Any = conn.execute(
+            select(C.checked_at, C.healthy, C.code, C.reason, C.probe, C.detail, C.elapsed_ms, C.exit_ip, C.instance_id)
+            .where(C.proxy_id == proxy_id)
+            .order_by(C.checked_at.desc(), C.id.desc())
+            .limit(limit)
+        )
+        checks = [CheckInfo(*row) for row in rows]
+    return ProxyHistory(proxy_key, checks, recent_reports(engine, proxy_key=proxy_key, limit=limit))
+
+
+__all__ = ["CheckInfo", "ProxyHistory", "proxy_history"]
