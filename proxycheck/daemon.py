@@ -27,8 +27,9 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.engine import make_url
@@ -37,6 +38,7 @@ from . import health
 from .checker import Checker
 from .config import Settings, load_settings
 from .errors import ProxycheckError, StorageError
+from .metrics import DaemonMetrics
 from .preflight import CheckerStatus
 from .result import CheckResult
 from .sdnotify import Notifier, watchdog_interval
@@ -44,8 +46,12 @@ from .sources import read_csv_file
 from . import store
 from .store.engine import make_engine, masked_url
 from .store.leases import Claim
-from .store.schedule import spread_overdue
 from .store.migrate import check_at_head
+from .store.reports import prune_reports
+from .store.schedule import spread_overdue
+
+if TYPE_CHECKING:
+    from .http_api import HttpApi
 
 log = logging.getLogger("proxycheck.daemon")
 
@@ -114,6 +120,8 @@ class Daemon:
         self.checks_done = 0
         self.counts: dict[str, int] = {}
         self._lock: SingleDaemonLock | None = None
+        self.metrics = DaemonMetrics(self._summary_or_none)
+        self.http: HttpApi | None = None
         self._preflight_lock = asyncio.Lock()
 
     # -- start and stop --------------------------------------------------------------------------
@@ -161,6 +169,8 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
         scheduler = self._scheduler()
         scheduler.start()
+        if self.settings.http.enabled:
+            await self._start_http()
         self.notifier.ready(self._status_text())
         log.info("ready: %s", self._status_text())
         watchdog = asyncio.create_task(self._watchdog()) if watchdog_interval() else None
@@ -171,6 +181,9 @@ class Daemon:
         if watchdog:
             watchdog.cancel()
         await self._drain(writer)
+        if self.http is not None:
+            await self.http.stop()
+            self.http.pool.close()
         await self._heartbeat(stopped=True)
         log.info("stopped after %d checks", self.checks_done)
         return 0
@@ -198,6 +211,25 @@ class Daemon:
         await self.results.put(None)
         await writer
 
+    async def _start_http(self) -> None:
+        from .http_api import HttpApi
+        from .worker import ProxyPool
+
+        pool = ProxyPool(self.url, config=self.config_path, settings=self.settings.worker)
+        self.http = HttpApi(self.settings, self.engine, pool, self.metrics, lambda: (self.status.state, self.status.reason))
+        try:
+            url = await self.http.start()
+        except OSError as exc:
+            raise ProxycheckError(f"cannot serve HTTP on [http].listen {self.settings.http.listen}: {exc.strerror or exc}") from None
+        log.info("HTTP endpoint on %s%s", url, "" if self.settings.http.token else " (no token: keep it on loopback)")
+
+    def _summary_or_none(self):
+        try:
+            return store.status_summary(self.engine)
+        except Exception as exc:  # noqa: BLE001 - a scrape must not fail because the DB blinked
+            log.warning("metrics: cannot read the fleet summary: %s", exc)
+            return None
+
     # -- jobs ------------------------------------------------------------------------------------
     async def dispatch(self) -> None:
         self.last_progress = time.monotonic()
@@ -218,6 +250,7 @@ class Daemon:
             task.add_done_callback(self._finished)
         if claims:
             self.last_round_at = datetime.now(UTC)
+            self.metrics.rounds.inc()
 
     def _finished(self, task: asyncio.Task) -> None:
         self.inflight.pop(task, None)
@@ -294,6 +327,11 @@ class Daemon:
                                  keep_failure_days=d.keep_failure_days)
         if deleted:
             log.info("retention removed %d old checks", deleted)
+        # Worker reports are evidence like failed checks: kept as long, and never inside the guard rail's window.
+        keep = max(d.keep_failure_days * 86400, self.settings.worker.report_window)
+        pruned = await self._db(prune_reports, self.engine, datetime.now(UTC) - timedelta(seconds=keep))
+        if pruned:
+            log.info("retention removed %d old worker reports", pruned)
 
     async def _heartbeat(self, stopped: bool = False) -> None:
         await self._db(store.heartbeat, self.engine, self.instance_id, checker_state=self.status.state,
@@ -361,6 +399,8 @@ class Daemon:
             log.error("gave up writing %d results; their proxies will be re-checked when their leases expire", len(batch))
             return
         self.checks_done += len(judged)
+        for done in batch:
+            self.metrics.observe(done.result)
         self.last_progress = time.monotonic()
 
     # -- helpers ---------------------------------------------------------------------------------

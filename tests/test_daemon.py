@@ -16,7 +16,6 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
 
 from cli import PROXYCHECK, run_cli, run_json
 from world import EXPECTATIONS

@@ -1,0 +1,150 @@
+"""The HTTP endpoint ``proxycheck run`` serves for workers not written in Python (aiohttp).
+
+Rules:
+1. It binds ``[http].listen`` (127.0.0.1:8181 by default) and, when ``[http].token`` is set,
+   every route but ``/healthz`` needs ``Authorization: Bearer <token>`` (compared in constant
+   time). It runs inside the daemon's event loop; database calls go to a thread.
+2. It answers with the same values the Python API returns: ``/proxies/healthy`` and ``/proxy``
+   go through ``proxycheck.worker``, ``/report`` through ``proxycheck.feedback``, ``/status``
+   is exactly ``proxycheck status --json``.
+3. Proxy passwords appear only where a worker asked for proxies to use (``/proxy``,
+   ``/proxies/healthy``), never in ``/status``, ``/metrics`` or logs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from .config import Settings
+from .errors import NoHealthyProxy, ProxycheckError
+from .metrics import DaemonMetrics
+from .status_view import as_json as status_json
+from .store import list_proxies, status_summary
+
+log = logging.getLogger("proxycheck.http")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(text=json.dumps(data, default=str), status=status, content_type="application/json")
+
+
+def _auth_middleware(token: str):
+    expected = f"Bearer {token}".encode()
+
+    @web.middleware
+    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if token and request.path != "/healthz":
+            given = request.headers.get("Authorization", "").encode()
+            if not hmac.compare_digest(given, expected):
+                return _json({"error": "unauthorized", "detail": "send Authorization: Bearer <[http].token>"}, 401)
+        return await handler(request)
+
+    return check
+
+
+class HttpApi:
+    """Routes bound to one daemon's engine, metrics and checker state."""
+
+    def __init__(self, settings: Settings, engine, pool, metrics: DaemonMetrics,
+                 checker_state: Callable[[], tuple[str, str]]) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.pool = pool  # a proxycheck.worker.ProxyPool on the daemon's own database
+        self.metrics = metrics
+        self.checker_state = checker_state
+        self._runner: web.AppRunner | None = None
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[_auth_middleware(self.settings.http.token)], client_max_size=64 * 1024)
+        app.router.add_get("/healthz", self.healthz)
+        app.router.add_get("/status", self.status)
+        app.router.add_get("/metrics", self.metrics_page)
+        app.router.add_get("/proxies/healthy", self.healthy)
+        app.router.add_get("/proxy", self.one_proxy)
+        app.router.add_post("/report", self.report)
+        return app
+
+    async def start(self) -> str:
+        host, _, port = self.settings.http.listen.rpartition(":")
+        self._runner = web.AppRunner(self.app(), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host.strip("[]") or "127.0.0.1", int(port))
+        await site.start()
+        bound = self._runner.addresses[0]
+        return f"http://{bound[0]}:{bound[1]}"
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    # -- routes ---------------------------------------------------------------------------------
+    async def healthz(self, request: web.Request) -> web.Response:
+        state, reason = self.checker_state()
+        body = {"daemon": "running", "checker": state, "reason": reason or None}
+        return _json(body, 200 if state == "ok" else 503)
+
+    async def status(self, request: web.Request) -> web.Response:
+        def read():
+            return status_summary(self.engine), list_proxies(self.engine), self.pool.feedback_summary()
+
+        summary, rows, feedback = await asyncio.to_thread(read)
+        return _json(status_json(summary, rows, feedback))
+
+    async def metrics_page(self, request: web.Request) -> web.Response:
+        body = await asyncio.to_thread(self.metrics.render)
+        return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+
+    async def healthy(self, request: web.Request) -> web.Response:
+        from .worker import filters_from_query
+
+        try:
+            filters = filters_from_query(request.query)
+            proxies = await asyncio.to_thread(self.pool.get_all, **filters)
+        except ValueError as exc:
+            return _json({"error": "bad_request", "detail": str(exc)}, 400)
+        fmt = request.query.get("format", "")
+        return _json([_proxy_json(p, fmt) for p in proxies])
+
+    async def one_proxy(self, request: web.Request) -> web.Response:
+        from .worker import filters_from_query
+
+        try:
+            filters = filters_from_query(request.query)
+            filters.pop("limit", None)
+            proxy = await asyncio.to_thread(self.pool.get, **filters)
+        except NoHealthyProxy as exc:
+            return _json({"error": "no_healthy_proxy", "detail": str(exc)}, 404)
+        except ValueError as exc:
+            return _json({"error": "bad_request", "detail": str(exc)}, 400)
+        return _json(_proxy_json(proxy, request.query.get("format", "")))
+
+    async def report(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+            proxy, outcome = body["proxy"], body["outcome"]
+        except (ValueError, KeyError, TypeError) as exc:
+            return _json({"error": "bad_request", "detail": f"expected JSON {{\"proxy\": URL, \"outcome\": ...}}: {exc}"}, 400)
+        try:
+            result = await asyncio.to_thread(self.pool.report, proxy, outcome, worker=body.get("worker") or request.remote)
+        except (ProxycheckError, ValueError) as exc:
+            return _json({"error": "bad_request", "detail": str(exc)}, 400)
+        return _json(result.as_dict())
+
+
+def _proxy_json(proxy, fmt: str) -> dict[str, Any]:
+    if fmt == "anticaptcha":
+        return proxy.as_anticaptcha()
+    if fmt == "2captcha":
+        return proxy.as_2captcha()
+    return {"url": proxy.url, "proxy": proxy.masked_url, "scheme": proxy.scheme, "host": proxy.host, "port": proxy.port,
+            "username": proxy.username, "password": proxy.password, "tags": sorted(proxy.tags),
+            "exit_ip": getattr(proxy, "exit_ip", None), "latency_ms": getattr(proxy, "latency_ms", None)}
