@@ -48,10 +48,6 @@ JUDGE_IP = "127.0.3.1"
 DEMO_LOGIN = ("demo", "right-pass")
 EXPECTED_CODES = (25, 26, 27, 28, 29, 35, 36, 49)
 
-# ---- ONE-LINE SWITCH (issue 4): set True once `proxycheck.get_healthy_proxy` exists (proxycheck/worker.py).
-WORKER_API = False
-
-
 def listen_ip(slot: int) -> str:
     return f"127.0.3.{slot}"
 
@@ -263,40 +259,24 @@ def _verdict(state: str, code: int | None, reason: str | None) -> str:
     return state if code is None else f"{state} {code} ({reason})"
 
 
-_WORKER_SNIPPET = {
-    True: (
-        "from proxycheck import get_healthy_proxy, NoHealthyProxy\n"
-        "for _ in range(6):\n"
-        "    try:\n"
-        "        p = get_healthy_proxy()\n"
-        "    except NoHealthyProxy as exc:\n"
-        "        print('NONE', exc, sep='\\t'); break\n"
-        "    print(p.host, p.port, sep='\\t')\n"
-    ),
-    False: (
-        "import random\n"
-        "from datetime import UTC, datetime, timedelta\n"
-        "from proxycheck.config import load_settings\n"
-        "from proxycheck.store import healthy_proxies, make_engine\n"
-        "engine = make_engine(load_settings().resolved_database_url, writer=False)\n"
-        "rows = healthy_proxies(engine, fresh_since=datetime.now(UTC) - timedelta(minutes=5))\n"
-        "engine.dispose()\n"
-        "for _ in range(6):\n"
-        "    if not rows:\n"
-        "        print('NONE', 'no healthy proxy', sep='\\t'); break\n"
-        "    p = random.choice(rows).proxy\n"
-        "    print(p.host, p.port, sep='\\t')\n"
-    ),
-}
+_WORKER_SNIPPET = (
+    "from proxycheck import get_healthy_proxy, NoHealthyProxy\n"
+    "for _ in range(6):\n"
+    "    try:\n"
+    "        p = get_healthy_proxy()\n"
+    "    except NoHealthyProxy as exc:\n"
+    "        print('NONE', exc, sep='\\t'); break\n"
+    "    print(p.host, p.port, sep='\\t')\n"
+)
 
 
 def _ask_like_a_worker(config: Path, url: str, servers: dict, say) -> bool:
     """A separate process, as a worker would be, asks six times; only good proxies may come back."""
-    call = "get_healthy_proxy()" if WORKER_API else "healthy_proxies() from proxycheck.store (stand-in: get_healthy_proxy() is not in this build yet)"
+    call = "get_healthy_proxy()"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PROXYCHECK_")}
     env.update(PROXYCHECK_CONFIG=str(config), PROXYCHECK_DATABASE_URL=url)
     try:
-        proc = subprocess.run([sys.executable, "-c", _WORKER_SNIPPET[WORKER_API]], cwd=config.parent, env=env,
+        proc = subprocess.run([sys.executable, "-c", _WORKER_SNIPPET], cwd=config.parent, env=env,
                               capture_output=True, text=True, timeout=60)
     except subprocess.TimeoutExpired:
         say("   the worker process did not answer within 60 s")
