@@ -161,13 +161,23 @@ def judge(listen: str, tls_listen: str | None, cert: str | None, key: str | None
 
 @cli.group("config")
 def config_group() -> None:
-    """Validate or show the configuration."""
+    """Validate the configuration.
+
+    \b
+    Example:
+      proxycheck config check /etc/proxycheck/proxycheck.toml
+    """
 
 
 @config_group.command("check")
 @click.argument("file", type=click.Path())
 def config_check(file: str) -> None:
-    """Validate FILE and name any bad key. Example: proxycheck config check proxycheck.toml"""
+    """Validate FILE and name any bad key.
+
+    \b
+    Example:
+      proxycheck config check proxycheck.toml
+    """
     if not Path(file).exists():
         raise CliError(f"config file {file} does not exist")
     settings = _settings(file)
@@ -334,7 +344,13 @@ def import_(config: str | None, files: tuple[str, ...], strict: bool, args: tupl
 
 @cli.group()
 def db() -> None:
-    """Create or migrate the database."""
+    """Create or migrate the database.
+
+    \b
+    Examples:
+      proxycheck db upgrade
+      proxycheck db current --config /etc/proxycheck/proxycheck.toml
+    """
 
 
 @db.command("upgrade")
@@ -365,7 +381,13 @@ def db_upgrade(config: str | None) -> None:
 @db.command("current")
 @config_option
 def db_current(config: str | None) -> None:
-    """Print the database's schema revision and whether it is the latest."""
+    """Print the database's schema revision and whether it is the latest.
+
+    \b
+    Example:
+      proxycheck db current --config /etc/proxycheck/proxycheck.toml
+    Exit: 0 at the latest revision, 1 when `proxycheck db upgrade` is needed.
+    """
     from .store import current_revision, head_revision
 
     settings = _settings(config)
