@@ -25,7 +25,7 @@ def free_port() -> int:
 def api(world, tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("http")
     port = free_port()
-    extra = f'\n[http]\nenabled = true\nlisten = "127.0.0.1:{port}"\ntoken = "{TOKEN}"\n'
+    extra = f'\n[http]\nenabled = true\nlisten = "127.0.0.1:{port}"\ntoken = "{TOKEN}"\n[worker]\nreprobe_after = 0.5\n'
     config = write_daemon_config(world, tmp_path, NAMES)
     config.write_text(config.read_text() + extra)
     assert run_cli("db", "upgrade", "--config", str(config)).returncode == 0
@@ -83,6 +83,9 @@ def test_report_takes_a_proxy_out(api):
     assert by_label(status_json(config))["squid-anonymous"]["state"] == "unhealthy"
     bad = client.post("/report", content=b"not json")
     assert bad.status_code == 400
+    # The worker was wrong about it: the daemon's early re-probes pass and bring it back.
+    wait_until(lambda: by_label(status_json(config))["squid-anonymous"]["state"] == "healthy", 30, "restored by re-probes")
+    assert target in {p["url"] for p in client.get("/proxies/healthy").json()}
 
 
 def test_metrics_parse(api):
