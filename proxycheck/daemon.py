@@ -49,6 +49,7 @@ from .store.leases import Claim
 from .store.migrate import check_at_head
 from .store.reports import prune_reports
 from .store.schedule import spread_overdue
+from .verdict import ERROR_NAMES
 
 if TYPE_CHECKING:
     from .http_api import HttpApi
@@ -225,7 +226,7 @@ class Daemon:
 
     def _summary_or_none(self):
         try:
-            return store.status_summary(self.engine)
+            return store.status_summary(self.engine, top=len(ERROR_NAMES))  # every code, not the top 5
         except Exception as exc:  # noqa: BLE001 - a scrape must not fail because the DB blinked
             log.warning("metrics: cannot read the fleet summary: %s", exc)
             return None
