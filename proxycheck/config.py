@@ -84,9 +84,9 @@ class Daemon:
     drain_grace: float = _doc("seconds SIGTERM waits for in-flight checks before cancelling them", default=20.0)
     own_ip_interval: float = _doc("seconds between refreshes of the checker's own IP", default=600.0)
     retention_interval: float = _doc("seconds between history clean-ups", default=3600.0)
-    keep_checks_per_proxy: int = _doc("history rows always kept per proxy", default=100)
-    keep_success_days: float = _doc("days successful checks beyond those are kept", default=2.0)
-    keep_failure_days: float = _doc("days failed checks beyond those are kept", default=14.0)
+    keep_checks_per_proxy: int = _doc("history rows always kept per proxy", default=20)
+    keep_success_days: float = _doc("days successful checks beyond those are kept (0.25: the last 6 hours)", default=0.25)
+    keep_failure_days: float = _doc("days failed checks and worker reports beyond those are kept", default=3.0)
 
 
 @dataclass(frozen=True)

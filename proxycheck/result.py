@@ -43,6 +43,23 @@ class ProbeOutcome:
         return d
 
 
+def history_probes(probes: tuple[ProbeOutcome, ...] | list[ProbeOutcome]) -> list[dict[str, Any]]:
+    """The probes as a ``checks`` history row keeps them: every probe's name, outcome and time,
+    and the full wording only for a failing probe. A passing probe's detail repeats what the
+    row's own columns say (exit IP, anonymity), and dropping it makes a healthy check's row
+    about a fifth of the size, which is most of the history (bench/daemon_bench.py)."""
+    kept = []
+    for p in probes:
+        if p.ok:
+            d: dict[str, Any] = {"name": p.name, "ok": True, "elapsed_ms": round(p.elapsed_ms, 1)}
+            if p.skipped:
+                d["skipped"] = True
+        else:
+            d = p.as_dict()
+        kept.append(d)
+    return kept
+
+
 @dataclass(frozen=True)
 class CheckResult:
     """The verdict on one proxy: the first failing probe's code, or healthy.

@@ -24,7 +24,7 @@ from sqlalchemy import Connection, Engine, String, cast, func, insert, or_, sele
 
 from ..health import HealthState, Transition
 from ..proxy import Proxy
-from ..result import CheckResult
+from ..result import CheckResult, history_probes
 from ._rows import PROXY_COLUMNS, STATE_COLUMNS, is_postgresql, proxy_from_row, state_from_row, utcnow
 from .models import CheckRow
 from .models import ProxyRow as P
@@ -160,11 +160,11 @@ def _record(
             code=result.code,
             reason=result.reason,
             probe=result.probe,
-            detail=result.detail,
+            detail=None if result.healthy else result.detail,  # a pass's detail is in exit_ip/anonymity
             elapsed_ms=result.elapsed_ms,
             exit_ip=result.exit_ip,
             anonymity=result.anonymity,
-            probes=[p.as_dict() for p in result.probes],
+            probes=history_probes(result.probes),
             instance_id=instance_id,
         )
     )

@@ -3,7 +3,9 @@
 Rule: a ``checks`` row is deleted when it is *not* among the newest ``keep_per_proxy`` rows of
 its proxy **and** it is older than its age limit: ``keep_success_days`` for passes,
 ``keep_failure_days`` for failures. So every proxy always shows its last N checks, a flapping
-proxy's failures stay visible for two weeks, and steady successes do not fill the disk.
+proxy's failures stay visible for days, and steady successes do not fill the disk. The defaults
+(20 rows, 6 hours of passes, 3 days of failures) keep a 100,000-proxy fleet's history at a few
+GB; bench/daemon_bench.py measures it.
 """
 
 from __future__ import annotations
@@ -23,9 +25,9 @@ RETENTION_LOCK_ID = 0x72746E74
 def apply_retention(
     engine: Engine,
     now: datetime,
-    keep_per_proxy: int = 100,
-    keep_success_days: float = 2,
-    keep_failure_days: float = 14,
+    keep_per_proxy: int = 20,
+    keep_success_days: float = 0.25,
+    keep_failure_days: float = 3,
     *,
     proxies_per_batch: int = 100,
 ) -> int:

@@ -180,7 +180,12 @@ class ProxyPool:
         now = self._clock()
         fresh_since = now - timedelta(seconds=self._settings.max_age)
         if strategy in COUNTED_STRATEGIES:
-            proxy = self._counted_picks().take(strategy, fresh_since, filters, self._among(filters, fresh_since))
+            picks, among = self._counted_picks(), self._among(filters, fresh_since)
+            proxy = picks.take(strategy, fresh_since, filters, among)
+            if proxy is None and among is not None:
+                # The snapshot's ids have all turned ineligible; others matching may have turned
+                # eligible since it was read. Only the database itself can say "none" (rule 4).
+                proxy = picks.take(strategy, fresh_since, filters)
         elif self._settings.snapshot_seconds > 0:
             proxy = self._from_snapshot(reader, strategy, filters, now, fresh_since)
         else:

@@ -91,7 +91,9 @@ def test_record_result_stores_state_history_and_clears_the_lease(writer):
     assert (stored.lease_owner, stored.lease_token, stored.lease_expires_at) == (None, None, None)
     (check,) = history(writer)
     assert (check.healthy, check.checked_at, check.instance_id) == (True, LATER, "i1")
-    assert check.probes == [p.as_dict() for p in res.probes]
+    # A pass keeps each probe's name, outcome and time, not its wording (result.history_probes).
+    assert check.probes == [{"name": p.name, "ok": True, "elapsed_ms": p.elapsed_ms} for p in res.probes]
+    assert check.detail is None
 
 
 def test_a_failure_keeps_the_last_known_exit_ip_and_records_why(writer):
@@ -110,6 +112,9 @@ def test_a_failure_keeps_the_last_known_exit_ip_and_records_why(writer):
     assert stored.detail == "auth_rejected detail"
     assert stored.exit_ip == "198.51.100.7"
     assert [c.code for c in history(writer)] == [None, 49]
+    failed = history(writer)[1]
+    assert failed.detail == "auth_rejected detail"
+    assert failed.probes[0]["detail"] == "auth_rejected detail" and failed.probes[0]["error"] == "ERROR_PROXY_NOT_AUTHORISED"
 
 
 def test_a_stale_token_writes_nothing(writer):

@@ -135,6 +135,22 @@ def test_counted_strategies_respect_filters_and_freshness(make_pool, writer, sna
             pool.get(strategy=strategy, tags="us", exclude=[ps[0]])
 
 
+def test_counted_pick_among_an_old_snapshots_ids_falls_back_to_the_database(make_pool, writer):
+    # Regression: with a selective filter the pick is restricted to the snapshot's ids; when all
+    # of them had turned ineligible, NoHealthyProxy was raised although a proxy matched.
+    ps = fleet(writer, [proxy(1, tags={"rare"}), proxy(2)])
+    pool = make_pool(snapshot_seconds=3600)
+    for strategy in ("least_used", "round_robin"):
+        assert pool.get(strategy=strategy, tags="rare") == ps[0]  # snapshot read: {ps[0]}
+    new = fleet(writer, [proxy(3, tags={"rare"})])[0]  # not in the snapshot
+    check(writer, {ps[0]: (False, {"code": 49})})
+    for strategy in ("least_used", "round_robin"):
+        assert pool.get(strategy=strategy, tags="rare") == new
+    check(writer, {new: (False, {"code": 49})})
+    with pytest.raises(NoHealthyProxy):
+        pool.get(strategy="least_used", tags="rare")
+
+
 def test_stale_proxies_are_never_handed_out_even_from_an_old_snapshot(make_pool, writer):
     ps = fleet(writer, [proxy(1), proxy(2)])
     t0 = utcnow()
