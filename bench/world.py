@@ -229,11 +229,7 @@ class World:
         ca, cert, key = self._certs()
         http_port, tls_port = free_port(JUDGE_HOST), free_port(JUDGE_HOST)
         plain, tls = f"http://{JUDGE_HOST}:{http_port}", f"https://{JUDGE_HOST}:{tls_port}"
-        self.targets = {
-            "judge_url": f"{plain}/get", "ip_url": f"{plain}/ip", "ssl_url": f"{tls}/health",
-            "image_urls": [f"{plain}/image.png", f"{tls}/image.png?over=tls"],
-            "long_get_url": f"{plain}/long", "ban_url": f"{tls}/recaptcha/api2/anchor?k=bench", "ca_file": str(ca),
-        }
+        self.targets = judge_targets(plain, tls, ca)
         self.judge = Child("judge", [*proxycheck_cli(), "judge", "--listen", f"{JUDGE_HOST}:{http_port}",
                                      "--tls-listen", f"{JUDGE_HOST}:{tls_port}", "--cert", str(cert), "--key", str(key)],
                            self.workdir / "judge.log", cpus=self.world_cpus)
@@ -344,6 +340,15 @@ class World:
         n = max(1, len(sample))
         return load, Counts(len(sample), len(conns) / n, methods["GET"] / n, (up["GET"] / n, down["GET"] / n),
                             methods["CONNECT"] / n, (up["CONNECT"] / n, down["CONNECT"] / n))
+
+
+def judge_targets(plain: str, tls: str, ca_file: str | Path) -> dict[str, object]:
+    """The ``[targets]`` table for a bench judge serving plain HTTP at ``plain`` and TLS at ``tls``."""
+    return {
+        "judge_url": f"{plain}/get", "ip_url": f"{plain}/ip", "ssl_url": f"{tls}/health",
+        "image_urls": [f"{plain}/image.png", f"{tls}/image.png?over=tls"],
+        "long_get_url": f"{plain}/long", "ban_url": f"{tls}/recaptcha/api2/anchor?k=bench", "ca_file": str(ca_file),
+    }
 
 
 def proxycheck_cli() -> list[str]:

@@ -44,19 +44,19 @@ class ProbeOutcome:
 
 
 def history_probes(probes: tuple[ProbeOutcome, ...] | list[ProbeOutcome]) -> list[dict[str, Any]]:
-    """The probes as a ``checks`` history row keeps them: every probe's name, outcome and time,
-    and the full wording only for a failing probe. A passing probe's detail repeats what the
-    row's own columns say (exit IP, anonymity), and dropping it makes a healthy check's row
-    about a fifth of the size, which is most of the history (bench/daemon_bench.py)."""
+    """The probes as a ``checks`` history row keeps them: each probe that ran, with its name,
+    outcome and time, and the full wording only for the one that failed. A passing probe's detail
+    repeats what the row's own columns say (exit IP, anonymity) and a skipped probe says nothing,
+    so leaving them out makes a row a fraction of the size, and rows are most of the database
+    (bench/daemon_bench.py)."""
     kept = []
     for p in probes:
+        if p.skipped:
+            continue
         if p.ok:
-            d: dict[str, Any] = {"name": p.name, "ok": True, "elapsed_ms": round(p.elapsed_ms, 1)}
-            if p.skipped:
-                d["skipped"] = True
+            kept.append({"name": p.name, "ok": True, "elapsed_ms": round(p.elapsed_ms, 1)})
         else:
-            d = p.as_dict()
-        kept.append(d)
+            kept.append({k: v for k, v in p.as_dict().items() if v is not None})
     return kept
 
 

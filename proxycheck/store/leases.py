@@ -152,23 +152,26 @@ def _record(
     fenced = update(P).where(P.id == claim.proxy_id, P.lease_token == claim.lease_token).values(**values)
     if conn.execute(fenced).rowcount != 1:
         return False
-    conn.execute(
-        insert(CheckRow).values(
-            proxy_id=claim.proxy_id,
-            checked_at=result.started_at,
-            healthy=result.healthy,
-            code=result.code,
-            reason=result.reason,
-            probe=result.probe,
-            detail=None if result.healthy else result.detail,  # a pass's detail is in exit_ip/anonymity
-            elapsed_ms=result.elapsed_ms,
-            exit_ip=result.exit_ip,
-            anonymity=result.anonymity,
-            probes=history_probes(result.probes),
-            instance_id=instance_id,
-        )
-    )
+    conn.execute(insert(CheckRow).values(**history_values(claim.proxy_id, result, instance_id)))
     return True
+
+
+def history_values(proxy_id: int, result: CheckResult, instance_id: str | None) -> dict[str, Any]:
+    """The ``checks`` row for one completed check (also what bench/daemon_bench.py bulk-inserts)."""
+    return {
+        "proxy_id": proxy_id,
+        "checked_at": result.started_at,
+        "healthy": result.healthy,
+        "code": result.code,
+        "reason": result.reason,
+        "probe": result.probe,
+        "detail": None if result.healthy else result.detail,  # a pass's facts are in exit_ip/anonymity
+        "elapsed_ms": result.elapsed_ms,
+        "exit_ip": result.exit_ip,
+        "anonymity": result.anonymity,
+        "probes": history_probes(result.probes),
+        "instance_id": instance_id,
+    }
 
 
 def release_claims(engine: Engine, claims: Sequence[Claim]) -> int:

@@ -48,8 +48,8 @@ from .why import no_healthy_proxy
 
 MAX_PROPOSALS = 64  # proposals re-read per call before falling back to one exact query
 RELOAD_FACTOR = 10.0  # rule 5
-EMPTY_RECHECK = 0.25
-SMALL_VIEW = 500  # a filter matching at most this many proxies restricts counted picks to them  # seconds: an empty snapshot is re-read at most this often before giving up
+EMPTY_RECHECK = 0.25  # seconds: an empty snapshot is re-read at most this often before giving up
+SMALL_VIEW = 500  # a filter matching at most this many proxies restricts counted picks to them
 
 _POOLS: weakref.WeakSet[ProxyPool] = weakref.WeakSet()
 _INHERITED: list[Any] = []  # parents' pools, kept referenced in a forked child (rule 3)
