@@ -10,14 +10,15 @@ from .errors import NoHealthyProxy, ProxycheckError
 from .proxy import Proxy, parse_proxy_url
 
 if TYPE_CHECKING:
-    from .feedback import areport, report
     from .worker import (
         ProxyPool,
         aget_healthy_proxies,
         aget_healthy_proxy,
+        areport,
         configure,
         get_healthy_proxies,
         get_healthy_proxy,
+        report,
     )
 
 __version__ = "0.1.0"
@@ -44,8 +45,8 @@ _LAZY = {
     "configure": "worker",
     "get_healthy_proxies": "worker",
     "get_healthy_proxy": "worker",
-    "report": "feedback",
-    "areport": "feedback",
+    "report": "worker",
+    "areport": "worker",
 }
 
 

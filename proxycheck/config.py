@@ -273,16 +273,23 @@ def _validate(settings: Settings, origin: str) -> None:
     host, sep, port = settings.http.listen.rpartition(":")
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
         raise ConfigError(f"{origin}: [http].listen {settings.http.listen!r} is not HOST:PORT")
-    w = settings.worker
-    for key in ("max_age", "report_window"):
-        if getattr(w, key) <= 0:
-            raise ConfigError(f"{origin}: [worker].{key} must be positive (seconds), not {getattr(w, key):g}")
-    if not 0 < w.max_reported_percent <= 100:
-        raise ConfigError(f"{origin}: [worker].max_reported_percent must be in (0, 100], not {w.max_reported_percent:g}")
-    if w.strategy not in STRATEGIES:
-        raise ConfigError(f"{origin}: [worker].strategy {w.strategy!r} is not one of {', '.join(STRATEGIES)}")
+    check_worker(settings.worker, f"{origin}: ")
     if settings.database_url and "://" not in settings.database_url:
         raise ConfigError(f"{origin}: database_url {settings.database_url!r} is not a URL (e.g. sqlite:///path.db)")
+
+
+def check_worker(w: Worker, where: str = "") -> None:
+    """The ``[worker]`` checks the types cannot express (also run on a ``WorkerSettings`` built in code)."""
+    for key in ("max_age", "report_window"):
+        if getattr(w, key) <= 0:
+            raise ConfigError(f"{where}[worker].{key} must be positive (seconds), not {getattr(w, key):g}")
+    for key in ("snapshot_seconds", "reprobe_after"):
+        if getattr(w, key) < 0:
+            raise ConfigError(f"{where}[worker].{key} must not be negative, not {getattr(w, key):g}")
+    if not 0 < w.max_reported_percent <= 100:
+        raise ConfigError(f"{where}[worker].max_reported_percent must be in (0, 100], not {w.max_reported_percent:g}")
+    if w.strategy not in STRATEGIES:
+        raise ConfigError(f"{where}[worker].strategy {w.strategy!r} is not one of {', '.join(STRATEGIES)}")
 
 
 def _require_url(url: str, schemes: tuple[str, ...], where: str) -> None:

@@ -136,6 +136,9 @@ class Daemon:
             self._lock.acquire()
         check_at_head(self.url)
         self.engine = make_engine(self.url, writer=True)
+        # Reads for status, metrics and the HTTP endpoint: on SQLite the writer engine takes the
+        # write lock for every transaction, and a scrape must not queue behind check write-backs.
+        self.reader = make_engine(self.url, writer=False)
 
     async def run(self) -> int:
         self._open_storage()
@@ -143,6 +146,7 @@ class Daemon:
             return await self._run()
         finally:
             self.engine.dispose()
+            self.reader.dispose()
             if self._lock:
                 self._lock.release()
             self.notifier.close()
@@ -217,7 +221,7 @@ class Daemon:
         from .worker import ProxyPool
 
         pool = ProxyPool(self.url, config=self.config_path, settings=self.settings.worker)
-        self.http = HttpApi(self.settings, self.engine, pool, self.metrics, lambda: (self.status.state, self.status.reason))
+        self.http = HttpApi(self.settings, self.reader, pool, self.metrics, lambda: (self.status.state, self.status.reason))
         try:
             url = await self.http.start()
         except OSError as exc:
@@ -226,7 +230,7 @@ class Daemon:
 
     def _summary_or_none(self):
         try:
-            return store.status_summary(self.engine, top=len(ERROR_NAMES))  # every code, not the top 5
+            return store.status_summary(self.reader, top=len(ERROR_NAMES))  # every code, not the top 5
         except Exception as exc:  # noqa: BLE001 - a scrape must not fail because the DB blinked
             log.warning("metrics: cannot read the fleet summary: %s", exc)
             return None
@@ -341,7 +345,7 @@ class Daemon:
         if stopped:
             await self._db(store.mark_stopped, self.engine, self.instance_id)
         elif self.notifier.enabled:
-            summary = await self._db(store.status_summary, self.engine)
+            summary = await self._db(store.status_summary, self.reader)
             if summary is not None:
                 self.counts = summary.counts
         self.notifier.status(self._status_text())

@@ -9,8 +9,11 @@ Rules:
      and v2 error 130 (no finer code: stored with code None; the re-probe finds the real one).
    - ``soft_failure``: ``ERROR_RECAPTCHA_TIMEOUT`` (30), ``ERROR_FAILED_LOADING_WIDGET`` (52):
      often the proxy, sometimes the target. They count like a failed check.
-   - ``success``: ``errorId`` 0, a ``solution``, or 2captcha's ``status: 1``.
-   - ``not_about_proxy``: everything else (balance, key, site key, ...): ignored, not stored.
+   - ``success``: a solved task: ``errorId`` 0 with a ``solution`` (or ``status: "ready"``),
+     2captcha's ``status: 1`` with the token, or a bare ``errorId`` 0 (the caller says it worked).
+   - ``not_about_proxy``: everything else: balance, key, site key, ..., and acknowledgements
+     (createTask's ``{"errorId": 0, "taskId": ...}``, a ``processing`` poll, 2captcha in.php's
+     task id), which say the task was accepted, not that the proxy carried it. Ignored, not stored.
 2. ``decide`` is pure: a report's effect on a proxy's ``HealthState``.
    - A proxy error makes a *healthy* proxy unhealthy at once with that code and reason
      ``worker_report`` (not in ``verdict.REASONS``: it is not a probe's finding and maps to any
@@ -37,7 +40,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .health import HealthPolicy, HealthState, advance
-from .proxy import Proxy
 from .store.reports import WHY_NOT, Decision
 from .verdict import ERROR_NAMES
 
@@ -87,11 +89,18 @@ def _by_response(d: Mapping[str, Any]) -> Classified:
         return _by_name(code)  # CapMonster sends errorId 1 for every error: the name decides
     if "errorId" in d:
         error_id = d["errorId"]
-        if isinstance(error_id, bool) or not isinstance(error_id, (int, str)) or not str(error_id).strip().isdigit():
+        if isinstance(error_id, bool) or not isinstance(error_id, (int, str)) or not str(error_id).strip().lstrip("-").isdigit():
             raise ValueError(f"errorId must be a number, not {error_id!r}")
+        if int(error_id) == 0 and not _solved(d):
+            # createTask's {"errorId": 0, "taskId": ...} or a "processing" poll: the task was
+            # accepted, not solved through the proxy, so it says nothing about the proxy yet.
+            return Classified("not_about_proxy", None, None, "0")
         return _by_id(int(error_id))
     if "status" in d and "request" in d:  # 2captcha v1: {"status": 0, "request": "ERROR_..."}
         if d["status"] == 1:
+            # in.php answers a task id (digits), res.php the solved token: only the token is evidence.
+            if str(d["request"]).strip().isdigit():
+                return Classified("not_about_proxy", None, None, "1")
             return Classified("success", None, None, "1")
         return _by_name(str(d["request"]))
     if "solution" in d:
@@ -100,6 +109,11 @@ def _by_response(d: Mapping[str, Any]) -> Classified:
         "not a captcha service response: expected errorId/errorCode (anti-captcha, CapMonster, "
         f"2captcha v2) or status/request (2captcha v1), got keys {sorted(d)}"
     )
+
+
+def _solved(d: Mapping[str, Any]) -> bool:
+    """A getTaskResult answer with the solution in it (anti-captcha, CapMonster, 2captcha v2)."""
+    return "solution" in d or d.get("status") == "ready"
 
 
 def _by_id(error_id: int) -> Classified:
@@ -201,24 +215,6 @@ class ReportResult:
         }
 
 
-def report(proxy: Proxy | str, outcome: Any, *, worker: str | None = None) -> ReportResult:
-    """Tell proxycheck what the captcha service said about ``proxy`` (a ``Proxy`` from
-    ``get_healthy_proxy()``, or its URL/key). ``outcome``: the service's JSON response, an
-    ``errorId`` or an ``errorCode``. ``worker`` names the reporter (default ``host:pid``).
-
-    Raises ``ValueError`` for an outcome that is not one of those shapes."""
-    from .worker import default_pool
-
-    return default_pool().report(proxy, outcome, worker=worker)
-
-
-async def areport(proxy: Proxy | str, outcome: Any, *, worker: str | None = None) -> ReportResult:
-    """``report`` for asyncio workers (the database call runs in a thread)."""
-    import asyncio
-
-    return await asyncio.to_thread(report, proxy, outcome, worker=worker)
-
-
 __all__ = [
     "Classified",
     "ERROR_IDS",
@@ -227,8 +223,6 @@ __all__ = [
     "ReportResult",
     "SOFT_FAILURES",
     "WORKER_REPORT",
-    "areport",
     "classify",
     "decide",
-    "report",
 ]

@@ -23,7 +23,7 @@ from typing import Any
 from aiohttp import web
 
 from .config import Settings
-from .errors import NoHealthyProxy, ProxycheckError
+from .errors import NoHealthyProxy, StorageError
 from .metrics import DaemonMetrics
 from .status_view import as_json as status_json
 from .store import list_proxies, status_summary
@@ -35,6 +35,16 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def _json(data: Any, status: int = 200) -> web.Response:
     return web.Response(text=json.dumps(data, default=str), status=status, content_type="application/json")
+
+
+@web.middleware
+async def _storage_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The database being down or locked is our trouble, not the client's: 503, so it retries."""
+    try:
+        return await handler(request)
+    except StorageError as exc:
+        log.warning("HTTP %s %s: %s", request.method, request.path, exc)
+        return _json({"error": "storage_unavailable", "detail": str(exc)}, 503)
 
 
 def _auth_middleware(token: str):
@@ -64,7 +74,7 @@ class HttpApi:
         self._runner: web.AppRunner | None = None
 
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[_auth_middleware(self.settings.http.token)], client_max_size=64 * 1024)
+        app = web.Application(middlewares=[_auth_middleware(self.settings.http.token), _storage_errors], client_max_size=64 * 1024)
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/status", self.status)
         app.router.add_get("/metrics", self.metrics_page)
@@ -107,25 +117,36 @@ class HttpApi:
         from .worker import filters_from_query
 
         try:
+            fmt = _format(request)
             filters = filters_from_query(request.query)
-            proxies = await asyncio.to_thread(self.pool.get_all, **filters)
         except ValueError as exc:
             return _json({"error": "bad_request", "detail": str(exc)}, 400)
-        fmt = request.query.get("format", "")
-        return _json([_proxy_json(p, fmt) for p in proxies])
+        proxies = await asyncio.to_thread(self.pool.get_all, **filters)
+        shaped, unusable = [], []
+        for proxy in proxies:
+            try:
+                shaped.append(_proxy_json(proxy, fmt))
+            except ValueError as exc:  # e.g. a host name no check has resolved: anti-captcha wants an IP
+                unusable.append({"proxy": proxy.masked_url, "detail": str(exc)})
+        if unusable:
+            log.warning("HTTP /proxies/healthy?format=%s left out %d proxies: %s", fmt, len(unusable), unusable[0]["detail"])
+        return _json(shaped)
 
     async def one_proxy(self, request: web.Request) -> web.Response:
         from .worker import filters_from_query
 
         try:
+            fmt = _format(request)
             filters = filters_from_query(request.query)
-            filters.pop("limit", None)
             proxy = await asyncio.to_thread(self.pool.get, **filters)
         except NoHealthyProxy as exc:
-            return _json({"error": "no_healthy_proxy", "detail": str(exc)}, 404)
+            return _json({"error": "no_healthy_proxy", "detail": str(exc), **getattr(exc, "details", {})}, 404)
         except ValueError as exc:
             return _json({"error": "bad_request", "detail": str(exc)}, 400)
-        return _json(_proxy_json(proxy, request.query.get("format", "")))
+        try:
+            return _json(_proxy_json(proxy, fmt))
+        except ValueError as exc:
+            return _json({"error": "unusable_proxy", "proxy": proxy.masked_url, "detail": str(exc)}, 422)
 
     async def report(self, request: web.Request) -> web.Response:
         try:
@@ -135,9 +156,19 @@ class HttpApi:
             return _json({"error": "bad_request", "detail": f"expected JSON {{\"proxy\": URL, \"outcome\": ...}}: {exc}"}, 400)
         try:
             result = await asyncio.to_thread(self.pool.report, proxy, outcome, worker=body.get("worker") or request.remote)
-        except (ProxycheckError, ValueError) as exc:
+        except ValueError as exc:
             return _json({"error": "bad_request", "detail": str(exc)}, 400)
         return _json(result.as_dict())
+
+
+FORMATS = ("", "anticaptcha", "2captcha")
+
+
+def _format(request: web.Request) -> str:
+    fmt = request.query.get("format", "")
+    if fmt not in FORMATS:
+        raise ValueError(f"format: {fmt!r} is not one of anticaptcha, 2captcha (or leave it out for proxycheck's own shape)")
+    return fmt
 
 
 def _proxy_json(proxy, fmt: str) -> dict[str, Any]:

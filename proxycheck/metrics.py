@@ -38,6 +38,11 @@ class FleetCollector(Collector):
                                     labels=["code", "error"])
         for code, n in summary.top_codes:
             by_code.add_metric([str(code), error_name(code) or ""], n)
+        # Unhealthy without an anti-captcha code (a 2captcha catch-all or soft failures reported by
+        # workers): labelled "none", so the family sums to proxycheck_proxies{state="unhealthy"}.
+        without_code = summary.counts["unhealthy"] - sum(n for _, n in summary.top_codes)
+        if without_code > 0:
+            by_code.add_metric(["none", "none"], without_code)
         yield by_code
         degraded = GaugeMetricFamily("proxycheck_checker_degraded", "1 when the checker cannot judge proxies (judge or network down)")
         degraded.add_metric([], 0 if summary.checker_state == "ok" else 1)

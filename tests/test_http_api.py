@@ -88,6 +88,20 @@ def test_report_takes_a_proxy_out(api):
     assert target in {p["url"] for p in client.get("/proxies/healthy").json()}
 
 
+def test_client_mistakes_are_400s_that_say_what_is_wrong(api):
+    client, _, world = api
+    fmt = client.get("/proxies/healthy", params={"format": "capmonster"})
+    assert fmt.status_code == 400 and "format: 'capmonster'" in fmt.json()["detail"]
+    unknown = client.get("/proxy", params={"colour": "blue"})
+    assert unknown.status_code == 400 and "unknown parameter 'colour'" in unknown.json()["detail"]
+    target = world.by_name("refused").url  # already unhealthy: the report is stored, changes nothing
+    odd_worker = client.post("/report", json={"proxy": target, "outcome": 30, "worker": {"x": 1}})
+    assert odd_worker.status_code == 400 and "worker:" in odd_worker.json()["detail"]
+    as_dict = client.post("/report", json={"proxy": {"url": target}, "outcome": 30, "worker": "w" * 300})
+    assert as_dict.status_code == 200, as_dict.text
+    assert as_dict.json()["why_not"] == "not_healthy"
+
+
 def test_metrics_parse(api):
     client, config, _ = api
     text = client.get("/metrics").text
@@ -95,6 +109,8 @@ def test_metrics_parse(api):
     proxies = {s.labels["state"]: s.value for s in families["proxycheck_proxies"].samples}
     assert proxies == {k: float(v) for k, v in status_json(config)["summary"]["counts"].items()}
     assert families["proxycheck_checker_degraded"].samples[0].value == 0
+    by_code = families["proxycheck_unhealthy_proxies"].samples
+    assert sum(s.value for s in by_code) == proxies["unhealthy"] and proxies["unhealthy"] > 0
     probes = {s.labels["probe"] for s in families["proxycheck_probe_duration_seconds"].samples}
     assert {"tcp_connect", "anonymity", "ssl", "images", "ban"} <= probes
     checks = {(s.labels["outcome"], s.labels["code"]) for s in families["proxycheck_checks"].samples if s.name.endswith("_total")}

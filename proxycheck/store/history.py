@@ -1,6 +1,7 @@
 """One proxy's history: its recent checks and the worker reports about it (``proxycheck history``).
 
-Read-only, one short transaction: safe on a reader engine while the daemon writes.
+Read-only, two short transactions (checks, then reports): safe on a reader engine while the
+daemon writes.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ Rules:
    can drop and recreate them.
 3. ``proxies`` holds the current state of each proxy plus its lease; ``checks`` is the history;
    ``instances`` is one row per daemon process (heartbeats, the checker's own health);
-   ``reports`` is what workers said about proxies (``feedback.report``), applied or not.
+   ``reports`` is what workers said about proxies (``proxycheck.report``), applied or not.
 4. Changing anything here means a new revision in ``migrations/versions/``.
 """
 
@@ -184,7 +184,7 @@ class InstanceRow(Base):
 
 
 class ReportRow(Base):
-    """One worker report about a proxy (``feedback.report``): what the captcha service said and
+    """One worker report about a proxy (``proxycheck.report``): what the captcha service said and
     whether it changed the proxy's health. Kept for ``status`` and the guard rail's window."""
 
     __tablename__ = "reports"

@@ -21,7 +21,6 @@ Rules:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -301,15 +300,6 @@ def shortage(engine: Engine, fresh_since: datetime) -> Shortage:
     )
 
 
-def keys_to_ids(engine: Engine, keys: Iterable[str]) -> dict[str, int]:
-    """``Proxy.key`` -> row id for the keys that exist."""
-    keys = sorted(set(keys))
-    if not keys:
-        return {}
-    with engine.begin() as conn:
-        return {row.key: row.id for row in conn.execute(select(P.key, P.id).where(P.key.in_(keys)))}
-
-
 __all__ = [
     "ANONYMITY_LEVELS",
     "C_ANONYMITY",
@@ -326,7 +316,6 @@ __all__ = [
     "eligible",
     "eligible_ids",
     "fetch_eligible",
-    "keys_to_ids",
     "HotReads",
     "select_eligible",
     "shortage",

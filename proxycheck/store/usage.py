@@ -91,7 +91,7 @@ def _statements(
 
 
 class CountedPicks:
-    """``take`` for one writer engine; on SQLite precompiled on a raw cursor (rule 5)."""
+    """``take`` for one writer engine; on SQLite precompiled on a raw cursor (rule 6)."""
 
     MAX_CACHED = 256
 

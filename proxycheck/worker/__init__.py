@@ -110,8 +110,16 @@ async def aget_healthy_proxies(**filters: Any) -> list[Proxy]:
 
 
 def report(proxy: Proxy | str, outcome: Any, *, worker: str | None = None) -> ReportResult:
-    """See ``proxycheck.feedback.report``."""
+    """Tell proxycheck what the captcha service said about ``proxy`` (a ``Proxy`` from
+    ``get_healthy_proxy()``, or its URL/key). ``outcome``: the service's JSON response, an
+    ``errorId`` or an ``errorCode`` (``proxycheck.feedback`` says what each means). ``worker``
+    names the reporter (default ``host:pid``). Raises ``ValueError`` for anything else."""
     return default_pool().report(proxy, outcome, worker=worker)
+
+
+async def areport(proxy: Proxy | str, outcome: Any, *, worker: str | None = None) -> ReportResult:
+    """``report`` for asyncio workers (the database call runs in a thread)."""
+    return await asyncio.to_thread(report, proxy, outcome, worker=worker)
 
 
 def feedback_summary() -> FeedbackSummary:
@@ -132,6 +140,7 @@ __all__ = [
     "WorkerSettings",
     "aget_healthy_proxies",
     "aget_healthy_proxy",
+    "areport",
     "configure",
     "default_pool",
     "feedback_summary",

@@ -38,10 +38,10 @@ from ..proxy import Proxy
 from ..store import migrate
 from ..store._rows import utcnow
 from ..store.engine import make_engine, masked_url
-from ..store.reports import FeedbackSummary, GuardRail, ReportFacts, feedback_summary, record_report
+from ..store.reports import FeedbackSummary, GuardRail, ReportFacts, feedback_summary, guard_rail, record_report
 from ..store.selection import C_ID, Filters, HotReads, eligible_ids, select_eligible
 from ..store.usage import COUNTED_STRATEGIES, CountedPicks
-from .params import check_strategy, make_filters, proxy_key
+from .params import check_strategy, make_filters, proxy_from_reference
 from .settings import WorkerSettings, load
 from .snapshot import Snapshot
 from .why import no_healthy_proxy
@@ -49,6 +49,7 @@ from .why import no_healthy_proxy
 MAX_PROPOSALS = 64  # proposals re-read per call before falling back to one exact query
 RELOAD_FACTOR = 10.0  # rule 5
 EMPTY_RECHECK = 0.25  # seconds: an empty snapshot is re-read at most this often before giving up
+MAX_WORKER_NAME = 255  # reports.worker is VARCHAR(255): PostgreSQL refuses longer, SQLite would keep it
 SMALL_VIEW = 500  # a filter matching at most this many proxies restricts counted picks to them
 
 _POOLS: weakref.WeakSet[ProxyPool] = weakref.WeakSet()
@@ -300,13 +301,15 @@ class ProxyPool:
     def report(self, proxy: Proxy | str, outcome: Any, *, worker: str | None = None) -> feedback.ReportResult:
         """Apply what the captcha service said about ``proxy`` (feedback.py, store/reports.py)."""
         c = feedback.classify(outcome)
-        key = proxy_key(proxy)
-        masked = proxy.masked_url if isinstance(proxy, Proxy) else key
+        ref = proxy_from_reference(proxy)
+        key, masked = ref.key, ref.masked_url
+        if worker is not None and not isinstance(worker, str):
+            raise ValueError(f"worker: expected a name (string), got {type(worker).__name__}")
         if c.kind == "not_about_proxy":
             return feedback.ReportResult(masked, c.kind, c.error, c.code, False, False, False, None, None)
         self._open()
         settings, now = self._settings, self._clock()
-        who = worker or self._worker_name
+        who = (worker or self._worker_name)[:MAX_WORKER_NAME]
         detail = f"{c.error or c.service_code} reported by worker {who}"
         rng = self._rng
 
@@ -324,8 +327,7 @@ class ProxyPool:
 
     @property
     def guard_rail(self) -> GuardRail:
-        s = self.settings
-        return GuardRail(max_percent=s.max_reported_percent, window=s.report_window)
+        return guard_rail(self.settings)
 
     def feedback_summary(self) -> FeedbackSummary:
         return feedback_summary(self._open(), self.guard_rail, now=self._clock())

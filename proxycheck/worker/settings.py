@@ -14,8 +14,7 @@ import dataclasses
 import os
 from collections.abc import Mapping
 
-from ..config import STRATEGIES, Settings, Worker, load_settings
-from ..errors import ConfigError
+from ..config import STRATEGIES, Settings, Worker, check_worker, load_settings
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,20 +22,7 @@ class WorkerSettings(Worker):
     """``[worker]`` built in code; validated like the file's section."""
 
     def __post_init__(self) -> None:
-        for name in ("max_age", "report_window"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"[worker].{name} must be positive (seconds), not {getattr(self, name)}")
-        for name in ("snapshot_seconds", "reprobe_after"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"[worker].{name} must not be negative, not {getattr(self, name)}")
-        if not 0 < self.max_reported_percent <= 100:
-            raise ConfigError(f"[worker].max_reported_percent must be in (0, 100], not {self.max_reported_percent}")
-        if self.strategy not in STRATEGIES:
-            raise ConfigError(f"[worker].strategy {self.strategy!r} is not one of {', '.join(STRATEGIES)}")
-
-    @classmethod
-    def field_docs(cls) -> dict[str, str]:
-        return {f.name: f.metadata["doc"] for f in dataclasses.fields(cls)}
+        check_worker(self)
 
 
 def load(config: str | os.PathLike[str] | None = None, *, environ: Mapping[str, str] | None = None) -> tuple[Settings, Worker]:

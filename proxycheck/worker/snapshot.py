@@ -3,7 +3,7 @@
 Rules:
 1. A snapshot is the list ``store.selection.HotReads.candidates`` returned, plus a set of ids found
    ineligible since (``discard``). It proposes; it never decides: the pool re-reads every
-   proposed proxy by id (``fetch_eligible``) before handing it out, and discards it here if that
+   proposed proxy by id (``HotReads.fetch``) before handing it out, and discards it here if that
    read says no. So a stale snapshot can only *miss* newly healthy proxies, never hand out an
    unhealthy one.
 2. Freshness is re-checked in memory on every proposal (``last_success >= cutoff``, both in the
@@ -47,9 +47,6 @@ class Snapshot:
         self._views: dict[tuple[object, ...], list[Candidate]] = {}
         self._by_latency: dict[tuple[object, ...], list[Candidate]] = {}
         self._tag_sets: dict[str, frozenset[str]] = {}  # JSON text -> tags (fleets share a few)
-
-    def __len__(self) -> int:
-        return len(self.candidates)
 
     def discard(self, proxy_id: int) -> None:
         self.discarded.add(proxy_id)

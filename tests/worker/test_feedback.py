@@ -42,12 +42,14 @@ T0 = utcnow()
         ({"status": 0, "request": "ERROR_PROXY_CONNECTION_FAILED"}, "proxy_error", "ERROR_PROXY_CONNECTION_FAILED", None),
         ("ERROR_BAD_PROXY", "proxy_error", "ERROR_BAD_PROXY", None),
         ({"status": 0, "request": "ERROR_PROXY_FORMAT"}, "not_about_proxy", "ERROR_PROXY_FORMAT", None),
-        ({"status": 1, "request": "2122988149"}, "success", None, None),
+        ({"status": 1, "request": "03AGdBq24PBCbwiDRaS_MJ7Z..."}, "success", None, None),  # res.php: the token
+        ({"status": 1, "request": "2122988149"}, "not_about_proxy", None, None),  # in.php: only a task id
         # soft failures
         ({"errorId": 30, "errorCode": "ERROR_RECAPTCHA_TIMEOUT"}, "soft_failure", "ERROR_RECAPTCHA_TIMEOUT", None),
         (52, "soft_failure", "ERROR_FAILED_LOADING_WIDGET", None),
         # success
-        ({"errorId": 0, "taskId": 7654321}, "success", None, None),
+        ({"errorId": 0, "taskId": 7654321}, "not_about_proxy", None, None),  # createTask: accepted, not solved
+        ({"errorId": 0, "status": "processing"}, "not_about_proxy", None, None),
         ({"errorId": 0, "status": "ready", "solution": {"gRecaptchaResponse": "3AHJ..."}}, "success", None, None),
         (0, "success", None, None),
         # not about the proxy
