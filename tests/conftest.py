@@ -1,4 +1,6 @@
 """Shared fixtures. The loopback world (tests/world) is started once per session, on demand.
+Databases: ``db_url`` runs a test on a SQLite file and on a fresh schema in a throwaway
+PostgreSQL database (pgdb.py), migrated by Alembic (``migrated_url``), never ``create_all``.
 
 Without squid, tinyproxy, microsocks or pproxy the world tests are skipped with a loud reason;
 with PROXYCHECK_REQUIRE_WORLD=1 (set in CI) they fail instead, so CI cannot pass by skipping.
@@ -8,10 +10,20 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
-
+from pgdb import UNAVAILABLE, throwaway_database, throwaway_schema
+from sqlalchemy import Engine
 from world import World, missing_software, start_world
+
+from proxycheck.store import make_engine, migrate
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if UNAVAILABLE:
+        terminalreporter.write_sep("!", f"PostgreSQL tests were SKIPPED: {UNAVAILABLE[0]}", red=True, bold=True)
+        terminalreporter.write_line("set PROXYCHECK_TEST_PG_URL, or PROXYCHECK_REQUIRE_PG=1 to make this an error")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -35,3 +47,38 @@ def world() -> Iterator[World]:
         yield built
     finally:
         built.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """URL of a throwaway PostgreSQL database for this session."""
+    with throwaway_database("proxycheck_test") as url:
+        yield url
+
+
+@pytest.fixture
+def pg_url(pg_database: str) -> Iterator[str]:
+    """A fresh, empty schema in the session database (first and only entry on search_path)."""
+    with throwaway_schema(pg_database) as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
+    """An empty database of each kind."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'proxycheck.db'}"
+    return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def migrated_url(db_url: str) -> str:
+    migrate.upgrade(db_url)
+    return db_url
+
+
+@pytest.fixture
+def writer(migrated_url: str) -> Iterator[Engine]:
+    engine = make_engine(migrated_url, writer=True)
+    yield engine
+    engine.dispose()

@@ -5,8 +5,6 @@ Each test gets a throwaway database on the machine's PostgreSQL (PROXYCHECK_TEST
 
 from __future__ import annotations
 
-import os
-import secrets
 import signal
 import time
 from collections import defaultdict
@@ -14,36 +12,25 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import create_engine, make_url, text
-from sqlalchemy.exc import OperationalError
-
 from cli import run_cli
-from test_daemon import NotifyListener, start_daemon, stop, wait_until, write_daemon_config
+from pgdb import admin_engine, throwaway_database
+from sqlalchemy import create_engine, make_url, text
+from test_daemon import (
+    NotifyListener,
+    start_daemon,
+    stop,
+    wait_until,
+    write_daemon_config,
+)
 
 pytestmark = pytest.mark.postgres
-
-PG_URL = os.environ.get("PROXYCHECK_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 GOOD = ["squid-anonymous", "squid-elite", "microsocks", "pproxy-socks4", "squid-forwarded-for", "refused"]
 
 
 @pytest.fixture
 def pg_db() -> Iterator[str]:
-    admin = create_engine(make_url(PG_URL).set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT")
-    name = f"proxycheck_daemon_{secrets.token_hex(4)}"
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except OperationalError as exc:
-        admin.dispose()
-        if os.environ.get("PROXYCHECK_REQUIRE_PG") == "1":
-            pytest.fail(f"PROXYCHECK_REQUIRE_PG=1 but PostgreSQL is unreachable: {exc.orig}")
-        pytest.skip(f"!!! PostgreSQL unavailable, multi-daemon tests NOT RUN: {exc.orig}")
-    try:
-        yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with throwaway_database("proxycheck_daemon") as url:
+        yield url
 
 
 def checks_by_proxy(url: str) -> dict[str, list[tuple[datetime, str]]]:
@@ -114,7 +101,7 @@ def test_daemon_survives_a_terminated_database_connection(world, tmp_path, pg_db
     notify = NotifyListener(tmp_path / "n.sock")
     proc = start_daemon(config, notify)
     db_name = make_url(pg_db).database
-    admin = create_engine(make_url(PG_URL).set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT")
+    admin = admin_engine()
     try:
         notify.wait_for("READY=1", 20)
         wait_until(lambda: len(checks_by_proxy(pg_db)) == 3, 20, "first checks")
