@@ -11,7 +11,9 @@ import asyncio
 import json
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 from rich.console import Console
@@ -19,6 +21,8 @@ from rich.console import Console
 from . import __version__
 from .config import Settings, load_settings
 from .errors import ProxycheckError
+
+T = TypeVar("T")
 
 EXIT_UNHEALTHY = 1
 EXIT_USAGE = 2
@@ -221,8 +225,7 @@ def status(config: str | None, unhealthy: bool, tag: str | None, code_text: str 
     """
     from .status_view import as_json as status_json
     from .status_view import render
-    from .store import list_proxies, make_engine, status_summary
-    from .store.migrate import check_at_head
+    from .store import list_proxies, status_summary
     from .store.reports import feedback_summary, guard_rail
     from .verdict import parse_code
 
@@ -231,19 +234,12 @@ def status(config: str | None, unhealthy: bool, tag: str | None, code_text: str 
         code = parse_code(code_text) if code_text else None
     except ValueError as exc:
         raise CliError(str(exc)) from None
-    url = settings.resolved_database_url
-    try:
-        _require_existing_sqlite(url)
-        check_at_head(url)
-        engine = make_engine(url, writer=False)
-        try:
-            summary = status_summary(engine)
-            rows = list_proxies(engine, unhealthy_only=unhealthy, tag=tag, code=code)
-            feedback = feedback_summary(engine, guard_rail(settings.worker))
-        finally:
-            engine.dispose()
-    except ProxycheckError as exc:
-        raise CliError(str(exc)) from None
+
+    def read(engine):
+        return (status_summary(engine), list_proxies(engine, unhealthy_only=unhealthy, tag=tag, code=code),
+                feedback_summary(engine, guard_rail(settings.worker)))
+
+    summary, rows, feedback = _read_database(settings, read)
     if as_json:
         click.echo(json.dumps(status_json(summary, rows, feedback), indent=2))
     else:
@@ -268,26 +264,14 @@ def history(config: str | None, limit: int, as_json: bool, proxy: str) -> None:
     from .errors import ProxyParseError
     from .proxy import parse_proxy_url
     from .status_view import history_json, render_history
-    from .store import make_engine
     from .store.history import proxy_history
-    from .store.migrate import check_at_head
 
     settings = _settings(config)
     try:
         key = parse_proxy_url(proxy).key
     except ProxyParseError as exc:
         raise CliError(f"PROXY: {exc}") from None
-    url = settings.resolved_database_url
-    try:
-        _require_existing_sqlite(url)
-        check_at_head(url)
-        engine = make_engine(url, writer=False)
-        try:
-            found = proxy_history(engine, key, limit=limit)
-        finally:
-            engine.dispose()
-    except ProxycheckError as exc:
-        raise CliError(str(exc)) from None
+    found = _read_database(settings, lambda engine: proxy_history(engine, key, limit=limit))
     if found is None:
         raise CliError(f"no proxy {key} in the database: see `proxycheck status` for the proxies it holds")
     if as_json:
@@ -399,6 +383,24 @@ def db_current(config: str | None) -> None:
     head = head_revision()
     click.echo(f"{current or 'empty'} (latest: {head})" + ("" if current == head else "; run `proxycheck db upgrade`"))
     sys.exit(0 if current == head else EXIT_UNHEALTHY)
+
+
+def _read_database(settings: Settings, read: Callable[[Any], T]) -> T:
+    """``read(engine)`` on a reader engine of an existing, up-to-date database; errors as one sentence."""
+    from .store import make_engine
+    from .store.migrate import check_at_head
+
+    url = settings.resolved_database_url
+    try:
+        _require_existing_sqlite(url)
+        check_at_head(url)
+        engine = make_engine(url, writer=False)
+        try:
+            return read(engine)
+        finally:
+            engine.dispose()
+    except ProxycheckError as exc:
+        raise CliError(str(exc)) from None
 
 
 def _require_existing_sqlite(url: str) -> None:
