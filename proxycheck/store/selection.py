@@ -125,6 +125,14 @@ def worker_proxy(row: Any) -> Proxy:
     )
 
 
+def raw_worker_proxy(row: tuple[Any, ...]) -> Proxy:
+    """``worker_proxy`` for a raw DBAPI row of ``WORKER_COLUMNS`` (tags as JSON text or a list)."""
+    _id, _key, scheme, host, port, username, password, tags, label, exit_ip, latency, resolved_ip = row[:12]
+    tag_set = frozenset(json.loads(tags) if isinstance(tags, str) else tags or ())
+    return Proxy(scheme, host, port, username, password, tag_set, label,
+                 exit_ip=exit_ip, latency_ms=latency, resolved_ip=resolved_ip)
+
+
 class HotReads:
     """``candidates`` and ``fetch`` on a raw DBAPI cursor, compiled once for ``engine`` (rule 2)."""
 
@@ -187,18 +195,16 @@ class HotReads:
             return fetch_eligible(self.engine, proxy_id, fresh_since, filters)
         if row is None:
             return None
-        (_id, key, scheme, host, port, username, password, tags, label, exit_ip, latency, resolved_ip, anonymity) = row
-        tag_set = frozenset(json.loads(tags) if isinstance(tags, str) else tags or ())
+        proxy, anonymity = raw_worker_proxy(row), row[-1]
         if filters is not None:
-            if not filters.tags <= tag_set or key in filters.exclude:
+            if not filters.tags <= proxy.tags or proxy.key in filters.exclude:
                 return None
-            if filters.schemes is not None and scheme not in filters.schemes:
+            if filters.schemes is not None and proxy.scheme not in filters.schemes:
                 return None
             levels = filters.anonymity_levels
             if levels is not None and anonymity not in levels:
                 return None
-        return Proxy(scheme, host, port, username, password, tag_set, label,
-                     exit_ip=exit_ip, latency_ms=latency, resolved_ip=resolved_ip)
+        return proxy
 
 
 def _candidates_core(engine: Engine, fresh_since: datetime) -> list[Candidate]:
@@ -319,5 +325,6 @@ __all__ = [
     "HotReads",
     "select_eligible",
     "shortage",
+    "raw_worker_proxy",
     "worker_proxy",
 ]

@@ -24,7 +24,6 @@ Rules:
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
 
@@ -34,7 +33,7 @@ from ..proxy import Proxy
 from ._rows import is_postgresql, utcnow
 from .models import ProxyRow as P
 from .models import UTCDateTime
-from .selection import WORKER_COLUMNS, Filters, eligible, worker_proxy
+from .selection import WORKER_COLUMNS, Filters, eligible, raw_worker_proxy, worker_proxy
 
 COUNTED_STRATEGIES = ("least_used", "round_robin")
 
@@ -131,9 +130,7 @@ class CountedPicks:
             raw.close()
         if row is None:
             return None
-        _id, _key, scheme, host, port, username, password, tags, label, exit_ip, latency, resolved_ip = row
-        return Proxy(scheme, host, port, username, password, frozenset(json.loads(tags or "[]")), label,
-                     exit_ip=exit_ip, latency_ms=latency, resolved_ip=resolved_ip)
+        return raw_worker_proxy(row)
 
     def _statements(
         self, strategy: str, filters: Filters | None, among: tuple[int, ...] | None
