@@ -47,7 +47,7 @@ from . import store
 from .store.engine import make_engine, masked_url
 from .store.leases import Claim
 from .store.migrate import check_at_head
-from .store.reports import prune_reports
+from .store.reports import feedback_summary, guard_rail, prune_reports
 from .store.schedule import spread_overdue
 from .verdict import ERROR_NAMES
 
@@ -229,8 +229,10 @@ class Daemon:
         log.info("HTTP endpoint on %s%s", url, "" if self.settings.http.token else " (no token: keep it on loopback)")
 
     def _summary_or_none(self):
+        """What a scrape reads from the database: the fleet and the worker reports."""
         try:
-            return store.status_summary(self.reader, top=len(ERROR_NAMES))  # every code, not the top 5
+            summary = store.status_summary(self.reader, top=len(ERROR_NAMES))  # every code, not the top 5
+            return summary, feedback_summary(self.reader, guard_rail(self.settings.worker))
         except Exception as exc:  # noqa: BLE001 - a scrape must not fail because the DB blinked
             log.warning("metrics: cannot read the fleet summary: %s", exc)
             return None

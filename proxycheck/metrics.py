@@ -2,8 +2,8 @@
 
 Two kinds: event metrics the daemon updates as checks finish (rounds, checks by outcome, probe
 latency histograms), and fleet gauges read from the database at scrape time by a custom
-collector (proxies by state and code, checker degraded), so every daemon sharing one PostgreSQL
-reports the same fleet figures. Each daemon has its own ``CollectorRegistry``: no globals.
+collector (proxies by state and code, checker degraded, worker reports and the guard rail), so
+every daemon sharing one PostgreSQL reports the same fleet figures. Each daemon has its own ``CollectorRegistry``: no globals.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from .result import CheckResult
+from .store.reports import FeedbackSummary
 from .store.status import StatusSummary
 from .verdict import error_name
 
@@ -22,14 +23,18 @@ from .verdict import error_name
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0)
 
 
+Read = Callable[[], "tuple[StatusSummary, FeedbackSummary] | None"]
+
+
 class FleetCollector(Collector):
-    def __init__(self, summary: Callable[[], StatusSummary | None]) -> None:
-        self._summary = summary
+    def __init__(self, read: Read) -> None:
+        self._read = read
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        summary = self._summary()
-        if summary is None:
+        read = self._read()
+        if read is None:
             return
+        summary, feedback = read
         by_state = GaugeMetricFamily("proxycheck_proxies", "Proxies by health state", labels=["state"])
         for state, n in summary.counts.items():
             by_state.add_metric([state], n)
@@ -47,10 +52,19 @@ class FleetCollector(Collector):
         degraded = GaugeMetricFamily("proxycheck_checker_degraded", "1 when the checker cannot judge proxies (judge or network down)")
         degraded.add_metric([], 0 if summary.checker_state == "ok" else 1)
         yield degraded
+        reports = GaugeMetricFamily("proxycheck_worker_reports", "Worker reports in the guard rail's window, by error",
+                                    labels=["error"])
+        for error, n in feedback.by_error:
+            reports.add_metric([error or "success"], n)
+        yield reports
+        holding = GaugeMetricFamily("proxycheck_guard_rail_holding",
+                                    "1 when the guard rail refused worker reports in its window (a worker may be misreporting)")
+        holding.add_metric([], 1 if feedback.holding else 0)
+        yield holding
 
 
 class DaemonMetrics:
-    def __init__(self, summary: Callable[[], StatusSummary | None]) -> None:
+    def __init__(self, summary: Read) -> None:
         self.registry = CollectorRegistry()
         self.checks = Counter("proxycheck_checks", "Checks written, by outcome", ["outcome", "code"], registry=self.registry)
         self.rounds = Counter("proxycheck_dispatch_rounds", "Dispatch rounds that claimed at least one proxy", registry=self.registry)

@@ -109,6 +109,9 @@ def test_metrics_parse(api):
     proxies = {s.labels["state"]: s.value for s in families["proxycheck_proxies"].samples}
     assert proxies == {k: float(v) for k, v in status_json(config)["summary"]["counts"].items()}
     assert families["proxycheck_checker_degraded"].samples[0].value == 0
+    reports = {s.labels["error"]: s.value for s in families["proxycheck_worker_reports"].samples}
+    assert reports.get("ERROR_PROXY_TRANSPARENT") == 1  # test_report_takes_a_proxy_out's report
+    assert families["proxycheck_guard_rail_holding"].samples[0].value == 0
     by_code = families["proxycheck_unhealthy_proxies"].samples
     assert sum(s.value for s in by_code) == proxies["unhealthy"] and proxies["unhealthy"] > 0
     probes = {s.labels["probe"] for s in families["proxycheck_probe_duration_seconds"].samples}
