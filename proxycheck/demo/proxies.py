@@ -361,12 +361,13 @@ class RefusedPort:
             self._sock = None
 
 
-class Blackhole:
-    """A port where a TCP connect never completes (26), without root or a firewall.
+class SynDropPort:
+    """A port where a TCP connect never completes (26), without root or a firewall. The test
+    world (tests/world/faults.py) uses it too.
 
     Loopback never drops packets on its own, but Linux drops a SYN when the listener's accept
     queue is full: listen with backlog 0, fill the queue with connections that are never
-    accepted, and prove on start that one more connect times out.
+    accepted, and prove on opening that one more connect times out.
     """
 
     def __init__(self, host: str) -> None:
@@ -374,15 +375,12 @@ class Blackhole:
         self._sock: socket.socket | None = None
         self._fillers: list[socket.socket] = []
 
-    async def start(self) -> None:
-        await asyncio.to_thread(self._start)
-
-    def _start(self) -> None:
+    def open(self) -> None:
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
             self._sock.bind((self.host, 0))
         except OSError as exc:
-            self._close()
+            self.close()
             raise _bind_error(self.host, exc) from None
         self._sock.listen(0)
         self.port = self._sock.getsockname()[1]
@@ -396,21 +394,28 @@ class Blackhole:
                 return
             except OSError:
                 probe.close()
-                self._close()
+                self.close()
                 raise
             self._fillers.append(probe)
-        self._close()
+        self.close()
         raise DemoSetupError(
             f"blackhole on {self.host}: 8 connects into a backlog-0 listener all succeeded; this kernel does not "
-            "drop SYNs on a full accept queue, so the connect-timeout (26) example cannot be staged here")
+            "drop SYNs on a full accept queue, so a connect-timeout (26) port cannot be staged here")
 
-    async def stop(self) -> None:
-        self._close()
-
-    def _close(self) -> None:
+    def close(self) -> None:
         for sock in self._fillers:
             sock.close()
         self._fillers = []
         if self._sock is not None:
             self._sock.close()
             self._sock = None
+
+
+class Blackhole(SynDropPort):
+    """``SynDropPort`` with the demo's async ``start``/``stop``."""
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.open)
+
+    async def stop(self) -> None:
+        self.close()

@@ -14,11 +14,9 @@ from urllib.parse import urlsplit
 
 import trustme
 
+from proxycheck.demo.proxies import SynDropPort
+
 _HEAD_LIMIT = 65536
-
-
-class WorldFaultError(RuntimeError):
-    """A fault server could not be set up the way its fixture needs."""
 
 
 class RefusedPort:
@@ -42,46 +40,15 @@ class RefusedPort:
             self._sock.close()
 
 
-class Blackhole:
-    """A port whose SYNs go unanswered, so a TCP connect times out: code 26.
-
-    Without root-only firewall rules, loopback never drops packets. But Linux drops a SYN when
-    the listener's accept queue is full: we listen with backlog 0, fill the queue with
-    connections we never accept, and prove on start that one more connect times out.
-    """
-
-    def __init__(self, host: str) -> None:
-        self.host, self.port = host, 0
-        self._sock: socket.socket | None = None
-        self._fillers: list[socket.socket] = []
+class Blackhole(SynDropPort):
+    """A port whose SYNs go unanswered, so a TCP connect times out: code 26. The demo's
+    ``SynDropPort`` (proxycheck/demo/proxies.py), with the world's blocking start/stop."""
 
     def start(self) -> None:
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._sock.bind((self.host, 0))
-        self._sock.listen(0)
-        self.port = self._sock.getsockname()[1]
-        for _ in range(8):
-            probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            probe.settimeout(0.1)
-            try:
-                probe.connect((self.host, self.port))
-            except TimeoutError:
-                probe.close()  # the queue is full: SYNs are being dropped
-                return
-            except OSError:
-                probe.close()
-                raise
-            self._fillers.append(probe)
-        self.stop()
-        raise WorldFaultError(f"blackhole {self.host}: 8 connects into a backlog-0 listener all succeeded; this kernel does not drop SYNs on a full accept queue")
+        self.open()
 
     def stop(self) -> None:
-        for sock in self._fillers:
-            sock.close()
-        self._fillers = []
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
+        self.close()
 
 
 class _ThreadedServer:
