@@ -1,0 +1,46 @@
+"""Masking passwords in text that may not parse: command-line arguments, error and log lines.
+
+Rules:
+1. Masking never gives up. It does not parse the URL (``urlsplit`` raises on the very input that
+   needs masking, such as ``http://alice:S3cr3t@[::1``); it masks by shape.
+2. In one argument, the credentials are everything between ``scheme://`` and the *last* ``@``:
+   the login (up to the first ``:``) stays, the rest becomes ``***``. Without an ``@``, the
+   ``host:port:login:password`` form keeps ``host:port`` only.
+3. In free text (log lines), a URL ends at whitespace; ``Authorization: Basic <base64>`` (also
+   ``Proxy-Authorization``) is masked as well. Masking too much is fine; too little is a leak.
+"""
+
+from __future__ import annotations
+
+import re
+
+MASK = "***"
+
+# scheme:// then login (lazy, up to the first ':') then everything up to the last '@' before
+# whitespace. Bounded repeats keep this linear on long lines (a 16 KB request line must not cost seconds).
+_USERINFO = re.compile(r"(?P<scheme>\b[a-z][a-z0-9+.-]{0,31}://)(?P<login>[^\s:/]{0,256}?):(?P<pw>\S{1,1024})@", re.I)
+_BASIC = re.compile(r"(?P<basic>authorization\W{0,6}basic)\s+[A-Za-z0-9+/_=-]{1,1024}", re.I)
+
+
+def mask_argument(text: str) -> str:
+    """``text`` (one URL-ish argument, parseable or not) with its password replaced by ``***``."""
+    prefix, sep, rest = text.partition("://")
+    if sep:
+        prefix += sep
+    else:
+        prefix, rest = "", text
+    userinfo, at, hostport = rest.rpartition("@")
+    if at:
+        login, colon, _ = userinfo.partition(":")
+        return f"{prefix}{login}:{MASK}@{hostport}" if colon else text
+    if hostport.count(":") >= 3 and not hostport.startswith("["):
+        host, port, _rest = hostport.split(":", 2)
+        return f"{prefix}{host}:{port}:{MASK}"
+    return text
+
+
+def redact(text: str) -> str:
+    """Mask the password of any ``scheme://login:password@`` and any ``Basic`` credential in ``text``."""
+    if "@" in text:
+        text = _USERINFO.sub(lambda m: f"{m['scheme']}{m['login']}:{MASK}@", text)
+    return _BASIC.sub(lambda m: f"{m['basic']} {MASK}", text)
