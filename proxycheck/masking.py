@@ -18,7 +18,7 @@ MASK = "***"
 
 # scheme:// then login (lazy, up to the first ':') then everything up to the last '@' before
 # whitespace. Bounded repeats keep this linear on long lines (a 16 KB request line must not cost seconds).
-_USERINFO = re.compile(r"(?P<scheme>\b[a-z][a-z0-9+.-]{0,31}://)(?P<login>[^\s:/]{0,256}?):(?P<pw>\S{1,1024})@", re.I)
+_USERINFO = re.compile(r"(?P<scheme>\b[a-z][a-z0-9+.-]{0,31}://)(?P<login>[^\s:/]{0,256}?):(?P<pw>\S{1,4096})@", re.I)
 _BASIC = re.compile(r"(?P<basic>authorization\W{0,6}basic)\s+[A-Za-z0-9+/_=-]{1,1024}", re.I)
 
 
