@@ -88,9 +88,6 @@ def check(config: str | None, files: tuple[str, ...], as_json: bool, concurrency
       proxycheck check --file proxies.csv --json > report.json
     Exit: 0 all healthy, 1 some unhealthy, 2 bad input, 3 checker unavailable.
     """
-    from .checker import Checker
-    from .output import render_check_table
-
     settings = _settings(config)
     if not urls and not files:
         raise CliError("nothing to check: give proxy URLs or --file CSV (see `proxycheck check --help`)")
@@ -103,6 +100,9 @@ def check(config: str | None, files: tuple[str, ...], as_json: bool, concurrency
     proxies = loaded.deduplicated(by_identity=False)
     if not proxies:
         raise CliError("no usable proxies in the input")
+
+    from .checker import Checker  # after the input is known good: a bad one fails fast
+    from .output import render_check_table
 
     stderr = Console(stderr=True)
     progress_wanted = not as_json and stderr.is_terminal and len(proxies) > 1
@@ -294,8 +294,6 @@ def import_(config: str | None, files: tuple[str, ...], strict: bool, args: tupl
     Imported proxies are never disabled by source syncs; use [daemon].sources for lists you maintain.
     """
     from .sources import import_arguments
-    from .store import add_proxies, make_engine
-    from .store.migrate import check_at_head
 
     settings = _settings(config)
     try:
@@ -310,6 +308,9 @@ def import_(config: str | None, files: tuple[str, ...], strict: bool, args: tupl
         raise CliError(f"{len(loaded.errors)} bad row(s); nothing imported because of --strict")
     proxies = loaded.deduplicated()
     _echo_capped([f"warning: {p}: {w}" for p in proxies for w in p.address_warnings()], "address warnings")
+    from .store import add_proxies, make_engine  # after the input is known good: a bad one fails fast
+    from .store.migrate import check_at_head
+
     url = settings.resolved_database_url
     try:
         _require_existing_sqlite(url)

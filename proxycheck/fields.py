@@ -8,8 +8,9 @@ Rules:
    percent-escapes that do not decode to UTF-8.
 2. Normalise what is accepted, so one proxy has one spelling: scheme and host name lower-case,
    IPv6 compressed and lower-case (``[0:0::1]`` is ``[::1]``), IPv4 in dotted-quad form.
-3. A message never quotes a port, login or password: a mistyped URL can put a password where
-   the port belongs. It may quote the type and the host (cut to 40 characters).
+3. A message never quotes a value other than the type: a mistyped URL can put a password
+   where the port or the host belongs (``http://alice:S3cr3t``, or a raw ``@`` in a password
+   with the host forgotten). The file and line, or the masked argument, say where.
 4. ``split_url`` does not use ``urlsplit``: in a proxy URL the credentials run from ``scheme://``
    to the *last* ``@``, so a raw ``/``, ``?``, ``#``, ``@`` or ``:`` in a password is taken as
    part of it instead of turning the rest into a path or a port.
@@ -117,15 +118,15 @@ def _parse_ipv6(host: str) -> str:
     try:
         return ipaddress.IPv6Address(host).compressed
     except ValueError:
-        raise ProxyParseError("address", f"{shown(host)} is not a valid IPv6 address") from None
+        raise ProxyParseError("address", "is not a valid IPv6 address") from None
 
 
 def _parse_host_name(host: str) -> str:
     name = host.lower()
     if not name.isascii():
-        raise ProxyParseError("address", f"{shown(host)} is not ASCII: write an international name in its xn-- form")
+        raise ProxyParseError("address", "is not ASCII: write an international name in its xn-- form")
     if not _HOST_NAME.fullmatch(name):
-        raise ProxyParseError("address", f"{shown(host)} is not a host name or IP address")
+        raise ProxyParseError("address", "is not a host name or IP address (letters, digits, '-', '_' and dots)")
     labels = name.rstrip(".").split(".")
     if len(name.rstrip(".")) > MAX_HOST:
         raise ProxyParseError("address", f"is {len(name.rstrip('.'))} characters long; a host name is at most {MAX_HOST}")
@@ -135,7 +136,7 @@ def _parse_host_name(host: str) -> str:
         try:
             return str(ipaddress.IPv4Address(name))
         except ValueError:
-            raise ProxyParseError("address", f"{shown(host)} is not a valid IPv4 address") from None
+            raise ProxyParseError("address", "is not a valid IPv4 address") from None
     return name
 
 
@@ -204,7 +205,7 @@ def _split_host_port(hostport: str) -> tuple[str, str | None]:
         return hostport[: end + 1], (after[1:] if after else None)
     if hostport.count(":") > 1:
         if hostport.count(":") == 3 and not _is_ipv6(hostport):
-            raise ProxyParseError("address", "looks like host:port:login:password; write scheme://login:password@host:port")
+            raise ProxyParseError("address", "looks like host:port:login:password; in a proxy URL they go as login:password@host:port")
         raise ProxyParseError("address", "has more than one ':'; an IPv6 address goes in brackets, as in [2001:db8::1]:1080")
     host, colon, port = hostport.partition(":")
     return host, (port if colon else None)

@@ -147,13 +147,20 @@ def _row_to_proxy(header: list[str], values: list[str]) -> Proxy:
 
 
 def load_inputs(urls: list[str], files: list[str | Path]) -> LoadedProxies:
-    """URLs from the command line (an error there is fatal) plus CSV files (bad rows collected)."""
+    """URLs from the command line plus CSV files (bad rows collected).
+
+    A bad URL argument is fatal (the user typed it; nothing is half-done), and every bad one is
+    named at once: ``argument 'http://alice:***@[::1': address: ...``, one line each."""
     result = LoadedProxies()
+    bad = []
     for text in urls:
         try:
             result.proxies.append(parse_proxy_url(text))
         except ProxyParseError as exc:
-            raise ProxyParseError(exc.field, f"{exc.message} (in argument {shown(mask_argument(text), 80)})") from None
+            bad.append(f"argument {shown(mask_argument(text), 80)}: {exc}")
+    if bad:
+        more = [f"… and {len(bad) - SHOWN_ERRORS} more bad arguments"] if len(bad) > SHOWN_ERRORS else []
+        raise ProxycheckError("\n".join(bad[:SHOWN_ERRORS] + more))
     for path in files:
         result.extend(read_csv_file(path))
     return result

@@ -35,3 +35,18 @@ def test_mask_argument(text, masked):
 )
 def test_redact(line, redacted):
     assert redact(line) == redacted
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("http://alice:S3cr3t", "http://alice:***"),
+        ("http://alice:S3c/r3t#x", "http://alice:***"),
+        ("http://alice:1234567", "http://alice:***"),
+        ("http://1.2.3.4:8080", "http://1.2.3.4:8080"),
+        ("http://1.2.3.4:8080/", "http://1.2.3.4:8080/"),
+        ("http://[::1]", "http://[::1]"),
+    ],
+)
+def test_mask_argument_without_an_at(text, masked):
+    assert mask_argument(text) == masked
