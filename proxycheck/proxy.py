@@ -36,6 +36,10 @@ from .fields import (  # noqa: F401 - parse_host, parse_port, parse_scheme, pars
     split_url,
 )
 
+# RFC 5737 and RFC 3849: the addresses of examples, like the ones in proxies.example.csv.
+DOCUMENTATION_NETS = tuple(
+    ipaddress.ip_network(n) for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32")
+)
 # scheme -> 2captcha's ``proxytype`` (in.php / 2captcha-python ``type``).
 TWOCAPTCHA_TYPES: dict[str, str] = {
     "http": "HTTP",
@@ -185,6 +189,8 @@ class Proxy:
             warnings.append(f"{ip} is a loopback address; a captcha service cannot reach it")
         elif ip.is_link_local:
             warnings.append(f"{ip} is a link-local address; a captcha service cannot reach it")
+        elif any(ip in net for net in DOCUMENTATION_NETS):
+            warnings.append(f"{ip} is a documentation address (for examples only); no proxy answers there")
         elif ip.is_private:
             warnings.append(f"{ip} is a private address; a captcha service cannot reach it")
         return warnings

@@ -124,7 +124,8 @@ def test_key_ignores_password_and_tags():
 
 @pytest.mark.parametrize(
     ("host", "fragment"),
-    [("127.0.0.1", "loopback"), ("10.1.2.3", "private"), ("169.254.1.1", "link-local"), ("proxy.example", "host name")],
+    [("127.0.0.1", "loopback"), ("10.1.2.3", "private"), ("169.254.1.1", "link-local"), ("proxy.example", "host name"),
+     ("203.0.113.7", "documentation address"), ("2001:db8::10", "documentation address")],
 )
 def test_address_warnings(host, fragment):
     assert any(fragment in w for w in Proxy("http", host, 80).address_warnings())
