@@ -166,7 +166,8 @@ def parse_label(text: str | None) -> str | None:
 
 
 def split_url(text: str) -> UrlParts:
-    """``scheme://[login[:password]@]host[:port][/]``; no scheme means ``http://``."""
+    """``scheme://[login[:password]@]host[:port][/]``; no scheme means ``http://``, and then
+    the port is required (``host:port``): only a URL that says ``http://`` gets port 8080."""
     text = text.strip()
     if not text:
         raise ProxyParseError("url", "is empty")
@@ -188,6 +189,8 @@ def split_url(text: str) -> UrlParts:
     host_text, port_text = _split_host_port(hostport)
     host = parse_host(host_text)
     if port_text is None:
+        if not sep:  # a bare word (a mistyped file name, a line of garbage) is not a proxy
+            raise ProxyParseError("port", "is missing: write host:port, or a URL such as http://host")
         if scheme not in DEFAULT_PORTS:
             raise ProxyParseError("port", f"is missing (no default port for {scheme}://)")
         return UrlParts(scheme, host, DEFAULT_PORTS[scheme], login, password)

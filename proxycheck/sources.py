@@ -122,7 +122,7 @@ def _header(line: str, where: str) -> list[str]:
         for h in header:
             check_text("column", h, limit=20)
     except ProxyParseError as exc:
-        raise ProxycheckError(f"{where}: the header {exc.field} {exc.message}") from None
+        raise ProxycheckError(f"{where}: a {exc.field} name in the header {exc.message}") from None
     unknown = [h for h in header if h not in KNOWN_COLUMNS]
     if unknown:
         raise ProxycheckError(f"{where}: unknown column {shown(unknown[0])} (known: {', '.join(sorted(KNOWN_COLUMNS))})")

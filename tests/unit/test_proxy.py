@@ -74,6 +74,8 @@ def test_parse_valid(text, scheme, host, port, user, password):
         ("http://:pw@1.2.3.4:80", "login", "without a login"),
         ("http://" + "%C3%AF" * 90 + "@" + ".".join(["a" * 60] * 4) + ":80", "login", "without its password would be"),
         ("", "url", "is empty"),
+        ("proxyhost", "port", "is missing: write host:port"),  # a bare word is not http://proxyhost:8080
+        ("bob:pw@1.2.3.4", "port", "is missing: write host:port"),
     ],
 )
 def test_parse_invalid_names_the_field(text, field, said):

@@ -116,7 +116,7 @@ def test_utf16_file_is_named(tmp_path):
 def test_binary_garbage_is_one_clear_error(tmp_path):
     path = tmp_path / "garbage.csv"
     path.write_bytes(bytes(range(256)) * 64)
-    with pytest.raises(ProxycheckError, match=r"garbage.csv:1: the header column contains the control character U\+0000") as info:
+    with pytest.raises(ProxycheckError, match=r"garbage.csv:1: a column name in the header contains the control character U\+0000") as info:
         read_csv_file(path)
     assert len(str(info.value)) < 300
 
