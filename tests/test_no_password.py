@@ -117,14 +117,16 @@ def setup(tmp_path_factory) -> dict:
                 writer.writerow(["http", "127.0.0.1", "99999", f"bob{i}", pw])
                 writer.writerow(["http", "127.0.0.1", "\u00b2", f"bob{i}", pw])
         files.append(path)
+    garbage = tmp / "garbage.csv"  # 500 bad rows: the daemon's log shows 20 and a count
+    garbage.write_bytes(b"url\n" + b"\x01garbage\xff\n" * 500)
     targets = "\n".join(f'{k} = "{CLOSED}/{k}"' for k in ("judge_url", "ip_url", "long_get_url", "ban_url"))
     targets += '\nssl_url = "https://127.0.0.1:9/"'
-    sources = ", ".join(f'"{f}"' for f in files)
+    sources = ", ".join(f'"{f}"' for f in [*files, garbage])
     config = tmp / "proxycheck.toml"
     config.write_text(f'state_dir = "{tmp / "state"}"\n[targets]\n{targets}\nimage_urls = ["{CLOSED}/i.png"]\n'
                       f"[timeouts]\nconnect = 1.0\nread = 1.0\nprobe = 2.0\n[daemon]\nsources = [{sources}]\n")
     assert run_cli("db", "upgrade", "--config", str(config)).returncode == 0
-    return {"config": str(config), "files": [str(f) for f in files]}
+    return {"config": str(config), "files": [str(f) for f in files], "garbage": str(garbage)}
 
 
 def field_rows() -> list[Case]:
@@ -174,7 +176,10 @@ def test_csv_files(setup, command):
 def test_daemon_csv_warnings(setup):
     proc = run_cli("run", "--once", "--config", setup["config"], timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert sum(1 for line in proc.stderr.splitlines() if "(skipped)" in line) == len(REJECTED) + 2 * len(passwords())
+    skipped = [line for line in proc.stderr.splitlines() if "(skipped)" in line]
+    garbage = [line for line in skipped if setup["garbage"] in line]
+    assert len(garbage) == 21 and garbage[-1].endswith(f"… and 480 more bad rows in {setup['garbage']} (skipped)")
+    assert len(skipped) - len(garbage) == len(REJECTED) + 2 * len(passwords())
     assert_no_password(proc.stdout + proc.stderr, REJECTED + ACCEPTED + field_rows())
     status = run_cli("status", "--config", setup["config"], "--json")
     assert "alice" in status.stdout
