@@ -13,7 +13,7 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from rich.console import Console
@@ -21,6 +21,9 @@ from rich.console import Console
 from . import __version__
 from .config import Settings, load_settings
 from .errors import ProxycheckError
+
+if TYPE_CHECKING:
+    from .sources import LoadedProxies
 
 T = TypeVar("T")
 
@@ -93,7 +96,8 @@ def check(config: str | None, files: tuple[str, ...], as_json: bool, concurrency
         raise CliError("nothing to check: give proxy URLs or --file CSV (see `proxycheck check --help`)")
     for text in urls:
         if "://" not in text and Path(text).exists():
-            raise CliError(f"{text} is a file, not a proxy URL: give CSV files with --file {text}")
+            kind = "a directory" if Path(text).is_dir() else "a file"
+            raise CliError(f"{text} is {kind}, not a proxy URL: give CSV files with --file {text}")
     loaded = _load(list(urls), list(files))
     if loaded.errors and strict:
         raise CliError(f"{len(loaded.errors)} bad row(s); not checking anything because of --strict")
@@ -326,7 +330,7 @@ def import_(config: str | None, files: tuple[str, ...], strict: bool, args: tupl
                + (f"; {len(loaded.errors)} bad row(s) skipped" if loaded.errors else ""))
 
 
-def _load(urls: list[str], files: list[str]):
+def _load(urls: list[str], files: list[str]) -> LoadedProxies:
     """Proxies from URL arguments and CSV files; bad rows printed (capped), a bad URL fatal."""
     from .sources import load_inputs
 

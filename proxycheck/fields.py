@@ -88,7 +88,7 @@ def parse_port(text: str) -> int:
     text = str(text).strip()
     if not text:
         raise ProxyParseError("port", "is empty")
-    check_text("port", text, limit=len(text))
+    check_text("port", text, limit=len(text))  # control characters only; the length is the range check below
     if not (text.isascii() and text.isdigit()):
         raise ProxyParseError("port", "is not a number (ASCII digits, 1-65535)")
     digits = text.lstrip("0")

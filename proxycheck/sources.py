@@ -1,4 +1,4 @@
-"""Reading proxies from CSV files and command-line URLs.
+r"""Reading proxies from CSV files and command-line URLs.
 
 The CSV format (``proxies.example.csv`` documents it) mirrors anti-captcha's task fields:
 ``type,address,port,login,password`` plus optional ``tags`` (comma or semicolon separated) and
