@@ -8,7 +8,7 @@ Rules:
    percent-escapes that do not decode to UTF-8.
 2. Normalise what is accepted, so one proxy has one spelling: scheme and host name lower-case,
    IPv6 compressed and lower-case (``[0:0::1]`` is ``[::1]``), IPv4 in dotted-quad form.
-3. A message never quotes a value other than the type: a mistyped URL can put a password
+3. A message never quotes a value other than a URL's scheme: a mistyped URL can put a password
    where the port or the host belongs (``http://alice:S3cr3t``, or a raw ``@`` in a password
    with the host forgotten). The file and line, or the masked argument, say where.
 4. ``split_url`` does not use ``urlsplit``: in a proxy URL the credentials run from ``scheme://``
@@ -76,11 +76,13 @@ def check_text(field: str, text: str, limit: int = MAX_FIELD) -> str:
     return text
 
 
-def parse_scheme(text: str) -> str:
+def parse_scheme(text: str, *, from_url: bool = False) -> str:
+    """A scheme or anti-captcha proxyType. Only a URL's scheme (the letters before ``://``) is
+    quoted in the message: a CSV ``type`` cell may hold anything, even a password's tail."""
     scheme = text.strip().lower()
     if scheme in TYPE_ALIASES:
         return TYPE_ALIASES[scheme]
-    what = f"{shown(text.strip())} is not" if _SCHEME_LIKE.fullmatch(scheme) else "is not"
+    what = f"{shown(text.strip())} is not" if from_url and _SCHEME_LIKE.fullmatch(scheme) else "is not"
     raise ProxyParseError("type", f"{what} a proxy type (known: {', '.join(SCHEMES)})")
 
 
@@ -174,7 +176,7 @@ def split_url(text: str) -> UrlParts:
     scheme_text, sep, rest = text.partition("://")
     if not sep:
         scheme_text, rest = "http", text
-    scheme = parse_scheme(scheme_text)
+    scheme = parse_scheme(scheme_text, from_url=True)
     userinfo, at, hostport = rest.rpartition("@")
     hostport = hostport[:-1] if hostport.endswith("/") else hostport
     if any(c in hostport for c in "/?#"):

@@ -39,13 +39,18 @@ def mask_argument(text: str) -> str:
         # With a raw '@' in the password and the host forgotten, the "host" is the password's tail.
         shown = hostport if _HOST_PORT.fullmatch(hostport) else MASK
         return f"{prefix}{login}:{MASK}@{shown}" if colon else f"{prefix}{userinfo}@{shown}"
-    if hostport.count(":") >= 3 and not hostport.startswith("["):
-        host, port, _rest = hostport.split(":", 2)
-        return f"{prefix}{host}:{port}:{MASK}"
-    host, colon, port = hostport.rpartition(":")
-    if colon and not hostport.endswith("]") and not _PORT.fullmatch(port):
-        return f"{prefix}{host}:{MASK}"  # login:password with the host forgotten
-    return text
+    # No '@': anything after the host that is not ':port' may be a password (``host:port:login:
+    # password``, or ``http://alice:S3cr3t`` with the host forgotten).
+    if hostport.startswith("["):
+        end = hostport.find("]") + 1
+        host, tail = (hostport[:end], hostport[end:]) if end else (hostport, "")
+    else:
+        host, colon, tail = hostport.partition(":")
+        tail = colon + tail
+    port, _, more = tail[1:].partition(":")
+    if not tail or (_PORT.fullmatch(port) and not more):
+        return text
+    return f"{prefix}{host}:{port}:{MASK}" if _PORT.fullmatch(port) else f"{prefix}{host}:{MASK}"
 
 
 def redact(text: str) -> str:

@@ -111,7 +111,7 @@ def _cells(line: str) -> list[str]:
     if len(line) > MAX_ROW:
         raise ProxyParseError("row", f"is {len(line)} characters long; the limit is {MAX_ROW}")
     try:
-        return next(csv.reader([line]), [])
+        return next(csv.reader([line], strict=True), [])  # an unclosed quote cut a cell short
     except csv.Error as exc:
         raise ProxyParseError("row", f"is not valid CSV ({exc})") from None
 

@@ -46,6 +46,7 @@ def test_redact(line, redacted):
         ("http://1.2.3.4:8080", "http://1.2.3.4:8080"),
         ("http://1.2.3.4:8080/", "http://1.2.3.4:8080/"),
         ("http://[::1]", "http://[::1]"),
+        ("http://alice:S3cr3t]", "http://alice:***"),  # found by test_no_error_quotes_a_password
     ],
 )
 def test_mask_argument_without_an_at(text, masked):

@@ -33,7 +33,7 @@ def test_bad_rows_are_reported_and_others_kept():
     assert [p.host for p in loaded.proxies] == ["1.2.3.4", "1.2.3.7"]
     assert loaded.proxies[1].tags == frozenset({"de", "eu"})
     assert [str(e) for e in loaded.errors] == [
-        "p.csv:3: type: 'socks9' is not a proxy type (known: http, https, socks4, socks4a, socks5, socks5h)",
+        "p.csv:3: type: is not a proxy type (known: http, https, socks4, socks4a, socks5, socks5h)",
         "p.csv:5: port: is not a number (ASCII digits, 1-65535)",
         "p.csv:7: address: is empty",
     ]
@@ -82,6 +82,8 @@ GOOD = "http,1.2.3.4,3128,,,\n"
         ("http,1.2.3.5,80,,,\"a\x01b\"", "3: tags: contains the control character U+0001"),
         ("http,1.2.3.5,80,,,,,", "3: row: 8 fields but the header has 6"),
         ("http,1.2.3.5,80,,pw,", "3: login: a password was given without a login"),
+        ("http,1.2.3.5,80,bob,\"pw", "3: row: is not valid CSV"),  # an unclosed quote: the password cut short
+        ("http,1.2.3.5,80,bob,\"p\"w", "3: row: is not valid CSV"),
     ],
 )
 def test_one_bad_row_costs_one_row(row, said):
