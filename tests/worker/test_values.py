@@ -121,9 +121,9 @@ def test_worker_section_defaults_and_discovery(tmp_path, monkeypatch):
     [
         ("[worker]\nmax_agee = 3\n", r"\[worker\]: unknown key 'max_agee' \(known: max_age, "),
         ("[worker]\nmax_age = 'soon'\n", r"\[worker\].max_age: expected a number"),
-        ("[worker]\nmax_age = 0\n", r"\[worker\].max_age must be positive"),
-        ("[worker]\nstrategy = 'fair'\n", r"\[worker\].strategy 'fair' is not one of"),
-        ("[worker]\nmax_reported_percent = 150\n", r"\[worker\].max_reported_percent must be in \(0, 100\]"),
+        ("[worker]\nmax_age = 0\n", r"\[worker\].max_age: must be a finite number greater than 0"),
+        ("[worker]\nstrategy = 'fair'\n", r"\[worker\].strategy: must be one of random, .*, got 'fair'"),
+        ("[worker]\nmax_reported_percent = 150\n", r"\[worker\].max_reported_percent: must be a finite number greater than 0 and at most 100, got 150"),
         ("worker = 3\n", r"\[worker\] must be a table"),
     ],
 )
