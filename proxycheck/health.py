@@ -152,12 +152,6 @@ def _jittered(seconds: float, policy: HealthPolicy, rng: random.Random) -> timed
     return timedelta(seconds=seconds * (1 + rng.uniform(-policy.jitter, policy.jitter)))
 
 
-def initial_check_at(now: datetime, policy: HealthPolicy, rng: random.Random) -> datetime:
-    """First check of a new proxy: uniform over ``[now, now + interval)``, so a fleet of thousands
-    added at once (daemon start, a big CSV) is spread over one interval instead of a burst."""
-    return now + timedelta(seconds=rng.random() * policy.interval)
-
-
 def retry_after_unavailable(
     now: datetime, policy: HealthPolicy, rng: random.Random | None = None
 ) -> datetime:
