@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import ssl
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -237,6 +238,7 @@ def load_settings(explicit: str | None = None, *, environ: dict[str, str] | None
     # Relative paths in the file are relative to the file, so systemd and a shell agree.
     if path is not None:
         settings = _anchor_paths(settings, path.parent)
+        _check_ca_file(settings.targets.ca_file, f"{path}: [targets].ca_file")
     env_url = environ.get("PROXYCHECK_DATABASE_URL")
     if env_url:
         url = _value(Settings, "database_url", env_url, "environment: PROXYCHECK_DATABASE_URL")
@@ -328,6 +330,18 @@ def _value(cls: type, name: str, value: Any, where: str) -> Any:
 def check_worker(w: Worker, where: str = "") -> None:
     """Check a ``[worker]`` section built in code (``WorkerSettings``) as the loader checks the file."""
     check_fields(w, f"{where}[worker].")
+
+
+def _check_ca_file(ca_file: str, where: str) -> None:
+    """Every command that checks would fail on a CA bundle it cannot load; so does the loader
+    (after anchoring the path to the config file, which is why this is not a key's ``check``)."""
+    if not ca_file:
+        return
+    try:
+        ssl.create_default_context().load_verify_locations(cafile=ca_file)
+    except OSError as exc:  # ssl.SSLError is an OSError too
+        why = "no PEM certificate in it" if isinstance(exc, ssl.SSLError) else exc.strerror
+        raise ConfigError(f"{where}: cannot load {ca_file} as a CA bundle: {why}") from None
 
 
 def _anchor_paths(settings: Settings, base: Path) -> Settings:

@@ -3,6 +3,7 @@
 import re
 from pathlib import Path
 
+import certifi
 import pytest
 
 from proxycheck.config import describe, load_settings, reference_markdown, settings_from_dict
@@ -110,6 +111,7 @@ def test_sections_built_in_code_are_checked_like_the_file():
 def test_file_env_and_relative_paths(tmp_path, monkeypatch):
     cfg = tmp_path / "c.toml"
     cfg.write_text('state_dir = "st"\n[daemon]\nsources = ["p.csv"]\n[targets]\nca_file = "ca.pem"\n')
+    (tmp_path / "ca.pem").write_text(Path(certifi.where()).read_text())
     s = load_settings(str(cfg), environ={})
     assert s.state_dir == str(tmp_path / "st") and s.daemon.sources == (str(tmp_path / "p.csv"),)
     assert s.targets.ca_file == str(tmp_path / "ca.pem")
@@ -139,6 +141,18 @@ def test_missing_files_and_directories(tmp_path):
         load_settings(str(tmp_path / "nope.toml"), environ={})
     with pytest.raises(ConfigError, match="is a directory"):
         load_settings(str(tmp_path), environ={})
+
+
+def test_the_ca_file_must_load(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[targets]\nca_file = "ca.pem"\n')
+    with pytest.raises(ConfigError, match=r"c.toml: \[targets\].ca_file: cannot load .*ca.pem as a CA bundle: No such file"):
+        load_settings(str(cfg), environ={})
+    (tmp_path / "ca.pem").write_text("not a certificate\n")
+    with pytest.raises(ConfigError, match=r"\[targets\].ca_file: cannot load .*ca.pem as a CA bundle: no PEM certificate"):
+        load_settings(str(cfg), environ={})
+    (tmp_path / "ca.pem").write_text(Path(certifi.where()).read_text())
+    assert load_settings(str(cfg), environ={}).targets.ca_file == str(tmp_path / "ca.pem")
 
 
 def test_the_environment_database_url_is_checked_like_the_file(tmp_path):
