@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from .config_keys import Validator, shown, allowed, check_fields, coerce, key
+from .config_keys import Validator, allowed, check_fields, coerce, key, shown
 from .errors import ConfigError, StorageError
 from .health import HealthPolicy
 
@@ -69,8 +69,12 @@ def _url(*schemes: str) -> Validator:
             return f"{text} is not a usable URL: {exc}"
         return None
 
-    check.accepts = f"{kind} URL"  # type: ignore[attr-defined]
     return check
+
+
+def _url_key(doc: str, default: Any, *schemes: str) -> Any:
+    """A ``[targets]`` key holding a URL (or a list of them) of one of ``schemes``."""
+    return key(doc, default, check=_url(*schemes), accepts=" or ".join(f"{s}://" for s in schemes) + " URL")
 
 
 def _listen(value: str) -> str | None:
@@ -78,9 +82,6 @@ def _listen(value: str) -> str | None:
     if not sep or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
         return f"{shown(value)} is not HOST:PORT (e.g. 127.0.0.1:8181)"
     return None
-
-
-_listen.accepts = "HOST:PORT"  # type: ignore[attr-defined]
 
 
 def _database_url(url: str) -> str | None:
@@ -97,30 +98,25 @@ def _database_url(url: str) -> str | None:
     return None
 
 
-_database_url.accepts = "sqlite:///FILE or postgresql://..."  # type: ignore[attr-defined]
-
-
 @dataclass(frozen=True)
 class Targets:
-    judge_url: str = key("plain-HTTP header echo (httpbin /get JSON or azenv text)", "http://httpbin.org/get",
-                         check=_url("http"))
-    ip_url: str = key("direct IP echo: the checker's own public IP", "https://api.ipify.org/?format=json",
-                      check=_url("http", "https"))
-    ssl_url: str = key("HTTPS URL fetched through a CONNECT tunnel (TLS verified)", "https://www.google.com/generate_204",
-                       check=_url("https"))
-    image_urls: tuple[str, ...] = key(
+    judge_url: str = _url_key("plain-HTTP header echo (httpbin /get JSON or azenv text)", "http://httpbin.org/get", "http")
+    ip_url: str = _url_key("direct IP echo: the checker's own public IP", "https://api.ipify.org/?format=json",
+                           "http", "https")
+    ssl_url: str = _url_key("HTTPS URL fetched through a CONNECT tunnel (TLS verified)",
+                            "https://www.google.com/generate_204", "https")
+    image_urls: tuple[str, ...] = _url_key(
         "images downloaded through the proxy (status, type, magic bytes, length)",
         (
             "http://www.google.com/images/branding/googlelogo/1x/googlelogo_color_272x92dp.png",
             "https://www.gstatic.com/recaptcha/api2/logo_48.png",
         ),
-        check=_url("http", "https"),
+        "http", "https",
     )
-    long_get_url: str = key("plain-HTTP URL that answers 200 to a long query string", "http://httpbin.org/get",
-                            check=_url("http"))
-    ban_url: str = key("target whose ban pages are recognised (429, /sorry/, unusual traffic)", _RECAPTCHA_ANCHOR,
-                       check=_url("http", "https"))
-    ca_file: str = key("extra CA bundle (PEM) trusted besides the system's", "")
+    long_get_url: str = _url_key("plain-HTTP URL that answers 200 to a long query string", "http://httpbin.org/get", "http")
+    ban_url: str = _url_key("target whose ban pages are recognised (429, /sorry/, unusual traffic)", _RECAPTCHA_ANCHOR,
+                            "http", "https")
+    ca_file: str = key("extra CA bundle (PEM) trusted besides the system's; must load at start", "")
 
 
 @dataclass(frozen=True)
@@ -164,7 +160,8 @@ class Daemon:
 @dataclass(frozen=True)
 class Http:
     enabled: bool = key("serve the worker HTTP endpoint from `proxycheck run`", False)
-    listen: str = key("HOST:PORT to bind (keep it on loopback or a private network)", "127.0.0.1:8181", check=_listen)
+    listen: str = key("HOST:PORT to bind (keep it on loopback or a private network)", "127.0.0.1:8181",
+                      check=_listen, accepts="HOST:PORT")
     token: str = key("if set, every request needs `Authorization: Bearer <token>` (/healthz excepted)", "", secret=True)
 
 
@@ -194,7 +191,7 @@ class Worker:
 @dataclass(frozen=True)
 class Settings:
     database_url: str = key("SQLAlchemy URL, SQLite or PostgreSQL; empty = SQLite in state_dir", "",
-                            check=_database_url, secret=True)
+                            check=_database_url, accepts="sqlite:///FILE or postgresql://...", secret=True)
     state_dir: str = key("directory for the SQLite database and lock file", "./state")
     targets: Targets = field(default_factory=Targets)
     timeouts: Timeouts = field(default_factory=Timeouts)

@@ -39,11 +39,14 @@ def key(
     above: float | None = None,
     choices: tuple[str, ...] | None = None,
     check: Validator | None = None,
+    accepts: str = "",
     secret: bool = False,
 ) -> Any:
     """A settings field: ``doc`` for the reference, the allowed values for every check.
-    ``secret`` keys (tokens, URLs with passwords) never show their value in an error."""
-    meta = {"doc": doc, "low": low, "high": high, "above": above, "choices": choices, "check": check, "secret": secret}
+    ``accepts`` says in words what ``check`` lets through (for the reference); ``secret`` keys
+    (tokens, URLs with passwords) never show their value in an error."""
+    meta = {"doc": doc, "low": low, "high": high, "above": above, "choices": choices, "check": check,
+            "accepts": accepts, "secret": secret}
     return dataclasses.field(default=default, metadata=meta)
 
 
@@ -86,7 +89,7 @@ def allowed(typ: Any, meta: typing.Mapping[str, Any]) -> str:
         return noun + (f" of at least {low:g}" if low is not None else "")
     if meta.get("choices"):
         return "one of " + ", ".join(meta["choices"])
-    return getattr(meta.get("check"), "accepts", "")  # a check may say what it accepts
+    return meta.get("accepts", "")
 
 
 def _number(typ: type, value: Any, meta: typing.Mapping[str, Any], where: str) -> float | int:
