@@ -7,7 +7,7 @@ Rules:
    config reference (``reference_markdown()``) all read that declaration.
 2. An unknown key, a value of the wrong type, a number that is not finite or out of its range, a
    target URL the probes could not use or a database the store refuses is a ``ConfigError``
-   naming ``file: [section].key``; keys that relate must agree (``AT_MOST``).
+   naming ``file: [section].key``; keys that relate must agree (``RELATIONS``).
 3. Precedence: built-in defaults < file (``--config``, else ``$PROXYCHECK_CONFIG``, else
    ``./proxycheck.toml`` if present) < environment (``PROXYCHECK_DATABASE_URL``) < flags.
 4. No globals: whoever needs settings receives them.
@@ -261,14 +261,16 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid TOML: arrays or tables nested too deeply") from None
 
 
-# Keys that relate: the first may not exceed the second (checked after each is in its own range).
+# Keys that relate, checked after each is inside its own range: (key, "<=" or ">=", other key).
 # Not here on purpose: interval <= max_interval (checking dead proxies more often than healthy
-# ones is a valid choice) and [worker].max_age >= interval (workers may read another file).
-AT_MOST = (
-    (("health", "fast_interval"), ("health", "interval")),
-    (("health", "failing_interval"), ("health", "max_interval")),
-    (("timeouts", "connect"), ("timeouts", "probe")),
-    (("timeouts", "read"), ("timeouts", "probe")),
+# ones is a valid choice).
+RELATIONS = (
+    (("health", "fast_interval"), "<=", ("health", "interval")),
+    (("health", "failing_interval"), "<=", ("health", "max_interval")),
+    (("timeouts", "connect"), "<=", ("timeouts", "probe")),
+    (("timeouts", "read"), "<=", ("timeouts", "probe")),
+    # A healthy proxy is re-checked every interval; a shorter max_age would hide it in between.
+    (("worker", "max_age"), ">=", ("health", "interval")),
 )
 
 
@@ -288,10 +290,11 @@ def settings_from_dict(data: dict[str, Any], origin: str) -> Settings:
     settings = Settings(**top)
     if "max_age" not in data.get("worker", {}):  # follows the check interval unless set
         settings = dataclasses.replace(settings, worker=dataclasses.replace(settings.worker, max_age=3 * settings.health.interval))
-    for (sec_a, key_a), (sec_b, key_b) in AT_MOST:
+    for (sec_a, key_a), op, (sec_b, key_b) in RELATIONS:
         a, b = getattr(getattr(settings, sec_a), key_a), getattr(getattr(settings, sec_b), key_b)
-        if a > b:
-            raise ConfigError(f"{origin}: [{sec_a}].{key_a}: must be at most [{sec_b}].{key_b} ({b:g}), got {a:g}")
+        if (a > b) if op == "<=" else (a < b):
+            bound = "at most" if op == "<=" else "at least"
+            raise ConfigError(f"{origin}: [{sec_a}].{key_a}: must be {bound} [{sec_b}].{key_b} ({b:g}), got {a:g}")
     return settings
 
 
@@ -390,5 +393,5 @@ def reference_markdown() -> str:
         if len(text) > 60:
             text = text[:57] + "..."
         rows.append(f"| `{name}` | `{text}` | {allowed(typ, f.metadata)} | {f.metadata['doc']} |")
-    related = "; ".join(f"`[{a[0]}].{a[1]}` ≤ `[{b[0]}].{b[1]}`" for a, b in AT_MOST)
+    related = "; ".join(f"`[{a[0]}].{a[1]}` {'≤' if op == '<=' else '≥'} `[{b[0]}].{b[1]}`" for a, op, b in RELATIONS)
     return "\n".join(rows) + f"\n\nKeys that relate must agree: {related}."

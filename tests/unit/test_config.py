@@ -51,6 +51,7 @@ def test_defaults_point_at_public_endpoints():
         ({"http": {"enabled": 1}}, "[http].enabled: expected true or false, got 1"),
         ({"http": {"listen": "127.0.0.1:²"}}, "[http].listen: '127.0.0.1:²' is not HOST:PORT"),
         ({"worker": {"max_age": float("inf")}}, "[worker].max_age: must be a finite number greater than 0 and at most 604800, got inf"),
+        ({"worker": {"max_age": 60}}, "[worker].max_age: must be at least [health].interval (300), got 60"),
         ({"worker": {"strategy": "fair"}}, "[worker].strategy: must be one of random, round_robin, least_used, fastest, got 'fair'"),
         ({"database_url": "proxycheck.db"}, "database_url: the database URL is not a URL"),
         ({"database_url": "mysql://u:S3cr3t@db/x"}, "database_url: unsupported database mysql://u:***@db/x"),

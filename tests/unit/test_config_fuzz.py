@@ -15,7 +15,7 @@ import httpx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from proxycheck.config import SECTIONS, AT_MOST, Settings, load_settings, settings_from_dict
+from proxycheck.config import RELATIONS, SECTIONS, Settings, load_settings, settings_from_dict
 from proxycheck.errors import ConfigError
 from proxycheck.store.engine import normalize_url
 
@@ -108,8 +108,9 @@ def assert_usable(s: Settings) -> None:
         parts = urlsplit(url)  # what the probes do with them: no ValueError, a host, a real port
         assert parts.hostname and parts.port != 0 and parts.scheme in ("http", "https"), url
         httpx.URL(url)
-    for (sa, ka), (sb, kb) in AT_MOST:
-        assert getattr(getattr(s, sa), ka) <= getattr(getattr(s, sb), kb)
+    for (sa, ka), op, (sb, kb) in RELATIONS:
+        a, b = getattr(getattr(s, sa), ka), getattr(getattr(s, sb), kb)
+        assert a <= b if op == "<=" else a >= b
     normalize_url(s.resolved_database_url)
 
 
