@@ -77,6 +77,10 @@ def _url_key(doc: str, default: Any, *schemes: str) -> Any:
     return key(doc, default, check=_url(*schemes), accepts=" or ".join(f"{s}://" for s in schemes) + " URL")
 
 
+def _path(value: str) -> str | None:
+    return None if value.strip() else "must be a path, not empty"
+
+
 def _listen(value: str) -> str | None:
     _host, sep, port = value.rpartition(":")
     if not sep or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
@@ -143,7 +147,8 @@ class Check:
 
 @dataclass(frozen=True)
 class Daemon:
-    sources: tuple[str, ...] = key("CSV files of proxies, synced at start, on SIGHUP and every sync_interval", ())
+    sources: tuple[str, ...] = key("CSV files of proxies, synced at start, on SIGHUP and every sync_interval", (),
+                                   check=_path)
     sync_interval: float = key("seconds between re-reads of the source files", 300.0, low=1, high=86400)
     dispatch_interval: float = key("seconds between looks for due proxies", 1.0, low=0.01, high=60)
     lease_seconds: float = key("how long a claimed proxy stays ours before another daemon may take it", 180.0,
@@ -192,7 +197,7 @@ class Worker:
 class Settings:
     database_url: str = key("SQLAlchemy URL, SQLite or PostgreSQL; empty = SQLite in state_dir", "",
                             check=_database_url, accepts="sqlite:///FILE or postgresql://...", secret=True)
-    state_dir: str = key("directory for the SQLite database and lock file", "./state")
+    state_dir: str = key("directory for the SQLite database and lock file", "./state", check=_path)
     targets: Targets = field(default_factory=Targets)
     timeouts: Timeouts = field(default_factory=Timeouts)
     probes: Probes = field(default_factory=Probes)

@@ -45,6 +45,8 @@ def test_defaults_point_at_public_endpoints():
         ({"health": {"fast_interval": 600}}, "[health].fast_interval: must be at most [health].interval (300), got 600"),
         ({"health": {"failing_interval": 60, "max_interval": 30}}, "[health].failing_interval: must be at most [health].max_interval (30)"),
         ({"daemon": {"sources": "a.csv"}}, "[daemon].sources: expected a list of strings"),
+        ({"daemon": {"sources": ["a.csv", " "]}}, "[daemon].sources: must be a path, not empty"),
+        ({"state_dir": ""}, "f.toml: state_dir: must be a path, not empty"),
         ({"daemon": {"sync_interval": float("inf")}}, "[daemon].sync_interval: must be a finite number between 1 and 86400"),
         ({"daemon": {"sources": ["a\x00.csv"]}}, "[daemon].sources: control character '\\x00'"),
         ({"probes": {"user_agent": "x\r\nX-Evil: 1"}}, "[probes].user_agent: control character '\\r'"),
