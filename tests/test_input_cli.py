@@ -82,3 +82,11 @@ def test_garbage_file_prints_a_bounded_report(workdir):
     assert "imported: 1 added, 0 updated, 0 unchanged; 5000 bad row(s) skipped" in proc.stdout
     strict = run_cli("import", "--strict", "garbage.csv", cwd=workdir)
     assert strict.returncode == 2 and "5000 bad row(s); nothing imported because of --strict" in strict.stderr
+
+
+def test_import_warnings_are_capped(workdir):
+    (workdir / "private.csv").write_text("url\n" + "".join(f"http://10.0.0.{n}:3128\n" for n in range(1, 26)))
+    proc = run_cli("import", "private.csv", cwd=workdir)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 21 and lines[-1] == "proxycheck: … and 5 more address warnings", proc.stderr
