@@ -1,9 +1,12 @@
-"""HTTP clients that go through one proxy, and the process's one shared SSL context.
+"""The process's one shared SSL context, and httpx clients through a proxy for users' code.
+
+The probes do not use httpx: they have their own wire (``proxycheck.wire``, see its docstring
+for why). What stays here is what users' code may want: a proxy in httpx's shape.
 
 Rules:
 1. One ``ssl.SSLContext`` per process (building one costs ~18 ms of CPU; ops.md §6.3), trusting
-   the system/certifi CAs plus ``[targets].ca_file``. HTTP/2 stays off everywhere, because
-   httpcore sets ALPN on the shared context per connection.
+   the system/certifi CAs plus ``[targets].ca_file``, offering ALPN ``http/1.1`` only (as httpcore
+   set it, so the TLS handshakes are byte for byte what they were).
 2. Every client has ``trust_env=False``: the daemon's own HTTP_PROXY must never reroute a probe.
 3. One client per proxy check: plain-HTTP probes share one keep-alive connection to the proxy,
    HTTPS probes to one host share one tunnel; nothing is shared between proxies.
@@ -37,6 +40,7 @@ def shared_ssl_context(ca_file: str = "") -> ssl.SSLContext:
     ctx = ssl.create_default_context(cafile=certifi.where())
     if ca_file:
         ctx.load_verify_locations(cafile=ca_file)
+    ctx.set_alpn_protocols(["http/1.1"])
     return ctx
 
 
