@@ -43,6 +43,8 @@ class ProbeOutcome:
         }
         if self.phases:
             d["phases"] = {k: round(v, 1) for k, v in self.phases.items()}
+        if not self.ok and self.facts.get("failed_phase"):
+            d["failed_phase"] = self.facts["failed_phase"]  # connect, proxy_handshake, proxy_auth, tls, ...
         if self.skipped:
             d["skipped"] = True
         return d

@@ -146,3 +146,11 @@ def test_every_probe_reports_its_wire_phases(world_report):
     assert silent["phases"]["proxy_handshake"] >= 2000 - 50  # [timeouts].read = 2 s, all of it in the handshake
     slow = next(p for p in by_name["silent-http"]["probes"] if p["name"] == "anonymity")
     assert slow["phases"]["ttfb"] >= 2000 - 50 and "transfer" not in slow["phases"]
+
+
+@pytest.mark.parametrize("name", ["microsocks", "microsocks-auth-right-password", "pproxy-socks4"])
+def test_a_2kb_get_goes_through_socks(world_report, name):
+    """Through SOCKS the long GET is origin-form inside the tunnel; the target still gets all of it."""
+    _, by_name, _ = world_report
+    (probe,) = [p for p in by_name[name]["probes"] if p["name"] == "long_get"]
+    assert probe["ok"] and probe["detail"] == "a 2,048-byte GET came back 200"

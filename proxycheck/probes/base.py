@@ -160,7 +160,8 @@ def _classified(exc: BaseException, ctx: ProbeContext, name: str, deadline: floa
         log.error("probe %s on %s raised an unexpected error", name, ctx.proxy.masked_url, exc_info=exc)
         return Finding(False, INTERNAL_ERROR, f"internal error in probe {name}: {type(exc).__name__}: {exc}")
     reason, detail = verdict
-    return fail(reason, detail)
+    phase = getattr(exc, "phase", None)  # a WireError says in which phase it happened
+    return fail(reason, detail, **({"failed_phase": phase} if phase else {}))
 
 
 def skipped(name: str, because: str) -> ProbeOutcome:
