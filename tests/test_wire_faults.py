@@ -9,9 +9,12 @@ targets are the loopback world's (``world.config_path``).
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 import dataclasses
+import ssl
 
 import pytest
+import trustme
 from world.scripted import (
     Script,
     ScriptedProxy,
@@ -67,12 +70,12 @@ def settings(world):
     return dataclasses.replace(s, timeouts=dataclasses.replace(s.timeouts, read=0.5, probe=3.0))
 
 
-async def check(settings, script: Script):
+async def check(settings, script: Script, server_ssl: ssl.SSLContext | None = None):
     checker = Checker(settings)
     status = await checker.preflight()
     assert status.ok, status.reason
-    async with ScriptedProxy(HOST, EGRESS, script) as proxy:
-        scheme = "socks5" if script.socks5 else "http"
+    async with ScriptedProxy(HOST, EGRESS, script, server_ssl) as proxy:
+        scheme = "socks5" if script.socks5 else ("https" if server_ssl else "http")
         result = await checker.check(parse_proxy_url(f"{scheme}://{HOST}:{proxy.port}"), status.own_ips)
         return result, proxy.connections
 
@@ -106,3 +109,26 @@ def test_no_keep_alive_opens_a_connection_per_request(settings):
     # business and stays one.
     assert keep_alive == 1 + 1 + 1
     assert closing == 1 + 3 + 1
+
+
+def test_an_https_proxy_carries_tls_inside_tls(settings, tmp_path):
+    """``https://`` proxy: TLS to the proxy, then CONNECT and the target's TLS inside it (TLS-in-TLS)."""
+    ca = trustme.CA()
+    bundle = tmp_path / "both.pem"
+    bundle.write_bytes(Path(settings.targets.ca_file).read_bytes() + ca.cert_pem.bytes())
+    server_ssl = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(HOST).configure_cert(server_ssl)
+    trusting = dataclasses.replace(settings, targets=dataclasses.replace(settings.targets, ca_file=str(bundle)))
+    result, _ = asyncio.run(check(trusting, Script(), server_ssl))
+    assert result.healthy is True, result.detail
+    ssl_probe = next(p for p in result.probes if p.name == "ssl")
+    assert {"proxy_handshake", "tls"} <= set(ssl_probe.phases)
+    assert ssl_probe.facts["tls_version"].startswith("TLSv1")
+
+
+def test_an_https_proxy_with_an_untrusted_certificate(settings):
+    server_ssl = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    trustme.CA().issue_cert(HOST).configure_cert(server_ssl)
+    result, _ = asyncio.run(check(settings, Script(), server_ssl))
+    assert (result.probe, result.reason) == ("anonymity", "tls_failed")  # not an interception: its own cert
+    assert "presented its own certificate that does not verify" in result.detail

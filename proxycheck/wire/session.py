@@ -297,8 +297,9 @@ class Session:
         try:
             await conn.writer.start_tls(self.ssl_context, server_hostname=hostname)
         except ssl.SSLCertVerificationError as exc:
-            raise TLSIntercepted(f"presented {whose} that does not verify ({exc.verify_message})",
-                                 target=origin, phase=phase) from exc
+            # The proxy's own certificate is not an interception of anyone's: a failed handshake.
+            kind = TLSFailed if to_proxy else TLSIntercepted
+            raise kind(f"presented {whose} that does not verify ({exc.verify_message})", target=origin, phase=phase) from exc
         except ssl.SSLError as exc:
             what = "its own TLS handshake" if to_proxy else f"the TLS handshake with {origin}"
             raise TLSFailed(f"broke {what} ({exc.reason or exc})", target=origin, phase=phase) from exc

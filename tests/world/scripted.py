@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -36,15 +37,16 @@ class Script:
 
 
 class ScriptedProxy:
-    def __init__(self, host: str, egress: str, script: Script) -> None:
+    def __init__(self, host: str, egress: str, script: Script, ssl_context: ssl.SSLContext | None = None) -> None:
         self.host, self.port, self.script, self.egress = host, 0, script, egress
+        self.ssl_context = ssl_context  # set: an https:// proxy (TLS to the proxy itself)
         self.connections = 0
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task] = set()
         self._writers: set[Writer] = set()
 
     async def __aenter__(self) -> ScriptedProxy:
-        self._server = await asyncio.start_server(self._accept, self.host, 0)
+        self._server = await asyncio.start_server(self._accept, self.host, 0, ssl=self.ssl_context)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
