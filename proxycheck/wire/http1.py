@@ -77,7 +77,8 @@ def connect_bytes(origin: str, proxy_auth: str | None) -> bytes:
 class _Collector:
     """httptools callbacks: status, headers, body chunks, and where the message ended."""
 
-    __slots__ = ("reason", "headers", "chunks", "size", "head_done", "done", "limit", "over", "parser", "keep_alive")
+    __slots__ = ("reason", "headers", "chunks", "size", "head_done", "done", "limit", "over", "parser", "keep_alive",
+                 "status")
 
     def __init__(self, limit: int | None) -> None:
         self.reason = ""
@@ -90,6 +91,7 @@ class _Collector:
         self.over = False
         self.parser: httptools.HttpResponseParser | None = None
         self.keep_alive = False
+        self.status = 0
 
     def on_status(self, status: bytes) -> None:
         self.reason += status.decode("latin-1")
@@ -101,6 +103,8 @@ class _Collector:
 
     def on_headers_complete(self) -> None:
         self.head_done = True
+        if self.parser is not None:
+            self.status = self.parser.get_status_code()
 
     def on_body(self, body: bytes) -> None:
         self.size += len(body)
@@ -110,6 +114,9 @@ class _Collector:
         self.chunks.append(body)
 
     def on_message_complete(self) -> None:
+        if 100 <= self.status < 200:  # an interim answer (100 Continue, 103 Early Hints): the real one follows
+            self.reason, self.headers, self.head_done, self.status = "", {}, False, 0
+            return
         self.done = True
         # llhttp resets its state once the message is done: ask now, not after feed_data returns.
         self.keep_alive = self.parser is not None and self.parser.should_keep_alive()
@@ -164,7 +171,7 @@ class ResponseReader:
     @staticmethod
     def _response(parser, col: _Collector, *, complete: bool = True, truncated: bool = False) -> Response:
         keep_alive = col.done and col.keep_alive and not truncated
-        return Response(parser.get_status_code(), col.reason, col.headers, b"".join(col.chunks),
+        return Response(col.status, col.reason, col.headers, b"".join(col.chunks),
                         parser.get_http_version(), complete=complete, truncated=truncated, keep_alive=keep_alive)
 
 

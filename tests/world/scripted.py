@@ -191,6 +191,11 @@ async def chunked(raw: bytes, writer: Writer) -> None:
     writer.write(out + b"0\r\n\r\n")
 
 
+async def interim_first(raw: bytes, writer: Writer) -> None:
+    """Send a 100 Continue before the real answer (allowed before any final response)."""
+    writer.write(b"HTTP/1.1 100 Continue\r\n\r\n" + raw)
+
+
 def cut_body(keep: int) -> Callable[[bytes, Writer], Awaitable[None]]:
     """Send the head (with its true Content-Length) and only ``keep`` bytes of the body, then close."""
 
