@@ -19,6 +19,7 @@ import json
 import re
 import secrets
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from .base import Finding, ProbeContext, ProbeSpec, SelfTestContext, TargetCheck, fail, ok
@@ -84,6 +85,8 @@ def _parse_azenv(body: str) -> JudgeAnswer:
 def _ips_in(value: str) -> set[str]:
     found = set()
     for token in _IP_TOKEN.findall(value):
+        if "." not in token and ":" not in token:
+            continue  # hex-looking words ("deflate", "cafe"): no address has neither dot nor colon
         token = token.strip(".:")
         for candidate in (token, token.rsplit(":", 1)[0]):  # "1.2.3.4:5678" carries a port
             try:
@@ -94,8 +97,14 @@ def _ips_in(value: str) -> set[str]:
     return found
 
 
+@lru_cache(maxsize=16)
+def _normalised(own_ips: frozenset[str]) -> frozenset[str]:
+    """The checker's own IPs in canonical text form (one set per round, so parsed once)."""
+    return frozenset(str(ipaddress.ip_address(ip)) for ip in own_ips)
+
+
 def grade(answer: JudgeAnswer, own_ips: frozenset[str]) -> Grade:
-    own = {str(ipaddress.ip_address(ip)) for ip in own_ips}
+    own = _normalised(own_ips)
     leaks: list[tuple[str, str]] = []
     for name, value in sorted(answer.headers.items()):
         if _ips_in(value) & own:
