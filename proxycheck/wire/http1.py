@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import httptools
 
@@ -36,7 +36,6 @@ class Response:
     truncated: bool = False  # True: the body passed the caller's limit and we stopped reading
     keep_alive: bool = True
     tls_version: str | None = None
-    extra: dict = field(default_factory=dict)
 
     @property
     def status_code(self) -> int:  # httpx's name, which the probes' wording grew up with
@@ -161,7 +160,8 @@ class ResponseReader:
             except httptools.HttpParserUpgrade:
                 raise BadResponse("answered a GET with a protocol upgrade", phase="response_head") from None
             except httptools.HttpParserError as exc:
-                raise BadResponse(f"answered with invalid HTTP ({exc})", phase=self.phase) from exc
+                phase = "body" if col.head_done else "response_head"
+                raise BadResponse(f"answered with invalid HTTP ({exc})", phase=phase) from exc
             if col.head_done:
                 self.phase = "body"
             if col.over:
