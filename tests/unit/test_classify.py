@@ -83,3 +83,21 @@ def test_anything_else_is_ours(exc):
 
 def test_every_reason_has_a_code():
     assert all(r.code in (25, 26, 27, 28, 29, 35, 36, 49) for r in REASONS.values())
+
+
+def test_probes_never_catch():
+    """No exception-to-verdict mapping outside the table: no probe module has a try/except around
+    the wire. (``selftest_fetch`` is the self-test's, where a failed fetch is our trouble; a ValueError
+    from a pure parser inside a probe is data, not the wire, and is allowed.)"""
+    import ast
+    from pathlib import Path
+
+    import proxycheck.probes as probes
+
+    for path in Path(probes.__file__).parent.glob("*.py"):
+        if path.name in ("selftest_fetch.py", "classify.py", "base.py"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Try):
+                caught = {ast.unparse(h.type) for h in node.handlers if h.type is not None}
+                assert caught <= {"ValueError", "json.JSONDecodeError"}, f"{path.name}:{node.lineno} catches {caught}"
