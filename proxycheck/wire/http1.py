@@ -23,6 +23,8 @@ import httptools
 from .errors import BadResponse, ConnectionClosed
 
 READ_SIZE = 65536
+HEAD_LIMIT = 65536  # as asyncio's StreamReader limit, which bounds a CONNECT answer's head
+BODY_LIMIT = 16 * 2**20  # when the caller sets no limit (only the images probe does)
 
 
 @dataclass
@@ -77,7 +79,7 @@ class _Collector:
     """httptools callbacks: status, headers, body chunks, and where the message ended."""
 
     __slots__ = ("reason", "headers", "chunks", "size", "head_done", "done", "limit", "over", "parser", "keep_alive",
-                 "status")
+                 "status", "head_size")
 
     def __init__(self, limit: int | None) -> None:
         self.reason = ""
@@ -91,11 +93,13 @@ class _Collector:
         self.parser: httptools.HttpResponseParser | None = None
         self.keep_alive = False
         self.status = 0
+        self.head_size = 0
 
     def on_status(self, status: bytes) -> None:
         self.reason += status.decode("latin-1")
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self.head_size += len(name) + len(value) + 4
         key = name.decode("latin-1").lower()
         text = value.decode("latin-1")
         self.headers[key] = f"{self.headers[key]}, {text}" if key in self.headers else text
@@ -126,35 +130,39 @@ def _close_delimited(headers: dict[str, str]) -> bool:
 
 
 class ResponseReader:
-    """Reads one response from ``reader``. ``phase`` tells a caller's deadline which phase it is in."""
+    """Reads one response from ``reader``. ``phase`` tells a caller's deadline which phase it is in.
+
+    Bounds: a head over ``HEAD_LIMIT`` bytes is a ``BadResponse``; a body over ``limit`` stops
+    the read (``truncated``), and with no ``limit`` given, a body over ``BODY_LIMIT`` is a
+    ``BadResponse``: no answer can make the checker hold more than that in memory."""
 
     def __init__(self, reader: asyncio.StreamReader, *, limit: int | None = None, partial: bool = False) -> None:
         self.reader = reader
         self.limit = limit
         self.partial = partial
         self.phase = "response_head"
-        self.answered = False
 
-    async def read(self, on_first_byte: Callable[[], None]) -> Response:
-        """Read the response; ``on_first_byte`` is called when its first byte arrives."""
-        col = _Collector(self.limit)
+    async def read(self, on_bytes: Callable[[bool], None]) -> Response:
+        """Read the response; ``on_bytes(first)`` is called for every chunk that arrives (the
+        caller moves its deadline: time to first byte, then each read of the transfer)."""
+        col = _Collector(self.limit if self.limit is not None else BODY_LIMIT)
         col.parser = parser = httptools.HttpResponseParser(col)
         reader = self.reader
+        received = 0
         while not col.done:
             data = await reader.read(READ_SIZE)
-            if data and not self.answered:
-                self.answered = True
-                on_first_byte()
             if not data:
                 if col.head_done and _close_delimited(col.headers):
                     break
                 if not col.head_done:
-                    what = "closed the connection without answering" if not self.answered else \
+                    what = "closed the connection without answering" if not received else \
                         "closed the connection in the middle of the response head"
                     raise ConnectionClosed(what, phase="response_head")
                 if self.partial:
                     return self._response(parser, col, complete=False)
                 raise ConnectionClosed(f"closed the connection after {col.size:,} bytes of the body", phase="body")
+            on_bytes(not received)
+            received += len(data)
             try:
                 parser.feed_data(data)
             except httptools.HttpParserUpgrade:
@@ -162,9 +170,13 @@ class ResponseReader:
             except httptools.HttpParserError as exc:
                 phase = "body" if col.head_done else "response_head"
                 raise BadResponse(f"answered with invalid HTTP ({exc})", phase=phase) from exc
+            if col.head_size > HEAD_LIMIT or (not col.head_done and received > HEAD_LIMIT):
+                raise BadResponse(f"sent a response head over {HEAD_LIMIT // 1024} KiB", phase="response_head")
             if col.head_done:
                 self.phase = "body"
             if col.over:
+                if self.limit is None:
+                    raise BadResponse(f"sent a body over {BODY_LIMIT // 2**20} MiB", phase="body")
                 return self._response(parser, col, truncated=True)
         return self._response(parser, col)
 

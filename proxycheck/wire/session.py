@@ -7,8 +7,9 @@ Rules:
    origin opens a new one. Nothing is shared between sessions, and a session serves one request
    at a time.
 2. Every phase has a deadline: ``[timeouts].connect`` for the TCP connect, ``[timeouts].read``
-   for each other phase (proxy handshake, TLS, request and response head, and the body). One
-   ``asyncio.timeout`` per request is rescheduled as the phases pass.
+   for each other phase (proxy handshake, TLS, request and response head) and for each read of
+   the body (as httpx's read timeout). One ``asyncio.timeout`` per request is rescheduled as the
+   phases pass.
 3. Errors leave as ``wire.errors`` classes only, typed by phase. Through an HTTP proxy a 407 is
    the proxy's (RFC 9110 §15.5.8), so it is raised as ``ProxyAuthFailed`` here, for every request.
 4. ``timings`` adds up each phase's milliseconds (connect, proxy_handshake, tls, ttfb, transfer)
@@ -209,12 +210,17 @@ class Session:
         clock.enter("ttfb", read)
         reader = http1.ResponseReader(conn.reader, limit=limit, partial=partial)
 
-        def first_byte() -> None:
-            clock.enter("transfer", read)
+        loop = clock.loop
+
+        def on_bytes(first: bool) -> None:  # rule 2: the transfer's deadline restarts with every read
+            if first:
+                clock.enter("transfer", read)
+            else:
+                clock.cm.reschedule(loop.time() + read)
 
         try:
             conn.writer.write(request)
-            response = await reader.read(first_byte)
+            response = await reader.read(on_bytes)
         except WireError as exc:
             self._retire(key)
             exc.target = target.origin

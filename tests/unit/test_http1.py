@@ -17,7 +17,7 @@ def read(data: bytes, *, eof: bool = True, **kw):
         if eof:
             reader.feed_eof()
         seen = []
-        response = await ResponseReader(reader, **kw).read(lambda: seen.append(1))
+        response = await ResponseReader(reader, **kw).read(seen.append)
         return response, seen
 
     return asyncio.run(go())
@@ -39,7 +39,7 @@ def test_framing(raw, body, keep_alive):
     response, seen = read(raw, eof=not keep_alive or raw.startswith(b"HTTP/1.0"))
     assert (response.status, response.body, response.keep_alive, response.complete) == (
         204 if b"204" in raw else 200, body, keep_alive, True)
-    assert seen == [1]
+    assert seen[0] is True and not any(seen[1:])  # first chunk flagged, later ones not
 
 
 def test_repeated_headers_are_joined_and_names_lower_cased():
@@ -89,3 +89,13 @@ def test_request_bytes_are_what_httpx_sent():
         b"GET http://h:8080/get?a=1 HTTP/1.1\r\nHost: h:8080\r\nAccept: */*\r\nAccept-Encoding: gzip, deflate\r\n"
         b"Connection: keep-alive\r\nUser-Agent: UA\r\n\r\n")
     assert connect_bytes("h:443", "Basic eDp5") == b"CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\nAccept: */*\r\nProxy-Authorization: Basic eDp5\r\n\r\n"
+
+
+def test_bounds_on_what_an_answer_can_make_us_hold():
+    with pytest.raises(BadResponse) as caught:
+        read(b"HTTP/1.1 200 OK\r\n" + b"X-Pad: " + b"a" * 70_000 + b"\r\n\r\n")
+    assert caught.value.phase == "response_head"
+    huge = b"HTTP/1.1 200 OK\r\nContent-Length: 20000000\r\n\r\n" + b"x" * 17_000_000
+    with pytest.raises(BadResponse) as caught:
+        read(huge)
+    assert caught.value.phase == "body"
