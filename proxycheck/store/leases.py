@@ -25,6 +25,7 @@ from sqlalchemy import Connection, Engine, String, cast, func, insert, or_, sele
 from ..health import HealthState, Transition
 from ..proxy import Proxy
 from ..result import CheckResult, history_probes
+from . import exits
 from ._rows import PROXY_COLUMNS, STATE_COLUMNS, is_postgresql, proxy_from_row, state_from_row, utcnow
 from .models import CheckRow
 from .models import ProxyRow as P
@@ -149,9 +150,11 @@ def _record(
         "resolved_ip": result.resolved_ip,
     }
     values.update({k: v for k, v in facts.items() if v is not None})
+    values.update(exits.target_values(result))  # per-target bans (exits.py rule 1)
     fenced = update(P).where(P.id == claim.proxy_id, P.lease_token == claim.lease_token).values(**values)
     if conn.execute(fenced).rowcount != 1:
         return False
+    exits.record_exit(conn, claim.proxy_id, result)  # the exit IP over time (exits.py rule 2)
     conn.execute(insert(CheckRow).values(**history_values(claim.proxy_id, result, instance_id)))
     return True
 
