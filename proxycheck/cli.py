@@ -244,9 +244,9 @@ def status(config: str | None, unhealthy: bool, tag: str | None, code_text: str 
 
     summary, rows, feedback = _read_database(settings, read)
     if as_json:
-        click.echo(json.dumps(status_json(summary, rows, feedback), indent=2))
+        click.echo(json.dumps(status_json(summary, rows, feedback, settings.probes.sticky_seconds), indent=2))
     else:
-        render(summary, rows, Console(highlight=False), feedback)
+        render(summary, rows, Console(highlight=False), feedback, settings.probes.sticky_seconds)
     sys.exit(0 if summary.counts["healthy"] > 0 else EXIT_UNHEALTHY)
 
 

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from .proxy import Proxy
+from .sticky import one_shot
 from .verdict import CHECKER_UNAVAILABLE, error_name
 
 
@@ -136,5 +137,6 @@ class CheckResult:
             "elapsed_ms": round(self.elapsed_ms, 1),
             "targets": self.targets or {},
             "usable_for": self.usable_for,
+            "exit": one_shot(self.exit_ip, self.proxy.tags).as_dict(),
             "probes": [p.as_dict() for p in self.probes],
         }
