@@ -85,6 +85,6 @@ def has_tag(conn: Connection, tag: str) -> ColumnElement[bool]:
 def list_has(conn: Connection, column: Any, value: str) -> ColumnElement[bool]:
     """The JSON list ``column`` contains ``value`` (tags, ``usable_for``)."""
     if is_postgresql(conn):
-        return column.op("@>")(literal([value], JSONB))
+        return column.op("@>", is_comparison=True)(literal([value], JSONB))
     each = func.json_each(column).table_valued("value")
     return exists(select(1).select_from(each).where(each.c.value == value))
