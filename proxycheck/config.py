@@ -93,7 +93,10 @@ class Daemon:
 class Http:
     enabled: bool = _doc("serve the worker HTTP endpoint from `proxycheck run`", default=False)
     listen: str = _doc("HOST:PORT to bind (keep it on loopback or a private network)", default="127.0.0.1:8181")
-    token: str = _doc("if set, every request needs `Authorization: Bearer <token>` (/healthz excepted)", default="")
+    token: str = _doc("every request but /healthz needs `Authorization: Bearer <token>`; empty: a random one is kept in "
+                      "<state_dir>/http-token (mode 0600; `proxycheck token` prints it)", default="")
+    allowed_hosts: tuple[str, ...] = _doc("host names a request's `Host:` may carry besides the listen address "
+                                          "(e.g. behind a reverse proxy); any other Host gets 421", default=())
 
 
 STRATEGIES = ("random", "round_robin", "least_used", "fastest")
@@ -273,6 +276,9 @@ def _validate(settings: Settings, origin: str) -> None:
     host, sep, port = settings.http.listen.rpartition(":")
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
         raise ConfigError(f"{origin}: [http].listen {settings.http.listen!r} is not HOST:PORT")
+    for name in settings.http.allowed_hosts:
+        if not name or any(c in name for c in "/@ \t") or name != name.strip():
+            raise ConfigError(f"{origin}: [http].allowed_hosts: {name!r} is not a host name (e.g. \"proxycheck.internal\")")
     check_worker(settings.worker, f"{origin}: ")
     if settings.database_url and "://" not in settings.database_url:
         raise ConfigError(f"{origin}: database_url {settings.database_url!r} is not a URL (e.g. sqlite:///path.db)")
