@@ -318,3 +318,30 @@ def test_healthz_503_while_the_database_refuses_connections(world, tmp_path):
             running.notify.close()
         assert code == 0, err
         assert "/healthz: database unavailable" in err
+
+
+async def test_a_large_body_is_sent_whole_in_slices():
+    """``_send`` writes big bodies slice by slice (bounded buffers); the client gets every byte."""
+    from aiohttp import web
+
+    from proxycheck.http_api.app import SLICE, _send
+
+    body = bytes(range(256)) * (3 * SLICE // 256 + 7)
+
+    async def handler(request):
+        return await _send(request, body, {"Age": "0"})
+
+    app = web.Application()
+    app.router.add_get("/", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        host, port = runner.addresses[0][:2]
+        async with httpx.AsyncClient(trust_env=False) as client:
+            answer = await client.get(f"http://{host}:{port}/")
+        assert answer.content == body and answer.headers["Content-Length"] == str(len(body))
+        assert answer.headers["Content-Type"] == "application/json"
+    finally:
+        await runner.cleanup()

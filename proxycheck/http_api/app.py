@@ -8,7 +8,8 @@ Rules:
 2. Locked (guard.py): the right ``Host:``, a bearer token on every route but ``/healthz``, JSON
    bodies. The token is resolved in ``start()`` (http_token.py: ``$PROXYCHECK_TOKEN``,
    ``[http].token``, else a generated ``<state_dir>/http-token``); its path is logged, never its value.
-3. No database call runs in the event loop; fleet-sized reads are bounded (reads.py).
+3. No database call runs in the event loop; fleet-sized reads are bounded (reads.py), and
+   ``/status`` is rendered in a helper process (status_proc.py).
 4. ``/healthz`` is open and holds no proxy data: the database (one cheap query, in a thread,
    with a ``HEALTH_TIMEOUT``) and the checker (``checker_state()``); 200 when both are fine,
    else 503 with the reason.
@@ -31,15 +32,15 @@ from ..config import Settings
 from ..errors import NoHealthyProxy, StorageError
 from ..http_token import ensure_token
 from ..metrics import DaemonMetrics
-from ..status_view import as_json as status_json
-from ..store import list_proxies, status_summary
 from .guard import Handler, HostRule, auth_middleware, error, host_middleware, json_bodies_only
 from .reads import Busy, Reads, Shared
+from .status_proc import StatusRenderer
 
 log = logging.getLogger("proxycheck.http")
 
 HEALTH_TIMEOUT = 2.0  # seconds the /healthz database query may take
 MAX_PAGE = 5000  # largest ?limit= of a /status page
+SLICE = 256 * 1024  # bytes written at a time of a large body (_send)
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -48,6 +49,22 @@ def _json(data: Any, status: int = 200) -> web.Response:
 
 def _json_bytes(data: Any) -> bytes:
     return json.dumps(data, default=str).encode()
+
+
+async def _send(request: web.Request, body: bytes, headers: dict[str, str] | None = None) -> web.StreamResponse:
+    """A large JSON body in slices, waiting for each to drain: every client of a shared /status
+    holds the one ``body`` plus at most a slice in its socket buffer, not a copy of the rest."""
+    if len(body) <= SLICE:
+        return web.Response(body=body, content_type="application/json", headers=headers)
+    response = web.StreamResponse(headers=headers)
+    response.content_type = "application/json"
+    response.content_length = len(body)
+    await response.prepare(request)
+    view = memoryview(body)
+    for start in range(0, len(body), SLICE):
+        await response.write(view[start:start + SLICE])
+    await response.write_eof()
+    return response
 
 
 @web.middleware
@@ -74,6 +91,7 @@ class HttpApi:
         self.checker_state = checker_state
         self.reads = Reads(slots=heavy_slots, wait=heavy_wait)
         self._full_status = Shared(self._build_status)
+        self._status = StatusRenderer(engine.url.render_as_string(hide_password=False), settings.worker, self.reads.light)
         self._db_probe: asyncio.Future | None = None
         self._db_ok = True
         self._token = ""
@@ -108,6 +126,7 @@ class HttpApi:
         await site.start()
         bound = self._runner.addresses[0]
         self._host_rule = HostRule.build(host, bound[1], self.settings.http.allowed_hosts)
+        self._status.warm_up()
         shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
         return f"http://{shown}:{bound[1]}"
 
@@ -115,6 +134,7 @@ class HttpApi:
         if self._runner is not None:
             await self._runner.cleanup()
         self.reads.close()
+        self._status.close()
 
     # -- /healthz --------------------------------------------------------------------------------
     async def healthz(self, request: web.Request) -> web.Response:
@@ -156,8 +176,7 @@ class HttpApi:
     async def status(self, request: web.Request) -> web.Response:
         if not request.query:
             body = await self._full_status.get()
-            return web.Response(body=body, content_type="application/json",
-                                headers={"Age": str(int(self._full_status.age()))})
+            return await _send(request, body, {"Age": str(int(self._full_status.age()))})
         unknown = sorted(set(request.query) - {"limit", "after"})
         if unknown:
             return error(400, "bad_request", f"unknown parameter {unknown[0]!r} (known: limit, after)")
@@ -168,20 +187,11 @@ class HttpApi:
         except ValueError:
             return error(400, "bad_request", f"limit: a whole number from 1 to {MAX_PAGE}")
         after = request.query.get("after") or None
-        body = await self.reads.heavy(self._render_status, limit=limit, after=after)
-        return web.Response(body=body, content_type="application/json")
+        body = await self.reads.heavy_async(self._status.render(limit=limit, after=after))
+        return await _send(request, body)
 
     async def _build_status(self) -> bytes:
-        return await self.reads.heavy(self._render_status)
-
-    def _render_status(self, *, limit: int | None = None, after: str | None = None) -> bytes:
-        """In a thread: the queries *and* the JSON, so the event loop only sends bytes."""
-        summary = status_summary(self.engine)
-        rows = list_proxies(self.engine, after=after, limit=limit)
-        shaped = status_json(summary, rows, self.pool.feedback_summary())
-        if limit is not None:
-            shaped["next_after"] = rows[-1].proxy.key if len(rows) == limit else None
-        return _json_bytes(shaped)
+        return await self.reads.heavy_async(self._status.render())
 
     # -- /metrics and the worker routes ----------------------------------------------------------
     async def metrics_page(self, request: web.Request) -> web.Response:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -43,15 +43,21 @@ class Reads:
         return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
 
     async def heavy(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return await self.heavy_async(self.light(fn, *args, **kwargs))
+
+    async def heavy_async(self, work: Awaitable[T]) -> T:
+        """Await ``work`` (a coroutine, not yet started) holding a heavy-read permit."""
         if self._permits is None:
             self._permits = asyncio.Semaphore(self.slots)
         try:
             async with asyncio.timeout(self.wait):
                 await self._permits.acquire()
         except TimeoutError:
+            if asyncio.iscoroutine(work):
+                work.close()
             raise Busy(f"{self.slots} heavy reads already running for {self.wait:g} s") from None
         try:
-            return await self.light(fn, *args, **kwargs)
+            return await work
         finally:
             self._permits.release()
 
