@@ -126,7 +126,6 @@ class HttpApi:
         await site.start()
         bound = self._runner.addresses[0]
         self._host_rule = HostRule.build(host, bound[1], self.settings.http.allowed_hosts)
-        self._status.warm_up()
         shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
         return f"http://{shown}:{bound[1]}"
 

@@ -7,8 +7,10 @@ waits up to a switch interval each time to get it back: checks slowed to a third
 ``/status`` clients (bench/README.md, "status_load.py"). A process has its own GIL.
 
 Rules:
-1. One spawned helper (``spawn``: never ``fork`` a process with threads), started on first use,
-   with its own read-only engine on the daemon's database; it returns the finished JSON bytes.
+1. One spawned helper (``spawn``: never ``fork`` a process with threads), started on the first
+   ``/status`` (so a daemon nobody asks costs no extra memory; the first answer pays about a
+   second of imports), with its own read-only engine on the daemon's database; it returns the
+   finished JSON bytes.
 2. It ignores SIGINT (a terminal's Ctrl-C goes to the daemon, which stops it); if it dies anyway
    the request gets 503 and the next one starts a new helper.
 3. Where a process cannot be started (no ``/dev/shm``, a sandbox), rendering falls back to a
@@ -85,12 +87,6 @@ class StatusRenderer:
         except BrokenProcessPool:
             self._executor = None
             raise StorageError("the /status helper process exited; the next request starts a new one") from None
-
-    def warm_up(self) -> None:
-        """Start the helper now, so the first /status does not pay for its imports."""
-        pool = self._pool()
-        if pool is not None:
-            pool.submit(_helper_init).add_done_callback(lambda f: f.exception())
 
     def close(self) -> None:
         if self._executor is not None:
