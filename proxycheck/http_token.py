@@ -46,9 +46,9 @@ def find_token(settings: Settings, environ: Mapping[str, str] | None = None) -> 
     file that exists but cannot be used (unreadable, empty, readable by others)."""
     environ = os.environ if environ is None else environ
     if environ.get(TOKEN_ENV, "").strip():
-        return Token(environ[TOKEN_ENV].strip(), f"${TOKEN_ENV}")
+        return _checked(Token(environ[TOKEN_ENV].strip(), f"${TOKEN_ENV}"))
     if settings.http.token:
-        return Token(settings.http.token, "[http].token")
+        return _checked(Token(settings.http.token, "[http].token"))
     path = token_path(settings)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
@@ -66,7 +66,15 @@ def find_token(settings: Settings, environ: Mapping[str, str] | None = None) -> 
     if not value or "\n" in value:
         raise ConfigError(f"the HTTP token file {path} must hold one line, the token; delete it and restart the daemon "
                           "to get a new one")
-    return Token(value, str(path))
+    return _checked(Token(value, str(path)))
+
+
+def _checked(token: Token) -> Token:
+    """A token travels in an HTTP header: printable ASCII, no spaces (the message never shows it)."""
+    if not (token.value.isascii() and token.value.isprintable() and " " not in token.value):
+        raise ConfigError(f"the HTTP token from {token.source} must be printable ASCII without spaces "
+                          "(e.g. the output of `python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`)")
+    return token
 
 
 def ensure_token(settings: Settings, environ: Mapping[str, str] | None = None) -> Token:

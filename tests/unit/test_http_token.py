@@ -98,3 +98,10 @@ def test_no_token_yet_says_where_it_looked(tmp_path):
     s = settings_in(tmp_path)
     with pytest.raises(ConfigError, match=r"\$PROXYCHECK_TOKEN is not set, \[http\].token is empty .* does not exist yet"):
         worker_token(s, environ={})
+
+
+@pytest.mark.parametrize("value", ["has space", "naïve-tökén", "tab\there"])
+def test_a_token_that_cannot_travel_in_a_header_is_refused_without_showing_it(tmp_path, value):
+    with pytest.raises(ConfigError, match=r"from \[http\].token must be printable ASCII") as info:
+        find_token(settings_in(tmp_path, value), environ={})
+    assert value not in str(info.value)
