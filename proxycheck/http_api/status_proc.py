@@ -11,8 +11,9 @@ Rules:
    ``/status`` (so a daemon nobody asks costs no extra memory; the first answer pays about a
    second of imports), with its own read-only engine on the daemon's database; it returns the
    finished JSON bytes.
-2. It ignores SIGINT (a terminal's Ctrl-C goes to the daemon, which stops it); if it dies anyway
-   the request gets 503 and the next one starts a new helper.
+2. It ignores SIGINT (a terminal's Ctrl-C goes to the daemon, which stops it) and runs at nice
+   +10, so on a busy machine the daemon's checks get the CPU first. If it dies anyway the
+   request gets 503 and the next one starts a new helper.
 3. Where a process cannot be started (no ``/dev/shm``, a sandbox), rendering falls back to a
    thread, logged once.
 """
@@ -24,6 +25,7 @@ import functools
 import json
 import logging
 import multiprocessing
+import os
 import signal
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -56,6 +58,7 @@ def render_status(url: str, worker: Worker, limit: int | None = None, after: str
 
 def _helper_init() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.nice(10)  # on a busy machine, checks come first
 
 
 class StatusRenderer:
