@@ -29,10 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import threading

@@ -292,7 +292,7 @@ def test_healthz_503_while_the_checker_is_degraded(world, tmp_path):
 @pytest.mark.postgres
 def test_healthz_503_while_the_database_refuses_connections(world, tmp_path):
     from pgdb import admin_engine, throwaway_database
-    from sqlalchemy import make_url, text
+    from sqlalchemy import create_engine, make_url, text
 
     with throwaway_database("proxycheck_http") as url:
         name = make_url(url).database
@@ -310,6 +310,16 @@ def test_healthz_503_while_the_database_refuses_connections(world, tmp_path):
             with admin.connect() as conn:
                 conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
             wait_until(lambda: running.get("/healthz").status_code == 200, 30, "healthz 200 again")
+            # A database that hangs instead of refusing: the query waits on a lock, /healthz does not.
+            locker = create_engine(url)
+            with locker.connect() as conn:
+                conn.execute(text("LOCK TABLE alembic_version IN ACCESS EXCLUSIVE MODE"))
+                hung = [running.get("/healthz") for _ in range(3)]  # one query in flight, shared
+                assert {r.status_code for r in hung} == {503}
+                assert hung[0].json()["database_reason"] == "the database did not answer within 2 s"
+                conn.rollback()
+            locker.dispose()
+            wait_until(lambda: running.get("/healthz").status_code == 200, 30, "healthz 200 after the lock")
         finally:
             with admin.connect() as conn:
                 conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
