@@ -3,7 +3,8 @@
 Rules (checked in this order, before any route runs):
 1. ``Host:`` must name this endpoint (defence against DNS rebinding: a web page whose name was
    re-pointed at 127.0.0.1 sends *its own* name as Host). Allowed: the listen address with the
-   bound port; ``localhost`` with that port when listening on loopback; any IP literal with that
+   bound port; ``localhost`` with that port when listening on loopback (and loopback IPs when
+   listening on the name ``localhost``); any IP literal with that
    port when listening on every interface (a rebinding attack needs a DNS name, never an IP);
    and every ``[http].allowed_hosts`` name, on any port (a reverse proxy may keep its own).
    Anything else, a missing Host included, is 421 Misdirected Request. This applies to /healthz too.
@@ -102,7 +103,9 @@ class HostRule:
         if self.everywhere:
             return True
         listen_ip = _ip(self.listen_host)
-        return listen_ip is not None and ip == listen_ip
+        if listen_ip is None:  # listening on a name: "localhost" binds loopback addresses
+            return self.loopback and ip.is_loopback
+        return ip == listen_ip
 
     def expected(self) -> str:
         shown = f"[{self.listen_host}]" if ":" in self.listen_host else self.listen_host

@@ -10,6 +10,7 @@ LOOPBACK = HostRule.build("127.0.0.1", 8181)
 EVERYWHERE = HostRule.build("0.0.0.0", 8181, ["proxycheck.internal", "edge.example:443"])
 PRIVATE = HostRule.build("10.1.2.3", 8181)
 V6 = HostRule.build("[::1]", 8181)
+BY_NAME = HostRule.build("localhost", 8181)
 
 
 @pytest.mark.parametrize("rule, host, allowed", [
@@ -38,6 +39,11 @@ V6 = HostRule.build("[::1]", 8181)
     (V6, "[::1]:8181", True),
     (V6, "localhost:8181", True),
     (V6, "[::2]:8181", False),
+    (BY_NAME, "localhost:8181", True),
+    (BY_NAME, "127.0.0.1:8181", True),
+    (BY_NAME, "[::1]:8181", True),
+    (BY_NAME, "10.0.0.1:8181", False),
+    (BY_NAME, "evil.example:8181", False),
 ])
 def test_host_rule(rule, host, allowed):
     assert rule.allows(host) is allowed
