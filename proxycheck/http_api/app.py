@@ -168,7 +168,11 @@ class HttpApi:
         return problem
 
     def _ping(self) -> None:
-        with self.engine.connect() as conn:
+        with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # The thread must come back too (a hung query would hold it, and the daemon's exit):
+                # the server cancels one second after /healthz has already answered 503.
+                conn.execute(text(f"SET LOCAL statement_timeout = {int(1000 * (HEALTH_TIMEOUT + 1))}"))
             conn.execute(text("SELECT version_num FROM alembic_version")).all()
 
     # -- /status ---------------------------------------------------------------------------------
