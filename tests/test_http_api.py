@@ -191,6 +191,8 @@ def test_healthy_proxies_and_formats(api):
     client, _, world, _ = api
     healthy = {p["url"] for p in client.get("/proxies/healthy").json()}
     assert healthy == {world.by_name(n).url for n in ("squid-anonymous", "squid-elite", "microsocks", "squid-auth-right-password")}
+    assert len(client.get("/proxies/healthy", params={"limit": 2}).json()) == 2
+    assert client.get("/proxies/healthy", params={"limit": "x"}).status_code == 400
     ac = client.get("/proxies/healthy", params={"format": "anticaptcha", "scheme": "socks5"}).json()
     assert len(ac) == 1 and ac[0]["proxyType"] == "socks5" and isinstance(ac[0]["proxyPort"], int)
     one = client.get("/proxy", params={"anonymity": "elite"}).json()

@@ -1,7 +1,7 @@
 """The routes ``proxycheck run`` serves to workers, and their lifecycle (aiohttp).
 
 Rules:
-1. It answers with the same values the Python API returns: ``/proxies/healthy`` and ``/proxy``
+1. It answers with the same values the Python API returns: ``/proxies/healthy`` (``?limit=N``: the first N) and ``/proxy``
    go through ``proxycheck.worker``, ``/report`` through ``proxycheck.feedback``, ``/status``
    is exactly ``proxycheck status --json`` (``?limit=N&after=KEY`` gives one page of it, with
    ``next_after`` for the next one).
@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
+from multidict import MultiDict
 from sqlalchemy import text
 
 from ..config import Settings
@@ -184,11 +185,9 @@ class HttpApi:
         if unknown:
             return error(400, "bad_request", f"unknown parameter {unknown[0]!r} (known: limit, after)")
         try:
-            limit = int(request.query.get("limit", MAX_PAGE))
-            if not 1 <= limit <= MAX_PAGE:
-                raise ValueError
-        except ValueError:
-            return error(400, "bad_request", f"limit: a whole number from 1 to {MAX_PAGE}")
+            limit = _limit(request.query.get("limit", str(MAX_PAGE)))
+        except ValueError as exc:
+            return error(400, "bad_request", str(exc))
         after = request.query.get("after") or None
         body = await self.reads.heavy_async(self._status.render(limit=limit, after=after))
         return await _send(request, body)
@@ -206,7 +205,9 @@ class HttpApi:
 
         try:
             fmt = _format(request)
-            filters = filters_from_query(request.query)
+            filters = filters_from_query(MultiDict((k, v) for k, v in request.query.items() if k != "limit"))
+            if "limit" in request.query:
+                filters["limit"] = _limit(request.query["limit"])
         except ValueError as exc:
             return error(400, "bad_request", str(exc))
         body = await self.reads.heavy(self._render_healthy, fmt, filters)
@@ -253,6 +254,12 @@ class HttpApi:
 
 
 FORMATS = ("", "anticaptcha", "2captcha")
+
+
+def _limit(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= MAX_PAGE:
+        raise ValueError(f"limit: a whole number from 1 to {MAX_PAGE}, not {text[:20]!r}")
+    return int(text)
 
 
 def _format(request: web.Request) -> str:
