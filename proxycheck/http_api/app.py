@@ -1,9 +1,9 @@
 """The routes ``proxycheck run`` serves to workers, and their lifecycle (aiohttp).
 
 Rules:
-1. It answers with the same values the Python API returns: ``/proxies/healthy`` (``?limit=N``: the first N) and ``/proxy``
-   go through ``proxycheck.worker``, ``/report`` through ``proxycheck.feedback``, ``/status``
-   is exactly ``proxycheck status --json`` (``?limit=N&after=KEY`` gives one page of it, with
+1. It answers with the same values the Python API returns: ``/proxies/healthy`` (``?limit=N``:
+   the first N) and ``/proxy`` go through ``proxycheck.worker``, ``/report`` through
+   ``proxycheck.feedback``, ``/status`` is exactly ``proxycheck status --json`` (``?limit=N&after=KEY`` gives one page of it, with
    ``next_after`` for the next one).
 2. Locked (guard.py): the right ``Host:``, a bearer token on every route but ``/healthz``, JSON
    bodies. The token is resolved in ``start()`` (http_token.py: ``$PROXYCHECK_TOKEN``,
