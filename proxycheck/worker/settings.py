@@ -24,7 +24,11 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 
 from ..config import DEFAULT_CONFIG_FILE, STRATEGIES, Settings, Worker, check_worker, load_settings
+from ..config_keys import coerce
 from ..errors import ConfigError
+
+
+_MAX_AGE = next(f for f in dataclasses.fields(Worker) if f.name == "max_age")
 
 
 class NoConfiguration(ConfigError):
@@ -39,8 +43,9 @@ class WorkerSettings(Worker):
     max_age: float | None = None  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
-        # max_age None is resolved when the config is loaded; check the rest now.
-        check_worker(self if self.max_age is not None else dataclasses.replace(self, max_age=1.0))
+        check_worker(self)  # every key but max_age, whose declaration is Worker's:
+        if self.max_age is not None:  # None is resolved when the config is loaded
+            coerce(float, self.max_age, _MAX_AGE.metadata, "[worker].max_age")
 
     def resolved(self, settings: Settings) -> WorkerSettings:
         """With ``max_age`` filled in from ``settings`` (rule 3)."""
