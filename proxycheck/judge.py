@@ -111,15 +111,15 @@ class JudgeOptions:
                     raise ValueError(f"target_bans: {ip!r} is not an IP address") from None
         normal = tuple((p, frozenset(_normal_ip(ip) for ip in ips)) for p, ips in self.target_bans)
         object.__setattr__(self, "target_bans", normal)
-
-    def banned_on(self, preset: str, peer: str) -> bool:
-        return any(p == preset and peer in ips for p, ips in self.target_bans)
         if self.max_request_line < 64:
             raise ValueError("max_request_line must be at least 64 bytes")
         if self.max_body < 0:
             raise ValueError("max_body must be 0 or more bytes")
         if self.idle_timeout <= 0:
             raise ValueError("idle_timeout must be greater than 0 seconds")
+
+    def banned_on(self, preset: str, peer: str) -> bool:
+        return any(p == preset and peer in ips for p, ips in self.target_bans)
 
 
 def parse_listen(text: str) -> tuple[str, int]:
