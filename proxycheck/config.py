@@ -138,6 +138,13 @@ class Targets:
         """Every ban target: the [[targets.ban]] tables, else ``ban_url`` as one ``recaptcha``."""
         return self.ban or (bans.from_ban_url(self.ban_url),)
 
+    def urls(self, key: str) -> tuple[str, ...]:
+        """The URLs the probes fetch for ``key`` (``ban_url`` is unused when tables are given)."""
+        if key in ("ban", "ban_url"):
+            return tuple(t.url for t in self.ban_targets if (t.config_key == "ban_url") == (key == "ban_url"))
+        value = getattr(self, key)
+        return value if isinstance(value, tuple) else (value,)
+
 
 @dataclass(frozen=True)
 class Timeouts:
