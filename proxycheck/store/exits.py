@@ -16,13 +16,14 @@ Rules:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, not_, or_, select, update
+from sqlalchemy import Connection, bindparam, delete, insert, not_, or_, select, update
 
 from ..result import CheckResult
 from ..sticky import GATEWAY_TAG, ExitSummary, Stability, stability, summarise
-from ._rows import has_tag
+from ._rows import chunks, has_tag
 from .models import ExitReadingRow as R
 from .models import ProxyRow as P
 
@@ -39,21 +40,34 @@ def target_values(result: CheckResult) -> dict[str, Any]:
     return values
 
 
-def record_exit(conn: Connection, proxy_id: int, result: CheckResult) -> None:
-    """Add the check's exit IP reading, keep the last ``KEEP``, refresh the row's summary."""
-    if not result.exit_ip:
+def record_exits(conn: Connection, checked: Sequence[tuple[int, CheckResult]]) -> None:
+    """Add each check's exit IP reading, keep the last ``KEEP`` per proxy, refresh the rows'
+    summaries: four statements per batch, whatever its size (record_results writes in batches)."""
+    readings = [{"proxy_id": pid, "seen_at": r.started_at, "ip": r.exit_ip} for pid, r in checked if r.exit_ip]
+    if not readings:
         return
-    conn.execute(insert(R).values(proxy_id=proxy_id, seen_at=result.started_at, ip=result.exit_ip))
-    rows = conn.execute(
-        select(R.id, R.seen_at, R.ip).where(R.proxy_id == proxy_id).order_by(R.seen_at.desc(), R.id.desc())
-    ).all()
-    if len(rows) > KEEP:
-        conn.execute(delete(R).where(R.id.in_([r.id for r in rows[KEEP:]])))
-    summary = summarise([(r.seen_at, r.ip) for r in reversed(rows[:KEEP])])
+    conn.execute(insert(R), readings)
+    ids = sorted({r["proxy_id"] for r in readings})
+    by_proxy: dict[int, list[Any]] = {}
+    for chunk in chunks(ids):
+        rows = conn.execute(
+            select(R.id, R.proxy_id, R.seen_at, R.ip).where(R.proxy_id.in_(chunk)).order_by(R.proxy_id, R.seen_at, R.id)
+        )
+        for row in rows:
+            by_proxy.setdefault(row.proxy_id, []).append(row)
+    stale = [row.id for rows in by_proxy.values() for row in rows[:-KEEP]]
+    for chunk in chunks(stale):
+        conn.execute(delete(R).where(R.id.in_(chunk)))
+    summaries = []
+    for pid, rows in by_proxy.items():
+        summary = summarise([(row.seen_at, row.ip) for row in rows[-KEEP:]])
+        summaries.append({"pid": pid, "exit_ips": list(summary.ips), "exit_run_seconds": summary.run_seconds,
+                          "exit_change_gap": summary.change_gap})
     conn.execute(
-        update(P)
-        .where(P.id == proxy_id)
-        .values(exit_ips=list(summary.ips), exit_run_seconds=summary.run_seconds, exit_change_gap=summary.change_gap)
+        update(P).where(P.id == bindparam("pid"))
+        .values(exit_ips=bindparam("exit_ips"), exit_run_seconds=bindparam("exit_run_seconds"),
+                exit_change_gap=bindparam("exit_change_gap")),
+        summaries,
     )
 
 
@@ -72,4 +86,4 @@ def sticky_clauses(conn: Connection, window: float) -> list[Any]:
     ]
 
 
-__all__ = ["KEEP", "ExitSummary", "Stability", "record_exit", "row_stability", "sticky_clauses", "target_values"]
+__all__ = ["KEEP", "ExitSummary", "Stability", "record_exits", "row_stability", "sticky_clauses", "target_values"]
