@@ -1,0 +1,48 @@
+#!/bin/bash
+# The deployment scenario, run as root inside the container by proxycheck-scenario.service once
+# systemd has booted (tests/test_systemd_deploy.py puts it there). The network is private (no
+# route out), pip reads the wheelhouse only. Every step writes /results/<step>.out and .rc; the
+# host reads them after the container has powered off and asserts on them.
+set -u
+export PIP_NO_INDEX=1 PIP_FIND_LINKS=/wheelhouse PIP_DISABLE_PIP_VERSION_CHECK=1
+mkdir -p /results
+cd /root/proxycheck   # a copy of the checkout, as an operator has it
+
+step() {  # step NAME COMMAND...: run it, keep its output and exit status
+    local name=$1; shift
+    echo "### $name: $*"
+    "$@" >"/results/$name.out" 2>&1
+    echo $? >"/results/$name.rc"
+    cat "/results/$name.out"
+}
+show() { systemctl show proxycheck -p ActiveState,SubState,Result,ExecMainStatus,ExecMainCode,StatusText,MainPID,NRestarts,Type,User; }
+
+# The README's deployment commands, verbatim but for `sudo` (we are root; minbase has no sudo).
+step install bash /install-commands.sh
+step after_start show
+step main_pid_user bash -c 'stat -c %U "/proc/$(systemctl show -p MainPID --value proxycheck)"'
+step status_text runuser -u proxycheck -- proxycheck status
+step status_json_before runuser -u proxycheck -- proxycheck status --json
+
+# Reload applies a changed setting: one more proxy in the sources CSV.
+echo 'socks5,192.0.2.50,1080,,,deploy-test,added before reload' >>/etc/proxycheck/proxies.csv
+step reload systemctl reload proxycheck
+for _ in $(seq 60); do
+    runuser -u proxycheck -- proxycheck status --json >/results/status_json_after.out 2>&1
+    grep -q '192.0.2.50' /results/status_json_after.out && break
+    sleep 0.5
+done
+step after_reload show
+
+# A worker in the proxycheck group uses the SQLite database directly: report() writes to it.
+useradd --system --no-create-home --groups proxycheck worker
+step worker_report runuser -u worker -- env PROXYCHECK_CONFIG=/etc/proxycheck/proxycheck.toml /opt/proxycheck/bin/python -c '
+from proxycheck import report
+print(report("socks5://192.0.2.50:1080", {"errorId": 1, "errorCode": "ERROR_PROXY_CONNECT_REFUSED"}))'
+
+step stop systemctl stop proxycheck
+step after_stop show
+step files stat -c '%U:%G %a %n' /etc/proxycheck /etc/proxycheck/proxycheck.toml /etc/proxycheck/proxies.csv /var/lib/proxycheck /var/lib/proxycheck/proxycheck.db*
+step journal journalctl -u proxycheck --no-pager -o short-monotonic
+step security systemd-analyze security --no-pager proxycheck.service
+touch /results/done
