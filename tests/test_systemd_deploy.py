@@ -16,6 +16,7 @@ mirror the first time; skipped without them, and failing instead with PROXYCHECK
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -74,15 +75,22 @@ def base_root() -> Path:
         pytest.skip(f"!!! SYSTEMD DEPLOYMENT TEST NOT RUN: {missing}")
     key = hashlib.sha256(f"{SUITE} minbase {' '.join(PACKAGES)} {MIRROR}".encode()).hexdigest()[:12]
     root = CACHE / f"{SUITE}-{key}"
-    if not (root / "usr/lib/systemd/systemd").exists():
-        partial = root.with_name(root.name + ".partial")
-        shutil.rmtree(partial, ignore_errors=True)
-        partial.parent.mkdir(parents=True, exist_ok=True)
-        made = subprocess.run(["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE,
-                               str(partial), MIRROR], capture_output=True, text=True, timeout=1200)
-        assert made.returncode == 0, made.stdout[-3000:] + made.stderr[-3000:]
-        partial.rename(root)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with (CACHE / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one debootstrap at a time; the others wait and reuse it
+        if not (root / "usr/lib/systemd/systemd").exists():
+            _debootstrap(root)
     return root
+
+
+def _debootstrap(root: Path) -> None:
+    """Make ROOT with debootstrap (about a minute), atomically: a half-made root is never used."""
+    partial = root.with_name(root.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    made = subprocess.run(["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE,
+                           str(partial), MIRROR], capture_output=True, text=True, timeout=1200)
+    assert made.returncode == 0, made.stdout[-3000:] + made.stderr[-3000:]
+    partial.rename(root)
 
 
 @pytest.fixture(scope="module")
@@ -201,14 +209,18 @@ def test_start_reaches_active_after_ready(results):
     assert show["Type"] == "notify"
     assert (show["ActiveState"], show["SubState"]) == ("active", "running"), show
     assert show["NRestarts"] == "0", show
+    assert show["StatusText"], show  # the daemon's STATUS= reached systemd through $NOTIFY_SOCKET
     journal = step(results, "journal")[1]
     assert "ready:" in journal, journal[-3000:]
 
 
 def test_daemon_and_migration_run_as_the_service_user(results):
     assert step(results, "main_pid_user") == (0, "proxycheck\n")
+    uid = step(results, "service_uid")[1].strip()
+    entries = [json.loads(line) for line in step(results, "journal_json")[1].splitlines() if line.startswith("{")]
+    migrated = [e for e in entries if "migrated empty -> " in str(e.get("MESSAGE"))]  # ExecStartPre=
+    assert [e["_UID"] for e in migrated] == [uid], entries
     journal = step(results, "journal")[1]
-    assert "migrated empty -> " in journal, journal[-3000:]  # ExecStartPre=proxycheck db upgrade
     assert "PermissionError" not in journal and "Traceback" not in journal, journal[-3000:]
 
 

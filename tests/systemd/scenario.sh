@@ -44,5 +44,7 @@ step stop systemctl stop proxycheck
 step after_stop show
 step files stat -c '%U:%G %a %n' /etc/proxycheck /etc/proxycheck/proxycheck.toml /etc/proxycheck/proxies.csv /var/lib/proxycheck /var/lib/proxycheck/proxycheck.db*
 step journal journalctl -u proxycheck --no-pager -o short-monotonic
+step journal_json journalctl -u proxycheck --no-pager -o json --output-fields=MESSAGE,_UID,_COMM
+step service_uid id -u proxycheck
 step security systemd-analyze security --no-pager proxycheck.service
 touch /results/done
