@@ -250,6 +250,15 @@ def test_a_worker_in_the_group_writes_reports(results):
     assert rc == 0 and "ERROR_PROXY_CONNECT_REFUSED" in out, out
 
 
+def test_reinstall_upgrades_in_place_and_keeps_the_sources(results):
+    rc, out = step(results, "reinstall")
+    assert rc == 0, out
+    show = props(results, "after_reinstall")
+    assert show["ActiveState"] == "active" and show["MainPID"] != props(results, "after_start")["MainPID"], show
+    rc, out = step(results, "status_json_reinstalled")
+    assert [p["proxy"] for p in json.loads(out)["proxies"]] == ["socks5://192.0.2.50:1080"], out
+
+
 def test_stop_exits_0(results):
     rc, out = step(results, "stop")
     assert rc == 0, out

@@ -40,6 +40,11 @@ step worker_report runuser -u worker -- env PROXYCHECK_CONFIG=/etc/proxycheck/pr
 from proxycheck import report
 print(report("socks5://192.0.2.50:1080", {"errorId": 1, "errorCode": "ERROR_PROXY_CONNECT_REFUSED"}))'
 
+# Re-running the install upgrades in place: it restarts the service and keeps the edited CSV.
+step reinstall bash /install-commands.sh
+step after_reinstall show
+step status_json_reinstalled runuser -u proxycheck -- proxycheck status --json
+
 step stop systemctl stop proxycheck
 step after_stop show
 step files stat -c '%U:%G %a %n' /etc/proxycheck /etc/proxycheck/proxycheck.toml /etc/proxycheck/proxies.csv /var/lib/proxycheck /var/lib/proxycheck/proxycheck.db*
