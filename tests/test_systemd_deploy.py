@@ -4,8 +4,10 @@ A Debian 12 root made by debootstrap (cached outside the repo, keyed by its pack
 copied per run; a copy of this checkout and a wheelhouse (every dependency, built on the host)
 go inside. systemd-nspawn boots it with a private network (loopback only: the daemon's checker is
 degraded, which is expected) and a oneshot unit runs tests/systemd/scenario.sh: the README's
-install commands (without `sudo`), then `systemctl start/reload/stop` and `proxycheck status` as
-the service user. The results are files in the root, read here after the container powers off.
+install commands (without `sudo`), then `systemctl start/restart/reload/stop`, `proxycheck status`
+as the service user, a loopback judge of our own as [targets] (so the checker works offline), a
+worker in the service group writing a report, and a second install over the first. The results
+are files in the root, read here after the container powers off.
 
 Never boot systemd against the host's own root: its tmpfiles clean-up empties the host's /tmp.
 
@@ -28,6 +30,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import trustme
 
 pytestmark = pytest.mark.systemd
 
@@ -136,6 +139,16 @@ def test_readme_deploy_commands_use_the_install_script():
     assert "sudo" not in commands
 
 
+def judge_certificate(where: Path) -> None:
+    """A CA and a certificate for 127.0.0.1, for the judge the scenario runs on loopback."""
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    where.mkdir()
+    ca.cert_pem.write_to_path(str(where / "ca.pem"))
+    cert.private_key_pem.write_to_path(str(where / "key.pem"))
+    (where / "cert.pem").write_bytes(b"".join(blob.bytes() for blob in cert.cert_chain_pems))
+
+
 def boot(root: Path, log: Path) -> int:
     """Boot systemd in ROOT until the scenario powers it off; the container's exit status."""
     cmd = ["systemd-nspawn", "--quiet", "-D", str(root), "-b", "--keep-unit", "--register=no",
@@ -165,6 +178,7 @@ def results(base_root, checkout, wheelhouse, tmp_path_factory) -> Path:
         (root / "results").mkdir()
         (root / "install-commands.sh").write_text("set -ex\n" + readme_deploy_commands() + "\n")
         shutil.copy2(ROOT / "tests/systemd/scenario.sh", root / "scenario.sh")
+        judge_certificate(root / "judge")
         unit_dir = root / "etc/systemd/system"
         (unit_dir / "proxycheck-scenario.service").write_text(SCENARIO_UNIT)
         (unit_dir / "multi-user.target.wants").mkdir(exist_ok=True)
@@ -234,13 +248,24 @@ def test_status_as_the_service_user(results):
     assert before["summary"]["checker"]["state"] != "not running", before["summary"]
 
 
+def test_the_checker_works_under_the_sandbox_with_a_judge_of_our_own(results):
+    # Public targets cannot be reached in the container (degraded, above); with [targets] on a
+    # loopback judge and a restart, the preflight passes: direct HTTP and verified TLS with the
+    # CA file, as the service user under the unit's hardening.
+    rc, out = step(results, "restart")
+    assert rc == 0, out
+    assert props(results, "after_restart")["ActiveState"] == "active"
+    checker = json.loads(step(results, "status_json_judged")[1])["summary"]["checker"]
+    assert (checker["state"], checker["reason"]) == ("ok", None), checker
+
+
 def test_reload_applies_a_new_source_row(results):
     rc, out = step(results, "reload")
     assert rc == 0, out
     after = json.loads(_read(results, "status_json_after.out"))
     assert [p["proxy"] for p in after["proxies"]] == ["socks5://192.0.2.50:1080"], after["proxies"]
     show = props(results, "after_reload")
-    assert show["ActiveState"] == "active" and show["MainPID"] == props(results, "after_start")["MainPID"], show
+    assert show["ActiveState"] == "active" and show["MainPID"] == props(results, "after_restart")["MainPID"], show
 
 
 def test_a_worker_in_the_group_writes_reports(results):

@@ -24,6 +24,31 @@ step main_pid_user bash -c 'stat -c %U "/proc/$(systemctl show -p MainPID --valu
 step status_text runuser -u proxycheck -- proxycheck status
 step status_json_before runuser -u proxycheck -- proxycheck status --json
 
+# Offline, the public default targets leave the checker degraded. Run a judge of our own on
+# loopback (the test made its certificate), point [targets] at it and restart: the checker
+# works under the unit's sandbox, reading its CA file as the service user.
+systemd-run --quiet --unit=judge /opt/proxycheck/bin/proxycheck judge --listen 127.0.0.1:8080 \
+    --tls-listen 127.0.0.1:8443 --cert /judge/cert.pem --key /judge/key.pem
+for _ in $(seq 60); do
+    /opt/proxycheck/bin/python -c 'import socket; socket.create_connection(("127.0.0.1", 8443), 1)' 2>/dev/null && break
+    sleep 0.5
+done
+install -m 0640 -g proxycheck /judge/ca.pem /etc/proxycheck/judge-ca.pem
+cat >>/etc/proxycheck/proxycheck.toml <<'EOF'
+
+[targets]
+judge_url = "http://127.0.0.1:8080/get"
+ip_url = "http://127.0.0.1:8080/ip"
+ssl_url = "https://127.0.0.1:8443/health"
+image_urls = ["http://127.0.0.1:8080/image.png"]
+long_get_url = "http://127.0.0.1:8080/long"
+ban_url = "https://127.0.0.1:8443/recaptcha/api2/anchor"
+ca_file = "judge-ca.pem"
+EOF
+step restart systemctl restart proxycheck
+step after_restart show
+step status_json_judged runuser -u proxycheck -- proxycheck status --json
+
 # Reload applies a changed setting: one more proxy in the sources CSV.
 echo 'socks5,192.0.2.50,1080,,,deploy-test,added before reload' >>/etc/proxycheck/proxies.csv
 step reload systemctl reload proxycheck
