@@ -28,8 +28,13 @@ prefix=/opt/proxycheck
 fail() { echo "install.sh: $*" >&2; exit 2; }
 
 [ "$(id -u)" = 0 ] || fail "run as root (sudo deploy/install.sh $src)"
-path=${src%%\[*}   # '.[postgresql]' -> '.'
-[ -e "$path" ] || fail "$path is neither a checkout nor a wheel file; $usage"
+# A local path, given to pip as an absolute path so it can never be read as a name on an index.
+path=${src%%\[*} extras=${src#"${src%%\[*}"}   # '.[postgresql]' -> '.' and '[postgresql]'
+if [ -f "$path/pyproject.toml" ] || { [ -f "$path" ] && [[ $path == *.whl || $path == *.tar.gz ]]; }; then
+    requirement="$(realpath "$path")$extras"
+else
+    fail "$src is neither a checkout (a directory with pyproject.toml) nor a wheel or sdist file; $usage"
+fi
 command -v systemctl >/dev/null && command -v systemd-sysusers >/dev/null || fail "needs systemd"
 python3 -c 'import ensurepip, venv' 2>/dev/null || fail "needs python3 with venv (Debian: apt install python3-venv)"
 [ -x /bin/kill ] || fail "needs /bin/kill for ExecReload= (Debian: apt install procps)"
@@ -40,7 +45,7 @@ systemd-sysusers /etc/sysusers.d/proxycheck.conf
 
 echo "== 2. $prefix"
 python3 -m venv "$prefix"
-"$prefix/bin/pip" install --quiet --upgrade "$src"
+"$prefix/bin/pip" install --quiet --upgrade "$requirement"
 install -m 0755 "$here/proxycheck-command" /usr/local/bin/proxycheck
 
 echo "== 3. /etc/proxycheck"

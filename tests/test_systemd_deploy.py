@@ -210,6 +210,14 @@ def props(results: Path, name: str) -> dict[str, str]:
     return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
 
 
+def test_install_script_refuses_a_package_name(results):
+    rc, out = step(results, "refuse_a_name")
+    # `proxycheck` is also the import package's directory in the checkout: still not a project.
+    assert (rc, out) == (2, "install.sh: proxycheck[postgresql] is neither a checkout (a directory with pyproject.toml) "
+                            "nor a wheel or sdist file; usage: deploy/install.sh CHECKOUT_OR_WHEEL   "
+                            "(as root, e.g. deploy/install.sh .)\n"), out
+
+
 def test_install_commands_succeed(results):
     rc, out = step(results, "install")
     assert rc == 0, out

@@ -17,6 +17,9 @@ step() {  # step NAME COMMAND...: run it, keep its output and exit status
 }
 show() { systemctl show proxycheck -p ActiveState,SubState,Result,ExecMainStatus,ExecMainCode,StatusText,MainPID,NRestarts,Type,User; }
 
+# The install script never installs by name from an index (PyPI's "proxycheck" is not ours).
+step refuse_a_name deploy/install.sh 'proxycheck[postgresql]'
+
 # The README's deployment commands, verbatim but for `sudo` (we are root; minbase has no sudo).
 step install bash /install-commands.sh
 step after_start show
