@@ -111,17 +111,20 @@ def checkout(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def wheelhouse(checkout, tmp_path_factory) -> Path:
-    """Wheels of every dependency and of the build backend, so pip inside needs no network."""
+    """Wheels of every dependency (with the postgresql extra) and of the build backend, so pip
+    inside needs no network; our own wheel goes to dist/ next to it."""
     house = tmp_path_factory.mktemp("wheelhouse")
     build = tmp_path_factory.mktemp("build") / "proxycheck"
     shutil.copytree(checkout, build)  # pip builds in the tree: keep the checkout copy pristine
-    for args in (["wheel", "--wheel-dir", str(house), str(build)],
+    for args in (["wheel", "--wheel-dir", str(house), f"{build}[postgresql]"],
                  ["download", "--dest", str(house), "--only-binary=:all:", "setuptools>=77", "wheel"]):
         got = subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", *args],
                              capture_output=True, text=True, timeout=900)
         assert got.returncode == 0, got.stdout[-3000:] + got.stderr[-3000:]
+    dist = house / "dist"
+    dist.mkdir()
     for ours in house.glob("proxycheck_fleet-*"):
-        ours.unlink()  # inside, the program is built from the checkout, as the README says
+        ours.rename(dist / ours.name)  # not in the wheelhouse: the README's command builds its own
     return house
 
 
@@ -286,6 +289,7 @@ def test_a_worker_in_the_group_writes_reports(results):
 def test_reinstall_upgrades_in_place_and_keeps_the_sources(results):
     rc, out = step(results, "reinstall")
     assert rc == 0, out
+    assert step(results, "postgresql_driver") == (0, "psycopg\n")  # the wheel's [postgresql] extra
     show = props(results, "after_reinstall")
     assert show["ActiveState"] == "active" and show["MainPID"] != props(results, "after_start")["MainPID"], show
     rc, out = step(results, "status_json_reinstalled")

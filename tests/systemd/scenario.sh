@@ -69,7 +69,9 @@ from proxycheck import report
 print(report("socks5://192.0.2.50:1080", {"errorId": 1, "errorCode": "ERROR_PROXY_CONNECT_REFUSED"}))'
 
 # Re-running the install upgrades in place: it restarts the service and keeps the edited CSV.
-step reinstall bash /install-commands.sh
+# This time from the built wheel, with the PostgreSQL driver (the README's other forms).
+step reinstall deploy/install.sh "$(ls /wheelhouse/dist/proxycheck_fleet-*.whl)[postgresql]"
+step postgresql_driver /opt/proxycheck/bin/python -c 'import psycopg; print(psycopg.__name__)'
 step after_reinstall show
 step status_json_reinstalled runuser -u proxycheck -- proxycheck status --json
 
