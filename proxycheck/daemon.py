@@ -310,7 +310,8 @@ class Daemon:
             for err in loaded.errors:
                 log.warning("%s (row skipped)", err)
             report = await self._db(store.sync_source, self.engine, f"csv:{path}", loaded.deduplicated(), now,
-                                    policy=self.settings.health, rng=self.rng, spread=not self.once)
+                                    policy=self.settings.health, rng=self.rng, spread=not self.once,
+                                    concurrency=self.settings.check.concurrency)
             if report is not None and (report.added or report.updated or report.disabled):
                 log.info("synced %s: %d added, %d updated, %d disabled", path, report.added, report.updated, report.disabled)
 
