@@ -275,6 +275,11 @@ def test_reload_applies_a_new_source_row(results):
     assert rc == 0, out
     after = json.loads(_read(results, "status_json_after.out"))
     assert [p["proxy"] for p in after["proxies"]] == ["socks5://192.0.2.50:1080"], after["proxies"]
+    # ... and checked within seconds by the working checker: a documentation address with no
+    # route is the proxy's fault (25), explained.
+    (proxy,) = after["proxies"]
+    assert (proxy["state"], proxy["code"]) == ("unhealthy", 25), proxy
+    assert "192.0.2.50:1080" in proxy["detail"], proxy
     show = props(results, "after_reload")
     assert show["ActiveState"] == "active" and show["MainPID"] == props(results, "after_restart")["MainPID"], show
 

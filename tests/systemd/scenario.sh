@@ -57,7 +57,7 @@ echo 'socks5,192.0.2.50,1080,,,deploy-test,added before reload' >>/etc/proxychec
 step reload systemctl reload proxycheck
 for _ in $(seq 60); do
     runuser -u proxycheck -- proxycheck status --json >/results/status_json_after.out 2>&1
-    grep -q '192.0.2.50' /results/status_json_after.out && break
+    grep -q '"last_checked_at": "' /results/status_json_after.out && break  # synced and checked
     sleep 0.5
 done
 step after_reload show
