@@ -307,8 +307,8 @@ class Daemon:
             except ProxycheckError as exc:
                 log.error("source %s not synced: %s", path, exc)
                 continue
-            for err in loaded.errors:
-                log.warning("%s (row skipped)", err)
+            for line in loaded.error_lines(note=" (skipped)"):
+                log.warning("%s", line)
             report = await self._db(store.sync_source, self.engine, f"csv:{path}", loaded.deduplicated(), now,
                                     policy=self.settings.health, rng=self.rng, spread=not self.once,
                                     concurrency=self.settings.check.concurrency)
