@@ -149,6 +149,12 @@ def test_a_rotating_exit_is_marked_rotating_and_a_stable_one_becomes_sticky(worl
             try:
                 sticky = keys(pool.get_all(sticky=True))
                 assert sticky == ({stable.key} if n == 2 else set())
+                for strategy in ("random", "fastest", "least_used", "round_robin"):
+                    if n == 2:
+                        assert pool.get(sticky=True, strategy=strategy).key == stable.key
+                    else:
+                        with pytest.raises(NoHealthyProxy, match="sticky exit"):
+                            pool.get(sticky=True, strategy=strategy)
                 assert keys(pool.get_all()) == keys(fleet)  # rotating is a fact, not a failure
             finally:
                 pool.close()
