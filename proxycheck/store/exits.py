@@ -5,10 +5,11 @@ Rules:
    (``CheckResult.usable_for``); a check that passed every probe but bans stamps ``usable_at``.
    selection.py hands a proxy out for ``target=X`` when X is in ``usable_for`` and
    ``usable_at`` is fresh, even if other targets ban it.
-2. Exit IPs (the rules themselves are in proxycheck/sticky.py): every check that learnt the exit IP adds a reading (time, IP) to
-   ``exit_readings``; the last ``KEEP`` readings per proxy are kept. The proxy row carries a
-   summary that does not depend on the window, so changing ``[probes].sticky_seconds`` needs no
-   re-check: ``exit_ips`` (the IPs read, oldest first), ``exit_run_seconds`` (how long the latest
+2. Exit IPs (the rules are proxycheck/sticky.py's): every check that learnt the exit IP adds a
+   reading (time, IP) to ``exit_readings``; the last ``KEEP`` readings per proxy are kept. The
+   proxy row carries a summary that does not depend on the window, so changing
+   ``[probes].sticky_seconds`` needs no re-check: ``exit_ips`` (the IPs read, the latest
+   last), ``exit_run_seconds`` (how long the latest
    IP has held: its first to its last consecutive reading) and ``exit_change_gap`` (the shortest
    time between two consecutive readings that differ; None if none does).
 3. ``sticky_clauses`` is ``sticky.stability(...).state == "stable"`` in SQL.
@@ -22,7 +23,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, delete, insert, not_, or_, select, update
 
 from ..result import CheckResult
-from ..sticky import GATEWAY_TAG, ExitSummary, Stability, stability, summarise
+from ..sticky import GATEWAY_TAG, summarise
 from ._rows import chunks, has_tag
 from .models import ExitReadingRow as R
 from .models import ProxyRow as P
@@ -71,12 +72,6 @@ def record_exits(conn: Connection, checked: Sequence[tuple[int, CheckResult]]) -
     )
 
 
-def row_stability(row: Any, window: float) -> Stability:
-    """``stability`` for a ``proxies`` row (needs tags and the three exit columns)."""
-    summary = ExitSummary(tuple(row.exit_ips or ()), row.exit_run_seconds, row.exit_change_gap)
-    return stability(summary, window, gateway=GATEWAY_TAG in (row.tags or ()))
-
-
 def sticky_clauses(conn: Connection, window: float) -> list[Any]:
     """The SQL form of ``sticky.stability(...).state == "stable"``, for selection.eligible."""
     return [
@@ -86,4 +81,4 @@ def sticky_clauses(conn: Connection, window: float) -> list[Any]:
     ]
 
 
-__all__ = ["KEEP", "ExitSummary", "Stability", "record_exits", "row_stability", "sticky_clauses", "target_values"]
+__all__ = ["KEEP", "record_exits", "sticky_clauses", "target_values"]

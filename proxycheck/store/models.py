@@ -139,7 +139,7 @@ class ProxyRow(Base):
     banned_on: Mapped[list[Any]] = mapped_column(server_default=text("'[]'"))
     usable_for: Mapped[list[Any]] = mapped_column(server_default=text("'[]'"))
     usable_at: Mapped[datetime | None]
-    # The exit IP over time (store/exits.py): the IPs in the kept readings, how long the latest
+    # The exit IP over time (store/exits.py): the IPs in the kept readings (the latest last), how long the latest
     # IP has held (first to last reading of its run), and the shortest gap between two readings
     # that saw different IPs (None: no change seen).
     exit_ips: Mapped[list[Any]] = mapped_column(server_default=text("'[]'"))

@@ -21,7 +21,7 @@ from sqlalchemy import Connection, Engine, func, select, true
 from ..health import HealthState
 from ..proxy import Proxy
 from ._rows import PROXY_COLUMNS, STATE_COLUMNS, has_tag, is_postgresql, proxy_from_row, state_from_row, utcnow
-from .exits import GATEWAY_TAG, ExitSummary, Stability, stability
+from ..sticky import GATEWAY_TAG, ExitSummary, Stability, stability
 from .instances import InstanceInfo, live_instances
 from .models import InstanceRow
 from .models import ProxyRow as P
