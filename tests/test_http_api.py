@@ -203,7 +203,7 @@ def test_healthy_proxies_and_formats(api):
 
 
 def test_target_hands_out_a_proxy_other_targets_ban(api):
-    client, _, world, _ = api
+    client, running, world, _ = api
     banned = world.by_name("squid-turnstile-banned").url
 
     def urls(**params):
@@ -217,6 +217,11 @@ def test_target_hands_out_a_proxy_other_targets_ban(api):
     assert client.get("/proxy", params={"sticky": "maybe"}).status_code == 400
     metrics = client.get("/metrics").text
     assert 'proxycheck_banned_proxies{target="turnstile"} 1.0' in metrics
+    status = status_json(running.config)  # `proxycheck status --json`, the CLI's read of the same database
+    assert {"target": "turnstile", "proxies": 1} in status["summary"]["bans"]
+    row = by_label(status)["squid-turnstile-banned"]
+    assert row["banned_on"] == ["turnstile"] and "recaptcha" in row["usable_for"] and "turnstile" not in row["usable_for"]
+    assert row["exit"]["ips"] == [world.by_name("squid-turnstile-banned").egress]
 
 
 def test_report_takes_a_proxy_out(api):
