@@ -34,6 +34,7 @@ from ..errors import NoHealthyProxy, StorageError
 from ..http_token import ensure_token
 from ..metrics import DaemonMetrics
 from .guard import Handler, HostRule, auth_middleware, error, host_middleware, json_bodies_only
+from .page import Page
 from .reads import Busy, Reads, Shared
 from .status_proc import StatusRenderer
 
@@ -98,10 +99,11 @@ class HttpApi:
         self._token = ""
         self._host_rule = HostRule.build("127.0.0.1", 0)
         self._runner: web.AppRunner | None = None
+        self.page = Page(settings, engine, self.reads, lambda: self._token, checker_state)
 
     def app(self) -> web.Application:
         app = web.Application(
-            middlewares=[host_middleware(lambda: self._host_rule), auth_middleware(lambda: self._token),
+            middlewares=[host_middleware(lambda: self._host_rule), self.page.middleware(), auth_middleware(lambda: self._token),
                          json_bodies_only, _our_trouble],
             client_max_size=64 * 1024)
         app.router.add_get("/healthz", self.healthz)
@@ -110,6 +112,7 @@ class HttpApi:
         app.router.add_get("/proxies/healthy", self.healthy)
         app.router.add_get("/proxy", self.one_proxy)
         app.router.add_post("/report", self.report)
+        self.page.add_routes(app)
         return app
 
     async def start(self) -> str:
