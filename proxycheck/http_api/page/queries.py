@@ -4,7 +4,8 @@ Rules:
 1. History is aggregated in SQL (``GROUP BY`` time bucket), never in Python: Python only lays the
    rows out as chart columns. A bucket counts the distinct proxies whose checks in it were
    healthy / unhealthy / not judged (a proxy that flapped inside one bucket counts in both).
-2. The table is paginated in SQL (``LIMIT``/``OFFSET``), sorted only by a known column (then id),
+2. The table is paginated in SQL (``LIMIT``/``OFFSET``), sorted only by a known column (empty
+   values last either way, then id),
    filtered by state, code, tag, scheme, ban target and anonymity. Rows carry ``Proxy.key``
    (the URL without its password), never the password column.
 3. Read-only, short transactions: safe on the daemon's reader engine.
@@ -104,7 +105,7 @@ def proxy_table(engine: Engine, filters: dict[str, str], sort: str = "proxy", de
         pages = max(1, -(-total // PAGE_SIZE))
         page = min(max(1, page), pages)
         column = SORTS.get(sort, P.key)
-        order = [column.desc() if descending else column.asc(), P.id]
+        order = [column.is_(None), column.desc() if descending else column.asc(), P.id]  # unknowns last, both ways
         rows = conn.execute(
             select(P.id, P.key, P.scheme, P.enabled, P.state, P.code, P.reason, P.probe, P.tags, P.label,
                    P.latency_ms, P.last_checked_at, P.exit_ip, P.anonymity, P.banned_on, P.lease_owner)
