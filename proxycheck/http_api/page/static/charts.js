@@ -16,6 +16,7 @@
       series.push({ label: name, stroke: colours[name] || PALETTE[i % PALETTE.length], width: 2, spanGaps: true });
       data.push(named[name]);
     });
+    el.textContent = "";
     if (series.length === 1) { el.textContent = title + ": nothing to show"; return; }
     new uPlot({ title: title, width: width(el), height: 220, series: series, scales: { x: { time: true } } }, data, el);
   }
