@@ -8,6 +8,7 @@ Rules:
 2. Locked (guard.py): the right ``Host:``, a bearer token on every route but ``/healthz``, JSON
    bodies. The token is resolved in ``start()`` (http_token.py: ``$PROXYCHECK_TOKEN``,
    ``[http].token``, else a generated ``<state_dir>/http-token``); its path is logged, never its value.
+   The status page under ``/ui`` (page/) is opened with the same token, once, by a login form.
 3. No database call runs in the event loop; fleet-sized reads are bounded (reads.py), and
    ``/status`` is rendered in a helper process (status_proc.py).
 4. ``/healthz`` is open and holds no proxy data: the database (one cheap query, in a thread,
