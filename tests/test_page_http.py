@@ -124,3 +124,23 @@ def test_no_password_in_any_page_and_a_failing_proxy_says_why(page):
         assert "refused the TCP connection" in refused
         assert c.get("/ui/proxies/999999").status_code == 404
         assert "&lt;script&gt;" in c.get("/ui/proxies", params={"tag": "<script>"}).text  # escaped back
+
+
+def test_a_worker_report_shows_on_the_fleet_and_on_its_proxy(page, world):
+    running, token, secrets = page
+    target = world.by_name("squid-auth-right-password").url  # with its password, as a worker has it
+    api = httpx.post(running.base + "/report", json={"proxy": target, "outcome": {"errorId": 29, "errorCode": "ERROR_PROXY_TRANSPARENT"}},
+                     headers={"Authorization": f"Bearer {token}"}, trust_env=False, timeout=10)
+    assert api.status_code == 200, api.text
+    with client(running) as c:
+        login(c, running, token)
+        fleet = c.get("/ui/").text
+        assert "ERROR_PROXY_TRANSPARENT" in fleet and "proxy_error" in fleet
+        table = c.get("/ui/proxies").text
+        ids = re.findall(r'href="/ui/proxies/(\d+)"', table)
+        pages = [c.get(f"/ui/proxies/{i}").text for i in ids]
+        (reported,) = [p for p in pages if "ERROR_PROXY_TRANSPARENT</td>" in p]
+        assert 'id="reports"' in reported
+        for body in [fleet, table, *pages]:
+            for secret in secrets:
+                assert secret not in body
