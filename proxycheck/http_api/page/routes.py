@@ -132,11 +132,11 @@ class Page:
     async def table(self, request: web.Request) -> web.Response:
         q = request.query
         filters = {k: q.get(k, "").strip()[:200] for k in queries.FILTERS}
-        if filters["code"] and not filters["code"].isdigit():
+        if not (filters["code"].isdigit() and len(filters["code"]) <= 3):  # codes are 25 to 49
             filters["code"] = ""
         sort = q.get("sort", "proxy") if q.get("sort") in queries.SORTS else "proxy"
         descending = q.get("desc") == "1"
-        page = int(q["page"]) if q.get("page", "").isdigit() else 1
+        page = int(q["page"]) if q.get("page", "").isdigit() and len(q["page"]) <= 9 else 1
         result = await self.reads.heavy(queries.proxy_table, self.engine, filters, sort, descending, page)
         return self._html(request, "table.html", result=result, filters=filters, sort=sort, descending=descending,
                           sorts=list(queries.SORTS), query=_query)
