@@ -119,7 +119,7 @@ class Page:
         state, reason = self.checker_state()
         return {"summary": summary, "checker": checker_state(summary), "own_checker": (state, reason),
                 "feedback": feedback_summary(self.engine, guard_rail(self.settings.worker)),
-                "reports": recent_reports(self.engine, limit=15)}
+                "reports": recent_reports(self.engine, limit=15), "retention": self.settings.daemon}
 
     async def over_time(self, request: web.Request) -> web.Response:
         window = request.match_info["window"]
