@@ -17,21 +17,29 @@ import importlib.util
 import json
 import os
 import shutil
+import signal
 from pathlib import Path
 
 import httpx
 import pytest
 
-from test_daemon import by_label, status_json, stop, wait_until
+from test_daemon import label_of, status_json, stop, wait_until
 from test_http_api import secrets_of, start_api
 
 pytestmark = pytest.mark.browser
 
+DISTINCTIVE = "Pw-7f9c2e-nowhere-else"  # a hit anywhere on the page is a leak, not chance
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 NAMES = ["squid-anonymous", "squid-elite", "refused", "microsocks-auth-wrong-password", "squid-auth-right-password"]
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--disable-dev-shm-usage", "--window-size=1280,1400"]
+
+
+def by_name(status: dict) -> dict[str, dict]:
+    """status --json rows by fixture name (the extra proxy by its label, "with-password")."""
+    names = {label_of(n): n for n in NAMES}
+    return {names.get(r["label"], r["label"]): r for r in status["proxies"]}
 
 
 def _browser_missing() -> str | None:
@@ -67,9 +75,17 @@ def browser(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def daemon(world, tmp_path_factory):
+    """The daemon, plus one proxy with a password found nowhere else (the refused port, with
+    credentials), added to its CSV and picked up on SIGHUP."""
     tmp_path = tmp_path_factory.mktemp("page")
     running = start_api(world, tmp_path, NAMES)
     token = running.token_file.read_text().strip()
+    refused = world.by_name("refused").url.removeprefix("http://")
+    with (tmp_path / "proxies.csv").open("a") as csv:
+        csv.write(f"http://pageuser:{DISTINCTIVE}@{refused},with-password\n")
+    running.proc.send_signal(signal.SIGHUP)
+    wait_until(lambda: by_name(status_json(running.config)).get("with-password", {}).get("last_checked_at"), 30,
+               "the proxy with the distinctive password checked")
     yield running, token
     code, err = stop(running.proc)
     running.notify.close()
@@ -116,8 +132,8 @@ def test_status_page_in_a_browser(browser, daemon, world, shots):
     running, token = daemon
     base = running.base
     driver = browser
-    secrets = secrets_of(world, NAMES)
-    assert secrets and all(len(s) >= 6 for s in secrets)  # distinctive: a hit is a leak, not chance
+    secrets = secrets_of(world, NAMES) | {DISTINCTIVE}
+    assert len(secrets) >= 3 and all(len(s) >= 6 for s in secrets)
     fetched: set[str] = set()
 
     def page_done(name: str) -> None:
@@ -156,7 +172,7 @@ def test_status_page_in_a_browser(browser, daemon, world, shots):
         return shown if shown == status_json(running.config)["summary"]["counts"] else None
 
     shown = wait_until(counts_match, 30, "the page's counts to equal status --json")
-    assert sum(shown.values()) == len(NAMES) and shown["healthy"] >= 1 and shown["unhealthy"] >= 2, shown
+    assert sum(shown.values()) == len(NAMES) + 1 and shown["healthy"] >= 1 and shown["unhealthy"] >= 3, shown
     wait_until(lambda: len(driver.find_elements(By.CSS_SELECTOR, ".chart .uplot")) == 4, 15, "the four over-time charts")
     page_done("fleet")
 
@@ -170,9 +186,9 @@ def test_status_page_in_a_browser(browser, daemon, world, shots):
     assert len(rows) == shown["unhealthy"]
 
     # One failing proxy's page: its failing probe's sentence, as status --json words it.
-    refused = by_label(status_json(running.config))["refused"]
+    refused = by_name(status_json(running.config))["refused"]
     assert refused["code"] == 25 and refused["detail"]
-    driver.find_element(By.PARTIAL_LINK_TEXT, refused["proxy"]).click()
+    driver.find_element(By.LINK_TEXT, refused["proxy"]).click()
     wait_until(lambda: driver.find_elements(By.ID, "checks"), 10, "the proxy page")
     assert refused["detail"] in driver.find_element(By.ID, "detail").text
     assert refused["detail"] in driver.find_element(By.ID, "checks").text  # in its timeline too
@@ -182,9 +198,9 @@ def test_status_page_in_a_browser(browser, daemon, world, shots):
 
     # The one with a password: its page names it without the password.
     driver.get(base + "/ui/proxies")
-    authed = by_label(status_json(running.config))["squid-auth-right-password"]
+    authed = by_name(status_json(running.config))["with-password"]
     assert ":***@" in authed["proxy"]
-    driver.find_element(By.PARTIAL_LINK_TEXT, authed["proxy"].replace(":***@", "@")).click()
+    driver.find_element(By.LINK_TEXT, authed["proxy"].replace(":***@", "@")).click()
     wait_until(lambda: driver.find_elements(By.ID, "checks"), 10, "the password proxy's page")
     page_done("proxy-with-password")
     # The responses checked include the pages, the vendored chart library and the chart data.
