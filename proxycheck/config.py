@@ -83,6 +83,9 @@ class Daemon:
     lease_seconds: float = _doc("how long a claimed proxy stays ours before another daemon may take it", default=180.0)
     drain_grace: float = _doc("seconds SIGTERM waits for in-flight checks before cancelling them", default=20.0)
     own_ip_interval: float = _doc("seconds between refreshes of the checker's own IP", default=600.0)
+    heartbeat_interval: float = _doc(
+        "seconds between direct requests to the judge (a dead judge stops all judging within this) and between "
+        "the daemon's heartbeats; failures wait for a self-test at most this long", default=5.0)
     retention_interval: float = _doc("seconds between history clean-ups", default=3600.0)
     keep_checks_per_proxy: int = _doc("history rows always kept per proxy", default=20)
     keep_success_days: float = _doc("days successful checks beyond those are kept (0.25: the last 6 hours)", default=0.25)
@@ -266,6 +269,8 @@ def _validate(settings: Settings, origin: str) -> None:
     for key in ("connect", "read", "probe"):
         if getattr(settings.timeouts, key) <= 0:
             raise ConfigError(f"{origin}: [timeouts].{key} must be greater than 0")
+    if not settings.daemon.heartbeat_interval > 0:
+        raise ConfigError(f"{origin}: [daemon].heartbeat_interval must be greater than 0")
     if settings.check.concurrency < 1:
         raise ConfigError(f"{origin}: [check].concurrency must be at least 1")
     if settings.probes.long_get_bytes > 65536:

@@ -11,6 +11,11 @@ Rules:
 3. Every claim gets a fresh random ``lease_token``. Every write-back matches it: if the lease
    was lost (expired and taken over, or the proxy was disabled), nothing is written and the
    function says so. Results are idempotent, so at-least-once checking is fine.
+4. A lease is taken back before it expires only when its owner is proven gone: on SQLite the
+   daemon flock proves no other daemon runs (``release_all_leases`` at start); on PostgreSQL
+   an owner whose instance row stopped, went silent for longer than a few heartbeats, or does
+   not exist (``reclaim_stale_leases``). A wrongly presumed-dead owner loses nothing but the
+   write-back of that check (rule 3), so the proxy is checked again: at-least-once still holds.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from ..health import HealthState, Transition
 from ..proxy import Proxy
 from ..result import CheckResult, history_probes
 from ._rows import PROXY_COLUMNS, STATE_COLUMNS, is_postgresql, proxy_from_row, state_from_row, utcnow
-from .models import CheckRow
+from .models import CheckRow, InstanceRow
 from .models import ProxyRow as P
 
 _NO_LEASE = {"lease_owner": None, "lease_token": None, "lease_expires_at": None}
@@ -105,14 +110,21 @@ def record_results(
     engine: Engine,
     items: Iterable[tuple[Claim, CheckResult, Transition]],
     instance_id: str | None,
+    *,
+    last_round_at: datetime | None = None,
 ) -> list[bool]:
     """``record_result`` for many checks in one transaction (SQLite's single writer commits
-    once per batch instead of once per proxy). One bool per item, in order."""
+    once per batch instead of once per proxy). One bool per item, in order. With
+    ``last_round_at`` the instance's row says so in the same transaction (``status`` shows
+    the stored checks and the round at once)."""
     items = list(items)
     if not items:
         return []
     with engine.begin() as conn:
-        return [_record(conn, claim, result, transition, instance_id) for claim, result, transition in items]
+        written = [_record(conn, claim, result, transition, instance_id) for claim, result, transition in items]
+        if instance_id is not None and last_round_at is not None:
+            conn.execute(update(InstanceRow).where(InstanceRow.id == instance_id).values(last_round_at=last_round_at))
+        return written
 
 
 def _record(
@@ -199,3 +211,30 @@ def _fenced_update(engine: Engine, claims: Sequence[Claim], values: dict[str, An
             )
             done += conn.execute(stmt).rowcount
     return done
+
+
+def release_all_leases(engine: Engine) -> int:
+    """Clear every lease. Only for a caller that proves no other daemon runs (the SQLite flock):
+    the leases left are a dead daemon's, and its proxies are due again at once."""
+    with engine.begin() as conn:
+        return conn.execute(update(P).where(P.lease_owner.is_not(None)).values(**_NO_LEASE)).rowcount
+
+
+def reclaim_stale_leases(engine: Engine, silent_seconds: float, *, now: datetime | None = None) -> int:
+    """Clear leases whose owner stopped, has not heartbeaten for ``silent_seconds``, or has no
+    instance row at all. Returns how many were taken back."""
+    cutoff = (now or utcnow()) - timedelta(seconds=silent_seconds)
+    alive = select(InstanceRow.id).where(InstanceRow.stopped_at.is_(None), InstanceRow.heartbeat_at >= cutoff)
+    with engine.begin() as conn:
+        stmt = update(P).where(P.lease_owner.is_not(None), P.lease_owner.not_in(alive)).values(**_NO_LEASE)
+        return conn.execute(stmt).rowcount
+
+
+def first_checks_due(engine: Engine) -> tuple[int, datetime | None]:
+    """Enabled proxies never checked yet, and when the last of them is due (what the daemon logs
+    after a sync or an import: when will the new proxies have verdicts)."""
+    with engine.begin() as conn:
+        row = conn.execute(
+            select(func.count(), func.max(P.next_check_at)).where(P.enabled == true(), P.last_checked_at.is_(None))
+        ).one()
+    return row[0], row[1]
