@@ -12,7 +12,8 @@ Rules (never blame a proxy for our own trouble, at every moment):
    interval, not one per failure). Successes need no confirmation.
 3. Heartbeat: every ``heartbeat_interval`` the judge is fetched directly (one cheap request; the
    full self-test also fetches the ban target, and hammering that from our own address would get
-   us banned). A failed heartbeat makes the checker degraded at once and runs a full self-test.
+   us banned). A failed heartbeat voids every failure in flight and runs a full self-test at
+   once, which decides the checker's state.
    While degraded, the full self-test is repeated every interval: the judge coming back resumes
    checking by itself.
 4. Every change of state is published at once (``on_change``: the instance row that ``status``
@@ -119,8 +120,11 @@ class CheckerMonitor:
             why = f"judge {url} answered {response.status_code} directly"
         except httpx.HTTPError as exc:
             why = f"cannot reach the judge {url} directly: {_why(exc)}"
-        await self._record(CheckerStatus(False, why))
-        await self.selftest()  # the whole picture, and a quick recovery if it was a blip
+        # Every failure in flight now overlaps trouble of ours; the self-test says how the checker is.
+        self.last_bad_at = time.monotonic()
+        status = await self.selftest()
+        if status.ok:
+            log.info("a heartbeat failed (%s) but the self-test right after passed", why)
 
     async def run(self) -> None:
         """Side task: heartbeats, confirmation self-tests, and the degraded reminder."""
