@@ -135,7 +135,7 @@ class Dispatcher:
 
     def _log_new(self, claims: list[Claim]) -> None:
         """Say when never-checked proxies (a sync or an import) get their first check."""
-        self._new_seen += sum(1 for c in claims if c.state.state == "unknown" and not (c.state.consecutive_successes or c.state.consecutive_failures))
+        self._new_seen += sum(1 for c in claims if c.never_checked)
         now = time.monotonic()
         if self._new_seen and now - self._new_logged_at >= NEW_PROXIES_LOG_EVERY:
             log.info("first check of %d new proxies under way", self._new_seen)

@@ -21,6 +21,7 @@ import errno
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -107,6 +108,7 @@ class Storage:
     def __init__(self, engine: Any, reader: Any) -> None:
         self.engine, self.reader = engine, reader
         self.threads = StorageThreads()
+        self.outage = Outage()
 
     async def call(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Run a storage call; every exception propagates (the caller decides what to retry)."""
@@ -115,15 +117,42 @@ class Storage:
     async def attempt(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T | None:
         """Run a storage call whose failure can wait for its next turn (a sync, a heartbeat):
         a storage error is logged and gives None; a bug propagates."""
+        name = getattr(fn, "__name__", str(fn))
         try:
-            return await self.threads.call(fn, *args, **kwargs)
+            result = await self.threads.call(fn, *args, **kwargs)
         except Exception as exc:
             if not is_storage_error(exc):
                 raise
-            log.error("database call %s failed: %s", getattr(fn, "__name__", fn), describe(exc))
+            self.outage.failed(name, exc)
             return None
+        self.outage.worked(name)
+        return result
 
     def close(self) -> None:
         self.threads.close()
         self.engine.dispose()
         self.reader.dispose()
+
+
+class Outage:
+    """Logs a failing storage call once, then every ``REPEAT`` seconds while it keeps failing,
+    and once when it works again: a database outage is a few lines, not one per dispatch."""
+
+    REPEAT = 30.0
+
+    def __init__(self) -> None:
+        self._failing: dict[str, tuple[float, float, int]] = {}  # name -> (since, last logged, failures)
+
+    def failed(self, name: str, exc: BaseException) -> None:
+        now = time.monotonic()
+        since, logged, count = self._failing.get(name, (now, -self.REPEAT, 0))
+        if now - logged >= self.REPEAT:
+            again = f" (failing for {now - since:.0f} s, {count + 1} attempts)" if count else ""
+            log.error("database call %s failed%s: %s", name, again, describe(exc))
+            logged = now
+        self._failing[name] = (since, logged, count + 1)
+
+    def worked(self, name: str) -> None:
+        if name in self._failing:
+            since, _, count = self._failing.pop(name)
+            log.info("database call %s works again after %.0f s (%d failed attempts)", name, time.monotonic() - since, count)

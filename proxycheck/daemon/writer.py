@@ -36,7 +36,8 @@ from .storage import Storage, describe, is_storage_error
 log = logging.getLogger("proxycheck.daemon")
 
 BATCH = 500
-MAX_BACKOFF = 10.0
+MAX_BACKOFF = 5.0
+REPEAT_LOG = 30.0  # seconds between log lines while the database stays down
 
 
 @dataclass
@@ -59,6 +60,7 @@ class Writer:
         self.last_round_at: datetime | None = None
         self._wake = asyncio.Event()
         self._failing_since: float | None = None
+        self._failure_logged = -REPEAT_LOG
 
     @property
     def cap(self) -> int:
@@ -123,15 +125,19 @@ class Writer:
         except Exception as exc:
             if not is_storage_error(exc):
                 raise
+            now = time.monotonic()
             if self._failing_since is None:
-                self._failing_since = time.monotonic()
-            log.error("cannot write %d results yet (%d held, failing for %.0f s), retrying: %s", len(batch),
-                      len(self.held), time.monotonic() - self._failing_since, describe(exc))
+                self._failing_since = now
+            if now - self._failure_logged >= REPEAT_LOG:
+                self._failure_logged = now
+                log.error("cannot write results yet (%d held, failing for %.0f s), retrying until the database is back: %s",
+                          len(self.held), now - self._failing_since, describe(exc))
             return False
         if self._failing_since is not None:
             log.info("the database is back: wrote %d held results after %.0f s", len(batch),
                      time.monotonic() - self._failing_since)
             self._failing_since = None
+            self._failure_logged = -REPEAT_LOG
         for _ in batch:
             self.held.popleft()
         self.checks_done += len(judged)

@@ -47,6 +47,7 @@ class Claim:
     state: HealthState  # the state to ``health.advance`` from
     due_at: datetime  # its ``next_check_at`` when claimed
     lease_expires_at: datetime
+    never_checked: bool = False  # its first check (a new proxy from a sync or an import)
 
 
 def claim_due(
@@ -80,13 +81,15 @@ def claim_due(
             .where(P.id.in_(due.scalar_subquery()))
             .values(lease_owner=owner, lease_token=_random_token(conn), lease_expires_at=clock + lease)
             .returning(
-                P.id, P.lease_token, P.next_check_at, P.lease_expires_at, *PROXY_COLUMNS, *STATE_COLUMNS
+                P.id, P.lease_token, P.next_check_at, P.lease_expires_at, P.last_checked_at, *PROXY_COLUMNS,
+                *STATE_COLUMNS
             )
         )
         rows = conn.execute(stmt).all()
     rows.sort(key=lambda r: (r.next_check_at, r.id))
     return [
-        Claim(r.id, proxy_from_row(r), r.lease_token, state_from_row(r), r.next_check_at, r.lease_expires_at)
+        Claim(r.id, proxy_from_row(r), r.lease_token, state_from_row(r), r.next_check_at, r.lease_expires_at,
+              r.last_checked_at is None)
         for r in rows
     ]
 
