@@ -56,6 +56,8 @@ class StorageThreads:
         self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], asyncio.Future, asyncio.AbstractEventLoop] | None] = (
             queue.SimpleQueue()
         )
+        self._busy = 0
+        self._count = threading.Lock()
         self._threads = [
             threading.Thread(target=self._work, name=f"proxycheck-storage-{i}", daemon=True) for i in range(workers)
         ]
@@ -68,17 +70,27 @@ class StorageThreads:
         self._jobs.put((lambda: fn(*args, **kwargs), future, loop))
         return await future
 
+    @property
+    def busy(self) -> int:
+        """Calls running right now (a stuck one counts until it returns)."""
+        return self._busy
+
     def _work(self) -> None:
         while (job := self._jobs.get()) is not None:
             fn, future, loop = job
             if future.cancelled():
                 continue
+            with self._count:
+                self._busy += 1
             try:
                 result = fn()
             except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine
                 _settle(loop, future, exc=exc)
             else:
                 _settle(loop, future, result=result)
+            finally:
+                with self._count:
+                    self._busy -= 1
 
     def close(self) -> None:
         """Let idle threads end; a thread stuck in a call is a daemon thread and never waited for."""
