@@ -2,7 +2,7 @@
 
 Rules:
 1. Each job is a plain coroutine; ``every()`` runs it as a side task at its configured interval
-   (read at each turn, so a reload applies at the next turn). A storage error inside a job is
+   (a reload that changes an interval restarts the jobs). A storage error inside a job is
    logged and the job waits for its next turn; any other exception ends the side task and so
    stops the daemon loudly (``runner.py``).
 2. A sync logs what it changed, each bad row once (file:line, never a password), and proxies in
@@ -34,11 +34,11 @@ STALE_BEATS = 3
 DOC_RANGES = tuple(ipaddress.ip_network(n) for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32"))
 
 
-async def every(interval: Callable[[], float], job: Callable[[], Awaitable[object]], rng: random.Random,
-                jitter: float = 0.1) -> None:
-    """Run ``job`` after each ``interval()`` seconds (± ``jitter``), for ever."""
+async def every(interval: float, job: Callable[[], Awaitable[object]], rng: random.Random, jitter: float = 0.1) -> None:
+    """Run ``job`` after each ``interval`` seconds (± ``jitter``), for ever. A reload that changes
+    the interval restarts the task (``Daemon._schedule_jobs``)."""
     while True:
-        await asyncio.sleep(max(0.05, interval() * (1 + rng.uniform(-jitter, jitter))))
+        await asyncio.sleep(max(0.05, interval * (1 + rng.uniform(-jitter, jitter))))
         await job()
 
 

@@ -160,11 +160,7 @@ class Daemon:
             self._side(self._once(), "one round", forever=False)
             return
         self._side(self.dispatcher.run(), "dispatcher")
-        rng = self.rng
-        self._side(jobs.every(lambda: self.settings.daemon.sync_interval, lambda: jobs.sync_sources(self), rng), "source sync")
-        self._side(jobs.every(lambda: self.settings.daemon.retention_interval, lambda: jobs.retention(self), rng), "retention")
-        self._side(jobs.every(lambda: self.settings.daemon.own_ip_interval, self.monitor.selftest, rng), "own-IP refresh")
-        self._side(jobs.every(lambda: self.settings.daemon.heartbeat_interval, lambda: jobs.heartbeat(self), rng), "heartbeat")
+        self._schedule_jobs()
         if watchdog_interval():
             self._side(self._watchdog(), "watchdog")
         if self.settings.http.enabled:
@@ -203,6 +199,20 @@ class Daemon:
             log.critical("%s failed with a bug; stopping the daemon (exit code 1)", task.get_name(), exc_info=exc)
         self.exit_code = 1
         self.stopping.set()
+
+    def _schedule_jobs(self) -> None:
+        """(Re)start the periodic jobs with the current intervals (at start, and after a reload)."""
+        d, rng = self.settings.daemon, self.rng
+        periodic = {
+            "source sync": (d.sync_interval, lambda: jobs.sync_sources(self)),
+            "retention": (d.retention_interval, lambda: jobs.retention(self)),
+            "own-IP refresh": (d.own_ip_interval, self.monitor.selftest),
+            "heartbeat": (d.heartbeat_interval, lambda: jobs.heartbeat(self)),
+        }
+        for task in [t for t in self._tasks if t.get_name() in periodic]:
+            task.cancel()
+        for name, (interval, job) in periodic.items():
+            self._side(jobs.every(interval, job, rng), name)
 
     def _on_sighup(self) -> None:
         if any(t.get_name() == "reload" for t in self._tasks):
@@ -318,6 +328,9 @@ class Daemon:
             self.monitor.replace_checker(Checker(new))
         self.monitor.interval = new.daemon.heartbeat_interval
         self.settings = new
+        intervals = ("sync_interval", "retention_interval", "own_ip_interval", "heartbeat_interval")
+        if any(getattr(old.daemon, k) != getattr(new.daemon, k) for k in intervals):
+            self._schedule_jobs()
         if restart:
             log.warning("changed settings that need a restart (`systemctl restart proxycheck`), kept as they were: %s",
                         ", ".join(restart))
