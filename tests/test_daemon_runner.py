@@ -135,6 +135,12 @@ def test_ready_line_counts_and_documentation_ranges(world, tmp_path):
         data = wait_until(lambda: (d := status_json(config)) and all(
             r["last_checked_at"] for r in d["proxies"] if r["label"].startswith("fixture")) and d, 20, "checks stored")
         assert data["summary"]["last_round_at"] is not None  # stored with the checks, not 10 s later
+        # An import while the daemon runs: checked within seconds, and the log says so.
+        elite = world.by_name("squid-elite").url
+        imported = run_cli("import", "--config", str(config), elite)
+        assert imported.returncode == 0, imported.stderr
+        wait_until(lambda: any(r["state"] == "healthy" and r["proxy"].startswith("http://127.0.1.2:")
+                               for r in status_json(config)["proxies"]), 5, "the imported proxy checked")
     finally:
         code, err = stop(proc)
         notify.close()
