@@ -317,7 +317,8 @@ def import_(config: str | None, files: tuple[str, ...], strict: bool, args: tupl
         check_at_head(url)
         engine = make_engine(url, writer=True)
         try:
-            report = add_proxies(engine, loaded.deduplicated(), source="import", policy=settings.health)
+            report = add_proxies(engine, loaded.deduplicated(), source="import", policy=settings.health,
+                                 concurrency=settings.check.concurrency)
         finally:
             engine.dispose()
     except ProxycheckError as exc:

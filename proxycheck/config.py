@@ -1,18 +1,27 @@
 """Configuration: one TOML file, validated at load, passed down as a frozen ``Settings``.
 
 Rules:
-1. Every section is a frozen dataclass whose fields are the keys, with typed defaults; the
-   README's config reference is generated from the same field docs (``describe()``).
-2. An unknown key or a value of the wrong type is a ``ConfigError`` naming ``[section].key``.
+1. Every section is a frozen dataclass whose fields are the keys. Each key is declared once, with
+   ``config_keys.key(doc, default, low=/high=/above=/choices=/check=)``: type, default, allowed
+   values and doc in one line. The loader, the checks on sections built in code and the README's
+   config reference (``reference_markdown()``) all read that declaration.
+2. An unknown key, a value of the wrong type, a number that is not finite or out of its range, a
+   target URL the probes could not use or a database the store refuses is a ``ConfigError``
+   naming ``file: [section].key``; keys that relate must agree (``RELATIONS``).
 3. Precedence: built-in defaults < file (``--config``, else ``$PROXYCHECK_CONFIG``, else
    ``./proxycheck.toml`` if present) < environment (``PROXYCHECK_DATABASE_URL``) < flags.
 4. No globals: whoever needs settings receives them.
+
+Adding a key: one ``key(...)`` line in its section's dataclass (a new section also needs a
+``Settings`` field and a ``SECTIONS`` entry), a line in ``proxycheck.example.toml`` if users
+should see it, then ``python tests/unit/test_config.py`` to regenerate the README's reference.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import ssl
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -20,7 +29,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .errors import ConfigError
+import httpx
+
+from .config_keys import Validator, allowed, check_fields, coerce, key, shown
+from .errors import ConfigError, StorageError
 from .health import HealthPolicy
 
 DEFAULT_CONFIG_FILE = "proxycheck.toml"
@@ -32,71 +44,133 @@ _RECAPTCHA_ANCHOR = (
 )
 
 
-def _doc(text: str, **kw: Any) -> Any:
-    return field(metadata={"doc": text}, **kw)
+def _url(*schemes: str) -> Validator:
+    """A check for a target URL: one of ``schemes``, a host, a usable port, and a URL httpx
+    accepts (the probes hand it to httpx as is)."""
+    kind = " or ".join(f"{s}://" for s in schemes)
+
+    def check(url: str) -> str | None:
+        text = shown(url)
+        try:
+            parts = urlsplit(url)
+        except ValueError:
+            return f"{text} is not a URL (a bracketed IPv6 host is unclosed or invalid)"
+        if parts.scheme not in schemes or not parts.hostname:
+            return f"{text} is not a {kind} URL with a host"
+        try:
+            port = parts.port
+        except ValueError:
+            port = 0
+        if port == 0 or any(c.isspace() for c in url):
+            return f"{text} is not a usable URL (its port must be a number from 1 to 65535, no spaces)"
+        try:
+            httpx.URL(url)
+        except httpx.InvalidURL as exc:
+            return f"{text} is not a usable URL: {exc}"
+        return None
+
+    return check
+
+
+def _url_key(doc: str, default: Any, *schemes: str) -> Any:
+    """A ``[targets]`` key holding a URL (or a list of them) of one of ``schemes``."""
+    return key(doc, default, check=_url(*schemes), accepts=" or ".join(f"{s}://" for s in schemes) + " URL")
+
+
+def _path(value: str) -> str | None:
+    return None if value.strip() else "must be a path, not empty"
+
+
+def _listen(value: str) -> str | None:
+    _host, sep, port = value.rpartition(":")
+    if not sep or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
+        return f"{shown(value)} is not HOST:PORT (e.g. 127.0.0.1:8181)"
+    return None
+
+
+def _database_url(url: str) -> str | None:
+    """The store's own rule (``store.engine.normalize_url``), so ``config check`` refuses exactly
+    what every command would. Imported here, not at the top: the store imports half the package."""
+    if not url:
+        return None
+    from .store.engine import normalize_url
+
+    try:
+        normalize_url(url)
+    except StorageError as exc:
+        return str(exc)
+    return None
 
 
 @dataclass(frozen=True)
 class Targets:
-    judge_url: str = _doc("plain-HTTP header echo (httpbin /get JSON or azenv text)", default="http://httpbin.org/get")
-    ip_url: str = _doc("direct IP echo: the checker's own public IP", default="https://api.ipify.org/?format=json")
-    ssl_url: str = _doc("HTTPS URL fetched through a CONNECT tunnel (TLS verified)", default="https://www.google.com/generate_204")
-    image_urls: tuple[str, ...] = _doc(
+    judge_url: str = _url_key("plain-HTTP header echo (httpbin /get JSON or azenv text)", "http://httpbin.org/get", "http")
+    ip_url: str = _url_key("direct IP echo: the checker's own public IP", "https://api.ipify.org/?format=json",
+                           "http", "https")
+    ssl_url: str = _url_key("HTTPS URL fetched through a CONNECT tunnel (TLS verified)",
+                            "https://www.google.com/generate_204", "https")
+    image_urls: tuple[str, ...] = _url_key(
         "images downloaded through the proxy (status, type, magic bytes, length)",
-        default=(
+        (
             "http://www.google.com/images/branding/googlelogo/1x/googlelogo_color_272x92dp.png",
             "https://www.gstatic.com/recaptcha/api2/logo_48.png",
         ),
+        "http", "https",
     )
-    long_get_url: str = _doc("plain-HTTP URL that answers 200 to a long query string", default="http://httpbin.org/get")
-    ban_url: str = _doc("target whose ban pages are recognised (429, /sorry/, unusual traffic)", default=_RECAPTCHA_ANCHOR)
-    ca_file: str = _doc("extra CA bundle (PEM) trusted besides the system's", default="")
+    long_get_url: str = _url_key("plain-HTTP URL that answers 200 to a long query string", "http://httpbin.org/get", "http")
+    ban_url: str = _url_key("target whose ban pages are recognised (429, /sorry/, unusual traffic)", _RECAPTCHA_ANCHOR,
+                            "http", "https")
+    ca_file: str = key("extra CA bundle (PEM) trusted besides the system's; must load at start", "")
 
 
 @dataclass(frozen=True)
 class Timeouts:
-    connect: float = _doc("seconds for the TCP connect to the proxy", default=5.0)
-    read: float = _doc("seconds to wait for each answer through the proxy", default=10.0)
-    probe: float = _doc("hard deadline per probe, whatever hangs (SOCKS handshakes included)", default=25.0)
+    connect: float = key("seconds for the TCP connect to the proxy", 5.0, low=0.1, high=600)
+    read: float = key("seconds to wait for each answer through the proxy", 10.0, low=0.1, high=600)
+    probe: float = key("hard deadline per probe, whatever hangs (SOCKS handshakes included)", 25.0, low=0.1, high=3600)
 
 
 @dataclass(frozen=True)
 class Probes:
-    long_get_bytes: int = _doc("minimum length of the long GET's request line", default=2048)
-    image_max_bytes: int = _doc("largest image body accepted", default=5_000_000)
-    user_agent: str = _doc(
+    long_get_bytes: int = key("minimum length of the long GET's request line", 2048, low=0, high=65536)
+    image_max_bytes: int = key("largest image body accepted", 5_000_000, low=1, high=1_000_000_000)
+    user_agent: str = key(
         "User-Agent sent through proxies",
-        default="Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0 Safari/537.36",
+        "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0 Safari/537.36",
     )
 
 
 @dataclass(frozen=True)
 class Check:
-    concurrency: int = _doc("proxies checked at once", default=50)
+    concurrency: int = key("proxies checked at once", 50, low=1, high=10_000)
 
 
 @dataclass(frozen=True)
 class Daemon:
-    sources: tuple[str, ...] = _doc("CSV files of proxies, synced at start, on SIGHUP and every sync_interval", default=())
-    sync_interval: float = _doc("seconds between re-reads of the source files", default=300.0)
-    dispatch_interval: float = _doc("seconds between looks for due proxies", default=1.0)
-    lease_seconds: float = _doc("how long a claimed proxy stays ours before another daemon may take it", default=180.0)
-    drain_grace: float = _doc("seconds SIGTERM waits for in-flight checks before cancelling them", default=20.0)
-    own_ip_interval: float = _doc("seconds between refreshes of the checker's own IP", default=600.0)
-    heartbeat_interval: float = _doc(
+    sources: tuple[str, ...] = key("CSV files of proxies, synced at start, on SIGHUP and every sync_interval", (),
+                                   check=_path)
+    sync_interval: float = key("seconds between re-reads of the source files", 300.0, low=1, high=86400)
+    dispatch_interval: float = key("seconds between looks for due proxies", 1.0, low=0.01, high=60)
+    lease_seconds: float = key("how long a claimed proxy stays ours before another daemon may take it", 180.0,
+                               low=1, high=86400)
+    drain_grace: float = key("seconds SIGTERM waits for in-flight checks before cancelling them", 20.0, low=0, high=3600)
+    own_ip_interval: float = key("seconds between refreshes of the checker's own IP", 600.0, low=1, high=86400)
+    heartbeat_interval: float = key(
         "seconds between direct requests to the judge (a dead judge stops all judging within this) and between "
-        "the daemon's heartbeats; failures wait for a self-test at most this long", default=5.0)
-    retention_interval: float = _doc("seconds between history clean-ups", default=3600.0)
-    keep_checks_per_proxy: int = _doc("history rows always kept per proxy", default=20)
-    keep_success_days: float = _doc("days successful checks beyond those are kept (0.25: the last 6 hours)", default=0.25)
-    keep_failure_days: float = _doc("days failed checks and worker reports beyond those are kept", default=3.0)
+        "the daemon's heartbeats; failures wait for a self-test at most this long", 5.0, low=0.1, high=3600)
+    retention_interval: float = key("seconds between history clean-ups", 3600.0, low=1, high=604800)
+    keep_checks_per_proxy: int = key("history rows always kept per proxy", 20, low=0, high=1_000_000)
+    keep_success_days: float = key("days successful checks beyond those are kept (0.25: the last 6 hours)", 0.25,
+                                   low=0, high=3650)
+    keep_failure_days: float = key("days failed checks and worker reports beyond those are kept", 3.0, low=0, high=3650)
 
 
 @dataclass(frozen=True)
 class Http:
-    enabled: bool = _doc("serve the worker HTTP endpoint from `proxycheck run`", default=False)
-    listen: str = _doc("HOST:PORT to bind (keep it on loopback or a private network)", default="127.0.0.1:8181")
-    token: str = _doc("if set, every request needs `Authorization: Bearer <token>` (/healthz excepted)", default="")
+    enabled: bool = key("serve the worker HTTP endpoint from `proxycheck run`", False)
+    listen: str = key("HOST:PORT to bind (keep it on loopback or a private network)", "127.0.0.1:8181",
+                      check=_listen, accepts="HOST:PORT")
+    token: str = key("if set, every request needs `Authorization: Bearer <token>` (/healthz excepted)", "", secret=True)
 
 
 STRATEGIES = ("random", "round_robin", "least_used", "fastest")
@@ -109,22 +183,24 @@ class Worker:
     Reports may take out ``max(1, floor(enabled × max_reported_percent / 100))`` proxies per
     ``report_window`` seconds."""
 
-    max_age: float = _doc("seconds: a proxy whose last successful check is older is never handed out "
-                          "(default 3 × [health].interval)", default=900.0)
-    strategy: str = _doc("default strategy: random, round_robin, least_used or fastest", default="random")
-    snapshot_seconds: float = _doc(
+    max_age: float = key("seconds: a proxy whose last successful check is older is never handed out "
+                          "(default 3 × [health].interval)", 900.0, above=0, high=604800)
+    strategy: str = key("default strategy: random, round_robin, least_used or fastest", "random", choices=STRATEGIES)
+    snapshot_seconds: float = key(
         "seconds each worker process reuses its list of healthy proxies; every hand-out is re-read, so this "
-        "only delays newly healthy ones (0: query every call)", default=2.0)
-    reprobe_after: float = _doc("seconds after a worker reports a proxy error until the daemon re-checks it", default=15.0)
-    max_reported_percent: float = _doc("most of the enabled pool (percent, at least 1 proxy) reports may take out per window",
-                                       default=10.0)
-    report_window: float = _doc("seconds of the guard rail's window", default=300.0)
+        "only delays newly healthy ones (0: query every call)", 2.0, low=0, high=3600)
+    reprobe_after: float = key("seconds after a worker reports a proxy error until the daemon re-checks it", 15.0,
+                               low=0, high=86400)
+    max_reported_percent: float = key("most of the enabled pool (percent, at least 1 proxy) reports may take out per window",
+                                      10.0, above=0, high=100)
+    report_window: float = key("seconds of the guard rail's window", 300.0, low=1, high=86400)
 
 
 @dataclass(frozen=True)
 class Settings:
-    database_url: str = _doc("SQLAlchemy URL; empty = SQLite in state_dir", default="")
-    state_dir: str = _doc("directory for the SQLite database and lock file", default="./state")
+    database_url: str = key("SQLAlchemy URL, SQLite or PostgreSQL; empty = SQLite in state_dir", "",
+                            check=_database_url, accepts="sqlite:///FILE or postgresql://...", secret=True)
+    state_dir: str = key("directory for the SQLite database and lock file", "./state", check=_path)
     targets: Targets = field(default_factory=Targets)
     timeouts: Timeouts = field(default_factory=Timeouts)
     probes: Probes = field(default_factory=Probes)
@@ -167,9 +243,11 @@ def load_settings(explicit: str | None = None, *, environ: dict[str, str] | None
     # Relative paths in the file are relative to the file, so systemd and a shell agree.
     if path is not None:
         settings = _anchor_paths(settings, path.parent)
+        _check_ca_file(settings.targets.ca_file, f"{path}: [targets].ca_file")
     env_url = environ.get("PROXYCHECK_DATABASE_URL")
     if env_url:
-        settings = dataclasses.replace(settings, database_url=env_url)
+        url = _value(Settings, "database_url", env_url, "environment: PROXYCHECK_DATABASE_URL")
+        settings = dataclasses.replace(settings, database_url=url)
     return dataclasses.replace(settings, source_file=str(path) if path else None)
 
 
@@ -179,27 +257,52 @@ def read_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(fh)
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist (create it from proxycheck.example.toml)") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a directory, not a TOML file") from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: not UTF-8 (byte {exc.start})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid TOML: arrays or tables nested too deeply") from None
+
+
+# Keys that relate, checked after each is inside its own range: (key, "<=" or ">=", other key).
+# Not here on purpose: interval <= max_interval (checking dead proxies more often than healthy
+# ones is a valid choice).
+RELATIONS = (
+    (("health", "fast_interval"), "<=", ("health", "interval")),
+    (("health", "failing_interval"), "<=", ("health", "max_interval")),
+    (("timeouts", "connect"), "<=", ("timeouts", "probe")),
+    (("timeouts", "read"), "<=", ("timeouts", "probe")),
+    # A healthy proxy is re-checked every interval; a shorter max_age would hide it in between.
+    (("worker", "max_age"), ">=", ("health", "interval")),
+)
 
 
 def settings_from_dict(data: dict[str, Any], origin: str) -> Settings:
+    """``data`` (a parsed TOML document) as ``Settings``; a ``ConfigError`` naming the first bad
+    key otherwise. ``origin`` (the file name) starts every message."""
     top: dict[str, Any] = {}
-    for key, value in data.items():
-        if key in SECTIONS:
+    for name, value in data.items():
+        if name in SECTIONS:
             if not isinstance(value, dict):
-                raise ConfigError(f"{origin}: [{key}] must be a table")
-            top[key] = _build(_section_type(key), value, f"{origin}: [{key}]")
-        elif key in _fields(Settings) and key not in SECTIONS and key not in _NOT_KEYS:
-            top[key] = _coerce(_field_types(Settings)[key], value, f"{origin}: {key}")
+                raise ConfigError(f"{origin}: [{name}] must be a table")
+            top[name] = _build(_section_type(name), value, f"{origin}: [{name}].")
+        elif name in _known_top():
+            top[name] = _value(Settings, name, value, f"{origin}: {name}")
         else:
-            raise ConfigError(f"{origin}: unknown key {key!r} (known: {', '.join(_known_top())})")
+            raise ConfigError(f"{origin}: unknown key {name!r} (known: {', '.join(_known_top())})")
     settings = Settings(**top)
     if "max_age" not in data.get("worker", {}):  # follows the check interval unless set
         settings = dataclasses.replace(settings, worker=dataclasses.replace(settings.worker, max_age=3 * settings.health.interval))
-    _validate(settings, origin)
+    for (sec_a, key_a), op, (sec_b, key_b) in RELATIONS:
+        a, b = getattr(getattr(settings, sec_a), key_a), getattr(getattr(settings, sec_b), key_b)
+        if (a > b) if op == "<=" else (a < b):
+            bound = "at most" if op == "<=" else "at least"
+            raise ConfigError(f"{origin}: [{sec_a}].{key_a}: must be {bound} [{sec_b}].{key_b} ({b:g}), got {a:g}")
     return settings
 
 
@@ -216,91 +319,37 @@ def _field_types(cls: type) -> dict[str, Any]:
 
 
 def _known_top() -> list[str]:
-    return sorted(k for k in _fields(Settings) if k not in _NOT_KEYS)
+    return sorted(k for k in _fields(Settings) if k not in SECTIONS and k not in _NOT_KEYS)
 
 
 def _build(cls: type, table: dict[str, Any], where: str) -> Any:
-    types = _field_types(cls)
     values = {}
-    for key, value in table.items():
-        if key not in types:
-            raise ConfigError(f"{where}: unknown key {key!r} (known: {', '.join(sorted(types))})")
-        values[key] = _coerce(types[key], value, f"{where}.{key}")
+    for name, value in table.items():
+        if name not in _fields(cls):
+            raise ConfigError(f"{where[:-1]}: unknown key {name!r} (known: {', '.join(sorted(_fields(cls)))})")
+        values[name] = _value(cls, name, value, f"{where}{name}")
     return cls(**values)
 
 
-def _coerce(typ: Any, value: Any, where: str) -> Any:
-    if typ is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        if value < 0:
-            raise ConfigError(f"{where}: must not be negative, got {value!r}")
-        return float(value)
-    if typ is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected a whole number, got {value!r}")
-        if value < 0:
-            raise ConfigError(f"{where}: must not be negative, got {value!r}")
-        return value
-    if typ is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true or false, got {value!r}")
-        return value
-    if typ is str or typ == (str | None):
-        if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
-        return value
-    if typing.get_origin(typ) is tuple:
-        if isinstance(value, str) or not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"{where}: expected a list of strings, got {value!r}")
-        return tuple(value)
-    raise ConfigError(f"{where}: unsupported setting type {typ}")  # pragma: no cover - our bug
-
-
-def _validate(settings: Settings, origin: str) -> None:
-    t = settings.targets
-    for key in ("judge_url", "long_get_url"):
-        _require_url(getattr(t, key), ("http",), f"{origin}: [targets].{key}")
-    _require_url(t.ip_url, ("http", "https"), f"{origin}: [targets].ip_url")
-    _require_url(t.ssl_url, ("https",), f"{origin}: [targets].ssl_url")
-    _require_url(t.ban_url, ("http", "https"), f"{origin}: [targets].ban_url")
-    for url in t.image_urls:
-        _require_url(url, ("http", "https"), f"{origin}: [targets].image_urls")
-    for key in ("connect", "read", "probe"):
-        if getattr(settings.timeouts, key) <= 0:
-            raise ConfigError(f"{origin}: [timeouts].{key} must be greater than 0")
-    if not settings.daemon.heartbeat_interval > 0:
-        raise ConfigError(f"{origin}: [daemon].heartbeat_interval must be greater than 0")
-    if settings.check.concurrency < 1:
-        raise ConfigError(f"{origin}: [check].concurrency must be at least 1")
-    if settings.probes.long_get_bytes > 65536:
-        raise ConfigError(f"{origin}: [probes].long_get_bytes must be at most 65536")
-    host, sep, port = settings.http.listen.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(f"{origin}: [http].listen {settings.http.listen!r} is not HOST:PORT")
-    check_worker(settings.worker, f"{origin}: ")
-    if settings.database_url and "://" not in settings.database_url:
-        raise ConfigError(f"{origin}: database_url {settings.database_url!r} is not a URL (e.g. sqlite:///path.db)")
+def _value(cls: type, name: str, value: Any, where: str) -> Any:
+    return coerce(_field_types(cls)[name], value, _fields(cls)[name].metadata, where)
 
 
 def check_worker(w: Worker, where: str = "") -> None:
-    """The ``[worker]`` checks the types cannot express (also run on a ``WorkerSettings`` built in code)."""
-    for key in ("max_age", "report_window"):
-        if getattr(w, key) <= 0:
-            raise ConfigError(f"{where}[worker].{key} must be positive (seconds), not {getattr(w, key):g}")
-    for key in ("snapshot_seconds", "reprobe_after"):
-        if getattr(w, key) < 0:
-            raise ConfigError(f"{where}[worker].{key} must not be negative, not {getattr(w, key):g}")
-    if not 0 < w.max_reported_percent <= 100:
-        raise ConfigError(f"{where}[worker].max_reported_percent must be in (0, 100], not {w.max_reported_percent:g}")
-    if w.strategy not in STRATEGIES:
-        raise ConfigError(f"{where}[worker].strategy {w.strategy!r} is not one of {', '.join(STRATEGIES)}")
+    """Check a ``[worker]`` section built in code (``WorkerSettings``) as the loader checks the file."""
+    check_fields(w, f"{where}[worker].")
 
 
-def _require_url(url: str, schemes: tuple[str, ...], where: str) -> None:
-    parts = urlsplit(url)
-    if parts.scheme not in schemes or not parts.hostname:
-        raise ConfigError(f"{where}: {url!r} is not a {' or '.join(s + '://' for s in schemes)} URL")
+def _check_ca_file(ca_file: str, where: str) -> None:
+    """Every command that checks would fail on a CA bundle it cannot load; so does the loader
+    (after anchoring the path to the config file, which is why this is not a key's ``check``)."""
+    if not ca_file:
+        return
+    try:
+        ssl.create_default_context().load_verify_locations(cafile=ca_file)
+    except OSError as exc:  # ssl.SSLError is an OSError too
+        why = "no PEM certificate in it" if isinstance(exc, ssl.SSLError) else exc.strerror
+        raise ConfigError(f"{where}: cannot load {ca_file} as a CA bundle: {why}") from None
 
 
 def _anchor_paths(settings: Settings, base: Path) -> Settings:
@@ -314,16 +363,18 @@ def _anchor_paths(settings: Settings, base: Path) -> Settings:
 
 def describe() -> list[tuple[str, str, Any, str]]:
     """(section, key, default, doc) for every setting: the config reference's source."""
-    rows: list[tuple[str, str, Any, str]] = []
+    return [(section, f.name, _default(f), f.metadata["doc"]) for section, f, _ in _every_key()]
+
+
+def _every_key() -> list[tuple[str, dataclasses.Field, Any]]:
+    """(section or "", field, type) for every key, in declaration order."""
+    rows: list[tuple[str, dataclasses.Field, Any]] = []
     for f in dataclasses.fields(Settings):
-        if f.name in _NOT_KEYS:
-            continue
         if f.name in SECTIONS:
-            section_cls = _section_type(f.name)
-            for sf in dataclasses.fields(section_cls):
-                rows.append((f.name, sf.name, _default(sf), sf.metadata.get("doc", "")))
-        else:
-            rows.append(("", f.name, _default(f), f.metadata.get("doc", "")))
+            cls = _section_type(f.name)
+            rows += [(f.name, sf, _field_types(cls)[sf.name]) for sf in dataclasses.fields(cls)]
+        elif f.name not in _NOT_KEYS:
+            rows.append(("", f, _field_types(Settings)[f.name]))
     return rows
 
 
@@ -337,16 +388,18 @@ def _default(f: dataclasses.Field) -> Any:
 
 def reference_markdown() -> str:
     """The README's config reference table, generated so it cannot drift from the code."""
-    rows = ["| key | default | meaning |", "|---|---|---|"]
-    for section, key, default, doc in describe():
-        name = f"[{section}].{key}" if section else key
+    rows = ["| key | default | allowed | meaning |", "|---|---|---|---|"]
+    for section, f, typ in _every_key():
+        name = f"[{section}].{f.name}" if section else f.name
+        default = _default(f)
         if isinstance(default, tuple):
-            shown = "[]" if not default else "[" + ", ".join(f'"{d}"' for d in default) + "]"
+            text = "[]" if not default else "[" + ", ".join(f'"{d}"' for d in default) + "]"
         elif isinstance(default, str):
-            shown = f'"{default}"'
+            text = f'"{default}"'
         else:
-            shown = repr(default)
-        if len(shown) > 60:
-            shown = shown[:57] + "..."
-        rows.append(f"| `{name}` | `{shown}` | {doc} |")
-    return "\n".join(rows)
+            text = repr(default)
+        if len(text) > 60:
+            text = text[:57] + "..."
+        rows.append(f"| `{name}` | `{text}` | {allowed(typ, f.metadata)} | {f.metadata['doc']} |")
+    related = "; ".join(f"`[{a[0]}].{a[1]}` {'≤' if op == '<=' else '≥'} `[{b[0]}].{b[1]}`" for a, op, b in RELATIONS)
+    return "\n".join(rows) + f"\n\nKeys that relate must agree: {related}."

@@ -23,20 +23,15 @@ can always say why a proxy is not served.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Literal
 
-from .errors import ConfigError
+from .config_keys import check_fields, key
 from .verdict import DEFINITIVE_CODES
 
 StateName = Literal["unknown", "healthy", "unhealthy"]
 STATES: tuple[StateName, ...] = ("unknown", "healthy", "unhealthy")
-
-
-def _field(default: float, doc: str) -> Any:
-    """A dataclass field carrying its one-line doc (``HealthPolicy.field_docs()``)."""
-    return field(default=default, metadata={"doc": doc})
 
 
 @dataclass(frozen=True)
@@ -55,28 +50,19 @@ class HealthPolicy:
     The cap applies before jitter, so an interval can exceed ``max_interval`` by ``jitter``.
     """
 
-    rise: int = _field(2, "Consecutive passes an unhealthy proxy needs to become healthy again.")
-    fall: int = _field(
-        3, "Consecutive failures that make a healthy proxy unhealthy (an unknown one fails at once)."
+    rise: int = key("Consecutive passes an unhealthy proxy needs to become healthy again.", 2, low=1, high=100)
+    fall: int = key(
+        "Consecutive failures that make a healthy proxy unhealthy (an unknown one fails at once).", 3, low=1, high=100
     )
-    interval: float = _field(300.0, "Seconds between checks of a healthy proxy in steady state.")
-    fast_interval: float = _field(30.0, "Seconds between checks while the state may change.")
-    failing_interval: float = _field(120.0, "Seconds until the first re-check once a proxy is unhealthy.")
-    backoff_factor: float = _field(2.0, "Each further failure while unhealthy multiplies the interval.")
-    max_interval: float = _field(3600.0, "Cap in seconds on the backed-off interval of an unhealthy proxy.")
-    jitter: float = _field(0.1, "Every interval varies by up to ± this fraction so checks do not bunch up.")
+    interval: float = key("Seconds between checks of a healthy proxy in steady state.", 300.0, low=1, high=86400)
+    fast_interval: float = key("Seconds between checks while the state may change.", 30.0, low=1, high=86400)
+    failing_interval: float = key("Seconds until the first re-check once a proxy is unhealthy.", 120.0, low=1, high=86400)
+    backoff_factor: float = key("Each further failure while unhealthy multiplies the interval.", 2.0, low=1, high=100)
+    max_interval: float = key("Cap in seconds on the backed-off interval of an unhealthy proxy.", 3600.0, low=1, high=86400)
+    jitter: float = key("Every interval varies by up to ± this fraction so checks do not bunch up.", 0.1, low=0, high=0.9)
 
     def __post_init__(self) -> None:
-        for name in ("rise", "fall"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"health.{name}: must be at least 1, not {getattr(self, name)}")
-        for name in ("interval", "fast_interval", "failing_interval", "max_interval"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"health.{name}: must be positive (seconds), not {getattr(self, name)}")
-        if self.backoff_factor < 1:
-            raise ConfigError(f"health.backoff_factor: must be at least 1, not {self.backoff_factor}")
-        if not 0 <= self.jitter < 1:
-            raise ConfigError(f"health.jitter: must be a fraction in [0, 1), not {self.jitter}")
+        check_fields(self, "health.")  # ranges as declared above; the config file's checks too
 
     @classmethod
     def field_docs(cls) -> dict[str, str]:
@@ -164,12 +150,6 @@ def _base_interval(s: HealthState, last_passed: bool, policy: HealthPolicy) -> f
 
 def _jittered(seconds: float, policy: HealthPolicy, rng: random.Random) -> timedelta:
     return timedelta(seconds=seconds * (1 + rng.uniform(-policy.jitter, policy.jitter)))
-
-
-def initial_check_at(now: datetime, policy: HealthPolicy, rng: random.Random) -> datetime:
-    """First check of a new proxy: uniform over ``[now, now + interval)``, so a fleet of thousands
-    added at once (daemon start, a big CSV) is spread over one interval instead of a burst."""
-    return now + timedelta(seconds=rng.random() * policy.interval)
 
 
 def retry_after_unavailable(

@@ -1,5 +1,5 @@
 """The health state machine, on a fake clock: rise/fall, definitive codes, flapping, backoff,
-jitter and first-check spreading."""
+jitter (first checks of new proxies: tests/store/test_store_schedule.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from proxycheck.health import (
     HealthState,
     Transition,
     advance,
-    initial_check_at,
     retry_after_unavailable,
 )
 
@@ -197,7 +196,7 @@ def test_becoming_healthy_resets_the_backoff():
     assert t.state.failing_streak == 0 and t.state.state == "healthy"
 
 
-# -- jitter and spreading --------------------------------------------------------------------
+# -- jitter ---------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(("results", "base"), [("P", 300), ("F", 30), ("FFFF", 240)])
@@ -210,15 +209,6 @@ def test_jitter_stays_within_bounds_and_is_used(results, base):
 
 def test_same_seed_same_transition():
     assert run(HEALTHY, "FFFPP", HealthPolicy(), seed=3) == run(HEALTHY, "FFFPP", HealthPolicy(), seed=3)
-
-
-def test_first_checks_are_spread_uniformly_over_one_interval():
-    policy = HealthPolicy(interval=300)
-    rng = random.Random(1)
-    offsets = [(initial_check_at(T0, policy, rng) - T0).total_seconds() for _ in range(3000)]
-    assert all(0 <= o < 300 for o in offsets)
-    deciles = [sum(1 for o in offsets if k * 30 <= o < (k + 1) * 30) for k in range(10)]
-    assert all(240 < n < 360 for n in deciles), deciles  # 300 each, give or take
 
 
 def test_retry_after_unavailable():

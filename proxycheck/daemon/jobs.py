@@ -70,7 +70,8 @@ async def sync_sources(daemon) -> bool:
                         "203.0.113.0/24, 2001:db8::/32) and can never be healthy; put your own proxies in %s",
                         examples, len(proxies), path, path)
         report = await daemon.storage.attempt(store.sync_source, daemon.storage.engine, f"csv:{path}", proxies, now,
-                                              policy=settings.health, rng=daemon.rng, spread=not daemon.once)
+                                              policy=settings.health, rng=daemon.rng, spread=not daemon.once,
+                                              concurrency=settings.check.concurrency)
         if report is not None and (report.added or report.updated or report.disabled):
             log.info("synced %s: %d added, %d updated, %d disabled", path, report.added, report.updated, report.disabled)
             added = added or bool(report.added)

@@ -47,7 +47,9 @@ def normalize_url(url: str | URL) -> URL:
     """Parse ``url``; ``postgresql://`` and ``postgres://`` become ``postgresql+psycopg://``."""
     try:
         parsed = make_url(url)
-    except ArgumentError:
+        if parsed.port is not None and not 0 < parsed.port < 65536:
+            raise ValueError("port out of range")
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
         raise StorageError(
             "the database URL is not a URL: use sqlite:////path/to/proxycheck.db or "
             "postgresql://user@host/dbname"
@@ -59,6 +61,11 @@ def normalize_url(url: str | URL) -> URL:
         raise StorageError(
             f"unsupported database {masked_url(parsed)}: proxycheck stores its state in SQLite "
             "(sqlite:////path/to/proxycheck.db) or PostgreSQL (postgresql://user@host/dbname)"
+        )
+    if parsed.drivername not in ("sqlite", "sqlite+pysqlite", "postgresql+psycopg"):
+        raise StorageError(
+            f"unsupported database driver in {masked_url(parsed)}: proxycheck talks to PostgreSQL through "
+            "psycopg 3 (postgresql:// or postgresql+psycopg://) and to SQLite through sqlite:///"
         )
     if backend == "sqlite" and parsed.database in (None, "", ":memory:"):
         raise StorageError(

@@ -1,7 +1,12 @@
 """The read side: what ``proxycheck status`` and ``get_healthy_proxy()`` need.
 
-Rule: these functions only read (one short transaction each), so they are safe on a SQLite
-reader engine while the daemon writes, and on a database the daemon is not running against.
+Rules:
+1. These functions only read (one short transaction each), so they are safe on a SQLite
+   reader engine while the daemon writes, and on a database the daemon is not running against.
+2. What the stored checks say is read from them, at once: the last check time is the latest
+   ``last_checked_at`` (taken in the same scan that counts proxies by state, so it costs no
+   extra query). Only what a daemon alone knows (the checker's health) comes from the
+   ``instances`` table and its heartbeats.
 """
 
 from __future__ import annotations
@@ -56,9 +61,12 @@ class StatusSummary:
     instances: tuple[InstanceInfo, ...]  # live ones, latest heartbeat first
     checker_state: str | None  # of the latest live instance; None when no daemon is running
     checker_reason: str | None
+    # When checking last happened: the later of the latest stored check and the latest round a
+    # daemon reported (a round whose checks are still in flight).
     last_round_at: datetime | None
     top_codes: tuple[tuple[int, int], ...]  # (code, proxies) of enabled unhealthy, most first
     overdue: int  # enabled proxies whose check is more than `overdue_after` late
+    last_check_at: datetime | None = None  # start of the latest stored check of any proxy
 
 
 def status_summary(
@@ -74,9 +82,11 @@ def status_summary(
     live = live_instances(engine, live_within, now=now)
     with engine.begin() as conn:
         counts = dict.fromkeys(DISPLAY_STATES, 0)
-        by_state = select(P.state, P.enabled, func.count()).group_by(P.state, P.enabled)
-        for state, enabled, n in conn.execute(by_state):
+        checked: list[datetime] = []
+        by_state = select(P.state, P.enabled, func.count(), func.max(P.last_checked_at)).group_by(P.state, P.enabled)
+        for state, enabled, n, last_checked in conn.execute(by_state):
             counts[state if enabled else "disabled"] += n
+            checked += [last_checked] if last_checked is not None else []
         codes = conn.execute(
             select(P.code, func.count().label("n"))
             .where(P.enabled == true(), P.state == "unhealthy", P.code.is_not(None))
@@ -85,13 +95,15 @@ def status_summary(
             .limit(top)
         ).all()
         # Any instance, live or not: a `run --once` from cron has exited by the time status runs.
-        last_round = conn.scalar(select(func.max(InstanceRow.last_round_at)))
+        reported_round = conn.scalar(select(func.max(InstanceRow.last_round_at)))
         overdue = conn.scalar(
             select(func.count()).where(
                 P.enabled == true(), P.next_check_at < now - timedelta(seconds=overdue_after)
             )
         )
     latest = live[0] if live else None
+    last_check = max(checked, default=None)
+    last_round = max((t for t in (last_check, reported_round) if t is not None), default=None)
     return StatusSummary(
         counts=counts,
         total=sum(counts.values()),
@@ -101,6 +113,7 @@ def status_summary(
         last_round_at=last_round,
         top_codes=tuple((row.code, row.n) for row in codes),
         overdue=int(overdue or 0),
+        last_check_at=last_check,
     )
 
 

@@ -8,19 +8,21 @@ import pytest
 from sqlalchemy import update
 
 from proxycheck.store import (
+    claim_due,
     healthy_proxies,
     heartbeat,
     list_proxies,
     live_instances,
     mark_stopped,
     prune_instances,
+    record_results,
     register_instance,
     status_summary,
     sync_source,
 )
 from proxycheck.store.models import ProxyRow
 
-from .helpers import NOW, check_once, proxy
+from .helpers import NOW, check_once, outcome, proxy
 
 LATER = NOW + timedelta(hours=1)
 
@@ -89,6 +91,24 @@ def test_status_summary(writer, reader):
     assert summary.top_codes == ((49, 2), (25, 1))
     assert summary.overdue == 0
     assert status_summary(reader, now=LATER + timedelta(hours=6)).overdue == 6
+
+
+def test_status_reflects_stored_checks_at_once(writer, reader):
+    """No "last round never" between a check being stored and the daemon's next heartbeat."""
+    sync_source(writer, "s", [proxy(1), proxy(2)], NOW, spread=False)
+    instance = register_instance(writer, now=NOW)  # started; its first heartbeat is 10 s away
+    assert status_summary(reader, now=NOW).last_round_at is None
+    claims = claim_due(writer, instance, 10, 60, now=NOW)
+    stored = record_results(writer, [outcome(c, True, at=NOW + timedelta(seconds=n)) for n, c in enumerate(claims)],
+                            instance)
+    assert stored == [True, True]
+    summary = status_summary(reader, now=NOW + timedelta(seconds=2))
+    assert summary.last_round_at == summary.last_check_at == NOW + timedelta(seconds=1)
+    assert summary.counts["healthy"] == 2
+    # A heartbeat naming a later round (its checks still in flight) is later still.
+    heartbeat(writer, instance, last_round_at=NOW + timedelta(seconds=5), now=NOW + timedelta(seconds=5))
+    summary = status_summary(reader, now=NOW + timedelta(seconds=6))
+    assert (summary.last_round_at, summary.last_check_at) == (NOW + timedelta(seconds=5), NOW + timedelta(seconds=1))
 
 
 def test_status_summary_without_a_running_daemon(reader):

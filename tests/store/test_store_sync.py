@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 from datetime import timedelta
 
 import pytest
@@ -13,7 +12,7 @@ from proxycheck.health import HealthPolicy
 from proxycheck.store import SyncReport, add_proxies, claim_due, list_proxies, record_result, sync_source
 from proxycheck.store.models import CheckRow, ProxyRow
 
-from .helpers import NOW, outcome, proxy
+from .helpers import NOW, check_once, outcome, proxy
 
 CSV = "csv:/etc/proxycheck/proxies.csv"
 OTHER = "csv:/etc/proxycheck/more.csv"
@@ -24,16 +23,51 @@ def rows(engine) -> dict[str, dict]:
         return {r.key: r._asdict() for r in conn.execute(select(ProxyRow.__table__))}
 
 
-def test_new_proxies_start_unknown_with_first_checks_spread(writer):
-    policy = HealthPolicy(interval=300)
-    report = sync_source(writer, CSV, [proxy(n) for n in range(50)], NOW, policy=policy, rng=random.Random(7))
-    assert report == SyncReport(added=50)
+def test_new_proxies_start_unknown_and_are_due_within_seconds(writer):
+    report = sync_source(writer, CSV, [proxy(n) for n in range(120)], NOW, concurrency=50)
+    assert report == SyncReport(added=120)
     stored = rows(writer)
     assert {r["state"] for r in stored.values()} == {"unknown"}
-    firsts = sorted(r["next_check_at"] for r in stored.values())
-    assert NOW <= firsts[0] and firsts[-1] < NOW + timedelta(seconds=300)
-    assert firsts[-1] - firsts[0] > timedelta(seconds=200)  # spread, not a burst
     assert all(r["source"] == CSV and r["enabled"] and r["password"] == "pw" for r in stored.values())
+    # No check stored yet: DEFAULT_CHECK_SECONDS (2 s) apart, 50 at a time, in list order.
+    due = [stored[proxy(n).key]["next_check_at"] for n in range(120)]
+    assert due == [NOW] * 50 + [NOW + timedelta(seconds=2)] * 50 + [NOW + timedelta(seconds=4)] * 20
+    assert (report.first_due_at, report.last_due_at) == (NOW, NOW + timedelta(seconds=4))
+
+
+def test_first_checks_follow_the_stored_check_durations(writer):
+    sync_source(writer, CSV, [proxy(n) for n in range(3)], NOW)
+    for n in range(3):
+        check_once(writer, proxy(n), True)  # each took 200 ms (tests/store/helpers.py)
+    report = sync_source(writer, CSV, [proxy(n) for n in range(3 + 120)], NOW, concurrency=50)
+    assert (report.added, report.first_due_at, report.last_due_at) == (120, NOW, NOW + timedelta(seconds=0.4))
+
+
+def test_a_huge_list_is_squeezed_into_one_interval(writer):
+    report = sync_source(writer, CSV, [proxy(n) for n in range(1000)], NOW, concurrency=5,
+                         policy=HealthPolicy(interval=60))
+    due = sorted(r["next_check_at"] for r in rows(writer).values())
+    assert due[:5] == [NOW] * 5 and due[-1] == NOW + timedelta(seconds=60) == report.last_due_at
+    assert len(set(due)) == 200  # 200 batches of 5, each its own moment
+
+
+def test_reenabled_proxies_are_scheduled_like_new_ones(writer):
+    everyone = [proxy(n) for n in range(60)]
+    sync_source(writer, CSV, everyone, NOW, spread=False)
+    sync_source(writer, CSV, [], NOW)  # all disabled
+    later = NOW + timedelta(days=1)
+    report = sync_source(writer, CSV, everyone, later, concurrency=50)
+    assert report == SyncReport(reenabled=60)
+    due = sorted(r["next_check_at"] for r in rows(writer).values())
+    assert due == [later] * 50 + [later + timedelta(seconds=2)] * 10 and report.last_due_at == due[-1]
+
+
+def test_a_sync_without_new_proxies_reports_no_due_time(writer):
+    sync_source(writer, CSV, [proxy(1)], NOW)
+    report = sync_source(writer, CSV, [proxy(1), proxy(2, password="x")], NOW)
+    assert (report.added, report.first_due_at) == (1, NOW)
+    report = sync_source(writer, CSV, [proxy(1)], NOW)
+    assert (report.disabled, report.first_due_at, report.last_due_at) == (1, None, None)
 
 
 def test_resync_of_the_same_list_changes_nothing(writer):
@@ -158,15 +192,13 @@ def test_statement_errors_never_show_passwords(writer):
     assert "hidden" in str(info.value)
 
 
-def test_imported_proxies_are_due_at_once_unless_spread(writer):
-    add_proxies(writer, [proxy(1)], now=NOW)
-    add_proxies(
-        writer, [proxy(n) for n in range(2, 40)], now=NOW, spread=True, policy=HealthPolicy(interval=60)
-    )
+def test_imported_proxies_are_scheduled_like_synced_ones(writer):
+    report = add_proxies(writer, [proxy(1)], now=NOW)
+    assert rows(writer)[proxy(1).key]["next_check_at"] == NOW == report.first_due_at
+    report = add_proxies(writer, [proxy(n) for n in range(2, 40)], now=NOW, concurrency=10)
     stored = rows(writer)
-    assert stored[proxy(1).key]["next_check_at"] == NOW
-    spread = [stored[proxy(n).key]["next_check_at"] for n in range(2, 40)]
-    assert all(NOW <= t < NOW + timedelta(seconds=60) for t in spread) and len(set(spread)) > 30
+    assert [stored[proxy(n).key]["next_check_at"] for n in range(2, 40)][9:11] == [NOW, NOW + timedelta(seconds=2)]
+    assert report.last_due_at == NOW + timedelta(seconds=6)  # 38 proxies: 4 batches of 10
 
 
 def test_sync_can_make_new_proxies_due_at_once(writer):

@@ -111,7 +111,7 @@ def test_worker_section_defaults_and_discovery(tmp_path, monkeypatch):
     assert (settings.resolved_database_url, worker.max_age, worker.strategy) == ("sqlite:////from/file.db", 180, "fastest")
     monkeypatch.setenv("PROXYCHECK_DATABASE_URL", "sqlite:////from/env.db")
     assert load()[0].resolved_database_url == "sqlite:////from/env.db"
-    (tmp_path / "cwd" / "proxycheck.toml").write_text("[worker]\nmax_age = 30\n")
+    (tmp_path / "cwd" / "proxycheck.toml").write_text("[health]\ninterval = 30\n[worker]\nmax_age = 30\n")
     monkeypatch.delenv("PROXYCHECK_CONFIG")
     assert load()[1].max_age == 30  # ./proxycheck.toml when no variable names a file
 
@@ -121,9 +121,9 @@ def test_worker_section_defaults_and_discovery(tmp_path, monkeypatch):
     [
         ("[worker]\nmax_agee = 3\n", r"\[worker\]: unknown key 'max_agee' \(known: max_age, "),
         ("[worker]\nmax_age = 'soon'\n", r"\[worker\].max_age: expected a number"),
-        ("[worker]\nmax_age = 0\n", r"\[worker\].max_age must be positive"),
-        ("[worker]\nstrategy = 'fair'\n", r"\[worker\].strategy 'fair' is not one of"),
-        ("[worker]\nmax_reported_percent = 150\n", r"\[worker\].max_reported_percent must be in \(0, 100\]"),
+        ("[worker]\nmax_age = 0\n", r"\[worker\].max_age: must be a finite number greater than 0"),
+        ("[worker]\nstrategy = 'fair'\n", r"\[worker\].strategy: must be one of random, .*, got 'fair'"),
+        ("[worker]\nmax_reported_percent = 150\n", r"\[worker\].max_reported_percent: must be a finite number greater than 0 and at most 100, got 150"),
         ("worker = 3\n", r"\[worker\] must be a table"),
     ],
 )
@@ -137,7 +137,7 @@ def test_worker_section_errors_name_the_key(tmp_path, toml, message):
 def test_daemon_and_workers_read_one_file(tmp_path):
     """`proxycheck run` must accept the [worker] section its workers read (one file for both)."""
     config = tmp_path / "pc.toml"
-    config.write_text("[worker]\nmax_age = 42\nstrategy = 'least_used'\n")
+    config.write_text("[health]\ninterval = 30\n[worker]\nmax_age = 42\nstrategy = 'least_used'\n")
     from proxycheck.config import load_settings
 
     assert load_settings(str(config)).worker.max_age == 42

@@ -1,0 +1,53 @@
+"""New proxies get their first check within seconds, whatever ``[health].interval`` is (issue 10
+§5), and ``status`` shows the stored checks at once: the installed CLI against the loopback world.
+
+The config keeps the default ``interval = 300``: first checks used to be spread over that whole
+interval, so a daemon checked six new proxies within 30 s with a probability of about 1e-6.
+"""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+from cli import run_cli
+from test_daemon import NotifyListener, start_daemon, status_json, stop, wait_until
+
+FIRST = ["squid-anonymous", "squid-elite", "microsocks", "refused", "pproxy-socks4", "squid-no-images"]
+
+
+def write_config(world, tmp_path: Path, names: list[str]) -> Path:
+    csv = tmp_path / "proxies.csv"
+    csv.write_text("url,label\n" + "".join(f"{world.by_name(n).url},{n}\n" for n in names))
+    config = tmp_path / "proxycheck.toml"
+    config.write_text(f'state_dir = "{tmp_path / "state"}"\n' + Path(world.config_path).read_text()
+                      + f'\n[daemon]\nsources = ["{csv}"]\ndispatch_interval = 0.2\n')
+    return config
+
+
+def checked(config: Path) -> dict[str, str | None]:
+    return {row["label"]: row["last_checked_at"] for row in status_json(config)["proxies"] if row["state"] != "disabled"}
+
+
+def test_new_proxies_are_checked_within_seconds_at_start_and_after_sighup(world, tmp_path):
+    names = FIRST
+    config = write_config(world, tmp_path, names)
+    assert run_cli("db", "upgrade", "--config", str(config)).returncode == 0
+    notify = NotifyListener(tmp_path / "notify.sock")
+    proc = start_daemon(config, notify)
+    try:
+        notify.wait_for("READY=1", 20)
+        wait_until(lambda: all(checked(config).values()), 30, f"all {len(names)} new proxies checked")
+        # The moment a check is stored, status shows a last round (not "never" until a heartbeat).
+        summary = status_json(config)["summary"]
+        assert summary["last_round_at"] is not None and summary["last_round_at"] >= max(checked(config).values())
+
+        added = world.by_name("squid-forwarded-for")
+        with (tmp_path / "proxies.csv").open("a") as csv:
+            csv.write(f"{added.url},{added.name}\n")
+        proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: checked(config).get(added.name), 30, "the proxy added on SIGHUP checked")
+    finally:
+        code, err = stop(proc)
+        notify.close()
+    assert code == 0, err
