@@ -31,7 +31,7 @@ BROKEN_RETENTION = {
 
 @pytest.mark.parametrize("kind", ["bug", "storage"])
 def test_a_bug_stops_the_daemon_with_exit_1_and_a_storage_error_does_not(world, tmp_path, kind):
-    config = write_daemon_config(world, tmp_path, ["squid-anonymous"], extra="retention_interval = 0.3\n")
+    config = write_daemon_config(world, tmp_path, ["squid-anonymous"], extra="retention_interval = 1.0\n")
     assert run_cli("db", "upgrade", "--config", str(config)).returncode == 0
     program = textwrap.dedent(f"""
         import sys
@@ -184,3 +184,29 @@ def test_sqlite_sigterm_while_the_database_is_locked_exits_within_the_grace(worl
     assert code == 0, err
     assert took < grace + 5, (took, err)
     assert "Traceback" not in err and "CancelledError" not in err, err
+
+
+def test_a_degraded_checker_is_repeated_in_the_log_with_the_fix(world, tmp_path, monkeypatch, caplog):
+    """Offline, the daemon keeps saying what is wrong and what to run (every 60 s; 0.5 s here)."""
+    import logging
+
+    from proxycheck.daemon import monitor
+
+    config = write_daemon_config(world, tmp_path, ["squid-anonymous"], extra="heartbeat_interval = 0.2\n")
+    config.write_text(config.read_text().replace(world.judge.http_url + "/get", "http://127.0.0.2:9/get"))
+    assert run_cli("db", "upgrade", "--config", str(config)).returncode == 0
+    monkeypatch.setattr(monitor, "DEGRADED_LOG_EVERY", 0.5)
+
+    async def run_for(seconds: float) -> int:
+        daemon = Daemon(load_settings(str(config)), config_path=str(config))
+        task = asyncio.create_task(daemon.run())
+        await asyncio.sleep(seconds)
+        daemon.stopping.set()
+        return await task
+
+    with caplog.at_level(logging.INFO, logger="proxycheck.daemon"):
+        assert asyncio.run(run_for(3.0)) == 0
+    reminders = [r.getMessage() for r in caplog.records if "checker degraded for" in r.getMessage()]
+    assert len(reminders) >= 2, caplog.text
+    assert all("proxycheck doctor" in m and "proxycheck judge" in m and "[targets]" in m for m in reminders)
+    assert "http://127.0.0.2:9/get" in reminders[-1]
