@@ -5,9 +5,13 @@ each copied 1000 times (unpickled, so no string is shared) under tracemalloc:
 
     .venv/bin/python bench/held_result_size.py
 """
-import asyncio, pickle, sys, tracemalloc
-from pathlib import Path
+import asyncio
+import pickle
+import sys
+import tracemalloc
 from datetime import UTC, datetime
+from pathlib import Path
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from world import start_world
 from proxycheck.checker import Checker

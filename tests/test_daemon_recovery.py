@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import signal
 import sqlite3
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 

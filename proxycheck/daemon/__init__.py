@@ -8,7 +8,8 @@ Rules:
    - ``dispatcher.py``  the one claim loop (``run`` and ``run --once``), one task per check;
    - ``monitor.py``     is the checker able to judge? heartbeat, and the barrier before a blame;
    - ``writer.py``      completed checks into the database, in batches, held while it is down;
-   - ``jobs.py``        source sync, retention, own-IP refresh, heartbeat, what SIGHUP applies;
+   - ``jobs.py``        source sync, retention, own-IP refresh, heartbeat;
+   - ``reload.py``      what SIGHUP applies, and what needs a restart;
    - ``storage.py``     storage calls in threads; storage errors told apart from bugs;
    - ``lock.py`` and ``signals.py``.
 2. Never blame a proxy for our own trouble: a failure is stored only after a self-test that

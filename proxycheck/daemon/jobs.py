@@ -1,4 +1,4 @@
-"""The periodic jobs: source sync, retention, own-IP refresh, heartbeat; and what SIGHUP reloads.
+"""The periodic jobs: source sync, retention, own-IP refresh, heartbeat.
 
 Rules:
 1. Each job is a plain coroutine; ``every()`` runs it as a side task at its configured interval
@@ -23,9 +23,9 @@ from datetime import UTC, datetime, timedelta
 
 from .. import store
 from ..config import Settings
+from ..errors import ProxycheckError
 from ..proxy import Proxy
 from ..sources import read_csv_file
-from ..errors import ProxycheckError
 from ..store.reports import prune_reports
 
 log = logging.getLogger("proxycheck.daemon")
@@ -121,20 +121,3 @@ async def heartbeat(daemon) -> None:
             log.warning("took back %d leases of daemons silent for more than %.0f s; their proxies are due again",
                         taken, silent)
             daemon.dispatcher.wake.set()
-
-
-# Keys a running daemon cannot change: they name its database, its lock and its socket.
-RESTART_KEYS = ("database_url", "state_dir", "http")
-
-
-def restart_only_changes(old: Settings, new: Settings) -> list[str]:
-    """Top-level keys and ``[http]`` keys whose change needs a restart, as ``[section].key``."""
-    changed = [k for k in ("database_url", "state_dir") if getattr(old, k) != getattr(new, k)]
-    changed += [f"[http].{f}" for f in ("enabled", "listen", "token") if getattr(old.http, f) != getattr(new.http, f)]
-    return changed
-
-
-def applied_changes(old: Settings, new: Settings) -> list[str]:
-    """Sections (and top-level keys) that differ and are applied by a reload."""
-    sections = ("targets", "timeouts", "probes", "check", "health", "daemon", "worker")
-    return [f"[{s}]" for s in sections if getattr(old, s) != getattr(new, s)]

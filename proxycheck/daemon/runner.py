@@ -9,8 +9,7 @@ Rules:
    claiming, let in-flight checks finish for ``drain_grace`` seconds, cancel the rest (their
    leases are released), write every completed result, exit 0 — within ``drain_grace`` + 5 s
    even when the database is down (what cannot be written is counted in the log). SIGHUP:
-   reload every setting that can change without a restart, name those that cannot, re-sync
-   the sources, and always end with READY=1.
+   ``reload.py``.
 3. On SQLite the flock proves no other daemon runs: leases left in the file are a dead daemon's
    and are taken back at once, so its in-flight proxies are checked again right after a restart.
 """
@@ -18,7 +17,6 @@ Rules:
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import os
 import random
@@ -35,7 +33,7 @@ from sqlalchemy.engine import make_url
 
 from .. import store
 from ..checker import Checker
-from ..config import Settings, load_settings
+from ..config import Settings
 from ..errors import ProxycheckError, StorageError
 from ..metrics import DaemonMetrics
 from ..preflight import CheckerStatus
@@ -46,6 +44,7 @@ from ..store.reports import feedback_summary, guard_rail
 from ..store.schedule import spread_overdue
 from ..verdict import ERROR_NAMES
 from . import jobs, signals
+from . import reload as reloading
 from .dispatcher import Dispatcher
 from .lock import SingleDaemonLock
 from .monitor import CheckerMonitor
@@ -160,7 +159,7 @@ class Daemon:
             self._side(self._once(), "one round", forever=False)
             return
         self._side(self.dispatcher.run(), "dispatcher")
-        self._schedule_jobs()
+        self.schedule_jobs()
         if watchdog_interval():
             self._side(self._watchdog(), "watchdog")
         if self.settings.http.enabled:
@@ -200,7 +199,7 @@ class Daemon:
         self.exit_code = 1
         self.stopping.set()
 
-    def _schedule_jobs(self) -> None:
+    def schedule_jobs(self) -> None:
         """(Re)start the periodic jobs with the current intervals (at start, and after a reload)."""
         d, rng = self.settings.daemon, self.rng
         periodic = {
@@ -304,39 +303,7 @@ class Daemon:
 
     # -- SIGHUP ----------------------------------------------------------------------------------
     async def reload(self) -> None:
-        self.notifier.reloading()
-        log.info("SIGHUP: reloading %s", self.config_path or self.settings.source_file or "the configuration")
-        try:
-            try:
-                fresh = load_settings(self.config_path)
-            except ProxycheckError as exc:
-                log.error("configuration not reloaded, keeping the old one: %s", exc)
-            else:
-                self._apply(fresh)
-            await jobs.sync_sources(self)
-        finally:
-            self.notifier.ready(self.status_text())
-
-    def _apply(self, fresh: Settings) -> None:
-        old = self.settings
-        restart = jobs.restart_only_changes(old, fresh)
-        if self.http is not None and fresh.worker != old.worker:
-            restart.append("[worker] (for the HTTP endpoint; the daemon itself uses it now)")
-        applied = jobs.applied_changes(old, fresh)
-        new = dataclasses.replace(fresh, database_url=old.database_url, state_dir=old.state_dir, http=old.http)
-        if any(getattr(old, s) != getattr(new, s) for s in ("targets", "timeouts", "probes")):
-            self.monitor.replace_checker(Checker(new))
-        self.monitor.interval = new.daemon.heartbeat_interval
-        self.settings = new
-        intervals = ("sync_interval", "retention_interval", "own_ip_interval", "heartbeat_interval")
-        if any(getattr(old.daemon, k) != getattr(new.daemon, k) for k in intervals):
-            self._schedule_jobs()
-        if restart:
-            log.warning("changed settings that need a restart (`systemctl restart proxycheck`), kept as they were: %s",
-                        ", ".join(restart))
-        log.info("reloaded: %s", "applied " + ", ".join(applied) if applied else "no setting changed")
-        self.dispatcher.wake.set()
-
+        await reloading.reload(self)
 
 async def _cancel(tasks: set[asyncio.Task]) -> None:
     for task in tasks:
