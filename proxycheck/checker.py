@@ -1,11 +1,13 @@
 """Runs the probe suite for one proxy, and for many with bounded concurrency.
 
 Rules:
-1. Probes run in ``probes.SUITE`` order; the first failure is the verdict and the rest are
+1. Probes run in ``probes.REGISTRY`` order; the first failure is the verdict and the rest are
    reported as skipped (no point testing images through a proxy that refuses connections).
 2. ``internal_error`` (our bug) and ``checker_unavailable`` (our network) give ``healthy=None``:
    such a result never changes a proxy's state.
-3. A round is trusted only if the checker is fine before it *and* after it: when the post-round
+3. The result's summary (exit IP, anonymity, latency, the healthy detail) comes from the probes
+   whose spec declares those fields in ``summary``, never from a position or a probe name.
+4. A round is trusted only if the checker is fine before it *and* after it: when the post-round
    preflight fails, the round's failures become ``checker_unavailable`` (the judge may have died
    half-way), while its successes stand.
 """
@@ -18,15 +20,17 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from .config import Settings
-from .preflight import CheckerStatus, preflight
-from .probes import SUITE
+from .probes import REGISTRY
 from .probes.base import ProbeContext, run_probe, skipped
 from .proxy import Proxy
 from .result import CheckResult, ProbeOutcome
-from .transport import client_for, shared_ssl_context
+from .selftest import CheckerStatus, preflight
+from .transport import shared_ssl_context
 from .verdict import CHECKER_UNAVAILABLE, INTERNAL_ERROR
+from .wire import Session, Timeouts
 
 
 @dataclass
@@ -43,6 +47,7 @@ class Checker:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.ssl_context = shared_ssl_context(settings.targets.ca_file)
+        self.timeouts = Timeouts(settings.timeouts.connect, settings.timeouts.read)
 
     async def preflight(self) -> CheckerStatus:
         return await preflight(self.settings, self.ssl_context)
@@ -51,27 +56,29 @@ class Checker:
         started_at = datetime.now(UTC)
         started = time.perf_counter()
         outcomes: list[ProbeOutcome] = []
-        async with client_for(proxy, self.settings, self.ssl_context) as client:
-            ctx = ProbeContext(proxy, self.settings, self.ssl_context, own_ips, client)
-            failed: ProbeOutcome | None = None
-            for name, probe in SUITE.items():
+        summary: dict[str, Any] = {}
+        failed: ProbeOutcome | None = None
+        async with Session(proxy, self.ssl_context, self.timeouts, self.settings.probes.user_agent) as http:
+            ctx = ProbeContext(proxy, self.settings, own_ips, http)
+            for spec in REGISTRY:
                 if failed is not None:
-                    outcomes.append(skipped(name, f"{failed.name} failed"))
+                    outcomes.append(skipped(spec.name, f"{failed.name} failed"))
                     continue
-                outcome = await run_probe(name, probe, ctx)
+                outcome = await run_probe(spec, ctx)
                 outcomes.append(outcome)
+                for key in spec.summary:
+                    summary[key] = outcome.detail if key == "detail" else outcome.facts.get(key)
                 if not outcome.ok:
                     failed = outcome
         elapsed = (time.perf_counter() - started) * 1000
         warnings = tuple(proxy.address_warnings(ctx.resolved_ip))
         common = dict(
             proxy=proxy, probes=tuple(outcomes), started_at=started_at, elapsed_ms=elapsed,
-            exit_ip=ctx.facts.get("exit_ip"), anonymity=ctx.facts.get("anonymity"),
-            resolved_ip=ctx.resolved_ip, warnings=warnings,
+            exit_ip=summary.get("exit_ip"), anonymity=summary.get("anonymity"), resolved_ip=ctx.resolved_ip,
+            warnings=warnings, latency_ms=summary.get("latency_ms"),
         )
         if failed is None:
-            return CheckResult(healthy=True, code=None, reason=None, detail=outcomes[1].detail if len(outcomes) > 1 else "",
-                               probe=None, **common)
+            return CheckResult(healthy=True, code=None, reason=None, detail=summary.get("detail") or "", probe=None, **common)
         healthy = None if failed.reason == INTERNAL_ERROR else False
         return CheckResult(healthy=healthy, code=failed.code, reason=failed.reason, detail=failed.detail,
                            probe=failed.name, **common)

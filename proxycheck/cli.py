@@ -13,7 +13,7 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from rich.console import Console
@@ -21,6 +21,9 @@ from rich.console import Console
 from . import __version__
 from .config import Settings, load_settings
 from .errors import ProxycheckError
+
+if TYPE_CHECKING:
+    from .sources import LoadedProxies
 
 T = TypeVar("T")
 
@@ -35,7 +38,9 @@ class CliError(click.ClickException):
     exit_code = EXIT_USAGE
 
     def format_message(self) -> str:
-        return self.message
+        from .masking import redact
+
+        return redact(self.message)  # our messages never quote a password; this is the second line
 
 
 def _settings(config: str | None) -> Settings:
@@ -86,24 +91,22 @@ def check(config: str | None, files: tuple[str, ...], as_json: bool, concurrency
       proxycheck check --file proxies.csv --json > report.json
     Exit: 0 all healthy, 1 some unhealthy, 2 bad input, 3 checker unavailable.
     """
-    from .checker import Checker
-    from .output import render_check_table
-    from .sources import load_inputs
-
     settings = _settings(config)
     if not urls and not files:
         raise CliError("nothing to check: give proxy URLs or --file CSV (see `proxycheck check --help`)")
-    try:
-        loaded = load_inputs(list(urls), list(files))
-    except ProxycheckError as exc:
-        raise CliError(str(exc)) from None
-    for err in loaded.errors:
-        click.echo(f"proxycheck: {err}", err=True)
+    for text in urls:
+        if "://" not in text and Path(text).exists():
+            kind = "a directory" if Path(text).is_dir() else "a file"
+            raise CliError(f"{text} is {kind}, not a proxy URL: give CSV files with --file {text}")
+    loaded = _load(list(urls), list(files))
     if loaded.errors and strict:
         raise CliError(f"{len(loaded.errors)} bad row(s); not checking anything because of --strict")
     proxies = loaded.deduplicated(by_identity=False)
     if not proxies:
         raise CliError("no usable proxies in the input")
+
+    from .checker import Checker  # after the input is known good: a bad one fails fast
+    from .output import render_check_table
 
     stderr = Console(stderr=True)
     progress_wanted = not as_json and stderr.is_terminal and len(proxies) > 1
@@ -250,6 +253,24 @@ def status(config: str | None, unhealthy: bool, tag: str | None, code_text: str 
 
 @cli.command()
 @config_option
+def token(config: str | None) -> None:
+    """Print the HTTP endpoint's bearer token, for shell workers.
+
+    \b
+    Found as workers find it: $PROXYCHECK_TOKEN, then [http].token, then the file
+    <state_dir>/http-token that `proxycheck run` writes (mode 0600) on its first start. Example:
+      curl -H "Authorization: Bearer $(proxycheck token)" http://127.0.0.1:8181/proxy
+    """
+    from .http_token import worker_token
+
+    try:
+        click.echo(worker_token(_settings(config)))
+    except ProxycheckError as exc:
+        raise CliError(str(exc)) from None
+
+
+@cli.command()
+@config_option
 @click.option("--limit", "-n", default=20, show_default=True, type=click.IntRange(1, 10000), help="Checks and reports to show.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object: proxy, checks, reports (newest first).")
 @click.argument("proxy", metavar="PROXY")
@@ -295,30 +316,31 @@ def import_(config: str | None, files: tuple[str, ...], strict: bool, args: tupl
       proxycheck import --file proxies.csv socks5://198.51.100.2:1080
     Imported proxies are never disabled by source syncs; use [daemon].sources for lists you maintain.
     """
-    from .sources import load_inputs
-    from .store import add_proxies, make_engine
-    from .store.migrate import check_at_head
+    from .sources import import_arguments
 
     settings = _settings(config)
-    urls = [a for a in args if "://" in a or not a.endswith(".csv")]
-    csvs = list(files) + [a for a in args if a not in urls]
-    if not urls and not csvs:
-        raise CliError("nothing to import: give a CSV file or proxy URLs (see `proxycheck import --help`)")
     try:
-        loaded = load_inputs(urls, csvs)
+        urls, csvs = import_arguments(args)
     except ProxycheckError as exc:
         raise CliError(str(exc)) from None
-    for err in loaded.errors:
-        click.echo(f"proxycheck: {err}", err=True)
+    csvs = list(files) + csvs
+    if not urls and not csvs:
+        raise CliError("nothing to import: give a CSV file or proxy URLs (see `proxycheck import --help`)")
+    loaded = _load(urls, csvs)
     if loaded.errors and strict:
         raise CliError(f"{len(loaded.errors)} bad row(s); nothing imported because of --strict")
+    proxies = loaded.deduplicated()
+    _echo_capped([f"warning: {p}: {w}" for p in proxies for w in p.address_warnings()], "address warnings")
+    from .store import add_proxies, make_engine  # after the input is known good: a bad one fails fast
+    from .store.migrate import check_at_head
+
     url = settings.resolved_database_url
     try:
         _require_existing_sqlite(url)
         check_at_head(url)
         engine = make_engine(url, writer=True)
         try:
-            report = add_proxies(engine, loaded.deduplicated(), source="import", policy=settings.health,
+            report = add_proxies(engine, proxies, source="import", policy=settings.health,
                                  concurrency=settings.check.concurrency)
         finally:
             engine.dispose()
@@ -326,6 +348,26 @@ def import_(config: str | None, files: tuple[str, ...], strict: bool, args: tupl
         raise CliError(str(exc)) from None
     click.echo(f"imported: {report.added} added, {report.updated + report.reenabled} updated, {report.unchanged} unchanged"
                + (f"; {len(loaded.errors)} bad row(s) skipped" if loaded.errors else ""))
+
+
+def _load(urls: list[str], files: list[str]) -> LoadedProxies:
+    """Proxies from URL arguments and CSV files; bad rows printed (capped), a bad URL fatal."""
+    from .sources import load_inputs
+
+    try:
+        loaded = load_inputs(urls, files)
+    except ProxycheckError as exc:
+        raise CliError(str(exc)) from None
+    for line in loaded.error_lines():
+        click.echo(f"proxycheck: {line}", err=True)
+    return loaded
+
+
+def _echo_capped(lines: list[str], what: str, limit: int = 20) -> None:
+    for line in lines[:limit]:
+        click.echo(f"proxycheck: {line}", err=True)
+    if len(lines) > limit:
+        click.echo(f"proxycheck: … and {len(lines) - limit} more {what}", err=True)
 
 
 @cli.group()
@@ -472,10 +514,14 @@ def _mask_url(url: str) -> str:
     try:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # noqa: BLE001 - only for display
-        return url
+        from .masking import mask_argument
+
+        return mask_argument(url)
 
 
 def main() -> None:
+    from .masking import redact
+
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:
@@ -485,12 +531,12 @@ def main() -> None:
         exc.show()
         sys.exit(exc.exit_code)
     except ProxycheckError as exc:
-        click.echo(f"proxycheck: {exc}", err=True)
+        click.echo(f"proxycheck: {redact(str(exc))}", err=True)
         sys.exit(EXIT_USAGE)
     except KeyboardInterrupt:
         sys.exit(130)
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one sentence, not a traceback
         if logging.getLogger().isEnabledFor(logging.DEBUG):
             raise
-        click.echo(f"proxycheck: unexpected error: {type(exc).__name__}: {exc} (run with -v for the traceback)", err=True)
+        click.echo(f"proxycheck: unexpected error: {type(exc).__name__}: {redact(str(exc))} (run with -v for the traceback)", err=True)
         sys.exit(EXIT_USAGE)

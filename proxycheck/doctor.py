@@ -7,8 +7,9 @@ Rules:
 2. A check whose prerequisite failed says so instead of piling on: with no usable database,
    "daemon" is unknown, not "not running".
 3. Doctor only looks. It never writes: a missing SQLite file is reported, never created.
-4. The network checks are the daemon's own: targets fetched directly (no proxy), then the same
-   ``preflight`` the daemon runs before judging any proxy, for the checker's own IP.
+4. The network checks are the daemon's own self-test (``selftest.py``), derived from the probe
+   registry: each target a probe declares, asked directly what the probe will ask it, and the
+   IP echo. Its fix hints come from the probe modules.
 
 Order: config, sources, database, each target, own IP, daemon.
 """
@@ -17,14 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
 import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
-from urllib.parse import urlsplit
 
 from .config import Settings, load_settings
 from .errors import ProxycheckError
@@ -34,14 +32,6 @@ log = logging.getLogger("proxycheck.doctor")
 LIVE_WITHIN = 60.0  # seconds: a daemon heartbeats every 10 s; `status` uses the same window
 FIX_UPGRADE = "run `proxycheck db upgrade`"
 FIX_DAEMON = "start the daemon: `systemctl start proxycheck` or `proxycheck run`"
-FIX_JUDGE = "point [targets].judge_url at a reachable judge: `proxycheck judge --listen 0.0.0.0:8080`"
-_FIX_TARGET = {
-    "ip_url": "point [targets].ip_url at an IP echo (a judge serves /ip: `proxycheck judge --listen 0.0.0.0:8080`)",
-    "ssl_url": "point [targets].ssl_url at a reachable HTTPS URL (a judge started with --tls-listen serves /health)",
-    "long_get_url": "point [targets].long_get_url at a plain-HTTP URL that accepts long queries (a judge serves /long)",
-    "ban_url": "point [targets].ban_url at a reachable URL (a judge serves /recaptcha/api2/anchor)",
-    "image_urls": "point [targets].image_urls at reachable images (a judge serves /image.png)",
-}
 
 
 @dataclass(frozen=True)
@@ -172,112 +162,18 @@ def _network(settings: Settings) -> list[Line]:
 
 
 async def _network_checks(settings: Settings) -> list[Line]:
-    from .preflight import preflight
+    """The daemon's own self-test (``selftest.preflight``): one line per target the registered
+    probes declare, plus the IP echo, then the checker's own IP."""
+    from .selftest import preflight
     from .transport import shared_ssl_context
 
-    ssl_context = shared_ssl_context(settings.targets.ca_file)
-    targets, status = await asyncio.gather(_targets(settings, ssl_context), preflight(settings, ssl_context),
-                                           return_exceptions=True)
-    lines = targets if isinstance(targets, list) else [_unexpected("targets", targets)]
-    if isinstance(status, BaseException):
-        lines.append(_unexpected("own IP", status))
-    elif status.ok:
+    status = await preflight(settings, shared_ssl_context(settings.targets.ca_file))
+    lines = [Line(c.ok, c.key, c.found, c.fix) for c in status.checks]
+    if status.ok:
         lines.append(Line(True, "own IP", f"{', '.join(sorted(status.own_ips))} (what a transparent proxy would leak)"))
     else:
-        lines.append(Line(False, "own IP", f"unknown, so no proxy can be judged ({status.reason})",
-                          "fix the targets above"))
+        lines.append(Line(False, "own IP", f"unknown, so no proxy can be judged ({status.reason})", "fix the targets above"))
     return lines
-
-
-def _unexpected(what: str, exc: BaseException) -> Line:
-    if isinstance(exc, asyncio.CancelledError):
-        raise exc
-    log.debug("doctor check %s failed", what, exc_info=exc)
-    return Line(False, what, f"unexpected error: {type(exc).__name__}: {exc}", "run `proxycheck -v doctor` for the traceback")
-
-
-async def _targets(settings: Settings, ssl_context) -> list[Line]:
-    """Each target fetched directly, as the daemon's preflight does, with a verdict per key."""
-    import httpx
-
-    from .preflight import parse_ip_echo
-    from .probes.anonymity import parse_judge_answer
-    from .probes.images import validate_image
-    from .transport import direct_client
-
-    t = settings.targets
-    keyed = [("judge_url", t.judge_url), ("ip_url", t.ip_url), ("ssl_url", t.ssl_url),
-             ("long_get_url", t.long_get_url), ("ban_url", t.ban_url)]
-    keyed += [(f"image_urls[{i}]", url) for i, url in enumerate(t.image_urls)]
-    urls = list(dict.fromkeys(url for _, url in keyed))
-
-    async with direct_client(settings, ssl_context) as client:
-
-        async def fetch(url: str) -> httpx.Response:
-            response = await client.get(url)
-            await response.aread()
-            return response
-
-        answers = dict(zip(urls, await asyncio.gather(*(fetch(u) for u in urls), return_exceptions=True)))
-
-    lines = []
-    for key, url in keyed:
-        fix = FIX_JUDGE if key == "judge_url" else _FIX_TARGET[key.partition("[")[0]]
-        answer = answers[url]
-        if isinstance(answer, BaseException):
-            if isinstance(answer, asyncio.CancelledError):
-                raise answer
-            why = _why(answer)
-            if "certificate" in why:
-                fix = f"set [targets].ca_file to the CA that signed {urlsplit(url).hostname}'s certificate"
-            lines.append(Line(False, key, f"cannot reach {url} directly ({why})", fix))
-            continue
-        problem = None
-        found = f"answered {answer.status_code}"
-        if key == "judge_url":
-            if answer.status_code != 200:
-                problem = f"{url} answered {answer.status_code}, not a judge's 200"
-            else:
-                try:
-                    seen = parse_judge_answer(answer.text, answer.headers.get("content-type", ""))
-                    found = f"is a judge (it saw us as {', '.join(seen.origin) or 'unknown'})"
-                except ValueError as exc:
-                    problem = f"{url} is not a judge: {exc}"
-        elif key == "ip_url":
-            try:
-                found = f"says our IP is {parse_ip_echo(answer.text)}"
-            except ValueError:
-                problem = f"{url} answered {answer.status_code} without an IP address in it"
-        elif key.startswith("image_urls"):
-            bad = validate_image(answer.status_code, answer.headers.get("content-type", ""),
-                                 answer.headers.get("content-length"), answer.content)
-            if bad is not None:
-                problem = f"{url} {bad[1]}, so every proxy would fail with 35"
-            else:
-                found = f"is an intact {answer.headers.get('content-type', 'image').split(';')[0]} of {len(answer.content):,} bytes"
-        if problem:
-            lines.append(Line(False, key, problem, fix))
-        else:
-            lines.append(Line(True, key, f"{url} {found}"))
-    return lines
-
-
-def _why(exc: BaseException) -> str:
-    """A few words on why a direct fetch failed: "Connection refused", "timed out", ..."""
-    import ssl
-
-    import httpx
-
-    from .probes.classify import _chain
-
-    for e in _chain(exc):
-        if isinstance(e, ssl.SSLCertVerificationError):
-            return f"its certificate does not verify: {e.verify_message}"
-        if isinstance(e, httpx.TimeoutException) or isinstance(e, TimeoutError):
-            return "timed out"
-        if isinstance(e, OSError) and e.errno:
-            return os.strerror(e.errno) if not isinstance(e, socket.gaierror) else (e.strerror or str(e))
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def _daemon(settings: Settings) -> list[Line]:

@@ -188,6 +188,13 @@ def _get(req: Request, options: JudgeOptions) -> Answer:
     return _json(200, {"args": _args(req.query), "headers": headers, "origin": req.peer, "url": req.url})
 
 
+def _headers(req: Request, options: JudgeOptions) -> Answer:
+    """httpbin's ``/headers``: the headers only, no query string and no origin. Not a usable
+    judge (the checker's nonce does not come back); served so the self-test's refusal of it can
+    be shown (tests/test_selftest.py)."""
+    return _json(200, {"headers": json.loads(_get(req, options).body)["headers"]})
+
+
 def _azenv(req: Request, options: JudgeOptions) -> Answer:
     """The AZ Environment 1.04 page (azenv.php): ``KEY = value`` lines inside ``<pre>``."""
     lines = [f"HTTP_{name.upper().replace('-', '_')} = {value}" for name, value in req.headers]
@@ -286,6 +293,7 @@ Route = Callable[[Request, JudgeOptions], Answer]
 
 ROUTES: dict[str, Route] = {
     "/get": _get,
+    "/headers": _headers,
     "/azenv": _azenv,
     "/ip": _ip,
     "/image.png": _image,

@@ -4,26 +4,19 @@ Under systemd (``$JOURNAL_STREAM`` names our stderr) every line starts with a ``
 priority prefix (sd-daemon(3)) and carries no timestamp, since journald stamps lines itself;
 continuation lines of tracebacks get the prefix too. Elsewhere: a timestamped human format.
 Log records never contain proxy passwords: code logs ``Proxy.masked_url``, and
-``RedactingFilter`` masks ``user:password@`` in any message as a second line of defence.
+``RedactingFilter`` masks ``user:password@`` and ``Authorization: Basic`` in any message as a
+second line of defence (``masking.redact``).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import re
 import sys
 
+from .masking import redact
+
 _PRIORITY = {logging.CRITICAL: 2, logging.ERROR: 3, logging.WARNING: 4, logging.INFO: 6, logging.DEBUG: 7}
-# Bounded repeats keep this linear on long lines (a 16 KB request line must not cost seconds).
-_USERINFO = re.compile(r"(?P<scheme>\b[a-z][a-z0-9+.-]{0,31}://)(?P<user>[^:/@\s]{0,256}):(?P<pw>[^@/\s]{1,256})@", re.I)
-
-
-def redact(text: str) -> str:
-    """Mask the password part of any ``scheme://user:password@`` in ``text``."""
-    if "@" not in text:
-        return text
-    return _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
 
 
 class RedactingFilter(logging.Filter):

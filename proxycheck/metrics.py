@@ -1,7 +1,8 @@
 """Prometheus metrics for the daemon, with prometheus_client (the reference client library).
 
 Two kinds: event metrics the daemon updates as checks finish (rounds, checks by outcome, probe
-latency histograms), and fleet gauges read from the database at scrape time by a custom
+latency histograms, and time per wire phase by probe, as blackbox_exporter reports phases: a slow
+proxy shows in connect/proxy_handshake, a slow target in ttfb/transfer), and fleet gauges read from the database at scrape time by a custom
 collector (proxies by state and code, checker degraded, worker reports and the guard rail), so
 every daemon sharing one PostgreSQL reports the same fleet figures. Each daemon has its own ``CollectorRegistry``: no globals.
 """
@@ -70,6 +71,10 @@ class DaemonMetrics:
         self.rounds = Counter("proxycheck_dispatch_rounds", "Dispatch rounds that claimed at least one proxy", registry=self.registry)
         self.probe_seconds = Histogram("proxycheck_probe_duration_seconds", "Probe duration through the proxy", ["probe"],
                                        buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.phase_seconds = Histogram(
+            "proxycheck_probe_phase_duration_seconds",
+            "Time in each wire phase (connect, proxy_handshake, tls, ttfb, transfer) of a probe's requests, by probe",
+            ["probe", "phase"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.registry.register(FleetCollector(summary))
 
     def observe(self, result: CheckResult) -> None:
@@ -78,6 +83,8 @@ class DaemonMetrics:
         for probe in result.probes:
             if not probe.skipped:
                 self.probe_seconds.labels(probe.name).observe(probe.elapsed_ms / 1000)
+                for phase, ms in probe.phases.items():
+                    self.phase_seconds.labels(probe.name, phase).observe(ms / 1000)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

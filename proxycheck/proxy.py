@@ -1,11 +1,13 @@
-"""The Proxy value: parsing proxy URLs, masking secrets, and anti-captcha's task fields.
+"""The Proxy value: building it from URLs and CSV fields, its masked forms, and anti-captcha's task fields.
 
 Rules:
 1. A ``Proxy`` never shows its password: ``str()``, ``repr()`` and ``masked_url`` print ``***``.
    Only ``url`` (for handing to an HTTP client) carries it.
 2. Identity (``key``) is scheme, host, port and login — not the password, so a changed password
    updates the same proxy instead of creating a new one.
-3. Parsing errors name the field that is wrong (``ProxyParseError.field``).
+3. Parsing errors name the field that is wrong (``ProxyParseError.field``) and never quote a
+   password; the rules for each field, and how they are normalised, live in ``fields.py``.
+   ``parse_proxy_url`` and ``make_proxy`` (CSV rows) are the only ways in from user input.
 4. What the latest check learnt (``exit_ip``, ``latency_ms``, ``resolved_ip``) rides along on
    proxies handed out by ``get_healthy_proxy()``; it is not part of equality or the hash.
 5. Converters give each client its own shape (``as_anticaptcha``, ``as_2captcha``,
@@ -18,22 +20,26 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote
 
 from .errors import ProxyParseError
+from .fields import (  # noqa: F401 - parse_host, parse_port, parse_scheme, parse_tags are re-exported
+    MAX_KEY,
+    SCHEMES,
+    check_text,
+    parse_credential,
+    parse_host,
+    parse_label,
+    parse_port,
+    parse_scheme,
+    parse_tags,
+    split_url,
+)
 
-# scheme -> anti-captcha's proxyType. https:// is TLS to the proxy itself; still an HTTP proxy.
-SCHEMES: dict[str, str] = {
-    "http": "http",
-    "https": "http",
-    "socks4": "socks4",
-    "socks4a": "socks4",
-    "socks5": "socks5",
-    "socks5h": "socks5",
-}
-# The reverse, for CSV ``type`` columns that follow anti-captcha's proxyType.
-TYPE_ALIASES: dict[str, str] = {**{s: s for s in SCHEMES}, "socks": "socks5"}
-DEFAULT_PORTS = {"http": 8080, "https": 443}
+# RFC 5737 and RFC 3849: the addresses of examples, like the ones in proxies.example.csv.
+DOCUMENTATION_NETS = tuple(
+    ipaddress.ip_network(n) for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32")
+)
 # scheme -> 2captcha's ``proxytype`` (in.php / 2captcha-python ``type``).
 TWOCAPTCHA_TYPES: dict[str, str] = {
     "http": "HTTP",
@@ -183,91 +189,47 @@ class Proxy:
             warnings.append(f"{ip} is a loopback address; a captcha service cannot reach it")
         elif ip.is_link_local:
             warnings.append(f"{ip} is a link-local address; a captcha service cannot reach it")
+        elif any(ip in net for net in DOCUMENTATION_NETS):
+            warnings.append(f"{ip} is a documentation address (for examples only); no proxy answers there")
         elif ip.is_private:
             warnings.append(f"{ip} is a private address; a captcha service cannot reach it")
         return warnings
 
 
-def parse_port(text: str) -> int:
-    text = str(text).strip()
-    if not text.isdigit():
-        raise ProxyParseError("port", f"{text!r} is not a number")
-    port = int(text)
-    if not 1 <= port <= 65535:
-        raise ProxyParseError("port", f"{port} is outside 1-65535")
-    return port
-
-
-def parse_host(text: str) -> str:
-    host = text.strip()
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    if not host:
-        raise ProxyParseError("address", "is empty")
-    if ":" in host:
-        try:
-            ipaddress.IPv6Address(host)
-        except ValueError:
-            raise ProxyParseError("address", f"{text!r} is not a valid IPv6 address") from None
-        return host
-    if any(c.isspace() or c in "/@?#" for c in host):
-        raise ProxyParseError("address", f"{text!r} is not a host name or IP address")
-    return host.lower()
-
-
-def parse_scheme(text: str) -> str:
-    scheme = text.strip().lower()
-    if scheme not in TYPE_ALIASES:
-        known = ", ".join(SCHEMES)
-        raise ProxyParseError("type", f"{text!r} is not a proxy type (known: {known})")
-    return TYPE_ALIASES[scheme]
-
-
 def parse_proxy_url(text: str, *, tags: frozenset[str] = frozenset(), label: str | None = None) -> Proxy:
-    """Parse ``scheme://[user[:password]@]host:port``; credentials are percent-decoded.
+    """Parse ``scheme://[login[:password]@]host:port``; credentials are percent-decoded.
 
-    A URL without a scheme is taken as ``http://`` (the form most proxy lists use).
+    A URL without a scheme is taken as ``http://`` (the form most proxy lists use). The field
+    rules, and how a raw ``@`` or ``/`` in a password is read, are in ``fields.py``.
     """
-    text = text.strip()
-    if not text:
-        raise ProxyParseError("url", "is empty")
-    if "://" not in text:
-        text = "http://" + text
-    try:
-        parts = urlsplit(text)
-        port_text = parts.port  # raises ValueError on a non-numeric or out-of-range port
-    except ValueError as exc:
-        field_name = "address" if "IPv6" in str(exc) or "IPv4" in str(exc) else "port"
-        raise ProxyParseError(field_name, str(exc)) from None
-    scheme = parse_scheme(parts.scheme)
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise ProxyParseError("url", f"a proxy URL has no path or query: {_mask_in_text(text)!r}")
-    if parts.hostname is None:
-        raise ProxyParseError("address", "is missing")
-    if port_text is None:
-        if scheme not in DEFAULT_PORTS:
-            raise ProxyParseError("port", f"is missing (no default port for {scheme}://)")
-        port_text = DEFAULT_PORTS[scheme]
-    host = parse_host(parts.hostname)
-    username = unquote(parts.username) if parts.username is not None else None
-    password = unquote(parts.password) if parts.password is not None else None
-    if password is not None and not username:
+    parts = split_url(text)
+    return _checked(Proxy(*parts, frozenset(tags), label))
+
+
+def make_proxy(
+    scheme: str, address: str, port: str, login: str = "", password: str = "", tags: str = "", label: str = ""
+) -> Proxy:
+    """A proxy from separate fields as a CSV row gives them (credentials as they are, not encoded)."""
+    proxy = Proxy(
+        parse_scheme(scheme),
+        parse_host(address),
+        parse_port(port),
+        parse_credential("login", login, percent_encoded=False),
+        parse_credential("password", password, percent_encoded=False),
+        parse_tags(tags),
+        parse_label(label),
+    )
+    if proxy.password is not None and proxy.username is None:
         raise ProxyParseError("login", "a password was given without a login")
-    return Proxy(scheme, host, parse_port(str(port_text)), username or None, password, tags, label)
+    return _checked(proxy)
 
 
-def _mask_in_text(text: str) -> str:
-    """Mask a password inside a URL-ish string for error messages."""
-    try:
-        parts = urlsplit(text)
-        if parts.password:
-            return text.replace(":" + parts.password + "@", ":***@", 1)
-    except ValueError:
-        pass
-    return text
-
-
-def parse_tags(text: str | None) -> frozenset[str]:
-    if not text:
-        return frozenset()
-    return frozenset(t.strip() for t in text.replace(";", ",").split(",") if t.strip())
+def _checked(proxy: Proxy) -> Proxy:
+    for tag in proxy.tags:
+        check_text("tags", tag)
+    parse_label(proxy.label)
+    if len(proxy.key) > MAX_KEY:
+        raise ProxyParseError(
+            "login", f"is too long: the proxy's URL without its password would be {len(proxy.key)} characters (at most {MAX_KEY})"
+        )
+    return proxy

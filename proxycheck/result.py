@@ -25,8 +25,11 @@ class ProbeOutcome:
     detail: str = ""
     elapsed_ms: float = 0.0
     skipped: bool = False
-    # Facts the probe learnt on the way (exit_ip, anonymity, status, latency phases...).
+    # Facts the probe learnt on the way (exit_ip, anonymity, status...).
     facts: dict[str, Any] = field(default_factory=dict, compare=False)
+    # Milliseconds per wire phase (connect, proxy_handshake, tls, ttfb, transfer), summed over the
+    # probe's requests; a phase the probe did not go through (a reused connection) is absent.
+    phases: dict[str, float] = field(default_factory=dict, compare=False)
 
     def as_dict(self) -> dict[str, Any]:
         d = {
@@ -38,6 +41,10 @@ class ProbeOutcome:
             "detail": self.detail,
             "elapsed_ms": round(self.elapsed_ms, 1),
         }
+        if self.phases:
+            d["phases"] = {k: round(v, 1) for k, v in self.phases.items()}
+        if not self.ok and self.facts.get("failed_phase"):
+            d["failed_phase"] = self.facts["failed_phase"]  # connect, proxy_handshake, proxy_auth, tls, ...
         if self.skipped:
             d["skipped"] = True
         return d
@@ -54,7 +61,10 @@ def history_probes(probes: tuple[ProbeOutcome, ...] | list[ProbeOutcome]) -> lis
         if p.skipped:
             continue
         if p.ok:
-            kept.append({"name": p.name, "ok": True, "elapsed_ms": round(p.elapsed_ms, 1)})
+            row: dict[str, Any] = {"name": p.name, "ok": True, "elapsed_ms": round(p.elapsed_ms, 1)}
+            if p.phases:
+                row["phases"] = {k: round(v, 1) for k, v in p.phases.items()}
+            kept.append(row)
         else:
             kept.append({k: v for k, v in p.as_dict().items() if v is not None})
     return kept
@@ -81,6 +91,7 @@ class CheckResult:
     anonymity: str | None = None  # transparent / anonymous / elite
     resolved_ip: str | None = None
     warnings: tuple[str, ...] = ()
+    latency_ms: float | None = None  # the round trip of the probe whose spec declares "latency_ms"
 
     @property
     def error(self) -> str | None:
@@ -89,14 +100,6 @@ class CheckResult:
     @property
     def checker_unavailable(self) -> bool:
         return self.reason == CHECKER_UNAVAILABLE
-
-    @property
-    def latency_ms(self) -> float | None:
-        """The judge round trip through the proxy: the figure users compare proxies by."""
-        for p in self.probes:
-            if p.name == "anonymity" and p.ok:
-                return p.elapsed_ms
-        return None
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -164,7 +164,7 @@ def history_json(h: ProxyHistory) -> dict[str, Any]:
         "checks": [
             {"checked_at": _iso(c.checked_at), "healthy": c.healthy, "code": c.code, "error": error_name(c.code),
              "reason": c.reason, "probe": c.probe, "detail": c.detail, "elapsed_ms": c.elapsed_ms,
-             "exit_ip": c.exit_ip, "daemon": c.instance_id}
+             "exit_ip": c.exit_ip, "daemon": c.instance_id, "probes": c.probes}
             for c in h.checks
         ],
         "reports": [

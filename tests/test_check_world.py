@@ -128,3 +128,29 @@ def test_csv_input_with_a_bad_row(world, tmp_path):
     assert f"{csv}:3: type: 'ftp' is not a proxy type" in proc.stderr
     strict = run_cli("check", "--config", str(world.config_path), "--strict", "--file", str(csv))
     assert strict.returncode == 2 and "--strict" in strict.stderr
+
+
+def test_every_probe_reports_its_wire_phases(world_report):
+    """Per-phase timings, as blackbox_exporter reports them: a phase shows where the probe's
+    requests went through it, and a reused connection has no connect phase."""
+    _, by_name, _ = world_report
+    phases = {p["name"]: set(p.get("phases", {})) for p in by_name["squid-elite"]["probes"]}
+    assert phases["tcp_connect"] == {"connect"}
+    assert phases["anonymity"] == {"connect", "ttfb", "transfer"}  # forwarded GET: no handshake
+    assert phases["ssl"] == {"connect", "proxy_handshake", "tls", "ttfb", "transfer"}  # CONNECT, then TLS
+    assert phases["long_get"] == {"ttfb", "transfer"}  # the judge's keep-alive connection, reused
+    assert phases["ban"] == {"ttfb", "transfer"}  # the ssl probe's tunnel, reused
+    socks = {p["name"]: p.get("phases", {}) for p in by_name["microsocks"]["probes"]}
+    assert {"connect", "proxy_handshake", "ttfb", "transfer"} <= set(socks["anonymity"])
+    silent = next(p for p in by_name["silent-socks5"]["probes"] if p["name"] == "anonymity")
+    assert silent["phases"]["proxy_handshake"] >= 2000 - 50  # [timeouts].read = 2 s, all of it in the handshake
+    slow = next(p for p in by_name["silent-http"]["probes"] if p["name"] == "anonymity")
+    assert slow["phases"]["ttfb"] >= 2000 - 50 and "transfer" not in slow["phases"]
+
+
+@pytest.mark.parametrize("name", ["microsocks", "microsocks-auth-right-password", "pproxy-socks4"])
+def test_a_2kb_get_goes_through_socks(world_report, name):
+    """Through SOCKS the long GET is origin-form inside the tunnel; the target still gets all of it."""
+    _, by_name, _ = world_report
+    (probe,) = [p for p in by_name[name]["probes"] if p["name"] == "long_get"]
+    assert probe["ok"] and probe["detail"] == "a 2,048-byte GET came back 200"

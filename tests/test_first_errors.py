@@ -15,7 +15,7 @@ from cli import run_cli
 
 def assert_one_clear_error(proc, *phrases: str) -> None:
     assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
-    lines = proc.stderr.strip().splitlines()
+    lines = [line for line in proc.stderr.strip().splitlines() if not line.startswith("proxycheck: warning: ")]
     assert len(lines) == 1 and lines[0].startswith("Error: "), proc.stderr
     assert "Traceback" not in proc.stderr
     for phrase in phrases:

@@ -61,8 +61,8 @@ async def sync_sources(daemon) -> bool:
         except ProxycheckError as exc:
             log.error("source %s not synced: %s", path, exc)
             continue
-        for err in loaded.errors:
-            log.warning("%s (row skipped)", err)
+        for line in loaded.error_lines(note=" (skipped)"):
+            log.warning("%s", line)
         proxies = loaded.deduplicated()
         examples = sum(1 for p in proxies if in_documentation_range(p))
         if examples:

@@ -1,19 +1,47 @@
-"""The probe suite, in the order where an earlier failure explains the later ones.
+"""The probe suite: one ordered registry, ``REGISTRY``, which everything else derives from.
 
-Adding a failure mode: one module here, one line in ``SUITE``, one reason in ``verdict.REASONS``,
-one row in the fixture table test.
+Order matters: an earlier failure explains the later ones (no point testing images through a
+proxy that refuses connections), so the checker stops at the first failure.
+
+Who reads the registry:
+- ``checker.py`` runs it in order and fills the result's summary from each spec's ``summary``;
+- ``selftest.py`` (the checker's self-test) fetches exactly the targets the specs declare, plus
+  the IP echo, asking each what its probe will ask (each spec's ``selftest``);
+- ``doctor`` prints the self-test's finding for each target.
+
+Adding a failure mode (say, "the proxy strips cookies"):
+1. ``probes/cookies.py``: ``run(ctx)`` returning ``ok()``/``fail(reason, detail)``; a ``selftest``
+   asking its target what ``run`` asks it; ``SPEC = ProbeSpec("cookies", run,
+   targets=("cookie_url",), selftest=selftest)``. It never catches: the wire raises typed errors
+   and ``classify.VERDICTS`` turns them into verdicts.
+2. One line in ``REGISTRY`` below, where it belongs in the order.
+3. One row in ``verdict.REASONS`` for its new reason (``"cookies_stripped": Reason(36, ...)``).
+4. Test rows: its pure part in tests/unit/, and a fixture row in the world table
+   (tests/world/build.py ``EXPECTATIONS``) with a proxy that fails it.
+A new ``[targets]`` key is also one field in ``config.Targets`` (with its default and doc line,
+from which the example config and ``config describe`` are generated).
+A new kind of *wire* failure (not a new probe) is one class in ``wire/errors.py`` and one row in
+``classify.VERDICTS``; tests/unit/test_classify.py fails until the row exists.
 """
 
 from __future__ import annotations
 
 from . import anonymity, ban, images, long_get, ssl_tunnel, tcp_connect
-from .base import Probe
+from .base import Probe, ProbeSpec
 
-SUITE: dict[str, Probe] = {
-    "tcp_connect": tcp_connect.probe,  # 25, 26
-    "anonymity": anonymity.probe,  # 49 (forwarded GET), 27, 29
-    "ssl": ssl_tunnel.probe,  # 49 (CONNECT), 36 (no tunnel / TLS)
-    "long_get": long_get.probe,  # 36
-    "images": images.probe,  # 35
-    "ban": ban.probe,  # 28
-}
+REGISTRY: tuple[ProbeSpec, ...] = (
+    tcp_connect.SPEC,  # 25, 26
+    anonymity.SPEC,  # 49 (forwarded GET), 27, 29
+    ssl_tunnel.SPEC,  # 49 (CONNECT), 36 (no tunnel / TLS)
+    long_get.SPEC,  # 36
+    images.SPEC,  # 35
+    ban.SPEC,  # 28
+)
+
+# name -> coroutine, for callers that only want the names in order.
+SUITE: dict[str, Probe] = {spec.name: spec.run for spec in REGISTRY}
+
+
+def declared_targets() -> tuple[str, ...]:
+    """Every ``[targets]`` key some registered probe uses, in registry order."""
+    return tuple(dict.fromkeys(key for spec in REGISTRY for key in spec.targets))

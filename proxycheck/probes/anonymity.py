@@ -19,9 +19,11 @@ import json
 import re
 import secrets
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from .base import Finding, ProbeContext, fail, ok
+from .base import Finding, ProbeContext, ProbeSpec, SelfTestContext, TargetCheck, fail, ok
+from .selftest_fetch import fetch
 
 # Headers through which proxies reveal themselves or the client (lower-case).
 PROXY_HEADERS = (
@@ -83,6 +85,8 @@ def _parse_azenv(body: str) -> JudgeAnswer:
 def _ips_in(value: str) -> set[str]:
     found = set()
     for token in _IP_TOKEN.findall(value):
+        if "." not in token and ":" not in token:
+            continue  # hex-looking words ("deflate", "cafe"): no address has neither dot nor colon
         token = token.strip(".:")
         for candidate in (token, token.rsplit(":", 1)[0]):  # "1.2.3.4:5678" carries a port
             try:
@@ -93,8 +97,14 @@ def _ips_in(value: str) -> set[str]:
     return found
 
 
+@lru_cache(maxsize=16)
+def _normalised(own_ips: frozenset[str]) -> frozenset[str]:
+    """The checker's own IPs in canonical text form (one set per round, so parsed once)."""
+    return frozenset(str(ipaddress.ip_address(ip)) for ip in own_ips)
+
+
 def grade(answer: JudgeAnswer, own_ips: frozenset[str]) -> Grade:
-    own = {str(ipaddress.ip_address(ip)) for ip in own_ips}
+    own = _normalised(own_ips)
     leaks: list[tuple[str, str]] = []
     for name, value in sorted(answer.headers.items()):
         if _ips_in(value) & own:
@@ -118,21 +128,19 @@ def _header_title(name: str) -> str:
     return "-".join(part.capitalize() for part in name.split("-"))
 
 
-async def probe(ctx: ProbeContext) -> Finding:
+FIX = "point [targets].judge_url at a reachable judge: `proxycheck judge --listen 0.0.0.0:8080`"
+FIX_ECHO = ("point [targets].judge_url at an endpoint that echoes the query string (httpbin's /get, a judge's /get "
+            "or /azenv: `proxycheck judge --listen 0.0.0.0:8080`)")
+
+
+async def run(ctx: ProbeContext) -> Finding:
     nonce = secrets.token_hex(8)
     url = with_nonce(ctx.settings.targets.judge_url, nonce)
-    response = await ctx.client.get(url)
-    body = (await response.aread()).decode("utf-8", "replace")
-    if response.status_code == 407:
-        verb = "rejected the login/password" if ctx.proxy.username else "wants a login/password and none was given"
-        return fail(
-            "auth_rejected" if ctx.proxy.username else "auth_required",
-            f"{ctx.who} answered 407 to GET {urlsplit(url).netloc}: it {verb}",
-        )
-    if response.status_code != 200:
-        return fail("request_rejected", f"{ctx.who} answered {response.status_code} {response.reason_phrase} to GET {url.split('?')[0]}")
+    response = await ctx.http.get(url)
+    if response.status != 200:
+        return fail("request_rejected", f"{ctx.who} answered {response.status} {response.reason} to GET {url.split('?')[0]}")
     try:
-        answer = parse_judge_answer(body, response.headers.get("content-type", ""))
+        answer = parse_judge_answer(response.text(), response.headers.get("content-type", ""))
     except ValueError as exc:
         return fail("bad_response", f"{ctx.who} returned something that is not the judge's answer: {exc}")
     if nonce not in answer.text:
@@ -149,3 +157,30 @@ async def probe(ctx: ProbeContext) -> Finding:
         return fail("ip_leaked", f"{ctx.who} {what}", **facts)
     shown = ", ".join(_header_title(h) for h in g.reveals)
     return ok(f"{g.level}: exit IP {g.exit_ip}" + (f"; reveals a proxy via {shown}" if shown else ""), **facts)
+
+
+async def selftest(st: SelfTestContext) -> list[TargetCheck]:
+    """The judge, asked directly what ``run`` asks it: a GET with a nonce in the query string,
+    which must come back in the answer (httpbin's /headers, for one, does not echo the query,
+    and every proxy would then fail with 36)."""
+    base = st.settings.targets.judge_url
+    nonce = secrets.token_hex(8)
+    response = await fetch(st, "judge_url", with_nonce(base, nonce), FIX, shown=base)
+    if isinstance(response, TargetCheck):
+        return [response]
+    if response.status != 200:
+        return [TargetCheck("judge_url", base, False, f"{base} answered {response.status}, not a judge's 200", FIX)]
+    try:
+        seen = parse_judge_answer(response.text(), response.headers.get("content-type", ""))
+    except ValueError as exc:
+        return [TargetCheck("judge_url", base, False, f"{base} is not a judge: {exc}", FIX)]
+    if nonce not in seen.text:
+        return [TargetCheck("judge_url", base, False,
+                            f"{base} does not echo the query string (our nonce was not in its answer), "
+                            "so every proxy would fail with 36", FIX_ECHO)]
+    return [TargetCheck("judge_url", base, True, f"{base} is a judge (it saw us as {', '.join(seen.origin) or 'unknown'})",
+                        facts={"origin": seen.origin})]
+
+
+SPEC = ProbeSpec("anonymity", run, targets=("judge_url",), summary=("exit_ip", "anonymity", "latency_ms", "detail"),
+                 selftest=selftest)

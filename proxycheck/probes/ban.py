@@ -8,7 +8,8 @@ Pure part: ``detect_ban`` recognises the ban pages captcha targets serve (see
 
 from __future__ import annotations
 
-from .base import Finding, ProbeContext, fail, ok
+from .base import Finding, ProbeContext, ProbeSpec, SelfTestContext, TargetCheck, fail, ok
+from .selftest_fetch import fetch
 
 BAN_PHRASES = ("unusual traffic", "automated queries", "sending automated", "/sorry/index")
 
@@ -28,13 +29,25 @@ def detect_ban(status: int, headers: dict[str, str], body: str) -> str | None:
     return None
 
 
-async def probe(ctx: ProbeContext) -> Finding:
-    url = ctx.settings.targets.ban_url
-    response = await ctx.client.get(url)
-    body = (await response.aread())[:200_000].decode("utf-8", "replace")
-    headers = {k.lower(): v for k, v in response.headers.items()}
-    ban = detect_ban(response.status_code, headers, body)
+FIX = "point [targets].ban_url at a reachable URL (a judge serves /recaptcha/api2/anchor)"
+
+
+async def run(ctx: ProbeContext) -> Finding:
+    response = await ctx.http.get(ctx.settings.targets.ban_url)
+    ban = detect_ban(response.status, response.headers, response.text()[:200_000])
     exit_ip = ctx.facts.get("exit_ip") or "its exit IP"
     if ban is not None:
         return fail("banned", f"through {ctx.who} (exit {exit_ip}) the ban target answered {ban}")
-    return ok(f"the ban target answered {response.status_code}: not banned")
+    return ok(f"the ban target answered {response.status}: not banned")
+
+
+async def selftest(st: SelfTestContext) -> list[TargetCheck]:
+    """The ban target, asked directly: it must answer (what it answers is the verdict's business)."""
+    url = st.settings.targets.ban_url
+    response = await fetch(st, "ban_url", url, FIX)
+    if isinstance(response, TargetCheck):
+        return [response]
+    return [TargetCheck("ban_url", url, True, f"{url} answered {response.status}")]
+
+
+SPEC = ProbeSpec("ban", run, targets=("ban_url",), selftest=selftest)

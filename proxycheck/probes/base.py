@@ -1,34 +1,39 @@
-"""What every probe shares: its context, its answer, and the one runner that times it.
+"""What every probe shares: its spec, its context, its answer, and the one runner that times it.
 
 Rules:
-1. A probe is ``async def probe(ctx: ProbeContext) -> Finding``. It returns ``ok()`` or
-   ``fail(reason, detail)``; it may raise whatever the network raises.
+1. A probe is ``async def run(ctx: ProbeContext) -> Finding``. It returns ``ok()`` or
+   ``fail(reason, detail)`` for what it *sees* (a status, a body, a header), and never catches:
+   whatever the wire raises propagates to ``run_probe``.
 2. ``run_probe`` is the only place that owns the deadline, the timing and the translation of
-   exceptions into verdicts (``classify.py``). No probe can hang: the whole probe runs under
-   ``asyncio.timeout(settings.timeouts.probe)`` (httpcore/python-socks handshakes included).
-3. An exception that ``classify`` does not recognise is *our* bug: the outcome is
-   ``internal_error`` with the traceback logged, never a silent "proxy dead".
+   exceptions into verdicts (``classify.VERDICTS``, keyed by exception type). No probe can hang:
+   the whole probe runs under ``asyncio.timeout(settings.timeouts.probe)``, and every phase
+   on the wire has its own deadline too (``wire.session``).
+3. An exception the table does not know is *our* bug: the outcome is ``internal_error`` with the
+   traceback logged, never a silent "proxy dead".
+4. A probe's spec (``ProbeSpec``) says which ``[targets]`` it uses, what it adds to the result's
+   summary, and how the checker's self-test asks those targets what the probe will ask them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
-
 from ..config import Settings
 from ..proxy import Proxy
 from ..result import ProbeOutcome
 from ..verdict import INTERNAL_ERROR, code_for
+from ..wire import Session
 from .classify import classify_exception
 
 log = logging.getLogger("proxycheck.probes")
+
+# What a probe may add to a CheckResult's summary (``ProbeSpec.summary``).
+SUMMARY_FIELDS = frozenset({"exit_ip", "anonymity", "latency_ms", "detail"})
 
 
 @dataclass(frozen=True)
@@ -50,65 +55,113 @@ def fail(reason: str, detail: str, **facts: Any) -> Finding:
 
 @dataclass
 class ProbeContext:
-    """One proxy's check: the proxy, the settings, the clients, and facts probes pass on."""
+    """One proxy's check: the proxy, the settings, the wire session, and facts probes pass on."""
 
     proxy: Proxy
     settings: Settings
-    ssl_context: ssl.SSLContext
     own_ips: frozenset[str]
-    client: httpx.AsyncClient
+    http: Session
     resolved_ip: str | None = None
     facts: dict[str, Any] = field(default_factory=dict)
 
     @property
     def who(self) -> str:
-        """How details name the proxy: ``squid at 127.0.1.3:3128`` style, never with a password."""
-        kind = {"http": "HTTP proxy", "https": "HTTPS proxy"}.get(self.proxy.scheme, self.proxy.scheme.upper() + " proxy")
-        return f"{kind} {self.proxy.address}"
+        """How details name the proxy: ``HTTP proxy 127.0.1.3:3128`` style, never with a password."""
+        return who(self.proxy)
 
     @property
     def tunnels(self) -> bool:
         """SOCKS proxies tunnel everything; HTTP proxies forward plain-HTTP requests."""
         return self.proxy.scheme.startswith("socks")
 
-    @property
-    def timeout_text(self) -> str:
-        return f"{self.settings.timeouts.read:g} s"
+
+def who(proxy: Proxy) -> str:
+    kind = {"http": "HTTP proxy", "https": "HTTPS proxy"}.get(proxy.scheme, proxy.scheme.upper() + " proxy")
+    return f"{kind} {proxy.address}"
+
+
+# -- the self-test side of a probe ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TargetCheck:
+    """The self-test's finding on one ``[targets]`` entry (``image_urls[1]`` for a list item)."""
+
+    key: str
+    url: str
+    ok: bool
+    found: str  # OK: what it is; not OK: what is wrong
+    fix: str = ""
+    facts: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+@dataclass
+class SelfTestContext:
+    """A direct session (no proxy) and the settings: what a probe's ``selftest`` gets."""
+
+    settings: Settings
+    http: Session
 
 
 Probe = Callable[[ProbeContext], Awaitable[Finding]]
+SelfTest = Callable[[SelfTestContext], Awaitable[list[TargetCheck]]]
 
 
-async def run_probe(name: str, probe: Probe, ctx: ProbeContext) -> ProbeOutcome:
+@dataclass(frozen=True)
+class ProbeSpec:
+    """One failure family. ``targets``: the ``[targets]`` keys the probe fetches. ``summary``: the
+    CheckResult fields it fills (from its facts; ``latency_ms`` is its own elapsed time,
+    ``detail`` its wording when the proxy is healthy). ``selftest``: asks each of those targets,
+    directly, what ``run`` will ask it through a proxy; None when the probe needs no target."""
+
+    name: str
+    run: Probe
+    targets: tuple[str, ...] = ()
+    summary: tuple[str, ...] = ()
+    selftest: SelfTest | None = None
+
+    def __post_init__(self) -> None:
+        unknown = set(self.summary) - SUMMARY_FIELDS
+        if unknown:
+            raise ValueError(f"probe {self.name}: unknown summary fields {sorted(unknown)}")
+
+
+# -- the runner ----------------------------------------------------------------------------------
+
+
+async def run_probe(spec: ProbeSpec, ctx: ProbeContext) -> ProbeOutcome:
     deadline = ctx.settings.timeouts.probe
+    name = spec.name
+    ctx.http.timings = timings = {}
     started = time.perf_counter()
     try:
         async with asyncio.timeout(deadline):
-            finding = await probe(ctx)
-    except TimeoutError as exc:
-        if type(exc) is TimeoutError:  # our deadline; python-socks raises a subclass of its own
-            finding = fail("read_timeout", f"{ctx.who} gave no answer within the {deadline:g} s probe deadline")
-        else:
-            finding = _classified(exc, ctx, name)
+            finding = await spec.run(ctx)
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # noqa: BLE001 - every exception becomes a verdict or internal_error
-        finding = _classified(exc, ctx, name)
+        finding = _classified(exc, ctx, name, deadline)
     elapsed = (time.perf_counter() - started) * 1000
+    phases = {k: round(v, 2) for k, v in timings.items()}
+    facts = finding.facts
     if finding.ok:
-        return ProbeOutcome(name, True, None, None, finding.detail, elapsed, facts=finding.facts)
+        if "latency_ms" in spec.summary:
+            facts = {**facts, "latency_ms": elapsed}
+        return ProbeOutcome(name, True, None, None, finding.detail, elapsed, facts=facts, phases=phases)
     if finding.reason == INTERNAL_ERROR:
-        return ProbeOutcome(name, False, None, INTERNAL_ERROR, finding.detail, elapsed)
-    return ProbeOutcome(name, False, code_for(finding.reason), finding.reason, finding.detail, elapsed, facts=finding.facts)
+        return ProbeOutcome(name, False, None, INTERNAL_ERROR, finding.detail, elapsed, phases=phases)
+    return ProbeOutcome(name, False, code_for(finding.reason), finding.reason, finding.detail, elapsed, facts=facts,
+                        phases=phases)
 
 
-def _classified(exc: BaseException, ctx: ProbeContext, name: str) -> Finding:
-    verdict = classify_exception(exc, ctx.who, ctx.timeout_text, has_credentials=ctx.proxy.username is not None)
+def _classified(exc: BaseException, ctx: ProbeContext, name: str, deadline: float) -> Finding:
+    verdict = classify_exception(exc, ctx.who, f"{deadline:g} s", has_credentials=ctx.proxy.username is not None)
     if verdict is None:
         log.error("probe %s on %s raised an unexpected error", name, ctx.proxy.masked_url, exc_info=exc)
         return Finding(False, INTERNAL_ERROR, f"internal error in probe {name}: {type(exc).__name__}: {exc}")
     reason, detail = verdict
-    return fail(reason, detail)
+    phase = getattr(exc, "phase", None)  # a WireError says in which phase it happened
+    return fail(reason, detail, **({"failed_phase": phase} if phase else {}))
 
 
 def skipped(name: str, because: str) -> ProbeOutcome:

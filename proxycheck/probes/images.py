@@ -9,9 +9,8 @@ picture is caught by the magic bytes or the length.
 
 from __future__ import annotations
 
-import httpx
-
-from .base import Finding, ProbeContext, fail, ok
+from .base import Finding, ProbeContext, ProbeSpec, SelfTestContext, TargetCheck, fail, ok
+from .selftest_fetch import fetch
 
 MAGIC: dict[str, tuple[bytes, ...]] = {
     "image/png": (b"\x89PNG\r\n\x1a\n",),
@@ -42,23 +41,46 @@ def validate_image(status: int, content_type: str, content_length: str | None, b
     return None
 
 
-async def probe(ctx: ProbeContext) -> Finding:
+FIX = "point [targets].image_urls at reachable images (a judge serves /image.png)"
+
+
+async def run(ctx: ProbeContext) -> Finding:
     limit = ctx.settings.probes.image_max_bytes
     total = 0
     for url in ctx.settings.targets.image_urls:
-        async with ctx.client.stream("GET", url) as response:
-            body = bytearray()
-            try:
-                async for chunk in response.aiter_raw():
-                    body += chunk
-                    if len(body) > limit:
-                        return fail("image_corrupted", f"{ctx.who} sent more than {limit:,} bytes for {url}")
-            except httpx.RemoteProtocolError as exc:
-                return fail("image_corrupted", f"{ctx.who} cut {url} short after {len(body):,} bytes ({exc})")
-        problem = validate_image(response.status_code, response.headers.get("content-type", ""),
-                                 response.headers.get("content-length"), bytes(body))
+        response = await ctx.http.get(url, limit=limit, partial=True)
+        if response.truncated:
+            return fail("image_corrupted", f"{ctx.who} sent more than {limit:,} bytes for {url}")
+        if not response.complete:
+            return fail("image_corrupted", f"{ctx.who} cut {url} short after {len(response.body):,} bytes")
+        problem = validate_image(response.status, response.headers.get("content-type", ""),
+                                 response.headers.get("content-length"), response.body)
         if problem is not None:
             reason, what = problem
             return fail(reason, f"{ctx.who} {what} for {url}")
-        total += len(body)
+        total += len(response.body)
     return ok(f"{len(ctx.settings.targets.image_urls)} image(s), {total:,} bytes, intact")
+
+
+async def selftest(st: SelfTestContext) -> list[TargetCheck]:
+    """Each image, fetched directly, must pass the probe's own ``validate_image``."""
+    checks = []
+    for i, url in enumerate(st.settings.targets.image_urls):
+        key = f"image_urls[{i}]"
+        response = await fetch(st, key, url, FIX, limit=st.settings.probes.image_max_bytes)
+        if isinstance(response, TargetCheck):
+            checks.append(response)
+            continue
+        bad = validate_image(response.status, response.headers.get("content-type", ""),
+                             response.headers.get("content-length"), response.body)
+        if response.truncated:
+            bad = ("image_corrupted", f"is larger than [probes].image_max_bytes ({st.settings.probes.image_max_bytes:,})")
+        if bad is not None:
+            checks.append(TargetCheck(key, url, False, f"{url} {bad[1]}, so every proxy would fail with 35", FIX))
+        else:
+            mime = response.headers.get("content-type", "image").split(";")[0]
+            checks.append(TargetCheck(key, url, True, f"{url} is an intact {mime} of {len(response.body):,} bytes"))
+    return checks
+
+
+SPEC = ProbeSpec("images", run, targets=("image_urls",), selftest=selftest)

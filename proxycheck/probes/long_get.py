@@ -3,7 +3,8 @@
 reCAPTCHA's image challenge URLs run to about 2,000 bytes; proxies with small request-line or
 header limits (embedded boxes, misconfigured squids) reject them with 400/414/431. Through an
 HTTP proxy the request line carries the absolute URL, so that is what we measure; through SOCKS
-it is the origin-form path. The answer must be 200 and complete.
+it is the origin-form path. The answer must be 200 and complete. (A 407 here is the wire's
+``ProxyAuthFailed``, verdict 49, like every 407.)
 """
 
 from __future__ import annotations
@@ -11,13 +12,14 @@ from __future__ import annotations
 from functools import lru_cache
 from urllib.parse import urlsplit
 
-import httpx
-
-from .base import Finding, ProbeContext, fail, ok
+from .base import Finding, ProbeContext, ProbeSpec, SelfTestContext, TargetCheck, fail, ok
+from .selftest_fetch import fetch
 
 PAD_PARAM = "pad"
+FIX = "point [targets].long_get_url at a plain-HTTP URL that accepts long queries (a judge serves /long)"
 
 
+@lru_cache(maxsize=8)
 def long_url(base: str, min_request_line: int, *, absolute_form: bool) -> str:
     """``base`` plus a padding parameter so that ``GET <target> HTTP/1.1`` is long enough."""
     parts = urlsplit(base)
@@ -29,20 +31,26 @@ def long_url(base: str, min_request_line: int, *, absolute_form: bool) -> str:
     return stub + "x" * pad
 
 
-@lru_cache(maxsize=8)
-def _parsed_long_url(base: str, size: int, absolute_form: bool) -> httpx.URL:
-    """Parsed once per process: httpx validates a URL character by character, and for a 2 KB
-    URL that was the largest single CPU cost of a check (bench/README.md)."""
-    return httpx.URL(long_url(base, size, absolute_form=absolute_form))
-
-
-async def probe(ctx: ProbeContext) -> Finding:
+async def run(ctx: ProbeContext) -> Finding:
     size = ctx.settings.probes.long_get_bytes
-    url = _parsed_long_url(ctx.settings.targets.long_get_url, size, not ctx.tunnels)
-    response = await ctx.client.get(url)
-    await response.aread()
-    if response.status_code == 407:
-        return fail("auth_rejected", f"{ctx.who} answered 407 to a {size:,}-byte GET after accepting a short one")
-    if response.status_code != 200:
-        return fail("long_get_rejected", f"{ctx.who} answered {response.status_code} {response.reason_phrase} to a {size:,}-byte GET")
+    response = await ctx.http.get(long_url(ctx.settings.targets.long_get_url, size, absolute_form=not ctx.tunnels))
+    if response.status != 200:
+        return fail("long_get_rejected", f"{ctx.who} answered {response.status} {response.reason} to a {size:,}-byte GET")
     return ok(f"a {size:,}-byte GET came back 200")
+
+
+async def selftest(st: SelfTestContext) -> list[TargetCheck]:
+    """The target, asked directly for the longest path a proxy will pass it (the absolute-form
+    variant's), must answer 200."""
+    base = st.settings.targets.long_get_url
+    size = st.settings.probes.long_get_bytes
+    response = await fetch(st, "long_get_url", long_url(base, size, absolute_form=True), FIX, shown=base)
+    if isinstance(response, TargetCheck):
+        return [response]
+    if response.status != 200:
+        return [TargetCheck("long_get_url", base, False,
+                            f"{base} answered {response.status} to a {size:,}-byte GET, so every proxy would fail with 36", FIX)]
+    return [TargetCheck("long_get_url", base, True, f"{base} answered 200 to a {size:,}-byte GET")]
+
+
+SPEC = ProbeSpec("long_get", run, targets=("long_get_url",), selftest=selftest)

@@ -6,7 +6,7 @@ daemon writes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -28,6 +28,9 @@ class CheckInfo:
     elapsed_ms: float | None
     exit_ip: str | None
     instance_id: str | None
+    # The probes that ran, as the row keeps them (result.history_probes): name, ok, elapsed_ms,
+    # per-phase timings (connect, proxy_handshake, tls, ttfb, transfer), wording of the failure.
+    probes: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -44,12 +47,12 @@ def proxy_history(engine: Engine, proxy_key: str, *, limit: int = 20) -> ProxyHi
         if proxy_id is None:
             return None
         rows: Any = conn.execute(
-            select(C.checked_at, C.healthy, C.code, C.reason, C.probe, C.detail, C.elapsed_ms, C.exit_ip, C.instance_id)
+            select(C.checked_at, C.healthy, C.code, C.reason, C.probe, C.detail, C.elapsed_ms, C.exit_ip, C.instance_id, C.probes)
             .where(C.proxy_id == proxy_id)
             .order_by(C.checked_at.desc(), C.id.desc())
             .limit(limit)
         )
-        checks = [CheckInfo(*row) for row in rows]
+        checks = [CheckInfo(*row[:-1], probes=list(row[-1] or ())) for row in rows]
     return ProxyHistory(proxy_key, checks, recent_reports(engine, proxy_key=proxy_key, limit=limit))
 
 

@@ -39,7 +39,8 @@ def result(
             ProbeOutcome("anonymity", True, elapsed_ms=latency_ms),
         )
         return CheckResult(
-            p, True, None, None, "", None, probes, at, 200.0, exit_ip="198.51.100.7", anonymity="elite"
+            p, True, None, None, "", None, probes, at, 200.0, exit_ip="198.51.100.7", anonymity="elite",
+            latency_ms=latency_ms,
         )
     if healthy is None:
         return CheckResult(p, None, None, "checker_unavailable", "judge down", None, (), at, 5.0)

@@ -222,3 +222,22 @@ def test_concurrent_claimers_never_get_the_same_proxy(engine_factory):
     with setup.connect() as conn:
         owners = conn.execute(select(ProxyRow.lease_owner, func.count()).group_by(ProxyRow.lease_owner)).all()
     assert {owner: n for owner, n in owners} == {f"i{i}": len(ids) for i, ids in got.items() if ids}
+
+
+def test_history_keeps_each_probes_phase_timings(writer):
+    """Per-phase timings ride inside the row's probes JSON (no new column) and come back in
+    `proxycheck history`."""
+    import dataclasses
+
+    from proxycheck.result import ProbeOutcome
+    from proxycheck.store.history import proxy_history
+
+    sync_source(writer, "s", [proxy(1)], NOW)
+    (claim,) = claim_due(writer, "i1", 10, 60, now=LATER)
+    claim_, res, transition = outcome(claim, False, code=27, reason="read_timeout", at=LATER)
+    slow = ProbeOutcome("anonymity", False, 27, "read_timeout", "no answer", 2003.0,
+                        phases={"connect": 1.26, "ttfb": 2001.74})
+    res = dataclasses.replace(res, probes=(ProbeOutcome("tcp_connect", True, elapsed_ms=1.0, phases={"connect": 1.0}), slow))
+    assert record_result(writer, claim_, res, transition, instance_id="i1")
+    (check,) = proxy_history(writer, proxy(1).key).checks
+    assert [p.get("phases") for p in check.probes] == [{"connect": 1.0}, {"connect": 1.3, "ttfb": 2001.7}]

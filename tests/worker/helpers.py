@@ -34,7 +34,8 @@ def verdict(
 ) -> CheckResult:
     if healthy:
         probes = (ProbeOutcome("connect", True, elapsed_ms=5.0), ProbeOutcome("anonymity", True, elapsed_ms=latency_ms))
-        return CheckResult(p, True, None, None, "", None, probes, at, 200.0, exit_ip="198.51.100.7", anonymity=anonymity)
+        return CheckResult(p, True, None, None, "", None, probes, at, 200.0, exit_ip="198.51.100.7", anonymity=anonymity,
+                           latency_ms=latency_ms)
     failed = (ProbeOutcome("connect", False, code, "connect_refused", "refused", 5.0),)
     return CheckResult(p, False, code, "connect_refused", "refused", "connect", failed, at, 5.0)
 
