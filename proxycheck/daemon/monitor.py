@@ -30,11 +30,9 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 
-import httpx
-
 from ..checker import Checker
-from ..preflight import CheckerStatus
-from ..transport import direct_client
+from ..selftest import CheckerStatus, direct_session
+from ..wire import WireError
 
 log = logging.getLogger("proxycheck.daemon")
 
@@ -113,12 +111,12 @@ class CheckerMonitor:
         self._next_beat = time.monotonic() + self.interval
         url = self.checker.settings.targets.judge_url
         try:
-            async with direct_client(self.checker.settings, self.checker.ssl_context) as client:
-                response = await client.get(url)
-            if response.status_code == 200:
+            async with direct_session(self.checker.settings, self.checker.ssl_context) as session:
+                response = await session.get(url)
+            if response.status == 200:
                 return
-            why = f"judge {url} answered {response.status_code} directly"
-        except httpx.HTTPError as exc:
+            why = f"judge {url} answered {response.status} directly"
+        except (WireError, OSError) as exc:
             why = f"cannot reach the judge {url} directly: {_why(exc)}"
         # Every failure in flight now overlaps trouble of ours; the self-test says how the checker is.
         self.last_bad_at = time.monotonic()
@@ -173,14 +171,7 @@ class CheckerMonitor:
 
 
 def _why(exc: BaseException) -> str:
-    cause: BaseException | None = exc
-    while cause is not None:
-        if isinstance(cause, OSError) and cause.strerror:
-            return cause.strerror
-        cause = cause.__cause__ or cause.__context__
-    if isinstance(exc, httpx.TimeoutException):
-        return "timed out"
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return f"{exc}" if str(exc) else type(exc).__name__
 
 
 def _duration(seconds: float) -> str:

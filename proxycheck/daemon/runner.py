@@ -36,7 +36,7 @@ from ..checker import Checker
 from ..config import Settings
 from ..errors import ProxycheckError, StorageError
 from ..metrics import DaemonMetrics
-from ..preflight import CheckerStatus
+from ..selftest import CheckerStatus
 from ..sdnotify import Notifier, watchdog_interval
 from ..store.engine import make_engine, masked_url
 from ..store.migrate import check_at_head
