@@ -30,6 +30,7 @@ from sqlalchemy import Connection, Engine, String, cast, func, insert, or_, sele
 from ..health import HealthState, Transition
 from ..proxy import Proxy
 from ..result import CheckResult, history_probes
+from . import exits
 from ._rows import PROXY_COLUMNS, STATE_COLUMNS, is_postgresql, proxy_from_row, state_from_row, utcnow
 from .models import CheckRow, InstanceRow
 from .models import ProxyRow as P
@@ -125,6 +126,8 @@ def record_results(
         return []
     with engine.begin() as conn:
         written = [_record(conn, claim, result, transition, instance_id) for claim, result, transition in items]
+        # The exit IP over time (exits.py rule 2), for the whole batch in a few statements.
+        exits.record_exits(conn, [(claim.proxy_id, result) for (claim, result, _), ok in zip(items, written) if ok])
         if instance_id is not None and last_round_at is not None:
             conn.execute(update(InstanceRow).where(InstanceRow.id == instance_id).values(last_round_at=last_round_at))
         return written
@@ -164,6 +167,7 @@ def _record(
         "resolved_ip": result.resolved_ip,
     }
     values.update({k: v for k, v in facts.items() if v is not None})
+    values.update(exits.target_values(result))  # per-target bans (exits.py rule 1)
     fenced = update(P).where(P.id == claim.proxy_id, P.lease_token == claim.lease_token).values(**values)
     if conn.execute(fenced).rowcount != 1:
         return False

@@ -10,20 +10,24 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Column, Integer, MetaData, Table, text
 
 from proxycheck.errors import SchemaOutOfDate
 from proxycheck.store import make_engine, migrate
 from proxycheck.store.models import metadata
 
-HEAD = "0002"
+# Read from the tree itself, so a new revision (or two branches re-chained at merge) needs no edit here.
+HEADS = ScriptDirectory.from_config(migrate.alembic_config()).get_heads()
+HEAD = HEADS[0]
+NEXT = "0900"  # a revision after the head, in a copy of the tree
 
-REVISION_NEXT = """
+REVISION_NEXT = f"""
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003"
-down_revision = "0002"
+revision = "{NEXT}"
+down_revision = "{HEAD}"
 branch_labels = None
 depends_on = None
 
@@ -49,6 +53,7 @@ def _diff(url: str, target: MetaData) -> list:
 
 
 def test_the_tree_has_one_head():
+    assert len(HEADS) == 1, f"two heads {HEADS}: chain the newer revision onto the other"
     assert migrate.head_revision() == HEAD
 
 
@@ -81,7 +86,7 @@ def test_the_comparison_is_not_vacuous(migrated_url):
 
 def test_check_at_head_fails_on_an_empty_database(db_url):
     with pytest.raises(
-        SchemaOutOfDate, match=r"schema is empty .*expected 0002: run `proxycheck db upgrade`"
+        SchemaOutOfDate, match=rf"schema is empty .*expected {HEAD}: run `proxycheck db upgrade`"
     ):
         migrate.check_at_head(db_url)
 
@@ -90,14 +95,14 @@ def test_check_at_head_fails_on_an_older_schema_and_upgrade_fixes_it(migrated_ur
     # A newer release of the tree: head + a batch ALTER (copy-and-move on SQLite).
     tree = tmp_path / "migrations"
     shutil.copytree(migrate.script_location(), tree, ignore=shutil.ignore_patterns("__pycache__"))
-    (tree / "versions" / "0003_country.py").write_text(REVISION_NEXT)
+    (tree / "versions" / f"{NEXT}_country.py").write_text(REVISION_NEXT)
     monkeypatch.setattr(migrate, "script_location", lambda: str(tree))
 
     with pytest.raises(
-        SchemaOutOfDate, match=r"^database schema is at 0002, expected 0003: run `proxycheck db upgrade`$"
+        SchemaOutOfDate, match=rf"^database schema is at {HEAD}, expected {NEXT}: run `proxycheck db upgrade`$"
     ):
         migrate.check_at_head(migrated_url)
-    assert migrate.upgrade(migrated_url) == ("0002", "0003")
+    assert migrate.upgrade(migrated_url) == (HEAD, NEXT)
     migrate.check_at_head(migrated_url)
 
 
