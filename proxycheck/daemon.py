@@ -121,7 +121,7 @@ class Daemon:
         self.checks_done = 0
         self.counts: dict[str, int] = {}
         self._lock: SingleDaemonLock | None = None
-        self.metrics = DaemonMetrics(self._summary_or_none, targets=[t.name for t in settings.targets.ban_targets])
+        self.metrics = DaemonMetrics(self._summary_or_none, targets=lambda: [t.name for t in self.settings.targets.ban_targets])
         self.http: HttpApi | None = None
         self._preflight_lock = asyncio.Lock()
 

@@ -32,12 +32,13 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 
 
 Read = Callable[[], "tuple[StatusSummary, FeedbackSummary] | None"]
+Targets = Callable[[], Iterable[str]]
 
 
 class FleetCollector(Collector):
-    def __init__(self, read: Read, targets: Iterable[str] = ()) -> None:
+    def __init__(self, read: Read, targets: Targets = tuple) -> None:
         self._read = read
-        self._targets = tuple(targets)  # configured ban target names (rule 1)
+        self._targets = targets  # the configured ban target names, read per scrape: SIGHUP may change them
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         read = self._read()
@@ -62,7 +63,7 @@ class FleetCollector(Collector):
                                    labels=["target"])
         # Every configured target (rule 1), and any other the database still names (a target
         # removed from the config whose bans have not been re-checked yet).
-        by_target = dict.fromkeys(self._targets, 0) | dict(summary.bans)
+        by_target = dict.fromkeys(self._targets(), 0) | dict(summary.bans)
         for target, n in by_target.items():
             banned.add_metric([target], n)
         yield banned
@@ -103,7 +104,7 @@ def _seconds_since(when: datetime | None) -> float:
 
 
 class DaemonMetrics:
-    def __init__(self, summary: Read, targets: Iterable[str] = ()) -> None:
+    def __init__(self, summary: Read, targets: Targets = tuple) -> None:
         self.registry = CollectorRegistry()
         self.checks = Counter("proxycheck_checks", "Checks written, by outcome", ["outcome", "code"], registry=self.registry)
         self.rounds = Counter("proxycheck_dispatch_rounds", "Dispatch rounds that claimed at least one proxy", registry=self.registry)

@@ -39,7 +39,7 @@ def fleet(**summary) -> dict:
                            **summary)
     feedback = FeedbackSummary(window=600, max_percent=20, reports=0, applied=0, took_out=0, held_back=0, not_applied=0,
                                budget=1, enabled=3, out_now=0, by_error=(), last_report_at=None)
-    metrics = DaemonMetrics(lambda: (status, feedback), targets=["recaptcha", "hcaptcha", "turnstile"])
+    metrics = DaemonMetrics(lambda: (status, feedback), targets=lambda: ["recaptcha", "hcaptcha", "turnstile"])
     return {(s.name, tuple(sorted(s.labels.items()))): s.value
             for f in text_string_to_metric_families(metrics.render().decode()) for s in f.samples}
 
