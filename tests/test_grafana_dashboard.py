@@ -1,5 +1,7 @@
 """deploy/grafana/proxycheck.json: a dashboard Grafana 10/11 can import, and every metric and label it
-queries is really served on ``/metrics`` by a real ``proxycheck run`` (loopback world).
+queries is really served on ``/metrics`` by a real ``proxycheck run`` (loopback world). Then a real
+Prometheus (Debian's ``prometheus``) scrapes that daemon with the README's scrape config, and every
+query of the dashboard returns data from it.
 
 The extraction is deliberately small: metric names are the identifiers matching
 ``proxycheck_[a-z_]+``; label names come from ``by (...)``, ``{label<op>...}`` matchers and
@@ -11,7 +13,10 @@ when it scrapes, so they are absent from ``/metrics`` by design.
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import httpx
@@ -20,10 +25,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from proxycheck.config import load_settings
-from test_http_api import start_api
-from test_daemon import stop
+from test_daemon import stop, wait_until
+from test_http_api import free_port, start_api
 
-DASHBOARD = Path(__file__).resolve().parent.parent / "deploy" / "grafana" / "proxycheck.json"
+ROOT = Path(__file__).resolve().parent.parent
+DASHBOARD = ROOT / "deploy" / "grafana" / "proxycheck.json"
 DATASOURCE = {"type": "prometheus", "uid": "${DS_PROMETHEUS}"}
 SCRAPE_LABELS = {"job", "instance"}
 # A healthy proxy, an unhealthy one (a code) and one the Turnstile-like target bans.
@@ -135,7 +141,7 @@ def served(world, tmp_path_factory):
         assert report.status_code == 200, report.text
         metrics = running.get("/metrics", token=token)
         assert metrics.status_code == 200, metrics.text
-        yield running, metrics.text
+        yield running, metrics.text, token
     finally:
         code, err = stop(running.proc)
         running.notify.close()
@@ -143,7 +149,7 @@ def served(world, tmp_path_factory):
 
 
 def test_every_metric_and_label_the_dashboard_queries_is_served(served):
-    _, text = served
+    _, text, _ = served
     labels_of: dict[str, set[str]] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
@@ -158,9 +164,71 @@ def test_every_metric_and_label_the_dashboard_queries_is_served(served):
 
 
 def test_every_configured_ban_target_is_exported(served):
-    running, text = served
+    running, text, _ = served
     banned = {s.labels["target"]: s.value for f in text_string_to_metric_families(text) if f.name == "proxycheck_banned_proxies"
               for s in f.samples}
     configured = [t.name for t in load_settings(str(running.config)).targets.ban_targets]
     assert len(configured) > 1
     assert banned == {name: (1.0 if name == "turnstile" else 0.0) for name in configured}
+
+
+# -- a real Prometheus scrapes it with the README's config ---------------------------------------
+def readme_scrape_config() -> str:
+    (block,) = [b for b in re.findall(r"```yaml\n(.*?)```", (ROOT / "README.md").read_text(), re.S) if "scrape_configs:" in b]
+    return block
+
+
+@pytest.fixture(scope="module")
+def prometheus(served, tmp_path_factory):
+    """Prometheus scraping the daemon every second, with the README's config: its token file and address swapped in."""
+    if shutil.which("prometheus") is None:
+        if os.environ.get("PROXYCHECK_REQUIRE_WORLD") == "1":
+            pytest.fail("PROXYCHECK_REQUIRE_WORLD=1 but Debian's `prometheus` is not installed (.ci/run installs it)", pytrace=False)
+        pytest.skip("!!! prometheus not installed (apt-get install prometheus): the scrape test NOT RUN")
+    running, _, _ = served
+    home = tmp_path_factory.mktemp("prometheus")
+    config = readme_scrape_config()
+    for old, new in (("/etc/prometheus/proxycheck-token", str(running.token_file)), ("127.0.0.1:8181", f"127.0.0.1:{running.port}"),
+                     ("scrape_interval: 30s", "scrape_interval: 1s")):
+        assert old in config, old
+        config = config.replace(old, new)
+    (home / "prometheus.yml").write_text(config)
+    checked = subprocess.run(["promtool", "check", "config", str(home / "prometheus.yml")], capture_output=True, text=True, timeout=60)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    port = free_port()
+    with (home / "log").open("w") as log:
+        proc = subprocess.Popen(["prometheus", f"--config.file={home / 'prometheus.yml'}", f"--storage.tsdb.path={home / 'data'}",
+                                 f"--web.listen-address=127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=log)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        def query(expr: str) -> list:
+            answer = httpx.get(f"{base}/api/v1/query", params={"query": expr}, trust_env=False, timeout=10).json()
+            assert answer["status"] == "success", (expr, answer)
+            return answer["data"]["result"]
+
+        def scraped() -> bool:
+            try:
+                up = query('count_over_time(up{job="proxycheck"}[1m])')
+            except httpx.HTTPError:
+                return False  # not listening yet
+            return bool(up) and float(up[0]["value"][1]) >= 5  # a rate over 1m needs several scrapes
+
+        wait_until(scraped, 60, "five scrapes of the daemon")
+        assert query('up{job="proxycheck"}')[0]["value"][1] == "1", (home / "log").read_text()[-2000:]
+        yield query
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_prometheus_scrapes_with_the_readme_config_and_every_query_has_data(prometheus):
+    for where, expr in queries(dashboard()):
+        if expr.startswith("label_values("):
+            metric, label = re.fullmatch(r"label_values\((\w+), (\w+)\)", expr).groups()
+            assert any(label in series["metric"] for series in prometheus(metric)), f"{where}: no {label!r} on {metric}"
+            continue
+        for variable, value in GRAFANA_VARIABLES.items():
+            expr = expr.replace(variable, value)
+        assert prometheus(expr), f"{where}: no data from Prometheus for {expr}"
+    checks_per_second = prometheus('sum(rate(proxycheck_checks_total{job="proxycheck"}[1m]))')
+    assert float(checks_per_second[0]["value"][1]) > 0  # the daemon kept checking while scraped
