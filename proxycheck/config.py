@@ -80,6 +80,13 @@ def _url_key(doc: str, default: Any, *schemes: str) -> Any:
     return key(doc, default, check=_url(*schemes), accepts=" or ".join(f"{s}://" for s in schemes) + " URL")
 
 
+def _header_value(value: str) -> str | None:
+    """A header the wire sends as is: HTTP/1.1 header values are ASCII (RFC 9110 §5.5)."""
+    if not value.strip() or not (value.isascii() and value.isprintable()):
+        return f"{shown(value)} is not a header value the probes can send (printable ASCII, not empty)"
+    return None
+
+
 def _path(value: str) -> str | None:
     return None if value.strip() else "must be a path, not empty"
 
@@ -165,6 +172,7 @@ class Probes:
     user_agent: str = key(
         "User-Agent sent through proxies",
         "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0 Safari/537.36",
+        check=_header_value, accepts="printable ASCII, not empty",
     )
 
 
