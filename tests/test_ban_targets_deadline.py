@@ -34,7 +34,7 @@ class _Target(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, delay: float | None) -> None:
-        self.delay = delay  # None: never answers (until the test ends)
+        self.delay = delay  # None: no answer; the connection closes 3 s later (long after read = 1 s)
         self.done = threading.Event()
         super().__init__(("127.0.0.1", 0), _Handler)
 
@@ -45,10 +45,12 @@ class _Target(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Target
+    protocol_version = "HTTP/1.1"  # keep-alive, as real targets: a connection can serve again
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
         if self.server.delay is None:
-            self.server.done.wait(30)
+            self.server.done.wait(3)
+            self.close_connection = True
             return
         time.sleep(self.server.delay)
         body = b"<html>recaptcha anchor</html>"
@@ -83,11 +85,17 @@ def _settings(servers: list[_Target], *, read: float, probe: float) -> Settings:
                                timeouts=dataclasses.replace(s.timeouts, read=read, probe=probe))
 
 
-async def _run_ban(settings: Settings):
+async def _run_ban(settings: Settings, *, open_first: str | None = None):
+    """The ban probe through an honest proxy; ``open_first``: a URL the check's session fetched
+    before (as earlier probes leave a connection open). Returns the outcome and the proxy's
+    connection count."""
     async with ScriptedProxy(HOST, EGRESS, Script()) as proxy:
         url = parse_proxy_url(f"http://{HOST}:{proxy.port}")
         t = settings.timeouts
-        async with Session(url, shared_ssl_context(settings.targets.ca_file), Timeouts(t.connect, t.read), "proxycheck-test") as http:
+        ctx_ssl = shared_ssl_context(settings.targets.ca_file)
+        async with Session(url, ctx_ssl, Timeouts(t.connect, t.read), "proxycheck-test") as http:
+            if open_first:
+                await http.get(open_first)
             ctx = ProbeContext(url, settings, frozenset(), http)
             return await run_probe(ban.SPEC, ctx), proxy.connections
 
@@ -110,3 +118,11 @@ def test_a_stalled_target_is_the_verdict_within_read_not_the_whole_probe(targets
     assert f"127.0.0.1:{targets[1].server_address[1]}" in outcome.detail
     assert outcome.facts.get("failed_phase") == "response_head"
     assert "within 1 s" in outcome.detail  # its read deadline, not the probe's 20 s
+
+
+@pytest.mark.parametrize("targets", [[0.0, 0.0, 0.0]], indirect=True)
+def test_the_checks_open_connection_serves_its_origin(targets):
+    """An origin the check already holds a connection to is fetched on it, not on a second one."""
+    outcome, connections = asyncio.run(_run_ban(_settings(targets, read=5.0, probe=10.0), open_first=targets[2].url))
+    assert outcome.ok, (outcome.reason, outcome.detail)
+    assert connections == 3

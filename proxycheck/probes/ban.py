@@ -10,12 +10,13 @@ every probe (the proxy failed to fetch, which is not a ban); with several, the f
 config order.
 
 Deadline: the whole probe runs under the one ``[timeouts].probe``, so targets on distinct origins
-are fetched *concurrently*, each origin over its own connection (the check's session for the first
-origin, a fresh session for each other one; one tunnel per HTTPS origin per check still holds, since
-distinct origins need their own tunnels anyway). The probe then takes as long as its slowest origin,
-not the sum of all targets: five targets answering in 8 s each finish in ~8 s, within the default
-25 s, where one after another they took 40 s and cost the proxy a ``read_timeout`` (27). Targets
-sharing an origin share its connection, one after another (a session serves one request at a time).
+are fetched *concurrently*, each origin over its own connection (the check's session for the origin
+it already holds a connection to, else the first; a fresh session for each other one). One tunnel
+per HTTPS origin per check still holds: distinct origins need their own tunnels anyway. The probe
+then takes as long as its slowest origin, not the sum of all targets: five targets answering in
+8 s each finish in ~8 s, within the default 25 s, where one after another they took 40 s and cost
+the proxy a ``read_timeout`` (27). Targets sharing an origin share its connection, one after
+another (a session serves one request at a time), so they still add up under the one deadline.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from .base import Finding, ProbeContext, ProbeSpec, SelfTestContext, TargetCheck
 from .selftest_fetch import fetch
 
 BODY_LIMIT = 200_000  # characters of a page searched for ban phrases
-
 
 FIX = "point [targets].ban_url (or this [[targets.ban]] url) at a reachable URL (a judge serves /recaptcha/api2/anchor)"
 
@@ -66,7 +66,11 @@ async def _fetch_all(http: Session, targets: Sequence[BanTarget]) -> dict[str, R
         parts = parse_target(target.url)
         by_origin.setdefault(f"{parts.scheme}://{parts.origin}", []).append(target)
     groups = list(by_origin.values())
-    extra = [Session(http.proxy, http.ssl_context, http.timeouts, http.user_agent) for _ in groups[1:]]
+    # The check's session takes the origin it already holds a connection (a tunnel) to, if any.
+    mine = next((i for i, group in enumerate(groups) if http.holds(group[0].url)), 0)
+    sessions = [http if i == mine else Session(http.proxy, http.ssl_context, http.timeouts, http.user_agent)
+                for i in range(len(groups))]
+    extra = [s for s in sessions if s is not http]
     responses: dict[str, Response] = {}
 
     async def fetch_group(session: Session, group: list[BanTarget]) -> None:
@@ -74,7 +78,7 @@ async def _fetch_all(http: Session, targets: Sequence[BanTarget]) -> dict[str, R
             responses[target.name] = await session.get(target.url)
 
     try:
-        outcomes = await asyncio.gather(*(fetch_group(s, g) for s, g in zip([http, *extra], groups)),
+        outcomes = await asyncio.gather(*(fetch_group(s, g) for s, g in zip(sessions, groups)),
                                         return_exceptions=True)
     finally:
         for session in extra:
