@@ -191,6 +191,12 @@ class Worker:
     max_reported_percent: float = key("most of the enabled pool (percent, at least 1 proxy) reports may take out per window",
                                       10.0, above=0, high=100)
     report_window: float = key("seconds of the guard rail's window", 300.0, low=1, high=86400)
+    lease_ttl: float = key("seconds a check-out lease (`proxycheck.lease()`, POST /lease) holds its proxy unless "
+                           "released sooner; it frees itself after", 180.0, low=1, high=86400)
+    max_concurrent_per_proxy: int = key("check-out leases held at once on one proxy, across every worker process",
+                                        1, low=1, high=10_000)
+    cooldown_seconds: float = key("seconds a proxy rests after each check-out lease ends (released or expired)",
+                                  0.0, low=0, high=86400)
 
 
 @dataclass(frozen=True)

@@ -16,14 +16,15 @@ from proxycheck.errors import SchemaOutOfDate
 from proxycheck.store import make_engine, migrate
 from proxycheck.store.models import metadata
 
-HEAD = "0002"
+# Derived, not written out: parallel branches add revisions and the lead re-chains them.
+HEAD = migrate.head_revision()
 
 REVISION_NEXT = """
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003"
-down_revision = "0002"
+revision = "9999"
+down_revision = "{head}"
 branch_labels = None
 depends_on = None
 
@@ -48,8 +49,13 @@ def _diff(url: str, target: MetaData) -> list:
         engine.dispose()
 
 
-def test_the_tree_has_one_head():
-    assert migrate.head_revision() == HEAD
+def test_the_tree_is_one_chain_from_0001_to_head():
+    from alembic.script import ScriptDirectory
+
+    scripts = ScriptDirectory.from_config(migrate.alembic_config())
+    chain = [s.revision for s in scripts.walk_revisions("base", "heads")]
+    assert chain[0] == HEAD and chain[-1] == "0001" and len(chain) == len(set(chain))
+    assert all(not isinstance(s.down_revision, tuple) for s in scripts.walk_revisions())  # no merges
 
 
 def test_script_location_is_the_installed_package():
@@ -81,7 +87,7 @@ def test_the_comparison_is_not_vacuous(migrated_url):
 
 def test_check_at_head_fails_on_an_empty_database(db_url):
     with pytest.raises(
-        SchemaOutOfDate, match=r"schema is empty .*expected 0002: run `proxycheck db upgrade`"
+        SchemaOutOfDate, match=rf"schema is empty .*expected {HEAD}: run `proxycheck db upgrade`"
     ):
         migrate.check_at_head(db_url)
 
@@ -90,14 +96,14 @@ def test_check_at_head_fails_on_an_older_schema_and_upgrade_fixes_it(migrated_ur
     # A newer release of the tree: head + a batch ALTER (copy-and-move on SQLite).
     tree = tmp_path / "migrations"
     shutil.copytree(migrate.script_location(), tree, ignore=shutil.ignore_patterns("__pycache__"))
-    (tree / "versions" / "0003_country.py").write_text(REVISION_NEXT)
+    (tree / "versions" / "9999_country.py").write_text(REVISION_NEXT.format(head=HEAD))
     monkeypatch.setattr(migrate, "script_location", lambda: str(tree))
 
     with pytest.raises(
-        SchemaOutOfDate, match=r"^database schema is at 0002, expected 0003: run `proxycheck db upgrade`$"
+        SchemaOutOfDate, match=rf"^database schema is at {HEAD}, expected 9999: run `proxycheck db upgrade`$"
     ):
         migrate.check_at_head(migrated_url)
-    assert migrate.upgrade(migrated_url) == ("0002", "0003")
+    assert migrate.upgrade(migrated_url) == (HEAD, "9999")
     migrate.check_at_head(migrated_url)
 
 
