@@ -5,10 +5,11 @@ Rules:
    every route but ``/healthz`` needs ``Authorization: Bearer <token>`` (compared in constant
    time). It runs inside the daemon's event loop; database calls go to a thread.
 2. It answers with the same values the Python API returns: ``/proxies/healthy`` and ``/proxy``
-   go through ``proxycheck.worker``, ``/report`` through ``proxycheck.feedback``, ``/status``
+   go through ``proxycheck.worker``, ``/report`` through ``proxycheck.feedback``, ``/lease``
+   and ``/lease/{id}/release`` through ``proxycheck.worker.leasing`` (JSON bodies), ``/status``
    is exactly ``proxycheck status --json``.
 3. Proxy passwords appear only where a worker asked for proxies to use (``/proxy``,
-   ``/proxies/healthy``), never in ``/status``, ``/metrics`` or logs.
+   ``/proxies/healthy``, ``/lease``), never in ``/status``, ``/metrics`` or logs.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from .errors import NoHealthyProxy, StorageError
 from .metrics import DaemonMetrics
 from .status_view import as_json as status_json
 from .store import list_proxies, status_summary
+from .store._rows import utcnow
+from .store.worker_leases import lease_summary
 
 log = logging.getLogger("proxycheck.http")
 
@@ -81,6 +84,8 @@ class HttpApi:
         app.router.add_get("/proxies/healthy", self.healthy)
         app.router.add_get("/proxy", self.one_proxy)
         app.router.add_post("/report", self.report)
+        app.router.add_post("/lease", self.lease)
+        app.router.add_post("/lease/{id}/release", self.release)
         return app
 
     async def start(self) -> str:
@@ -104,10 +109,11 @@ class HttpApi:
 
     async def status(self, request: web.Request) -> web.Response:
         def read():
-            return status_summary(self.engine), list_proxies(self.engine), self.pool.feedback_summary()
+            leases = lease_summary(self.engine, now=utcnow())
+            return status_summary(self.engine), list_proxies(self.engine), self.pool.feedback_summary(), leases
 
-        summary, rows, feedback = await asyncio.to_thread(read)
-        return _json(status_json(summary, rows, feedback))
+        summary, rows, feedback, leases = await asyncio.to_thread(read)
+        return _json(status_json(summary, rows, feedback, leases))
 
     async def metrics_page(self, request: web.Request) -> web.Response:
         body = await asyncio.to_thread(self.metrics.render)
@@ -159,6 +165,44 @@ class HttpApi:
         except ValueError as exc:
             return _json({"error": "bad_request", "detail": str(exc)}, 400)
         return _json(result.as_dict())
+
+    async def lease(self, request: web.Request) -> web.Response:
+        """``POST /lease`` ``{"ttl": 180, "tags": ["us"], ..., "worker": NAME, "format": ...}``:
+        a check-out lease (worker/leasing.py); every filter of ``GET /proxy`` is a JSON key."""
+        from .worker.params import filters_from_json
+
+        try:
+            body = await request.json() if request.can_read_body else {}
+            if not isinstance(body, dict):
+                raise ValueError(f"expected a JSON object, got {type(body).__name__}")
+            ttl, worker, fmt = body.pop("ttl", None), body.pop("worker", None) or request.remote, body.pop("format", "")
+            if fmt not in FORMATS:
+                raise ValueError(f"format: {fmt!r} is not one of anticaptcha, 2captcha (or leave it out)")
+            filters = filters_from_json(body)
+            held = await asyncio.to_thread(self.pool.acquire, ttl=ttl, worker=worker, **filters)
+        except NoHealthyProxy as exc:
+            return _json({"error": "no_healthy_proxy", "detail": str(exc), **getattr(exc, "details", {})}, 404)
+        except ValueError as exc:
+            return _json({"error": "bad_request", "detail": str(exc)}, 400)
+        try:
+            shaped = _proxy_json(held.proxy, fmt)
+        except ValueError as exc:
+            await asyncio.to_thread(self.pool.release, held)
+            return _json({"error": "unusable_proxy", "proxy": held.proxy.masked_url, "detail": str(exc)}, 422)
+        return _json({"lease": held.id, "expires_at": held.expires_at.isoformat(), "proxy": shaped})
+
+    async def release(self, request: web.Request) -> web.Response:
+        """``POST /lease/{id}/release``, optionally ``{"outcome": <the service's answer>}``, which
+        is reported first. ``released`` is false when the lease had expired or was released."""
+        try:
+            body = await request.json() if request.can_read_body else {}
+            if not isinstance(body, dict):
+                raise ValueError(f"expected a JSON object, got {type(body).__name__}")
+            outcome, worker = body.get("outcome"), body.get("worker") or request.remote
+            released = await asyncio.to_thread(self.pool.release, request.match_info["id"], outcome, worker=worker)
+        except ValueError as exc:
+            return _json({"error": "bad_request", "detail": str(exc)}, 400)
+        return _json({"lease": request.match_info["id"], "released": released, "reported": outcome is not None})
 
 
 FORMATS = ("", "anticaptcha", "2captcha")

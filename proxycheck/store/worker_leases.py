@@ -136,6 +136,12 @@ def release(writer: Engine, lease_id: str, *, cooldown: float, now: datetime) ->
         return bool(done.rowcount)
 
 
+def proxy_key_of(engine: Engine, lease_id: str) -> str | None:
+    """The key of the proxy lease ``lease_id`` is (or was) on; None once it is gone."""
+    with engine.begin() as conn:
+        return conn.scalar(select(P.key).join(L, L.proxy_id == P.id).where(L.id == lease_id))
+
+
 def held_leases(engine: Engine, *, now: datetime, limit: int | None = None) -> list[HeldLease]:
     """Leases held at ``now``, oldest first (for ``status``)."""
     with engine.begin() as conn:
@@ -144,6 +150,20 @@ def held_leases(engine: Engine, *, now: datetime, limit: int | None = None) -> l
         if limit is not None:
             stmt = stmt.limit(limit)
         return [HeldLease(*row) for row in conn.execute(stmt)]
+
+
+@dataclass(frozen=True)
+class LeaseSummary:
+    """What ``status`` shows: leases held (the oldest ``limit`` of them) and proxies cooling."""
+
+    held: int
+    cooling: int
+    leases: tuple[HeldLease, ...]
+
+
+def lease_summary(engine: Engine, *, now: datetime, limit: int = 200) -> LeaseSummary:
+    n_held, cooling = lease_counts(engine, now=now)
+    return LeaseSummary(n_held, cooling, tuple(held_leases(engine, now=now, limit=limit)) if n_held else ())
 
 
 def lease_counts(engine: Engine, *, now: datetime) -> tuple[int, int]:
@@ -156,4 +176,4 @@ def lease_counts(engine: Engine, *, now: datetime) -> tuple[int, int]:
     return int(n_held or 0), int(cooling or 0)
 
 
-__all__ = ["HeldLease", "Lease", "acquire", "free", "held", "held_leases", "lease_counts", "release"]
+__all__ = ["HeldLease", "Lease", "LeaseSummary", "acquire", "free", "held", "held_leases", "lease_counts", "lease_summary", "proxy_key_of", "release"]

@@ -335,13 +335,15 @@ class ProxyPool:
         )
 
     def release(self, lease: worker_leases.Lease | str, outcome: Any = None, *, worker: str | None = None) -> bool:
-        """End ``lease`` (a ``Lease`` or its id); with ``outcome``, ``report`` it first (for a
-        ``Lease``). False when it had already expired or been released."""
+        """End ``lease`` (a ``Lease`` or its id); with ``outcome``, ``report`` its proxy first.
+        False when it had already expired or been released."""
         lease_id = lease.id if isinstance(lease, worker_leases.Lease) else lease
         if not isinstance(lease_id, str) or not lease_id:
             raise ValueError(f"lease: expected a Lease or its id, got {lease!r}")
-        if outcome is not None and isinstance(lease, worker_leases.Lease):
-            self.report(lease.proxy, outcome, worker=worker)
+        if outcome is not None:
+            proxy = lease.proxy if isinstance(lease, worker_leases.Lease) else worker_leases.proxy_key_of(self._open(), lease_id)
+            if proxy is not None:
+                self.report(proxy, outcome, worker=worker)
         self._open()
         return worker_leases.release(
             self._write_engine(), lease_id, cooldown=self._settings.cooldown_seconds, now=self._clock()

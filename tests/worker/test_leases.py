@@ -212,3 +212,22 @@ async def test_async_twins(migrated_url, writer):
         assert other.proxy in ps and other.proxy != got
         assert await proxycheck.arelease(other)
     assert proxycheck.worker.held_leases() == []
+
+
+def test_status_shows_the_leases_held(make_pool, writer):
+    from rich.console import Console
+
+    from proxycheck.status_view import as_json, render
+    from proxycheck.store import list_proxies, status_summary
+    from proxycheck.store.worker_leases import lease_summary
+
+    (p,) = fleet(writer, [proxy(1)])
+    make_pool().acquire(worker="w1", ttl=120)
+    leases = lease_summary(writer, now=utcnow())
+    shaped = as_json(status_summary(writer), list_proxies(writer), None, leases)["summary"]["leases"]
+    assert (shaped["held"], shaped["cooling"], shaped["list"][0]["proxy"], shaped["list"][0]["worker"]) == (1, 0, p.key, "w1")
+    console = Console(record=True, width=200)
+    render(status_summary(writer), list_proxies(writer), console, None, leases)
+    text = console.export_text()
+    assert "worker leases: 1 held, 0 proxies cooling down" in text and f"{p.key} leased by w1" in text
+    assert "pw@" not in text and "pw@" not in str(shaped)
