@@ -264,7 +264,7 @@ class Daemon:
 
     async def _check(self, claim: Claim) -> None:
         try:
-            result = await self.checker.check(claim.proxy, self.status.own_ips)
+            result = await self.checker.check(claim.proxy, self.status.own_ips, last=claim.last_probes)
         except Exception:  # noqa: BLE001 - one bad proxy never kills the daemon
             log.exception("checking %s failed inside proxycheck; rescheduling it", claim.proxy.masked_url)
             await self._db(store.reschedule_unavailable, self.engine, [claim], self._retry_at())

@@ -50,4 +50,4 @@ async def selftest(st: SelfTestContext) -> list[TargetCheck]:
     return [TargetCheck("ban_url", url, True, f"{url} answered {response.status}")]
 
 
-SPEC = ProbeSpec("ban", run, targets=("ban_url",), selftest=selftest)
+SPEC = ProbeSpec("ban", run, targets=("ban_url",), selftest=selftest, every=1800.0, jitter=0.2, rate_limited=True)

@@ -11,12 +11,14 @@ Rules:
 3. Every claim gets a fresh random ``lease_token``. Every write-back matches it: if the lease
    was lost (expired and taken over, or the proxy was disabled), nothing is written and the
    function says so. Results are idempotent, so at-least-once checking is fine.
+4. Probe schedules: a claim carries each probe's latest result (read in the claim's
+   transaction) and the write-back stores the probes that ran (probe_results.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,7 +26,8 @@ from sqlalchemy import Connection, Engine, String, cast, func, insert, or_, sele
 
 from ..health import HealthState, Transition
 from ..proxy import Proxy
-from ..result import CheckResult, history_probes
+from ..result import CheckResult, LastRun, history_probes
+from . import probe_results
 from ._rows import PROXY_COLUMNS, STATE_COLUMNS, is_postgresql, proxy_from_row, state_from_row, utcnow
 from .models import CheckRow
 from .models import ProxyRow as P
@@ -42,6 +45,8 @@ class Claim:
     state: HealthState  # the state to ``health.advance`` from
     due_at: datetime  # its ``next_check_at`` when claimed
     lease_expires_at: datetime
+    # Each probe's latest result (probe_results.py), for the checker's schedule.
+    last_probes: Mapping[str, LastRun] = field(default_factory=dict, compare=False)
 
 
 def claim_due(
@@ -79,9 +84,10 @@ def claim_due(
             )
         )
         rows = conn.execute(stmt).all()
+        last = probe_results.load(conn, [r.id for r in rows])
     rows.sort(key=lambda r: (r.next_check_at, r.id))
     return [
-        Claim(r.id, proxy_from_row(r), r.lease_token, state_from_row(r), r.next_check_at, r.lease_expires_at)
+        Claim(r.id, proxy_from_row(r), r.lease_token, state_from_row(r), r.next_check_at, r.lease_expires_at, last[r.id])
         for r in rows
     ]
 
@@ -153,6 +159,7 @@ def _record(
     if conn.execute(fenced).rowcount != 1:
         return False
     conn.execute(insert(CheckRow).values(**history_values(claim.proxy_id, result, instance_id)))
+    probe_results.save(conn, claim.proxy_id, result)
     return True
 
 
