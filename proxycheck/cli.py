@@ -254,6 +254,24 @@ def status(config: str | None, unhealthy: bool, tag: str | None, code_text: str 
 
 @cli.command()
 @config_option
+def token(config: str | None) -> None:
+    """Print the HTTP endpoint's bearer token, for shell workers.
+
+    \b
+    Found as workers find it: $PROXYCHECK_TOKEN, then [http].token, then the file
+    <state_dir>/http-token that `proxycheck run` writes (mode 0600) on its first start. Example:
+      curl -H "Authorization: Bearer $(proxycheck token)" http://127.0.0.1:8181/proxy
+    """
+    from .http_token import worker_token
+
+    try:
+        click.echo(worker_token(_settings(config)))
+    except ProxycheckError as exc:
+        raise CliError(str(exc)) from None
+
+
+@cli.command()
+@config_option
 @click.option("--limit", "-n", default=20, show_default=True, type=click.IntRange(1, 10000), help="Checks and reports to show.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object: proxy, checks, reports (newest first).")
 @click.argument("proxy", metavar="PROXY")

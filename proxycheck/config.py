@@ -88,6 +88,12 @@ def _listen(value: str) -> str | None:
     return None
 
 
+def _host_name(value: str) -> str | None:
+    if not value or value != value.strip() or any(c in value for c in "/@ \t"):
+        return f"{shown(value)} is not a host name (e.g. proxycheck.internal)"
+    return None
+
+
 def _database_url(url: str) -> str | None:
     """The store's own rule (``store.engine.normalize_url``), so ``config check`` refuses exactly
     what every command would. Imported here, not at the top: the store imports half the package."""
@@ -185,7 +191,11 @@ class Http:
     enabled: bool = key("serve the worker HTTP endpoint from `proxycheck run`", False)
     listen: str = key("HOST:PORT to bind (keep it on loopback or a private network)", "127.0.0.1:8181",
                       check=_listen, accepts="HOST:PORT")
-    token: str = key("if set, every request needs `Authorization: Bearer <token>` (/healthz excepted)", "", secret=True)
+    token: str = key("every request but /healthz needs `Authorization: Bearer <token>`; empty: a random one is kept in "
+                     "<state_dir>/http-token (mode 0600; `proxycheck token` prints it)", "", secret=True)
+    allowed_hosts: tuple[str, ...] = key("host names a request's `Host:` may carry besides the listen address "
+                                         "(e.g. behind a reverse proxy); any other Host gets 421", (),
+                                         check=_host_name, accepts="host names")
 
 
 STRATEGIES = ("random", "round_robin", "least_used", "fastest")

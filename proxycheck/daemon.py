@@ -226,7 +226,7 @@ class Daemon:
             url = await self.http.start()
         except OSError as exc:
             raise ProxycheckError(f"cannot serve HTTP on [http].listen {self.settings.http.listen}: {exc.strerror or exc}") from None
-        log.info("HTTP endpoint on %s%s", url, "" if self.settings.http.token else " (no token: keep it on loopback)")
+        log.info("HTTP endpoint on %s", url)
 
     def _summary_or_none(self):
         """What a scrape reads from the database: the fleet and the worker reports."""

@@ -1,8 +1,14 @@
-"""The daemon's HTTP endpoint over real HTTP: worker routes, report, status, healthz, metrics."""
+"""The daemon's HTTP endpoint over real HTTP against a real ``proxycheck run``: the lock (token,
+Host, JSON-only), the worker routes, report, status (and its pages), healthz, metrics."""
 
 from __future__ import annotations
 
+import concurrent.futures
+import json
+import re
 import socket
+import stat
+from pathlib import Path
 
 import httpx
 import pytest
@@ -11,8 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from cli import run_cli
 from test_daemon import NotifyListener, by_label, start_daemon, status_json, stop, wait_until, write_daemon_config
 
-TOKEN = "s3cret-token"
-NAMES = ["squid-anonymous", "squid-elite", "microsocks", "squid-forwarded-for", "refused"]
+NAMES = ["squid-anonymous", "squid-elite", "microsocks", "squid-forwarded-for", "refused", "squid-auth-right-password"]
 
 
 def free_port() -> int:
@@ -21,49 +26,173 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def api(world, tmp_path_factory):
-    tmp_path = tmp_path_factory.mktemp("http")
+class Api:
+    """One running daemon with [http] enabled, and what a test needs to talk to it."""
+
+    def __init__(self, config: Path, port: int, proc, notify) -> None:
+        self.config, self.port, self.proc, self.notify = config, port, proc, notify
+        self.base = f"http://127.0.0.1:{port}"
+        self.token_file = config.parent / "state" / "http-token"
+
+    def get(self, path: str, token: str | None = None, **kw) -> httpx.Response:
+        headers = kw.pop("headers", {})
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        return httpx.get(self.base + path, headers=headers, trust_env=False, timeout=10, **kw)
+
+
+def start_api(world, tmp_path: Path, names=NAMES, *, extra: str = "", database_url: str = "", wait_checked=True) -> Api:
     port = free_port()
-    extra = f'\n[http]\nenabled = true\nlisten = "127.0.0.1:{port}"\ntoken = "{TOKEN}"\n[worker]\nreprobe_after = 0.5\n'
-    config = write_daemon_config(world, tmp_path, NAMES)
-    config.write_text(config.read_text() + extra)
-    assert run_cli("db", "upgrade", "--config", str(config)).returncode == 0
+    config = write_daemon_config(world, tmp_path, names, database_url=database_url)
+    config.write_text(config.read_text() + f'\n[http]\nenabled = true\nlisten = "127.0.0.1:{port}"\n{extra}'
+                      '\n[worker]\nreprobe_after = 0.5\n')
+    up = run_cli("db", "upgrade", "--config", str(config))
+    assert up.returncode == 0, up.stderr
     notify = NotifyListener(tmp_path / "notify.sock")
     proc = start_daemon(config, notify)
+    api = Api(config, port, proc, notify)
     try:
         notify.wait_for("READY=1", 20)
-        wait_until(lambda: all(r["last_checked_at"] for r in status_json(config)["proxies"]), 30, "first checks")
-        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", trust_env=False, timeout=10,
-                              headers={"Authorization": f"Bearer {TOKEN}"})
-        yield client, config, world
-        client.close()
-    finally:
-        code, err = stop(proc)
+        if wait_checked:
+            wait_until(lambda: all(r["last_checked_at"] for r in status_json(config)["proxies"]), 30, "first checks")
+    except BaseException:
+        stop(proc)
         notify.close()
+        raise
+    return api
+
+
+def secrets_of(world, names) -> set[str]:
+    return {f.url.split(":")[2].split("@")[0] for f in world.fixtures if f.name in names and "@" in f.url}
+
+
+@pytest.fixture(scope="module")
+def api(world, tmp_path_factory):
+    """No [http].token: the daemon generates one into state/http-token."""
+    tmp_path = tmp_path_factory.mktemp("http")
+    running = start_api(world, tmp_path)
+    token = running.token_file.read_text().strip()
+    client = httpx.Client(base_url=running.base, trust_env=False, timeout=10, headers={"Authorization": f"Bearer {token}"})
+    yield client, running, world, token
+    client.close()
+    code, err = stop(running.proc)
+    running.notify.close()
     assert code == 0, err
-    assert TOKEN not in err
+    assert token not in err  # the generated token is never logged...
+    assert f"HTTP token generated in {running.token_file}" in err  # ...its path is
+    for secret in secrets_of(world, NAMES):
+        assert secret not in err
 
 
-def test_token_required_except_healthz(api):
-    client, _, _ = api
-    bare = httpx.get(str(client.base_url) + "/status", trust_env=False)
-    assert bare.status_code == 401
-    health = httpx.get(str(client.base_url) + "/healthz", trust_env=False)
-    assert health.status_code == 200 and health.json()["checker"] == "ok"
+def test_generated_token_file_is_0600_and_found_by_workers(api):
+    _, running, _, token = api
+    assert stat.S_IMODE(running.token_file.stat().st_mode) == 0o600
+    assert len(token) >= 40
+    shown = run_cli("token", "--config", str(running.config))
+    assert shown.returncode == 0 and shown.stdout.strip() == token
 
 
-def test_status_is_status_json(api):
-    client, config, _ = api
+@pytest.mark.parametrize("method, path", [("GET", "/status"), ("GET", "/metrics"), ("GET", "/proxies/healthy"),
+                                          ("GET", "/proxy"), ("POST", "/report")])
+def test_every_route_but_healthz_needs_the_token(api, method, path):
+    client, running, _, token = api
+    for headers in ({}, {"Authorization": "Bearer wrong-token"}, {"Authorization": token}, {"Authorization": f"Basic {token}"}):
+        answer = httpx.request(method, running.base + path, headers=headers, json={}, trust_env=False, timeout=10)
+        assert answer.status_code == 401, (headers, answer.text)
+        assert answer.json()["error"] == "unauthorized" and answer.headers["WWW-Authenticate"].startswith("Bearer")
+        assert token not in answer.text
+    assert client.request(method, path, json={"proxy": "http://127.0.0.1:1", "outcome": 0}).status_code != 401
+
+
+def test_right_token_200_healthz_open(api):
+    client, running, _, _ = api
+    assert client.get("/status").status_code == 200
+    health = running.get("/healthz")
+    assert health.status_code == 200, health.text
+    assert health.json() == {"daemon": "running", "checker": "ok", "checker_reason": None, "database": "ok",
+                             "database_reason": None, "reason": None}
+
+
+def test_healthz_shows_no_proxy(api):
+    _, running, world, _ = api
+    text = running.get("/healthz").text
+    assert not re.search(r"\d+\.\d+\.\d+\.\d+|proxy", text), text  # no address, no proxy field
+    for secret in secrets_of(world, NAMES):
+        assert secret not in text
+
+
+@pytest.mark.parametrize("host, code", [
+    ("evil.example:{port}", 421),  # DNS rebinding: the attacker's name
+    ("127.0.0.1:{other}", 421),
+    ("127.0.0.2:{port}", 421),
+    ("localhost:{port}", 200),
+    ("127.0.0.1:{port}", 200),
+])
+def test_host_must_name_the_endpoint(api, host, code):
+    client, running, _, _ = api
+    header = host.format(port=running.port, other=running.port + 1)
+    for path in ("/status", "/healthz"):
+        answer = client.get(path, headers={"Host": header})
+        assert answer.status_code == code, (path, answer.text)
+        if code == 421:
+            assert answer.json()["error"] == "wrong_host" and "[http].allowed_hosts" in answer.json()["detail"]
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", None])
+def test_post_bodies_must_be_json(api, content_type):
+    client, _, world, _ = api
+    body = json.dumps({"proxy": world.by_name("refused").url, "outcome": 30}).encode()
+    headers = {"Content-Type": content_type} if content_type else {}
+    answer = client.post("/report", content=body, headers=headers)
+    assert answer.status_code == 415, answer.text
+    assert answer.json()["error"] == "unsupported_media_type"
+    ok = client.post("/report", content=body, headers={"Content-Type": "application/json; charset=utf-8"})
+    assert ok.status_code == 200, ok.text
+
+
+def test_status_is_status_json_and_pages_cover_it(api):
+    client, running, world, _ = api
     body = client.get("/status").json()
-    assert body["summary"]["counts"] == status_json(config)["summary"]["counts"]
-    assert "right-pass" not in str(body)
+    cli_view = status_json(running.config)
+    assert body["summary"]["counts"] == cli_view["summary"]["counts"]
+    assert [p["proxy"] for p in body["proxies"]] == [p["proxy"] for p in cli_view["proxies"]]
+    for secret in secrets_of(world, NAMES):
+        assert secret not in json.dumps(body)
+    pages, after = [], None
+    while True:
+        page = client.get("/status", params={"limit": 4, **({"after": after} if after else {})}).json()
+        assert page["summary"]["counts"] == body["summary"]["counts"] and len(page["proxies"]) <= 4
+        pages += page["proxies"]
+        after = page["next_after"]
+        if after is None:
+            break
+    assert [p["proxy"] for p in pages] == [p["proxy"] for p in body["proxies"]]
+    bad = client.get("/status", params={"limit": 0})
+    assert bad.status_code == 400 and "limit" in bad.json()["detail"]
+
+
+def test_concurrent_status_reads_all_answer(api):
+    """50 clients at once: each gets the status or a 503 with Retry-After, never an error."""
+    client, running, _, token = api
+
+    def one(_):
+        answer = running.get("/status", token=token)
+        return answer.status_code, answer.headers.get("Retry-After"), answer.json()
+
+    with concurrent.futures.ThreadPoolExecutor(50) as pool:
+        results = list(pool.map(one, range(50)))
+    for code, retry, body in results:
+        assert code == 200 or (code == 503 and retry == "1" and body["error"] == "busy"), (code, body)
+    assert sum(1 for code, _, _ in results if code == 200) >= 1
+    assert client.get("/healthz").status_code == 200
 
 
 def test_healthy_proxies_and_formats(api):
-    client, _, world = api
+    client, _, world, _ = api
     healthy = {p["url"] for p in client.get("/proxies/healthy").json()}
-    assert healthy == {world.by_name(n).url for n in ("squid-anonymous", "squid-elite", "microsocks")}
+    assert healthy == {world.by_name(n).url for n in ("squid-anonymous", "squid-elite", "microsocks", "squid-auth-right-password")}
+    assert len(client.get("/proxies/healthy", params={"limit": 2}).json()) == 2
+    assert client.get("/proxies/healthy", params={"limit": "x"}).status_code == 400
     ac = client.get("/proxies/healthy", params={"format": "anticaptcha", "scheme": "socks5"}).json()
     assert len(ac) == 1 and ac[0]["proxyType"] == "socks5" and isinstance(ac[0]["proxyPort"], int)
     one = client.get("/proxy", params={"anonymity": "elite"}).json()
@@ -73,7 +202,8 @@ def test_healthy_proxies_and_formats(api):
 
 
 def test_report_takes_a_proxy_out(api):
-    client, config, world = api
+    client, running, world, _ = api
+    config = running.config
     target = world.by_name("squid-anonymous").url
     answer = client.post("/report", json={"proxy": target, "outcome": {"errorId": 29, "errorCode": "ERROR_PROXY_TRANSPARENT"}})
     assert answer.status_code == 200, answer.text
@@ -81,7 +211,7 @@ def test_report_takes_a_proxy_out(api):
     assert body["applied"] and body["code"] == 29
     assert target not in {p["url"] for p in client.get("/proxies/healthy").json()}
     assert by_label(status_json(config))["squid-anonymous"]["state"] == "unhealthy"
-    bad = client.post("/report", content=b"not json")
+    bad = client.post("/report", content=b"not json", headers={"Content-Type": "application/json"})
     assert bad.status_code == 400
     # The worker was wrong about it: the daemon's early re-probes pass and bring it back.
     wait_until(lambda: by_label(status_json(config))["squid-anonymous"]["state"] == "healthy", 30, "restored by re-probes")
@@ -89,7 +219,7 @@ def test_report_takes_a_proxy_out(api):
 
 
 def test_client_mistakes_are_400s_that_say_what_is_wrong(api):
-    client, _, world = api
+    client, _, world, _ = api
     fmt = client.get("/proxies/healthy", params={"format": "capmonster"})
     assert fmt.status_code == 400 and "format: 'capmonster'" in fmt.json()["detail"]
     unknown = client.get("/proxy", params={"colour": "blue"})
@@ -103,11 +233,11 @@ def test_client_mistakes_are_400s_that_say_what_is_wrong(api):
 
 
 def test_metrics_parse(api):
-    client, config, _ = api
+    client, running, _, _ = api
     text = client.get("/metrics").text
     families = {f.name: f for f in text_string_to_metric_families(text)}
     proxies = {s.labels["state"]: s.value for s in families["proxycheck_proxies"].samples}
-    assert proxies == {k: float(v) for k, v in status_json(config)["summary"]["counts"].items()}
+    assert proxies == {k: float(v) for k, v in status_json(running.config)["summary"]["counts"].items()}
     assert families["proxycheck_checker_degraded"].samples[0].value == 0
     reports = {s.labels["error"]: s.value for s in families["proxycheck_worker_reports"].samples}
     assert reports.get("ERROR_PROXY_TRANSPARENT") == 1  # test_report_takes_a_proxy_out's report
@@ -121,9 +251,10 @@ def test_metrics_parse(api):
 
 
 def test_lease_and_release_over_http(api):
-    client, config, world = api
+    client, running, world, _ = api
+    config = running.config
     socks = world.by_name("microsocks").url
-    assert httpx.post(str(client.base_url) + "/lease", json={}, trust_env=False).status_code == 401
+    assert httpx.post(running.base + "/lease", json={}, trust_env=False).status_code == 401
     first = client.post("/lease", json={"scheme": "socks5", "ttl": 60, "worker": "w-http"})
     assert first.status_code == 200, first.text
     body = first.json()
@@ -133,14 +264,123 @@ def test_lease_and_release_over_http(api):
     assert again.json()["leases_held"] == 1
     shown = status_json(config)["summary"]["leases"]
     assert shown["held"] == 1 and shown["list"][0]["worker"] == "w-http" and shown["list"][0]["proxy"] == socks
-    assert client.get("/status").json()["summary"]["leases"]["held"] == 1
+    assert client.get("/status", params={"limit": 10}).json()["summary"]["leases"]["held"] == 1  # a fresh page
     done = client.post(f"/lease/{body['lease']}/release", json={"outcome": {"errorId": 0, "solution": {}}})
     assert done.status_code == 200 and done.json() == {"lease": body["lease"], "released": True, "reported": True}
-    assert client.post(f"/lease/{body['lease']}/release").json()["released"] is False
+    assert client.post(f"/lease/{body['lease']}/release", json={}).json()["released"] is False
     ac = client.post("/lease", json={"scheme": "socks5", "format": "anticaptcha"}).json()
     assert ac["proxy"]["proxyType"] == "socks5"
-    assert client.post(f"/lease/{ac['lease']}/release").json()["released"]
+    assert client.post(f"/lease/{ac['lease']}/release", json={}).json()["released"]
     bad = client.post("/lease", json={"colour": "blue"})
     assert bad.status_code == 400 and "unknown parameter 'colour'" in bad.json()["detail"]
     assert client.post("/lease", json={"ttl": "long"}).status_code == 400
     assert client.post("/lease", json=["socks5"]).status_code == 400
+
+
+# -- daemons of their own -----------------------------------------------------------------------
+def test_configured_token_and_allowed_hosts(world, tmp_path):
+    running = start_api(world, tmp_path, ["squid-anonymous"], wait_checked=False,
+                        extra='token = "s3cret-token-from-config"\nallowed_hosts = ["proxycheck.internal"]\n')
+    try:
+        assert running.get("/status", token="s3cret-token-from-config").status_code == 200
+        assert running.get("/status").status_code == 401
+        assert running.get("/healthz", headers={"Host": "proxycheck.internal"}).status_code in (200, 503)
+        assert running.get("/healthz", headers={"Host": "evil.example"}).status_code == 421
+        assert not running.token_file.exists()  # nothing generated when the config gives a token
+    finally:
+        code, err = stop(running.proc)
+        running.notify.close()
+    assert code == 0, err
+    assert "s3cret-token-from-config" not in err and "HTTP token from [http].token" in err
+
+
+def test_healthz_503_while_the_checker_is_degraded(world, tmp_path):
+    running = start_api(world, tmp_path, ["squid-anonymous"], wait_checked=False)
+    try:
+        pass
+    finally:
+        stop(running.proc)
+        running.notify.close()
+    # Same database, the judge now on a closed port: the self-test fails from the start.
+    text = running.config.read_text()
+    running.config.write_text(re.sub(r'judge_url = "[^"]*"', 'judge_url = "http://127.0.0.1:9/get"', text))
+    notify = NotifyListener(tmp_path / "notify2.sock")
+    proc = start_daemon(running.config, notify)
+    try:
+        notify.wait_for("READY=1", 20)
+        health = wait_until(lambda: (r := running.get("/healthz")).status_code == 503 and r, 20, "healthz 503")
+        body = health.json()
+        assert body["checker"] == "degraded" and body["database"] == "ok"
+        assert body["reason"].startswith("checker degraded: ") and body["checker_reason"]
+    finally:
+        code, err = stop(proc)
+        notify.close()
+    assert code == 0, err
+
+
+@pytest.mark.postgres
+def test_healthz_503_while_the_database_refuses_connections(world, tmp_path):
+    from pgdb import admin_engine, throwaway_database
+    from sqlalchemy import create_engine, make_url, text
+
+    with throwaway_database("proxycheck_http") as url:
+        name = make_url(url).database
+        running = start_api(world, tmp_path, ["squid-anonymous"], database_url=url, wait_checked=False)
+        admin = admin_engine()
+        try:
+            assert running.get("/healthz").status_code == 200
+            with admin.connect() as conn:
+                conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'))
+                conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"), {"n": name})
+            down = wait_until(lambda: (r := running.get("/healthz")).status_code == 503 and r, 20, "healthz 503")
+            body = down.json()
+            assert body["database"] == "unavailable" and body["database_reason"].startswith("the database")
+            assert name not in down.text and "postgres" not in down.text.lower()  # the open endpoint names no database
+            with admin.connect() as conn:
+                conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
+            wait_until(lambda: running.get("/healthz").status_code == 200, 30, "healthz 200 again")
+            # A database that hangs instead of refusing: the query waits on a lock, /healthz does not.
+            locker = create_engine(url)
+            with locker.connect() as conn:
+                conn.execute(text("LOCK TABLE alembic_version IN ACCESS EXCLUSIVE MODE"))
+                hung = [running.get("/healthz") for _ in range(3)]  # one query in flight, shared
+                assert {r.status_code for r in hung} == {503}
+                assert hung[0].json()["database_reason"] == "the database did not answer within 2 s"
+                conn.rollback()
+            locker.dispose()
+            wait_until(lambda: running.get("/healthz").status_code == 200, 30, "healthz 200 after the lock")
+        finally:
+            with admin.connect() as conn:
+                conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
+            admin.dispose()
+            code, err = stop(running.proc, timeout=90)
+            running.notify.close()
+        assert code == 0, err
+        assert "/healthz: database unavailable" in err
+
+
+async def test_a_large_body_is_sent_whole_in_slices():
+    """``_send`` writes big bodies slice by slice (bounded buffers); the client gets every byte."""
+    from aiohttp import web
+
+    from proxycheck.http_api.app import SLICE, _send
+
+    body = bytes(range(256)) * (3 * SLICE // 256 + 7)
+
+    async def handler(request):
+        return await _send(request, body, {"Age": "0"})
+
+    app = web.Application()
+    app.router.add_get("/", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        host, port = runner.addresses[0][:2]
+        async with httpx.AsyncClient(trust_env=False) as client:
+            answer = await client.get(f"http://{host}:{port}/")
+        assert answer.content == body and answer.headers["Content-Length"] == str(len(body))
+        assert answer.headers["Content-Type"] == "application/json"
+    finally:
+        await runner.cleanup()

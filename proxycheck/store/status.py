@@ -124,9 +124,12 @@ def list_proxies(
     tag: str | None = None,
     code: int | None = None,
     include_disabled: bool = True,
+    after: str | None = None,
+    limit: int | None = None,
 ) -> list[ProxyStatus]:
     """Proxies for a status listing, ordered by key. ``unhealthy_only`` means enabled and
-    unhealthy; ``code`` filters on the current failure code."""
+    unhealthy; ``code`` filters on the current failure code; ``after`` and ``limit`` give one
+    page (keys greater than ``after``), for the HTTP endpoint's paginated ``/status``."""
     with engine.begin() as conn:
         stmt = _status_select(conn, tags=[tag] if tag else [])
         if unhealthy_only:
@@ -135,7 +138,12 @@ def list_proxies(
             stmt = stmt.where(P.enabled == true())
         if code is not None:
             stmt = stmt.where(P.code == code)
-        return [_status(row) for row in conn.execute(stmt.order_by(P.key))]
+        if after is not None:
+            stmt = stmt.where(P.key > after)
+        stmt = stmt.order_by(P.key)
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        return [_status(row) for row in conn.execute(stmt)]
 
 
 def healthy_proxies(

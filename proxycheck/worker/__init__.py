@@ -11,8 +11,10 @@ Rules:
    most ``[worker].max_age`` seconds old (default 3 × ``[health].interval``). Stale proxies are
    never handed out, so workers stop getting proxies when the daemon stops checking.
 2. The database is found as the daemon finds it (``--config``-less: ``$PROXYCHECK_CONFIG``, then
-   ``./proxycheck.toml``, else defaults; ``$PROXYCHECK_DATABASE_URL`` wins), opened lazily, once
-   per process, or set with ``configure()``. Safe with threads and forked processes (pool.py).
+   ``./proxycheck.toml``; ``$PROXYCHECK_DATABASE_URL`` wins), opened lazily, once per process, or
+   set with ``configure()``; finding nothing is ``NoConfiguration`` saying what to set. Safe with
+   threads and forked processes (pool.py). ``http_token()`` finds the HTTP endpoint's token the
+   same way (``$PROXYCHECK_TOKEN``, ``[http].token``, ``<state_dir>/http-token``).
 3. Strategies: ``random`` (default), ``fastest`` (lowest latency at the last check), and
    ``least_used`` / ``round_robin``, which count hand-outs in the database so they hold across
    every worker process. ``get_healthy_proxies()`` lists without counting.
@@ -37,7 +39,7 @@ from ..store.reports import FeedbackSummary
 from .leasing import aacquire, acquire, alease, arelease, held_leases, lease, release
 from .params import filters_from_query, make_filters, proxy_from_reference
 from .pool import ProxyPool
-from .settings import STRATEGIES, WorkerSettings
+from .settings import STRATEGIES, NoConfiguration, WorkerSettings, http_token
 
 _default: ProxyPool | None = None
 _default_lock = threading.Lock()
@@ -140,6 +142,7 @@ os.register_at_fork(after_in_child=_reset_lock_in_child)
 
 __all__ = [
     "STRATEGIES",
+    "NoConfiguration",
     "aacquire",
     "acquire",
     "alease",
@@ -158,6 +161,7 @@ __all__ = [
     "filters_from_query",
     "get_healthy_proxies",
     "get_healthy_proxy",
+    "http_token",
     "make_filters",
     "proxy_from_reference",
     "report",

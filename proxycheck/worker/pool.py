@@ -110,7 +110,7 @@ class ProxyPool:
             return reader
         with self._lock:
             if self._reader is None:
-                settings, worker = load(self._config)
+                settings, worker = load(self._config, database_given=bool(self._database_url))
                 url = self._database_url or settings.resolved_database_url
                 engine = make_engine(url, writer=False, application_name=f"proxycheck-worker@{socket.gethostname()}")
                 try:
@@ -120,7 +120,8 @@ class ProxyPool:
                     engine.dispose()
                     raise
                 self._url, self._health = url, settings.health
-                self._settings = self._settings_given or worker
+                given = self._settings_given
+                self._settings = given.resolved(settings) if isinstance(given, WorkerSettings) else (given or worker)
                 self._hot = HotReads(engine)
                 self._reader = engine
             return self._reader

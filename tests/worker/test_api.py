@@ -73,3 +73,34 @@ def test_migration_0002_keeps_existing_proxies_and_downgrades(db_url):
     assert migrate.current_revision(db_url) == "0001"
     assert migrate.upgrade(db_url) == ("0001", migrate.head_revision())
     engine.dispose()
+
+
+def test_no_configuration_found_says_where_it_looked_and_what_to_set(tmp_path):
+    with pytest.raises(worker.NoConfiguration) as info:
+        proxycheck.get_healthy_proxy()
+    message = str(info.value)
+    assert message.startswith("no configuration found: $PROXYCHECK_CONFIG is not set, there is no ./proxycheck.toml in ")
+    assert "Set PROXYCHECK_CONFIG" in message and "PROXYCHECK_DATABASE_URL" in message and "configure(database_url=" in message
+    assert not (tmp_path / "cwd" / "state").exists()  # nothing created on the way
+
+
+def test_no_config_but_the_default_database_of_a_config_less_daemon(writer, tmp_path):
+    default = tmp_path / "cwd" / "state" / "proxycheck.db"  # what `proxycheck run` with no config uses here
+    default.parent.mkdir()
+    migrate.upgrade(f"sqlite:///{default}")
+    with pytest.raises(NoHealthyProxy, match="has no proxies"):
+        proxycheck.get_healthy_proxy()
+
+
+def test_max_age_is_three_health_intervals_however_the_pool_is_configured(migrated_url, tmp_path, monkeypatch):
+    from proxycheck.health import HealthPolicy
+
+    proxycheck.configure(database_url=migrated_url)  # no config file: the defaults' interval
+    assert worker.default_pool().settings.max_age == 3 * HealthPolicy().interval
+    config = tmp_path / "proxycheck.toml"
+    config.write_text("[health]\ninterval = 60\n")
+    monkeypatch.setenv("PROXYCHECK_CONFIG", str(config))
+    assert worker.configure(database_url=migrated_url).settings.max_age == 180
+    assert worker.configure(migrated_url, settings=worker.WorkerSettings(strategy="fastest")).settings.max_age == 180
+    explicit = worker.configure(migrated_url, settings=worker.WorkerSettings(max_age=42))
+    assert explicit.settings.max_age == 42

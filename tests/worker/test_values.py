@@ -8,7 +8,7 @@ from multidict import MultiDict
 from proxycheck.errors import ConfigError, ProxyParseError
 from proxycheck.proxy import Proxy, parse_proxy_url
 from proxycheck.worker import filters_from_query, make_filters, proxy_from_reference
-from proxycheck.worker.settings import load
+from proxycheck.worker.settings import NoConfiguration, load
 
 IP = Proxy("http", "203.0.113.5", 8080, "user", "s3cret")
 
@@ -101,7 +101,9 @@ def test_make_filters_and_references():
 
 
 def test_worker_section_defaults_and_discovery(tmp_path, monkeypatch):
-    settings, worker = load()
+    with pytest.raises(NoConfiguration, match="no configuration found"):
+        load()  # nothing names a database
+    settings, worker = load(database_given=True)
     assert worker.max_age == 900 and worker.strategy == "random" and settings.source_file is None
     config = tmp_path / "conf" / "pc.toml"
     config.parent.mkdir()
