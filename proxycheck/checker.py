@@ -53,6 +53,9 @@ class Checker:
         self.ssl_context = shared_ssl_context(settings.targets.ca_file)
         self.timeouts = Timeouts(settings.timeouts.connect, settings.timeouts.read)
         self.rate_limit = HostRateLimit(settings.probes.max_requests_per_host)  # shared by every check
+        # When a check starts, for its results and for which probes are due; a simulation
+        # (bench/schedule_bench.py) replaces it with a simulated clock.
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     async def preflight(self) -> CheckerStatus:
         return await preflight(self.settings, self.ssl_context)
@@ -63,7 +66,7 @@ class Checker:
         """Run the suite on ``proxy``. With ``last`` (each probe's latest result on it, maybe
         none), only the due probes run and the others carry their result forward (rule 5);
         without it, every probe runs."""
-        started_at = datetime.now(UTC)
+        started_at = self.clock()
         started = time.perf_counter()
         outcomes: list[ProbeOutcome] = []
         summary: dict[str, Any] = {}
