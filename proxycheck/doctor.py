@@ -142,7 +142,7 @@ def _database(settings: Settings) -> list[Line]:
         return [Line(False, "database", str(exc))]  # StorageError messages already say what to do
     except ImportError as exc:
         return [Line(False, "database", f"{where} needs a driver that is not installed ({exc.name})",
-                     "pip install 'proxycheck[postgresql]'")]
+                     "install the driver (the [postgresql] extra) into the same environment: pip install 'psycopg[binary]>=3.1'")]
     head = head_revision()
     if current == head:
         return [Line(True, "database", f"{where} reachable, schema at {head} (the latest)")]

@@ -1,5 +1,8 @@
 """The built wheel carries the Alembic tree: `proxycheck db upgrade` works from a plain install.
 
+The distribution is ours (proxycheck-fleet: "proxycheck" on PyPI is someone else's) with SPDX
+license metadata, and `python -m build` (sdist, then the wheel from it) warns of nothing deprecated.
+
 The wheel is built from this checkout and unpacked into a fresh directory that is put first on
 sys.path (a wheel install is exactly that: its files in a site directory); the dependencies come
 from the test environment. The test proves the code that ran came from the wheel.
@@ -7,6 +10,7 @@ from the test environment. The test proves the code that ran came from the wheel
 
 from __future__ import annotations
 
+import email.parser
 import os
 import subprocess
 import sys
@@ -19,13 +23,37 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory) -> Path:
+def built(tmp_path_factory) -> tuple[Path, str]:
+    """``python -m build`` of this checkout: the output directory and everything it printed."""
     out = tmp_path_factory.mktemp("dist")
-    proc = subprocess.run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(out), str(ROOT)],
+    proc = subprocess.run([sys.executable, "-m", "build", "--no-isolation", "--outdir", str(out), str(ROOT)],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    (whl,) = out.glob("proxycheck-*.whl")
+    return out, proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="module")
+def wheel(built) -> Path:
+    (whl,) = built[0].glob("proxycheck_fleet-*.whl")
     return whl
+
+
+def test_build_warns_of_nothing_deprecated(built):
+    out, printed = built
+    assert "deprecat" not in printed.lower(), printed
+    assert sorted(p.name for p in out.iterdir()) == ["proxycheck_fleet-0.1.0-py3-none-any.whl", "proxycheck_fleet-0.1.0.tar.gz"]
+
+
+def test_wheel_metadata_names_our_distribution(wheel):
+    whl = zipfile.ZipFile(wheel)
+    (meta,) = [n for n in whl.namelist() if n.endswith(".dist-info/METADATA")]
+    headers = email.parser.Parser().parsestr(whl.read(meta).decode(), headersonly=True)
+    assert headers["Name"] == "proxycheck-fleet"
+    assert headers["License-Expression"] == "MIT"
+    assert headers.get_all("License-File") == ["LICENSE"]
+    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in whl.namelist())
+    entry_points = whl.read(meta.replace("METADATA", "entry_points.txt")).decode()
+    assert "proxycheck = proxycheck.cli:main" in entry_points  # the command keeps its name
 
 
 def test_wheel_contains_the_migrations(wheel):

@@ -24,6 +24,13 @@ def readme_commands() -> list[str]:
     return re.findall(r"```sh\n(.*?)\n```", (ROOT / "README.md").read_text(), re.S)
 
 
+def test_readme_says_what_it_is_before_any_command():
+    title, opening, _ = (ROOT / "README.md").read_text().split("\n\n", 2)
+    assert title == "# proxycheck"
+    assert "```" not in opening and "`proxycheck run`" not in opening, opening
+    assert "captcha" in opening and " for people who " in opening, opening  # what it is, who it is for
+
+
 def test_readme_opens_with_setup_then_tests():
     first, second = readme_commands()[:2]
     assert "proxycheck run" in first and "pip install" in first

@@ -103,7 +103,20 @@ def make_engine(
     return engine
 
 
+def _create_sqlite_file(path: Path) -> None:
+    """Create the database file with mode 0666 minus the umask before SQLite does.
+
+    SQLite creates it 0644 minus the umask, so even under the unit's ``UMask=0007`` workers in
+    the service's group could read but not write (reports, counted picks). Its -wal and -shm files
+    copy the database file's mode, so this one file is enough.
+    """
+    if path.parent.is_dir() and not path.exists():
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o666))
+
+
 def _sqlite_engine(url: URL, *, writer: bool, foreign_keys: bool) -> Engine:
+    if writer and url.database:
+        _create_sqlite_file(Path(url.database))
     engine = create_engine(
         url,
         hide_parameters=True,

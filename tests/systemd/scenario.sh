@@ -1,0 +1,85 @@
+#!/bin/bash
+# The deployment scenario, run as root inside the container by proxycheck-scenario.service once
+# systemd has booted (tests/test_systemd_deploy.py puts it there). The network is private (no
+# route out), pip reads the wheelhouse only. Every step writes /results/<step>.out and .rc; the
+# host reads them after the container has powered off and asserts on them.
+set -u
+export PIP_NO_INDEX=1 PIP_FIND_LINKS=/wheelhouse PIP_DISABLE_PIP_VERSION_CHECK=1
+mkdir -p /results
+cd /root/proxycheck   # a copy of the checkout, as an operator has it
+
+step() {  # step NAME COMMAND...: run it, keep its output and exit status
+    local name=$1; shift
+    echo "### $name: $*"
+    "$@" >"/results/$name.out" 2>&1
+    echo $? >"/results/$name.rc"
+    cat "/results/$name.out"
+}
+show() { systemctl show proxycheck -p ActiveState,SubState,Result,ExecMainStatus,ExecMainCode,StatusText,MainPID,NRestarts,Type,User; }
+
+# The install script never installs by name from an index (PyPI's "proxycheck" is not ours).
+step refuse_a_name deploy/install.sh 'proxycheck[postgresql]'
+
+# The README's deployment commands, verbatim but for `sudo` (we are root; minbase has no sudo).
+step install bash /install-commands.sh
+step after_start show
+step main_pid_user bash -c 'stat -c %U "/proc/$(systemctl show -p MainPID --value proxycheck)"'
+step status_text runuser -u proxycheck -- proxycheck status
+step status_json_before runuser -u proxycheck -- proxycheck status --json
+
+# Offline, the public default targets leave the checker degraded. Run a judge of our own on
+# loopback (the test made its certificate), point [targets] at it and restart: the checker
+# works under the unit's sandbox, reading its CA file as the service user.
+systemd-run --quiet --unit=judge /opt/proxycheck/bin/proxycheck judge --listen 127.0.0.1:8080 \
+    --tls-listen 127.0.0.1:8443 --cert /judge/cert.pem --key /judge/key.pem
+for _ in $(seq 60); do
+    /opt/proxycheck/bin/python -c 'import socket; socket.create_connection(("127.0.0.1", 8443), 1)' 2>/dev/null && break
+    sleep 0.5
+done
+install -m 0640 -g proxycheck /judge/ca.pem /etc/proxycheck/judge-ca.pem
+cat >>/etc/proxycheck/proxycheck.toml <<'EOF'
+
+[targets]
+judge_url = "http://127.0.0.1:8080/get"
+ip_url = "http://127.0.0.1:8080/ip"
+ssl_url = "https://127.0.0.1:8443/health"
+image_urls = ["http://127.0.0.1:8080/image.png"]
+long_get_url = "http://127.0.0.1:8080/long"
+ban_url = "https://127.0.0.1:8443/recaptcha/api2/anchor"
+ca_file = "judge-ca.pem"
+EOF
+step restart systemctl restart proxycheck
+step after_restart show
+step status_json_judged runuser -u proxycheck -- proxycheck status --json
+
+# Reload applies a changed setting: one more proxy in the sources CSV.
+echo 'socks5,192.0.2.50,1080,,,deploy-test,added before reload' >>/etc/proxycheck/proxies.csv
+step reload systemctl reload proxycheck
+for _ in $(seq 60); do
+    runuser -u proxycheck -- proxycheck status --json >/results/status_json_after.out 2>&1
+    grep -q '"last_checked_at": "' /results/status_json_after.out && break  # synced and checked
+    sleep 0.5
+done
+step after_reload show
+
+# A worker in the proxycheck group uses the SQLite database directly: report() writes to it.
+useradd --system --no-create-home --groups proxycheck worker
+step worker_report runuser -u worker -- env PROXYCHECK_CONFIG=/etc/proxycheck/proxycheck.toml /opt/proxycheck/bin/python -c '
+from proxycheck import report
+print(report("socks5://192.0.2.50:1080", {"errorId": 1, "errorCode": "ERROR_PROXY_CONNECT_REFUSED"}))'
+
+# Re-running the install upgrades in place: it restarts the service and keeps the edited CSV.
+# This time from the built wheel, with the PostgreSQL driver (the README's other forms).
+step reinstall deploy/install.sh "$(ls /wheelhouse/dist/proxycheck_fleet-*.whl)[postgresql]"
+step postgresql_driver /opt/proxycheck/bin/python -c 'import psycopg; print(psycopg.__name__)'
+step after_reinstall show
+step status_json_reinstalled runuser -u proxycheck -- proxycheck status --json
+
+step stop systemctl stop proxycheck
+step after_stop show
+step files stat -c '%U:%G %a %n' /etc/proxycheck /etc/proxycheck/proxycheck.toml /etc/proxycheck/proxies.csv /var/lib/proxycheck /var/lib/proxycheck/proxycheck.db*
+step journal journalctl -u proxycheck --no-pager -o short-monotonic
+step journal_json journalctl -u proxycheck --no-pager -o json --output-fields=MESSAGE,_UID,_COMM
+step service_uid id -u proxycheck
+step security systemd-analyze security --no-pager proxycheck.service
+touch /results/done
