@@ -108,10 +108,10 @@ def no_free_proxy(
     wanted = filters.describe()
     text = (
         f"no proxy free to lease{f' matching {wanted}' if wanted else ''}: {matching} healthy "
-        f"{'proxy matches' if matching == 1 else 'proxies match'} but each holds "
-        f"[worker].max_concurrent_per_proxy = {max_concurrent} leases or is cooling down "
-        f"([worker].cooldown_seconds = {cooldown:g}); {held} leases held and {cooling} proxies "
-        f"cooling in {where}: release leases sooner, or wait"
+        f"{'proxy matches' if matching == 1 else 'proxies match'} but each is leased to its limit "
+        f"([worker].max_concurrent_per_proxy = {max_concurrent}) or cooling down "
+        f"([worker].cooldown_seconds = {cooldown:g}); {held} lease{'' if held == 1 else 's'} held and "
+        f"{cooling} prox{'y' if cooling == 1 else 'ies'} cooling in {where}: release leases sooner, or wait"
     )
     exc = NoHealthyProxy(text)
     exc.details = {  # type: ignore[attr-defined]

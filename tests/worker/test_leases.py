@@ -74,7 +74,7 @@ def test_max_concurrent_per_proxy_allows_that_many(make_pool, writer):
     pool = make_pool(max_concurrent_per_proxy=2)
     a, b = pool.acquire(), pool.acquire()
     assert a.proxy == b.proxy == p and a.id != b.id
-    with pytest.raises(NoHealthyProxy, match=r"max_concurrent_per_proxy = 2 leases .*2 leases held"):
+    with pytest.raises(NoHealthyProxy, match=r"max_concurrent_per_proxy = 2\) .*2 leases held"):
         pool.acquire()
     assert pool.release(a)
     assert pool.acquire().proxy == p
@@ -89,7 +89,7 @@ def test_cooldown_is_respected(make_pool, writer):
     assert {first.proxy, second.proxy} == set(ps)
     assert pool.release(first)
     clock[0] = t0 + timedelta(seconds=29)
-    with pytest.raises(NoHealthyProxy, match=r"cooling down \(\[worker\].cooldown_seconds = 30\).* 1 leases held and 1 proxies cooling"):
+    with pytest.raises(NoHealthyProxy, match=r"cooling down \(\[worker\].cooldown_seconds = 30\).* 1 lease held and 1 proxy cooling"):
         pool.acquire()
     clock[0] = t0 + timedelta(seconds=31)
     assert pool.acquire().proxy == first.proxy
