@@ -110,3 +110,21 @@ async def test_the_one_shot_check_runs_everything(world, settings):
         result = await checker.check(parse_proxy_url(f"http://{HOST}:{relay.port}"), status.own_ips)
     assert result.healthy and [o.name for o in result.probes] == ALL
     assert not any(o.carried or o.skipped for o in result.probes)
+
+
+async def test_waiting_for_the_host_rate_limit_is_not_the_probes_time(world, settings):
+    """One request per second to the judge host, and a 1.5 s probe deadline: the images probe
+    waits about 2 s for its two tokens, longer than its deadline, and still passes."""
+    tight = dataclasses.replace(
+        settings,
+        timeouts=dataclasses.replace(settings.timeouts, connect=1.0, read=1.0, probe=1.5),
+        probes=dataclasses.replace(settings.probes, max_requests_per_host=1.0),
+    )
+    checker = Checker(tight)
+    status = await checker.preflight()
+    async with ScriptedProxy(HOST, EGRESS, Script()) as relay:
+        result = await checker.check(parse_proxy_url(f"http://{HOST}:{relay.port}"), status.own_ips)
+    assert result.healthy, result.detail
+    assert checker.rate_limit.waited > tight.timeouts.probe  # it did wait, and longer than a deadline
+    images = next(o for o in result.probes if o.name == "images")
+    assert images.ok and images.elapsed_ms < 1500  # the wait is not in the probe's own time
