@@ -86,10 +86,12 @@ def claim_due(
         rows = conn.execute(stmt).all()
         last = probe_results.load(conn, [r.id for r in rows])
     rows.sort(key=lambda r: (r.next_check_at, r.id))
-    return [
-        Claim(r.id, proxy_from_row(r), r.lease_token, state_from_row(r), r.next_check_at, r.lease_expires_at, last[r.id])
-        for r in rows
-    ]
+    claims = []
+    for r in rows:
+        state = state_from_row(r)
+        carried = probe_results.for_claim(last[r.id], state.reason)
+        claims.append(Claim(r.id, proxy_from_row(r), r.lease_token, state, r.next_check_at, r.lease_expires_at, carried))
+    return claims
 
 
 def _random_token(conn: Connection) -> Any:

@@ -8,6 +8,10 @@ Rules:
 3. Read for a batch of claimed proxies in the claim's transaction (``load``): one indexed query.
 4. Stored as JSON the ``ProbeOutcome`` can be rebuilt from; facts that are not JSON values
    are dropped (they only feed the result's summary).
+5. A worker's report of a proxy error outranks our fresh results: while a proxy is out because
+   of a report (reason ``worker_report``), its claims carry no last result (``for_claim``), so
+   the re-probe the report asked for runs every probe: a fresh ban pass must not restore a proxy
+   the captcha service has just called banned.
 """
 
 from __future__ import annotations
@@ -41,6 +45,14 @@ def outcome_from_doc(d: dict[str, Any]) -> ProbeOutcome:
     return ProbeOutcome(d["name"], bool(d["ok"]), d.get("code"), d.get("reason"), d.get("detail") or "",
                         float(d.get("elapsed_ms") or 0.0), facts=dict(d.get("facts") or {}),
                         phases=dict(d.get("phases") or {}))
+
+
+WORKER_REPORT = "worker_report"  # feedback.WORKER_REPORT (not imported: feedback imports the store)
+
+
+def for_claim(last: dict[str, LastRun], reason: str | None) -> dict[str, LastRun]:
+    """Rule 5: what a claim of a proxy whose state has ``reason`` may carry."""
+    return {} if reason == WORKER_REPORT else last
 
 
 def load(conn: Connection, proxy_ids: Iterable[int]) -> dict[int, dict[str, LastRun]]:
@@ -81,4 +93,4 @@ def ran_at_of(conn: Connection, proxy_id: int) -> dict[str, datetime]:
     return {name: run.ran_at for name, run in last_runs(conn, proxy_id).items()}
 
 
-__all__ = ["last_runs", "load", "outcome_doc", "outcome_from_doc", "ran_at_of", "save"]
+__all__ = ["WORKER_REPORT", "for_claim", "last_runs", "load", "outcome_doc", "outcome_from_doc", "ran_at_of", "save"]

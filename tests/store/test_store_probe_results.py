@@ -60,3 +60,19 @@ def test_a_failure_is_stored_with_its_verdict(writer):
     last = _claim(writer, NOW + timedelta(seconds=60)).last_probes["connect"].outcome
     assert (last.ok, last.code, last.reason, last.detail) == (False, 25, "connect_refused", "connect_refused detail")
     assert isinstance(last, ProbeOutcome) and not last.carried
+
+
+def test_a_proxy_out_on_a_worker_report_is_re_probed_in_full(writer):
+    from proxycheck.feedback import WORKER_REPORT
+    from proxycheck.store.probe_results import WORKER_REPORT as STORE_WORKER_REPORT
+
+    assert STORE_WORKER_REPORT == WORKER_REPORT
+    add_proxies(writer, [proxy(1)])
+    claim, result, t = outcome(_claim(writer, NOW), True)
+    assert record_result(writer, claim, result, t, "test")
+    with writer.begin() as conn:  # a worker reported ERROR_PROXY_BANNED (feedback.decide's write)
+        conn.execute(update(ProxyRow).values(state="unhealthy", code=28, reason=WORKER_REPORT))
+    assert _claim(writer, NOW + timedelta(seconds=60)).last_probes == {}  # every probe runs
+    with writer.begin() as conn:
+        conn.execute(update(ProxyRow).values(state="healthy", code=None, reason=None))
+    assert set(_claim(writer, NOW + timedelta(seconds=120)).last_probes) == {"connect", "anonymity"}
