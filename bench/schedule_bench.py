@@ -74,7 +74,6 @@ def run_mode(world: World, config: Path, mode: str, n: int, hours: float, interv
     ran: Counter[str] = Counter()
 
     async def one_round(now: datetime) -> None:
-        nonlocal unhealthy
         checker.clock = lambda: now
         todo = iter(proxies)
 
