@@ -49,11 +49,10 @@ def run_mode(world: World, config: Path, mode: str, n: int, hours: float, interv
     from proxycheck.wire import session as wire
 
     settings = load_settings(str(config))
-    by_url = {}
-    for key_name, value in vars(settings.targets).items():
-        for url in value if isinstance(value, tuple) else (value,):
-            if isinstance(url, str) and url.startswith("http"):
-                by_url[url.split("?")[0]] = key_name  # probes add their own query (nonce, padding)
+    from proxycheck.probes import declared_targets
+
+    by_url = {url.split("?")[0]: key_name  # probes add their own query (nonce, padding)
+              for key_name in declared_targets() for url in settings.targets.urls(key_name)}
     sent: Counter[str] = Counter()
     real_get, real_tcp = wire.Session.get, wire.Session.tcp_check
 

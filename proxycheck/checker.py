@@ -94,7 +94,7 @@ class Checker:
         common = dict(
             proxy=proxy, probes=tuple(outcomes), started_at=started_at, elapsed_ms=elapsed,
             exit_ip=summary.get("exit_ip"), anonymity=summary.get("anonymity"), resolved_ip=ctx.resolved_ip,
-            warnings=warnings, latency_ms=summary.get("latency_ms"),
+            warnings=warnings, latency_ms=summary.get("latency_ms"), targets=summary.get("targets"),
         )
         if failed is None:
             return CheckResult(healthy=True, code=None, reason=None, detail=summary.get("detail") or "", probe=None, **common)

@@ -140,8 +140,11 @@ async def _run_check(checker, proxies, concurrency, console: Console | None):
 @click.option("--key", type=click.Path(exists=True, dir_okay=False), help="PEM private key for HTTPS.")
 @click.option("--ban-ip", multiple=True, metavar="IP", help="Treat this caller as banned on the ban endpoint (for tests and demos).")
 @click.option("--ban-mode", type=click.Choice(["sorry", "429", "unusual", "cloudflare"]), default="sorry", show_default=True)
+@click.option("--ban-on", multiple=True, metavar="PRESET=IP",
+              help="Ban this caller on one preset's stand-in only (recaptcha, google_search, hcaptcha, turnstile, funcaptcha).")
 @click.option("--verbose-requests", is_flag=True, help="Log every request.")
-def judge(listen: str, tls_listen: str | None, cert: str | None, key: str | None, ban_ip: tuple[str, ...], ban_mode: str, verbose_requests: bool) -> None:
+def judge(listen: str, tls_listen: str | None, cert: str | None, key: str | None, ban_ip: tuple[str, ...], ban_mode: str,
+          ban_on: tuple[str, ...], verbose_requests: bool) -> None:
     """Run the judge: header echo, IP echo, test image, long-GET and ban endpoints.
 
     \b
@@ -152,12 +155,18 @@ def judge(listen: str, tls_listen: str | None, cert: str | None, key: str | None
     """
     from .judge import JudgeOptions, parse_listen, serve_forever
 
+    target_bans: dict[str, set[str]] = {}
+    for item in ban_on:
+        preset, sep, ip = item.partition("=")
+        if not sep:
+            raise CliError(f"--ban-on {item!r}: expected PRESET=IP, e.g. turnstile=203.0.113.7")
+        target_bans.setdefault(preset.strip(), set()).add(ip.strip())
     try:
         options = JudgeOptions(
             listen=parse_listen(listen),
             tls_listen=parse_listen(tls_listen) if tls_listen else None,
             cert_file=cert, key_file=key, ban_ips=frozenset(ban_ip), ban_mode=ban_mode,
-            verbose=verbose_requests,
+            target_bans=tuple((p, frozenset(ips)) for p, ips in target_bans.items()), verbose=verbose_requests,
         )
     except ValueError as exc:
         raise CliError(str(exc)) from None
@@ -246,9 +255,9 @@ def status(config: str | None, unhealthy: bool, tag: str | None, code_text: str 
 
     summary, rows, feedback, leases = _read_database(settings, read)
     if as_json:
-        click.echo(json.dumps(status_json(summary, rows, feedback, leases), indent=2))
+        click.echo(json.dumps(status_json(summary, rows, feedback, settings.probes.sticky_seconds, leases=leases), indent=2))
     else:
-        render(summary, rows, Console(highlight=False), feedback, leases)
+        render(summary, rows, Console(highlight=False), feedback, settings.probes.sticky_seconds, leases=leases)
     sys.exit(0 if summary.counts["healthy"] > 0 else EXIT_UNHEALTHY)
 
 

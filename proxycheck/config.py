@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from . import bans
 from .config_keys import Validator, allowed, check_fields, coerce, key, shown
 from .errors import ConfigError, StorageError
 from .health import HealthPolicy
@@ -124,9 +125,25 @@ class Targets:
         "http", "https",
     )
     long_get_url: str = _url_key("plain-HTTP URL that answers 200 to a long query string", "http://httpbin.org/get", "http")
-    ban_url: str = _url_key("target whose ban pages are recognised (429, /sorry/, unusual traffic)", _RECAPTCHA_ANCHOR,
+    ban_url: str = _url_key("shorthand for one `recaptcha` ban target; not with [[targets.ban]]", _RECAPTCHA_ANCHOR,
                             "http", "https")
+    ban: tuple[bans.BanTarget, ...] = key(
+        "ban targets, one [[targets.ban]] table each (keys below); none: the one `ban_url` target", (),
+        accepts="[[targets.ban]] tables",
+    )
     ca_file: str = key("extra CA bundle (PEM) trusted besides the system's; must load at start", "")
+
+    @property
+    def ban_targets(self) -> tuple[bans.BanTarget, ...]:
+        """Every ban target: the [[targets.ban]] tables, else ``ban_url`` as one ``recaptcha``."""
+        return self.ban or (bans.from_ban_url(self.ban_url),)
+
+    def urls(self, key: str) -> tuple[str, ...]:
+        """The URLs the probes fetch for ``key`` (``ban_url`` is unused when tables are given)."""
+        if key in ("ban", "ban_url"):
+            return tuple(t.url for t in self.ban_targets if (t.config_key == "ban_url") == (key == "ban_url"))
+        value = getattr(self, key)
+        return value if isinstance(value, tuple) else (value,)
 
 
 @dataclass(frozen=True)
@@ -155,6 +172,9 @@ class Probes:
         0.0, low=0, high=100_000)
     long_get_bytes: int = key("minimum length of the long GET's request line", 2048, low=0, high=65536)
     image_max_bytes: int = key("largest image body accepted", 5_000_000, low=1, high=1_000_000_000)
+    sticky_seconds: float = key(
+        "seconds an exit IP must hold to count as sticky (about one solve); tag `rotating` marks gateways",
+        120.0, low=1, high=86400)
     user_agent: str = key(
         "User-Agent sent through proxies",
         "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0 Safari/537.36",
@@ -364,6 +384,12 @@ def _build(cls: type, table: dict[str, Any], where: str) -> Any:
         if name not in _fields(cls) or name in subtables:
             known = sorted(set(_fields(cls)) - set(subtables)) + [f"[{where.split('[')[-1][:-2]}.<probe>]" for _ in subtables]
             raise ConfigError(f"{where[:-1]}: unknown key {name!r} (known: {', '.join(known)})")
+        if cls is Targets and name == "ban":  # an array of tables, not a key of one type
+            if "ban_url" in table:
+                raise ConfigError(f"{where}ban_url: give either ban_url or [[targets.ban]] tables, not both "
+                                  "(ban_url is shorthand for one entry with preset = \"recaptcha\")")
+            values[name] = bans.parse_entries(value, f"{where}ban", _url("http", "https"))
+            continue
         values[name] = _value(cls, name, value, f"{where}{name}")
     return cls(**values)
 
@@ -461,5 +487,7 @@ def reference_markdown() -> str:
         if len(text) > 60:
             text = text[:57] + "..."
         rows.append(f"| `{name}` | `{text}` | {allowed(typ, f.metadata)} | {f.metadata['doc']} |")
+        if section == "targets" and f.name == "ban":
+            rows += [f"| `[[targets.ban]].{k}` | | {ok} | {doc} |" for k, ok, doc in bans.ENTRY_KEYS]
     related = "; ".join(f"`[{a[0]}].{a[1]}` {'≤' if op == '<=' else '≥'} `[{b[0]}].{b[1]}`" for a, op, b in RELATIONS)
     return "\n".join(rows) + f"\n\nKeys that relate must agree: {related}."

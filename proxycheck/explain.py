@@ -43,8 +43,10 @@ EXPLANATIONS: dict[int, Explanation] = {
          "rotating gateways: ask the provider for a sticky session or another exit"),
     ),
     28: Explanation(
-        "The target (Google for reCAPTCHA) treats the proxy's exit IP as banned: 429, a redirect to /sorry/, "
-        "an \"unusual traffic\" page or a Cloudflare challenge.",
+        "A ban target treats the proxy's exit IP as banned: 429, a redirect to /sorry/, an \"unusual traffic\" "
+        "page, a Cloudflare challenge, or the target's own rules. Bans are per target ([[targets.ban]]: one per "
+        "captcha provider): `check --json` says which target bans it and why (`targets`), and the proxy is "
+        "still handed out for the others (`usable_for`; `get_healthy_proxy(target=\"hcaptcha\")`).",
         ("the exit IP sent too much automated traffic", "the IP belongs to a range the target blocks (data centre, abused subnet)"),
         ("rotate to another exit IP; residential or mobile exits are banned less",
          "lower the request rate through each proxy; bans usually expire after hours"),

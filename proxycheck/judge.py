@@ -31,6 +31,15 @@ Endpoints (the same on HTTP and HTTPS)::
     /recaptcha/api2/anchor  a small page; for ban_ips peers a ban per ban_mode (also /ban):
                             sorry -> 302 to google.com/sorry, 429 / unusual -> 429 / 403
                             "unusual traffic" page, cloudflare -> 403 cf-mitigated: challenge
+
+One stand-in per ban preset (``proxycheck.bans.PRESETS``), each banning the peers listed for
+it in ``target_bans`` with that provider's ban answer (captcha_services.md §4):
+
+    /recaptcha/api2/anchor  recaptcha: 429 "unusual traffic" page
+    /search                 google_search: 302 to google.com/sorry/index
+    /checksiteconfig        hcaptcha: 200 {"pass": true, "c": {...}}; banned 429 {"pass": false} [inferred]
+    /turnstile              turnstile: 403 cf-mitigated: challenge, "Just a moment..."
+    /fc/gt2/public_key      funcaptcha: 200 {"token": ...}; banned 403 "Access denied" [inferred]
 """
 
 from __future__ import annotations
@@ -73,6 +82,8 @@ class JudgeOptions:
     key_file: str | None = None
     ban_ips: frozenset[str] = frozenset()
     ban_mode: str = "sorry"
+    # (preset, peers it bans) pairs: each preset's endpoint bans those peers its own way.
+    target_bans: tuple[tuple[str, frozenset[str]], ...] = ()
     max_request_line: int = 16384
     max_body: int = 65536
     idle_timeout: float = 60.0
@@ -90,12 +101,25 @@ class JudgeOptions:
                 raise ValueError(f"ban_ips: {ip!r} is not an IP address") from None
         # Normalised once, so "::ffff:10.0.0.1" and "10.0.0.1" compare equal at request time.
         object.__setattr__(self, "ban_ips", frozenset(_normal_ip(ip) for ip in self.ban_ips))
+        for preset, ips in self.target_bans:
+            if preset not in PRESET_ROUTES:
+                raise ValueError(f"target_bans: {preset!r} is not a preset ({', '.join(PRESET_ROUTES)})")
+            for ip in ips:
+                try:
+                    ipaddress.ip_address(ip)
+                except ValueError:
+                    raise ValueError(f"target_bans: {ip!r} is not an IP address") from None
+        normal = tuple((p, frozenset(_normal_ip(ip) for ip in ips)) for p, ips in self.target_bans)
+        object.__setattr__(self, "target_bans", normal)
         if self.max_request_line < 64:
             raise ValueError("max_request_line must be at least 64 bytes")
         if self.max_body < 0:
             raise ValueError("max_body must be 0 or more bytes")
         if self.idle_timeout <= 0:
             raise ValueError("idle_timeout must be greater than 0 seconds")
+
+    def banned_on(self, preset: str, peer: str) -> bool:
+        return any(p == preset and peer in ips for p, ips in self.target_bans)
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -268,18 +292,30 @@ _CLOUDFLARE_PAGE = (
 
 
 def _ban_target(req: Request, options: JudgeOptions) -> Answer:
-    """A reCAPTCHA anchor for most peers; Google's (or Cloudflare's) ban answer for ``ban_ips``."""
+    """A reCAPTCHA anchor for most peers; Google's (or Cloudflare's) ban answer for ``ban_ips``,
+    and the recaptcha preset's (a 429 "unusual traffic" page) for its ``target_bans``."""
+    unusual = _UNUSUAL_PAGE.format(ip=html.escape(req.peer), url=html.escape(req.url))
+    if options.banned_on("recaptcha", req.peer):
+        return _text(429, unusual, "text/html; charset=utf-8")
     if req.peer not in options.ban_ips:
         return _text(200, _ANCHOR_PAGE, "text/html; charset=utf-8")
-    unusual = _UNUSUAL_PAGE.format(ip=html.escape(req.peer), url=html.escape(req.url))
-    if options.ban_mode == "sorry":
+    return _ban_answer(req, options.ban_mode, unusual)
+
+
+def _ban_answer(req: Request, mode: str, unusual: str) -> Answer:
+    """Google's ban answer per ``mode`` (``BAN_MODES``), or Cloudflare's challenge."""
+    if mode == "sorry":
         location = f"https://www.google.com/sorry/index?continue={quote(req.url, safe='')}&q=judge"
         page = f'<HTML><HEAD><TITLE>302 Moved</TITLE></HEAD><BODY><H1>302 Moved</H1><A HREF="{html.escape(location)}">here</A>.</BODY></HTML>\n'
         return _text(302, page, "text/html; charset=UTF-8", headers=(("Location", location),))
-    if options.ban_mode == "429":
+    if mode == "429":
         return _text(429, unusual, "text/html; charset=utf-8")
-    if options.ban_mode == "unusual":
+    if mode == "unusual":
         return _text(403, unusual, "text/html; charset=utf-8")
+    return _cloudflare_challenge(req)
+
+
+def _cloudflare_challenge(req: Request) -> Answer:
     ray = hashlib.sha256(req.peer.encode()).hexdigest()[:16]
     return _text(
         403,
@@ -287,6 +323,48 @@ def _ban_target(req: Request, options: JudgeOptions) -> Answer:
         "text/html; charset=UTF-8",
         headers=(("cf-mitigated", "challenge"), ("cf-ray", f"{ray}-JDG"), ("Server", "cloudflare")),
     )
+
+
+def _google_search(req: Request, options: JudgeOptions) -> Answer:
+    if options.banned_on("google_search", req.peer):
+        return _ban_answer(req, "sorry", "")
+    return _text(200, "<!DOCTYPE html><html><head><title>proxycheck - Search</title></head><body>results</body></html>\n",
+                 "text/html; charset=utf-8")
+
+
+def _hcaptcha(req: Request, options: JudgeOptions) -> Answer:
+    if options.banned_on("hcaptcha", req.peer):
+        return _json(429, {"pass": False, "error": "rate limited"})
+    return _json(200, {"pass": True, "c": {"type": "hsw", "req": "judge"}})
+
+
+_TURNSTILE_PAGE = (
+    "<!DOCTYPE html><html><head><title>Sign in</title>"
+    '<script src="https://challenges.cloudflare.com/turnstile/v0/api.js" async defer></script></head>\n'
+    '<body><div class="cf-turnstile" data-sitekey="1x00000000000000000000AA"></div></body></html>\n'
+)
+
+
+def _turnstile(req: Request, options: JudgeOptions) -> Answer:
+    if options.banned_on("turnstile", req.peer):
+        return _cloudflare_challenge(req)
+    return _text(200, _TURNSTILE_PAGE, "text/html; charset=utf-8")
+
+
+def _funcaptcha(req: Request, options: JudgeOptions) -> Answer:
+    if options.banned_on("funcaptcha", req.peer):
+        return _text(403, "Access denied\n")
+    return _json(200, {"token": "judge|r=eu-west-1|meta=3", "challenge_url": "", "noscript": "Disable"})
+
+
+# The endpoint standing in for each ban preset (tests/world configures one target per preset).
+PRESET_ROUTES = {
+    "recaptcha": "/recaptcha/api2/anchor",
+    "google_search": "/search",
+    "hcaptcha": "/checksiteconfig",
+    "turnstile": "/turnstile",
+    "funcaptcha": "/fc/gt2/public_key",
+}
 
 
 Route = Callable[[Request, JudgeOptions], Answer]
@@ -301,6 +379,10 @@ ROUTES: dict[str, Route] = {
     "/health": _health,
     "/recaptcha/api2/anchor": _ban_target,
     "/ban": _ban_target,
+    "/search": _google_search,
+    "/checksiteconfig": _hcaptcha,
+    "/turnstile": _turnstile,
+    "/fc/gt2/public_key": _funcaptcha,
 }
 
 

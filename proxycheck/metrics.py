@@ -50,6 +50,12 @@ class FleetCollector(Collector):
         if without_code > 0:
             by_code.add_metric(["none", "none"], without_code)
         yield by_code
+        banned = GaugeMetricFamily("proxycheck_banned_proxies",
+                                   "Enabled proxies a ban target bans, by target (absent: none banned there)",
+                                   labels=["target"])
+        for target, n in summary.bans:
+            banned.add_metric([target], n)
+        yield banned
         degraded = GaugeMetricFamily("proxycheck_checker_degraded", "1 when the checker cannot judge proxies (judge or network down)")
         degraded.add_metric([], 0 if summary.checker_state == "ok" else 1)
         yield degraded

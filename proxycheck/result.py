@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from .proxy import Proxy
+from .sticky import one_shot
 from .verdict import CHECKER_UNAVAILABLE, error_name
 
 
@@ -109,6 +110,21 @@ class CheckResult:
     resolved_ip: str | None = None
     warnings: tuple[str, ...] = ()
     latency_ms: float | None = None  # the round trip of the probe whose spec declares "latency_ms"
+    # Ban target name -> {"banned": bool, "detail": str}, from the ban probe; None when it did not
+    # finish (an earlier probe failed, or the proxy failed to fetch a target).
+    targets: dict[str, dict[str, Any]] | None = field(default=None, compare=False)
+
+    @property
+    def usable_for(self) -> list[str]:
+        """The ban targets this proxy may serve: every target if healthy; those that do not ban
+        it if the only failure is a ban (28); none if anything else failed."""
+        if self.targets is None or not (self.healthy or self.reason == "banned"):
+            return []
+        return [name for name, verdict in self.targets.items() if not verdict["banned"]]
+
+    @property
+    def banned_on(self) -> list[str]:
+        return [name for name, verdict in (self.targets or {}).items() if verdict["banned"]]
 
     @property
     def error(self) -> str | None:
@@ -136,5 +152,8 @@ class CheckResult:
             "label": self.proxy.label,
             "checked_at": self.started_at.isoformat(),
             "elapsed_ms": round(self.elapsed_ms, 1),
+            "targets": self.targets or {},
+            "usable_for": self.usable_for,
+            "exit": one_shot(self.exit_ip, self.proxy.tags).as_dict(),
             "probes": [p.as_dict() for p in self.probes],
         }

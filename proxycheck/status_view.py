@@ -9,7 +9,9 @@ JSON (one object; keys are a contract — see README "status --json"):
 "expires_at"}]}},
 "proxies": [{"proxy" (masked), "state", "code",
 "error", "reason", "probe", "detail", "last_checked_at", "last_success_at", "latency_ms",
-"exit_ip", "anonymity", "tags", "label", "source"}]}``. Never a password.
+"exit_ip", "anonymity", "tags", "label", "source", "banned_on", "usable_for", "exit": {"state":
+stable|rotating|unconfirmed|gateway, "detail", "ips"}}]}``; the summary also has "bans":
+[{"target", "proxies"}]. Never a password.
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ def leases_json(leases: LeaseSummary) -> dict[str, Any]:
 
 
 def as_json(summary: StatusSummary, rows: Sequence[ProxyStatus], feedback: FeedbackSummary | None = None,
-            leases: LeaseSummary | None = None) -> dict[str, Any]:
+            sticky_seconds: float = 120.0, leases: LeaseSummary | None = None) -> dict[str, Any]:
     shaped = {
         "summary": {
             "counts": dict(summary.counts),
@@ -82,8 +84,9 @@ def as_json(summary: StatusSummary, rows: Sequence[ProxyStatus], feedback: Feedb
             "last_round_at": _iso(summary.last_round_at),
             "top_codes": [{"code": c, "error": error_name(c), "proxies": n} for c, n in summary.top_codes],
             "overdue": summary.overdue,
+            "bans": [{"target": t, "proxies": n} for t, n in summary.bans],
         },
-        "proxies": [_row(r) for r in rows],
+        "proxies": [_row(r, sticky_seconds) for r in rows],
     }
     if feedback is not None:
         shaped["summary"]["feedback"] = feedback_json(feedback)
@@ -92,7 +95,7 @@ def as_json(summary: StatusSummary, rows: Sequence[ProxyStatus], feedback: Feedb
     return shaped
 
 
-def _row(r: ProxyStatus) -> dict[str, Any]:
+def _row(r: ProxyStatus, sticky_seconds: float = 120.0) -> dict[str, Any]:
     failing = r.health.state == "unhealthy"
     return {
         "proxy": r.proxy.masked_url,
@@ -110,6 +113,9 @@ def _row(r: ProxyStatus) -> dict[str, Any]:
         "tags": sorted(r.proxy.tags),
         "label": r.proxy.label,
         "source": r.source,
+        "banned_on": list(r.banned_on),
+        "usable_for": list(r.usable_for),
+        "exit": r.stability(sticky_seconds).as_dict(),
     }
 
 
@@ -124,7 +130,7 @@ def age(dt: datetime | None, now: datetime) -> str:
 
 
 def render(summary: StatusSummary, rows: Sequence[ProxyStatus], console: Console, feedback: FeedbackSummary | None = None,
-           leases: LeaseSummary | None = None) -> None:
+           sticky_seconds: float = 120.0, leases: LeaseSummary | None = None) -> None:
     now = datetime.now(UTC)
     c = summary.counts
     state = checker_state(summary)
@@ -136,6 +142,9 @@ def render(summary: StatusSummary, rows: Sequence[ProxyStatus], console: Console
                   + (f"; {summary.overdue} overdue" if summary.overdue else ""), markup=False, highlight=False, soft_wrap=True)
     if summary.top_codes:
         console.print("failing: " + ", ".join(f"{code} {ERROR_NAMES[code]} x{n}" for code, n in summary.top_codes),
+                      markup=False, highlight=False, soft_wrap=True)
+    if summary.bans:
+        console.print("banned on: " + ", ".join(f"{t} x{n}" for t, n in summary.bans),
                       markup=False, highlight=False, soft_wrap=True)
     if feedback is not None and (feedback.reports or feedback.out_now):
         console.print(feedback.line(), markup=False, highlight=False, soft_wrap=True)
@@ -153,7 +162,8 @@ def render(summary: StatusSummary, rows: Sequence[ProxyStatus], console: Console
     labelled = any(r.proxy.label for r in rows)  # the label column only when someone uses labels
     if console.is_terminal:
         table = Table(header_style="bold")
-        for col in ("proxy", *(("label",) if labelled else ()), "state", "code", "reason", "checked", "ms", "exit IP", "anonymity"):
+        for col in ("proxy", *(("label",) if labelled else ()), "state", "code", "reason", "checked", "ms", "exit IP", "anonymity",
+                    "exit", "banned on"):
             table.add_column(col, overflow="fold")
         styles = {"healthy": "green", "unhealthy": "red", "unknown": "yellow", "disabled": "dim"}
         for r in rows:
@@ -163,7 +173,8 @@ def render(summary: StatusSummary, rows: Sequence[ProxyStatus], console: Console
             st = styles[j["state"]]
             # Text, not markup: "[fe80::1]" in a URL or "[eu]" in a label is not a style tag.
             table.add_row(Text(j["proxy"]), *((Text(j["label"] or ""),) if labelled else ()), f"[{st}]{j['state']}[/{st}]", code, j["reason"] or "", age(r.last_checked_at, now),
-                          latency, r.exit_ip or "", r.anonymity or "")
+                          latency, r.exit_ip or "", r.anonymity or "", r.stability(sticky_seconds).state,
+                          ", ".join(r.banned_on))
         console.print(table)
     else:
         for r in rows:
@@ -178,6 +189,9 @@ def render(summary: StatusSummary, rows: Sequence[ProxyStatus], console: Console
                 parts.append(f"exit_ip={r.exit_ip}")
             if r.anonymity:
                 parts.append(f"anonymity={r.anonymity}")
+            parts.append(f"exit={r.stability(sticky_seconds).state}")
+            if r.banned_on:
+                parts.append(f"banned_on={','.join(r.banned_on)}")
             console.print("  ".join(parts), markup=False, highlight=False, soft_wrap=True)
     codes = sorted({r.health.code for r in rows if r.health.state == "unhealthy" and r.health.code})
     if codes:

@@ -154,3 +154,23 @@ def test_a_2kb_get_goes_through_socks(world_report, name):
     _, by_name, _ = world_report
     (probe,) = [p for p in by_name[name]["probes"] if p["name"] == "long_get"]
     assert probe["ok"] and probe["detail"] == "a 2,048-byte GET came back 200"
+
+
+def test_each_ban_target_has_its_verdict_and_usable_for_names_the_rest(world_report):
+    """The Turnstile-like target challenges one exit; the others still serve it."""
+    _, by_name, _ = world_report
+    presets = ["recaptcha", "google_search", "hcaptcha", "turnstile", "funcaptcha"]
+    row = by_name["squid-turnstile-banned"]
+    assert (row["healthy"], row["code"], row["probe"]) == (False, 28, "ban")
+    assert {name: v["banned"] for name, v in row["targets"].items()} == {p: p == "turnstile" for p in presets}
+    assert "cf-mitigated: challenge" in row["targets"]["turnstile"]["detail"]
+    assert row["usable_for"] == [p for p in presets if p != "turnstile"]
+    assert "banned by turnstile" in row["detail"] and "still usable for recaptcha" in row["detail"]
+    google = by_name["squid-banned-exit"]  # Google's /sorry/ on the reCAPTCHA anchor only
+    assert [n for n, v in google["targets"].items() if v["banned"]] == ["recaptcha"]
+    assert "/sorry/index" in google["targets"]["recaptcha"]["detail"]
+    healthy = by_name["squid-anonymous"]
+    assert healthy["usable_for"] == presets and not any(v["banned"] for v in healthy["targets"].values())
+    refused = by_name["refused"]  # failed before the ban probe: usable for nothing, no verdicts
+    assert (refused["targets"], refused["usable_for"]) == ({}, [])
+    assert healthy["exit"]["state"] == "unconfirmed" and healthy["exit"]["ips"] == [world_report[0].by_name("squid-anonymous").egress]

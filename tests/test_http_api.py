@@ -17,7 +17,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from cli import run_cli
 from test_daemon import NotifyListener, by_label, start_daemon, status_json, stop, wait_until, write_daemon_config
 
-NAMES = ["squid-anonymous", "squid-elite", "microsocks", "squid-forwarded-for", "refused", "squid-auth-right-password"]
+NAMES = ["squid-anonymous", "squid-elite", "microsocks", "squid-forwarded-for", "refused", "squid-auth-right-password",
+         "squid-turnstile-banned"]
 
 
 def free_port() -> int:
@@ -199,6 +200,28 @@ def test_healthy_proxies_and_formats(api):
     assert one["url"] in {world.by_name("squid-elite").url, world.by_name("microsocks").url}
     none = client.get("/proxy", params={"tags": "nope"})
     assert none.status_code == 404 and none.json()["error"] == "no_healthy_proxy"
+
+
+def test_target_hands_out_a_proxy_other_targets_ban(api):
+    client, running, world, _ = api
+    banned = world.by_name("squid-turnstile-banned").url
+
+    def urls(**params):
+        return {p["url"] for p in client.get("/proxies/healthy", params=params).json()}
+
+    assert banned in urls(target="recaptcha") and banned in urls(target="hcaptcha")
+    assert banned not in urls(target="turnstile") and banned not in urls()
+    assert client.get("/proxy", params={"target": "recaptcha", "tags": "nope"}).status_code == 404
+    # Two readings spanning [probes].sticky_seconds (120 s) take minutes: none is sticky yet.
+    assert urls(sticky="true") == set()
+    assert client.get("/proxy", params={"sticky": "maybe"}).status_code == 400
+    metrics = client.get("/metrics").text
+    assert 'proxycheck_banned_proxies{target="turnstile"} 1.0' in metrics
+    status = status_json(running.config)  # `proxycheck status --json`, the CLI's read of the same database
+    assert {"target": "turnstile", "proxies": 1} in status["summary"]["bans"]
+    row = by_label(status)["squid-turnstile-banned"]
+    assert row["banned_on"] == ["turnstile"] and "recaptcha" in row["usable_for"] and "turnstile" not in row["usable_for"]
+    assert row["exit"]["ips"] == [world.by_name("squid-turnstile-banned").egress]
 
 
 def test_report_takes_a_proxy_out(api):

@@ -420,6 +420,8 @@ def test_parse_listen_rejects_with_a_clear_message(text: str, message: str) -> N
         ({"tls_listen": ("127.0.0.1", 0)}, "needs cert_file and key_file"),
         ({"ban_ips": frozenset({"not-an-ip"})}, "not an IP address"),
         ({"max_request_line": 10}, "at least 64"),
+        ({"target_bans": (("cloudflare", frozenset()),)}, "'cloudflare' is not a preset"),
+        ({"target_bans": (("turnstile", frozenset({"nope"})),)}, "target_bans: 'nope' is not an IP"),
     ],
 )
 def test_options_are_validated(kw: dict, message: str) -> None:

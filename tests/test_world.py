@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from proxycheck import verdict
-from proxycheck.judge import IMAGE_PNG, UNUSUAL_TRAFFIC
+from proxycheck.judge import IMAGE_PNG, PRESET_ROUTES, UNUSUAL_TRAFFIC
 from world import CHECKER_IP, EXPECTATIONS, World, WorldProxy
 
 pytestmark = pytest.mark.world
@@ -80,7 +80,10 @@ def test_config_file_points_at_the_judge(world: World) -> None:
     config = tomllib.loads(world.config_path.read_text())
     targets = config["targets"]
     assert targets["judge_url"] == world.judge.http_url + "/get"
-    assert targets["ban_url"] == world.judge.https_url + "/recaptcha/api2/anchor"
+    assert "ban_url" not in targets  # one [[targets.ban]] per preset instead
+    assert {t["preset"]: t["url"] for t in targets["ban"]} == {
+        preset: world.judge.https_url + route for preset, route in PRESET_ROUTES.items()
+    }
     assert targets["image_urls"] == [world.judge.http_url + "/image.png", world.judge.https_url + "/image.png"]
     assert targets["ca_file"] == str(world.ca_file)
     assert config["timeouts"] == {"connect": 1.0, "read": 2.0, "probe": 4.0}

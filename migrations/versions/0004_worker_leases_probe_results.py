@@ -1,15 +1,13 @@
 """worker check-out leases, and each proxy's latest result per probe
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0003
 Create Date: 2026-11-30
 
 ``worker_leases``: one row per check-out (``proxycheck.lease()``), held until released or
 expired, then cooling down until ``cool_until`` (store/worker_leases.py). ``probe_results``: the
 latest outcome of each probe on each proxy with its time, so a probe that is not due carries its
 last result forward while it is fresh (probes/schedule.py).
-
-``down_revision`` is "0002" for now: the lead re-chains it onto 0003 at merge.
 """
 
 from __future__ import annotations
@@ -18,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0004"
-down_revision = "0002"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 

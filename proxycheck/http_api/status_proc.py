@@ -52,7 +52,7 @@ def render_status(url: str, worker: Worker, limit: int | None = None, after: str
         engine = _ENGINES[url] = make_engine(url, writer=False)
     summary = status_summary(engine)
     rows = list_proxies(engine, after=after, limit=limit)
-    shaped = as_json(summary, rows, feedback_summary(engine, guard_rail(worker)), lease_summary(engine, now=utcnow()))
+    shaped = as_json(summary, rows, feedback_summary(engine, guard_rail(worker)), leases=lease_summary(engine, now=utcnow()))
     if limit is not None:
         shaped["next_after"] = rows[-1].proxy.key if len(rows) == limit else None
     return json.dumps(shaped, default=str).encode()

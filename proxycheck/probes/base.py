@@ -34,7 +34,7 @@ from .classify import classify_exception
 log = logging.getLogger("proxycheck.probes")
 
 # What a probe may add to a CheckResult's summary (``ProbeSpec.summary``).
-SUMMARY_FIELDS = frozenset({"exit_ip", "anonymity", "latency_ms", "detail"})
+SUMMARY_FIELDS = frozenset({"exit_ip", "anonymity", "latency_ms", "detail", "targets"})
 
 
 @dataclass(frozen=True)

@@ -102,13 +102,7 @@ class HostRateLimit:
 
 def target_hosts(settings: Settings, spec: ProbeSpec) -> list[str]:
     """One entry per URL the probe fetches (its ``[targets]`` keys; a list key gives several)."""
-    hosts = []
-    for key_name in spec.targets:
-        value = getattr(settings.targets, key_name, None)
-        for url in value if isinstance(value, tuple) else (value,):
-            if isinstance(url, str) and url:
-                hosts.append((urlsplit(url).hostname or "").lower())
-    return hosts
+    return [(urlsplit(url).hostname or "").lower() for key_name in spec.targets for url in settings.targets.urls(key_name)]
 
 
 __all__ = ["HostRateLimit", "LastRun", "carried", "due_probes", "is_due", "schedule_for", "spread", "target_hosts"]

@@ -79,7 +79,12 @@ def is_postgresql(conn: Connection) -> bool:
 
 def has_tag(conn: Connection, tag: str) -> ColumnElement[bool]:
     """``proxies.tags`` contains ``tag`` (JSONB containment on PostgreSQL, json_each on SQLite)."""
+    return list_has(conn, P.tags, tag)
+
+
+def list_has(conn: Connection, column: Any, value: str) -> ColumnElement[bool]:
+    """The JSON list ``column`` contains ``value`` (tags, ``usable_for``)."""
     if is_postgresql(conn):
-        return P.tags.op("@>")(literal([tag], JSONB))
-    each = func.json_each(P.tags).table_valued("value")
-    return exists(select(1).select_from(each).where(each.c.value == tag))
+        return column.op("@>", is_comparison=True)(literal([value], JSONB))
+    each = func.json_each(column).table_valued("value")
+    return exists(select(1).select_from(each).where(each.c.value == value))

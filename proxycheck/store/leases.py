@@ -27,7 +27,7 @@ from sqlalchemy import Connection, Engine, String, cast, func, insert, or_, sele
 from ..health import HealthState, Transition
 from ..proxy import Proxy
 from ..result import CheckResult, LastRun, history_probes
-from . import probe_results
+from . import exits, probe_results
 from ._rows import PROXY_COLUMNS, STATE_COLUMNS, is_postgresql, proxy_from_row, state_from_row, utcnow
 from .models import CheckRow
 from .models import ProxyRow as P
@@ -120,7 +120,10 @@ def record_results(
     if not items:
         return []
     with engine.begin() as conn:
-        return [_record(conn, claim, result, transition, instance_id) for claim, result, transition in items]
+        written = [_record(conn, claim, result, transition, instance_id) for claim, result, transition in items]
+        # The exit IP over time (exits.py rule 2), for the whole batch in a few statements.
+        exits.record_exits(conn, [(claim.proxy_id, result) for (claim, result, _), ok in zip(items, written) if ok])
+        return written
 
 
 def _record(
@@ -157,6 +160,7 @@ def _record(
         "resolved_ip": result.resolved_ip,
     }
     values.update({k: v for k, v in facts.items() if v is not None})
+    values.update(exits.target_values(result))  # per-target bans (exits.py rule 1)
     fenced = update(P).where(P.id == claim.proxy_id, P.lease_token == claim.lease_token).values(**values)
     if conn.execute(fenced).rowcount != 1:
         return False

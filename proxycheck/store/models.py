@@ -133,6 +133,19 @@ class ProxyRow(Base):
     use_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     last_used_at: Mapped[datetime | None]
 
+    # Ban targets (store/exits.py writes them with each check; selection.py reads them): the
+    # targets banning the exit and those it may serve, per the latest check that reached the
+    # ban probe, and when the proxy last passed every probe but bans.
+    banned_on: Mapped[list[Any]] = mapped_column(server_default=text("'[]'"))
+    usable_for: Mapped[list[Any]] = mapped_column(server_default=text("'[]'"))
+    usable_at: Mapped[datetime | None]
+    # The exit IP over time (store/exits.py): the IPs in the kept readings (the latest last), how long the latest
+    # IP has held (first to last reading of its run), and the shortest gap between two readings
+    # that saw different IPs (None: no change seen).
+    exit_ips: Mapped[list[Any]] = mapped_column(server_default=text("'[]'"))
+    exit_run_seconds: Mapped[float | None] = mapped_column(Float)
+    exit_change_gap: Mapped[float | None] = mapped_column(Float)
+
     __table_args__ = (
         Index("ix_proxies_due", "enabled", "next_check_at"),
         Index("ix_proxies_healthy", "state", "last_success_at"),
@@ -162,6 +175,19 @@ class CheckRow(Base):
     instance_id: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (Index("ix_checks_proxy_id_checked_at", "proxy_id", "checked_at"),)
+
+
+class ExitReadingRow(Base):
+    """One exit IP a check saw, with its time: the short history sticky exits are judged from."""
+
+    __tablename__ = "exit_readings"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    proxy_id: Mapped[int] = mapped_column(BigId, ForeignKey("proxies.id", ondelete="CASCADE"))
+    seen_at: Mapped[datetime]
+    ip: Mapped[str] = mapped_column(String(64))
+
+    __table_args__ = (Index("ix_exit_readings_proxy_id_seen_at", "proxy_id", "seen_at"),)
 
 
 class InstanceRow(Base):
@@ -244,6 +270,7 @@ class ProbeResultRow(Base):
 __all__ = [
     "Base",
     "CheckRow",
+    "ExitReadingRow",
     "InstanceRow",
     "ProbeResultRow",
     "NAMING_CONVENTION",

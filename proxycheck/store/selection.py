@@ -2,7 +2,9 @@
 
 Rules:
 1. *Eligible* = enabled, ``state = 'healthy'`` and ``last_success_at >= fresh_since``, and
-   matching every filter (``Filters``). Every function here applies that one definition
+   matching every filter (``Filters``). With a ban ``target``: enabled, healthy or unhealthy
+   only for bans, passed everything but bans since ``fresh_since`` (``usable_at``) and usable
+   for that target (store/exits.py rule 1). ``sticky``: also an exit IP seen stable. Every function here applies that one definition
    (``eligible``), so the snapshot, the per-hand-out check and the list agree.
 2. ``HotReads`` holds the worker's two hot reads, compiled once per engine and run on a raw
    DBAPI cursor (the Core execution layer costs ~0.4 ms a call; the query itself ~20 µs):
@@ -25,10 +27,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Engine, Text, and_, bindparam, cast, func, literal_column, select, true
+from sqlalchemy import ColumnElement, Connection, Engine, Text, and_, bindparam, cast, func, literal_column, or_, select, true
 
 from ..proxy import Proxy
-from ._rows import PROXY_COLUMNS, has_tag
+from ._rows import PROXY_COLUMNS, has_tag, list_has
+from .exits import sticky_clauses
 from .models import ProxyRow as P
 from .models import UTCDateTime
 
@@ -47,6 +50,16 @@ class Filters:
     schemes: frozenset[str] | None = None  # None: any scheme
     min_anonymity: str | None = None  # one of ANONYMITY_LEVELS; None: any
     exclude: frozenset[str] = frozenset()
+    # A ban target's name: proxies usable for it, even if other targets ban them (exits.py rule 1).
+    target: str | None = None
+    # Only proxies whose exit IP was seen stable for ``sticky_seconds`` (exits.py rule 3).
+    sticky: bool = False
+    sticky_seconds: float = 120.0
+
+    @property
+    def needs_full_row(self) -> bool:
+        """Filters the snapshot's narrow candidates cannot judge: ask the database (rule 2)."""
+        return self.target is not None or self.sticky
 
     def __post_init__(self) -> None:
         if self.min_anonymity is not None and self.min_anonymity not in ANONYMITY_LEVELS:
@@ -71,6 +84,10 @@ class Filters:
             parts.append(f"anonymity at least {self.min_anonymity}")
         if self.exclude:
             parts.append(f"{len(self.exclude)} excluded")
+        if self.target is not None:
+            parts.append(f"usable for ban target {self.target!r}")
+        if self.sticky:
+            parts.append(f"sticky exit (stable for {self.sticky_seconds:g} s)")
         return ", ".join(parts)
 
 
@@ -92,11 +109,20 @@ def eligible(
             last_success = literal_column(f"+{column}", UTCDateTime())
         else:
             last_success = literal_column(f"({column} + interval '0 seconds')", UTCDateTime())
-    clauses: list[ColumnElement[bool]] = [
-        P.enabled == true(),
-        P.state == "healthy",
-        last_success >= fresh_since,
-    ]
+    clauses: list[ColumnElement[bool]] = [P.enabled == true()]
+    if filters is not None and filters.target is not None:
+        # Healthy but for bans on *other* targets: passed every other probe recently, and the
+        # latest ban check found this target fine (exits.py rule 1). A proxy whose latest
+        # failure is anything but a ban is out, as without a target.
+        clauses += [
+            or_(P.state == "healthy", P.reason == "banned"),
+            P.usable_at >= fresh_since,
+            list_has(conn, P.usable_for, filters.target),
+        ]
+    else:
+        clauses += [P.state == "healthy", last_success >= fresh_since]
+    if filters is not None and filters.sticky:
+        clauses += sticky_clauses(conn, filters.sticky_seconds)
     if filters is not None:
         clauses += [has_tag(conn, tag) for tag in sorted(filters.tags)]
         if filters.schemes is not None:
@@ -188,6 +214,8 @@ class HotReads:
 
     def fetch(self, proxy_id: int, fresh_since: datetime, filters: Filters | None = None) -> Proxy | None:
         """``fetch_eligible``, fast: filters other than freshness are checked on the row."""
+        if filters is not None and filters.needs_full_row:
+            return fetch_eligible(self.engine, proxy_id, fresh_since, filters)
         values = {"pid": proxy_id, "state": "healthy", "cutoff": self.cutoff(fresh_since)}
         try:
             row = self._run(self._fetch, values, one=True)

@@ -20,7 +20,8 @@ from sqlalchemy import Connection, Engine, func, select, true
 
 from ..health import HealthState
 from ..proxy import Proxy
-from ._rows import PROXY_COLUMNS, STATE_COLUMNS, has_tag, proxy_from_row, state_from_row, utcnow
+from ._rows import PROXY_COLUMNS, STATE_COLUMNS, has_tag, is_postgresql, proxy_from_row, state_from_row, utcnow
+from ..sticky import GATEWAY_TAG, ExitSummary, Stability, stability
 from .instances import InstanceInfo, live_instances
 from .models import InstanceRow
 from .models import ProxyRow as P
@@ -47,6 +48,13 @@ class ProxyStatus:
     anonymity: str | None
     resolved_ip: str | None
     lease_owner: str | None
+    banned_on: tuple[str, ...] = ()  # ban targets banning it (latest ban check)
+    usable_for: tuple[str, ...] = ()
+    exit: ExitSummary = ExitSummary()
+
+    def stability(self, window: float) -> Stability:
+        """Its exit IP's stability over ``[probes].sticky_seconds`` (exits.py rule 3)."""
+        return stability(self.exit, window, gateway=GATEWAY_TAG in self.proxy.tags)
 
     @property
     def display_state(self) -> str:
@@ -67,6 +75,7 @@ class StatusSummary:
     top_codes: tuple[tuple[int, int], ...]  # (code, proxies) of enabled unhealthy, most first
     overdue: int  # enabled proxies whose check is more than `overdue_after` late
     last_check_at: datetime | None = None  # start of the latest stored check of any proxy
+    bans: tuple[tuple[str, int], ...] = ()  # (ban target, enabled proxies it bans), most first
 
 
 def status_summary(
@@ -94,6 +103,7 @@ def status_summary(
             .order_by(func.count().desc(), P.code)
             .limit(top)
         ).all()
+        bans = _bans_by_target(conn)
         # Any instance, live or not: a `run --once` from cron has exited by the time status runs.
         reported_round = conn.scalar(select(func.max(InstanceRow.last_round_at)))
         overdue = conn.scalar(
@@ -114,7 +124,20 @@ def status_summary(
         top_codes=tuple((row.code, row.n) for row in codes),
         overdue=int(overdue or 0),
         last_check_at=last_check,
+        bans=bans,
     )
+
+
+def _bans_by_target(conn: Connection) -> tuple[tuple[str, int], ...]:
+    """Enabled proxies banned per ban target (``proxies.banned_on`` expanded)."""
+    expand = func.jsonb_array_elements_text if is_postgresql(conn) else func.json_each
+    each = expand(P.banned_on).table_valued("value")
+    n = func.count().label("n")
+    rows = conn.execute(
+        select(each.c.value, n).select_from(P).join(each, true()).where(P.enabled == true())
+        .group_by(each.c.value).order_by(n.desc(), each.c.value)
+    ).all()
+    return tuple((str(name), int(count)) for name, count in rows)
 
 
 def list_proxies(
@@ -181,6 +204,11 @@ def _status_select(conn: Connection, *, tags: list[str]) -> Any:
         P.anonymity,
         P.resolved_ip,
         P.lease_owner,
+        P.banned_on,
+        P.usable_for,
+        P.exit_ips,
+        P.exit_run_seconds,
+        P.exit_change_gap,
         *PROXY_COLUMNS,
         *STATE_COLUMNS,
     )
@@ -206,6 +234,9 @@ def _status(row: Any) -> ProxyStatus:
         anonymity=row.anonymity,
         resolved_ip=row.resolved_ip,
         lease_owner=row.lease_owner,
+        banned_on=tuple(row.banned_on or ()),
+        usable_for=tuple(row.usable_for or ()),
+        exit=ExitSummary(tuple(row.exit_ips or ()), row.exit_run_seconds, row.exit_change_gap),
     )
 
 

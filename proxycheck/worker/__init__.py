@@ -81,12 +81,17 @@ def get_healthy_proxy(
     anonymity: str | None = None,
     exclude: Iterable[Proxy | str] | Proxy | str = (),
     strategy: str | None = None,
+    target: str | None = None,
+    sticky: bool = False,
 ) -> Proxy:
     """A healthy, fresh proxy. ``tags``: all must match; ``scheme``: one or several, exact;
     ``anonymity``: minimum level (``anonymous`` or ``elite``); ``exclude``: proxies (or their
     URLs/keys) this task already tried; ``strategy``: ``random`` (default), ``round_robin``,
-    ``least_used`` or ``fastest``. Raises ``NoHealthyProxy`` (a ``LookupError``) saying why."""
-    return default_pool().get(tags=tags, scheme=scheme, anonymity=anonymity, exclude=exclude, strategy=strategy)
+    ``least_used`` or ``fastest``; ``target``: a ban target's name (``[[targets.ban]]``): a proxy
+    fine there, even if other targets ban it; ``sticky``: only proxies whose exit IP was seen
+    stable for ``[probes].sticky_seconds``. Raises ``NoHealthyProxy`` (a ``LookupError``) saying why."""
+    return default_pool().get(tags=tags, scheme=scheme, anonymity=anonymity, exclude=exclude, strategy=strategy,
+                              target=target, sticky=sticky)
 
 
 def get_healthy_proxies(
@@ -97,11 +102,15 @@ def get_healthy_proxies(
     exclude: Iterable[Proxy | str] | Proxy | str = (),
     strategy: str | None = None,
     limit: int | None = None,
+    target: str | None = None,
+    sticky: bool = False,
 ) -> list[Proxy]:
     """Every healthy, fresh proxy matching the filters, fastest first (or in ``strategy``'s
-    order, without counting hand-outs). An empty list when none qualifies."""
+    order, without counting hand-outs). An empty list when none qualifies. ``target`` and
+    ``sticky`` as for ``get_healthy_proxy``."""
     return default_pool().get_all(
-        tags=tags, scheme=scheme, anonymity=anonymity, exclude=exclude, strategy=strategy, limit=limit
+        tags=tags, scheme=scheme, anonymity=anonymity, exclude=exclude, strategy=strategy, limit=limit,
+        target=target, sticky=sticky,
     )
 
 

@@ -15,7 +15,7 @@ from ..proxy import Proxy, parse_proxy_url
 from ..store.selection import ANONYMITY_LEVELS, Filters
 from .settings import STRATEGIES
 
-QUERY_KEYS = ("tags", "tag", "scheme", "anonymity", "exclude", "strategy")
+QUERY_KEYS = ("tags", "tag", "scheme", "anonymity", "exclude", "strategy", "target", "sticky")
 PASSED_THROUGH = ("format",)  # the HTTP layer's own parameters
 
 
@@ -25,6 +25,8 @@ def make_filters(
     scheme: str | Iterable[str] | None = None,
     anonymity: str | None = None,
     exclude: Iterable[Proxy | str] | Proxy | str = (),
+    target: str | None = None,
+    sticky: bool = False,
 ) -> Filters:
     """``tags``: all must match (a string is one tag). ``scheme``: one or several, matched exactly
     (``socks5`` does not match ``socks5h``). ``anonymity``: the minimum level
@@ -40,7 +42,12 @@ def make_filters(
             raise ValueError(f"anonymity: {anonymity!r} is not a level (known, weakest first: {', '.join(ANONYMITY_LEVELS)})")
     if isinstance(exclude, (Proxy, str)):
         exclude = [exclude]
-    return Filters(tag_set, schemes, level, frozenset(proxy_key(e) for e in exclude))
+    if target is not None and (not isinstance(target, str) or not target.strip()):
+        raise ValueError(f"target: expected a ban target's name, got {target!r}")
+    if not isinstance(sticky, bool):
+        raise ValueError(f"sticky: expected true or false, got {sticky!r}")
+    return Filters(tag_set, schemes, level, frozenset(proxy_key(e) for e in exclude),
+                   target=None if target is None else target.strip(), sticky=sticky)
 
 
 def check_strategy(strategy: str) -> str:
@@ -117,6 +124,13 @@ def filters_from_query(query: Mapping[str, str]) -> dict[str, Any]:
         kwargs["exclude"] = [e.strip() for e in excluded if e.strip()]
     if values("strategy"):
         kwargs["strategy"] = check_strategy(values("strategy")[-1])
+    if values("target"):
+        kwargs["target"] = values("target")[-1]
+    if values("sticky"):
+        flag = values("sticky")[-1].lower()
+        if flag not in ("1", "true", "yes", "0", "false", "no"):
+            raise ValueError(f"sticky: expected true or false, got {flag!r}")
+        kwargs["sticky"] = flag in ("1", "true", "yes")
     make_filters(**{k: v for k, v in kwargs.items() if k != "strategy"})  # validate now: a 400, not a 500
     return kwargs
 

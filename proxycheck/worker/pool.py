@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import random
+import dataclasses
 import socket
 import threading
 import time
@@ -33,6 +34,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from .. import feedback
+from ..config import Probes
 from ..health import HealthPolicy
 from ..proxy import Proxy
 from ..store import migrate
@@ -85,6 +87,7 @@ class ProxyPool:
         self._picks: CountedPicks | None = None
         self._settings = settings or WorkerSettings()
         self._health = HealthPolicy()
+        self._sticky_seconds = Probes().sticky_seconds
         self._url = database_url or ""
         self._snapshot: Snapshot | None = None
         self._worker_name = f"{socket.gethostname()}:{os.getpid()}"
@@ -120,6 +123,7 @@ class ProxyPool:
                     engine.dispose()
                     raise
                 self._url, self._health = url, settings.health
+                self._sticky_seconds = settings.probes.sticky_seconds
                 given = self._settings_given
                 self._settings = given.resolved(settings) if isinstance(given, WorkerSettings) else (given or worker)
                 self._hot = HotReads(engine)
@@ -175,9 +179,11 @@ class ProxyPool:
         anonymity: str | None = None,
         exclude: Iterable[Proxy | str] | Proxy | str = (),
         strategy: str | None = None,
+        target: str | None = None,
+        sticky: bool = False,
     ) -> Proxy:
         """One eligible proxy by ``strategy``; ``NoHealthyProxy`` (a ``LookupError``) says why not."""
-        filters = make_filters(tags=tags, scheme=scheme, anonymity=anonymity, exclude=exclude)
+        filters = self._filters(tags=tags, scheme=scheme, anonymity=anonymity, exclude=exclude, target=target, sticky=sticky)
         reader = self._open()
         strategy = check_strategy(strategy or self._settings.strategy)
         now = self._clock()
@@ -189,7 +195,7 @@ class ProxyPool:
                 # The snapshot's ids have all turned ineligible; others matching may have turned
                 # eligible since it was read. Only the database itself can say "none" (rule 4).
                 proxy = picks.take(strategy, fresh_since, filters)
-        elif self._settings.snapshot_seconds > 0:
+        elif self._settings.snapshot_seconds > 0 and not filters.needs_full_row:
             proxy = self._from_snapshot(reader, strategy, filters, now, fresh_since)
         else:
             proxy = self._from_query(reader, strategy, filters, fresh_since)
@@ -208,10 +214,12 @@ class ProxyPool:
         exclude: Iterable[Proxy | str] | Proxy | str = (),
         strategy: str | None = None,
         limit: int | None = None,
+        target: str | None = None,
+        sticky: bool = False,
     ) -> list[Proxy]:
         """Every eligible proxy (exact: one query), ordered by ``strategy`` without counting
         hand-outs: fastest first by default, shuffled for ``random``. Empty list, no exception."""
-        filters = make_filters(tags=tags, scheme=scheme, anonymity=anonymity, exclude=exclude)
+        filters = self._filters(tags=tags, scheme=scheme, anonymity=anonymity, exclude=exclude, target=target, sticky=sticky)
         reader = self._open()
         strategy = check_strategy(strategy or "fastest")
         fresh_since = self._clock() - timedelta(seconds=self._settings.max_age)
@@ -221,9 +229,19 @@ class ProxyPool:
             return proxies[:limit] if limit is not None else proxies
         return select_eligible(reader, fresh_since, filters, order=strategy, limit=limit)
 
+    def _filters(self, *, sticky: bool = False, **given: Any) -> Filters:
+        """``make_filters``, with ``[probes].sticky_seconds`` from the config for ``sticky``."""
+        filters = make_filters(sticky=sticky, **given)
+        if sticky:
+            self._open()
+            filters = dataclasses.replace(filters, sticky_seconds=self._sticky_seconds)
+        return filters
+
     def _among(self, filters: Filters, fresh_since: datetime) -> tuple[int, ...] | None:
         """For a counted pick with a selective filter: the ids the snapshot says match, so the
         pick need not walk past every non-matching row (usage.py rule 5). None: walk."""
+        if filters.needs_full_row:
+            return None
         if self._settings.snapshot_seconds <= 0 or not (filters.tags or filters.schemes or filters.min_anonymity):
             return None
         snap = self._current_snapshot(fresh_since)

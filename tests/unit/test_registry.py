@@ -29,4 +29,4 @@ def test_the_summary_comes_from_exactly_one_probe_each():
         for key in spec.summary:
             assert key not in seen, f"{key} from both {seen[key]} and {spec.name}"
             seen[key] = spec.name
-    assert {"exit_ip", "anonymity", "latency_ms", "detail"} == set(seen)
+    assert {"exit_ip", "anonymity", "latency_ms", "detail", "targets"} == set(seen)

@@ -224,10 +224,10 @@ def test_status_shows_the_leases_held(make_pool, writer):
     (p,) = fleet(writer, [proxy(1)])
     make_pool().acquire(worker="w1", ttl=120)
     leases = lease_summary(writer, now=utcnow())
-    shaped = as_json(status_summary(writer), list_proxies(writer), None, leases)["summary"]["leases"]
+    shaped = as_json(status_summary(writer), list_proxies(writer), None, leases=leases)["summary"]["leases"]
     assert (shaped["held"], shaped["cooling"], shaped["list"][0]["proxy"], shaped["list"][0]["worker"]) == (1, 0, p.key, "w1")
     console = Console(record=True, width=200)
-    render(status_summary(writer), list_proxies(writer), console, None, leases)
+    render(status_summary(writer), list_proxies(writer), console, None, leases=leases)
     text = console.export_text()
     assert "worker leases: 1 held, 0 proxies cooling down" in text and f"{p.key} leased by w1" in text
     assert "pw@" not in text and "pw@" not in str(shaped)

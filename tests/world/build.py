@@ -3,7 +3,10 @@
 Rules:
 1. Addresses tell who is who. The checker is 127.0.0.1, the judge 127.0.0.2 (HTTP and HTTPS,
    certificate from a trustme CA), proxy slot N listens on 127.0.1.N and leaves from
-   127.0.2.N. The judge bans exactly the exit of the "banned" slot.
+   127.0.2.N. The judge bans exactly the exit of the "banned" slot (Google's /sorry/ on the
+   recaptcha target), and the "turnstile-banned" slot's exit on the Turnstile-like target only.
+   The config has one ban target per preset (``proxycheck.bans.PRESETS``), each at the judge's
+   stand-in for that provider (``judge.PRESET_ROUTES``).
 2. ``EXPECTATIONS`` is the table checker tests parametrize over; it is known at import time
    (no process started), and each row becomes a ``WorldProxy`` with a real URL on start.
 3. Ports are picked at start-up (port 0 or a free one), so two sessions can share a machine.
@@ -21,7 +24,7 @@ from pathlib import Path
 
 import trustme
 
-from proxycheck.judge import Judge, JudgeOptions
+from proxycheck.judge import PRESET_ROUTES, Judge, JudgeOptions
 
 from . import faults, software
 from .procs import Daemon, free_port, stop_all, wait_all
@@ -56,6 +59,9 @@ class Expectation:
 
 
 BANNED_SLOT = 6
+TURNSTILE_BANNED_SLOT = 13
+ROTATING_SLOT = 26  # faults.RotatingExit: leaves from 127.0.2.26, then 127.0.3.26, then again...
+ROTATING_EGRESSES = (f"127.0.2.{ROTATING_SLOT}", f"127.0.3.{ROTATING_SLOT}")
 
 EXPECTATIONS: tuple[Expectation, ...] = (
     Expectation("squid-anonymous", 1, None, None, "squid, forwarded_for delete, via on", "anonymous"),
@@ -66,6 +72,8 @@ EXPECTATIONS: tuple[Expectation, ...] = (
     Expectation("squid-no-images", 4, 35, "image_blocked", "http_reply_access deny image/*: the plain-HTTP PNG gets 403 (the HTTPS one passes through CONNECT)"),
     Expectation("squid-no-connect", 5, 36, "connect_rejected", "http_access deny CONNECT: 403 to CONNECT"),
     Expectation("squid-banned-exit", BANNED_SLOT, 28, "banned", "exit address is in the judge's ban_ips: 302 to /sorry/"),
+    Expectation("squid-turnstile-banned", TURNSTILE_BANNED_SLOT, 28, "banned",
+                "challenged by the Turnstile-like target only (403 cf-mitigated): usable for the other targets"),
     Expectation("squid-forwarded-for", 7, 29, "ip_leaked", "forwarded_for on: X-Forwarded-For: 127.0.0.1"),
     Expectation("squid-short-headers", 8, 36, "long_get_rejected", "request_header_max_size 1 KB: a 2 KB GET gets 431"),
     Expectation("tinyproxy-xtinyproxy", 9, 29, "ip_leaked", "XTinyproxy Yes: X-Tinyproxy: 127.0.0.1"),
@@ -99,6 +107,7 @@ SLOTS: dict[int, Slot] = {
     4: Slot("http"),  # squid-main, port "noimages"
     5: Slot("http"),  # squid-main, port "noconnect"
     BANNED_SLOT: Slot("http"),  # squid-main, port "banned"
+    TURNSTILE_BANNED_SLOT: Slot("http"),  # squid-main, port "turnstile"
     7: Slot("http"),  # squid-forwarded-for
     8: Slot("http"),  # squid-short-headers
     9: Slot("http"),  # tinyproxy
@@ -134,6 +143,9 @@ class World:
     workdir: Path
     startup_seconds: float
     _stack: contextlib.ExitStack = field(repr=False)
+    # Outside the table (its exit IP changes when a test says so): faults.RotatingExit, and its URL.
+    rotating_exit: faults.RotatingExit | None = None
+    rotating_url: str = ""
 
     def by_name(self, name: str) -> WorldProxy:
         for proxy in self.fixtures:
@@ -166,6 +178,7 @@ def start_world() -> World:
                 key_file=str(cert_file),
                 ban_ips=frozenset({egress_ip(BANNED_SLOT)}),
                 ban_mode="sorry",
+                target_bans=(("turnstile", frozenset({egress_ip(TURNSTILE_BANNED_SLOT)})),),
             )
         ).start()
         stack.callback(judge.stop)
@@ -177,6 +190,7 @@ def start_world() -> World:
             23: faults.SilentServer(listen_ip(23)),
             24: faults.Socks4IdentRejected(listen_ip(24)),
             25: faults.TlsInterceptor(listen_ip(25), egress_ip(25)),
+            ROTATING_SLOT: faults.RotatingExit(listen_ip(ROTATING_SLOT), ROTATING_EGRESSES),
         }
         ports = {slot: free_port(listen_ip(slot)) for slot in SLOTS if slot not in fault_servers}
         daemons = _daemons(workdir, ports)
@@ -195,7 +209,9 @@ def start_world() -> World:
     except BaseException:
         stack.close()  # the work directory stays: the error names log files in it
         raise
-    return World(judge, ca_file, config_path, fixtures, workdir, time.monotonic() - started, stack)
+    rotating = fault_servers[ROTATING_SLOT]
+    return World(judge, ca_file, config_path, fixtures, workdir, time.monotonic() - started, stack,
+                 rotating_exit=rotating, rotating_url=f"http://{listen_ip(ROTATING_SLOT)}:{rotating.port}")
 
 
 def _daemons(workdir: Path, ports: dict[int, int]) -> list[Daemon]:
@@ -213,6 +229,7 @@ def _daemons(workdir: Path, ports: dict[int, int]) -> list[Daemon]:
             port(4, "noimages", deny_images=True),
             port(5, "noconnect", deny_connect=True),
             port(BANNED_SLOT, "banned"),
+            port(TURNSTILE_BANNED_SLOT, "turnstile"),
         ),
     )
     elite = software.SquidInstance("squid-elite", (port(2, "elite"),), via=False, elite=True)
@@ -252,9 +269,10 @@ def config_toml(judge: Judge, ca_file: Path) -> str:
             f"ssl_url = {q(https + '/health')}",
             f"image_urls = [{q(http + '/image.png')}, {q(https + '/image.png')}]",
             f"long_get_url = {q(http + '/long')}",
-            f"ban_url = {q(https + '/recaptcha/api2/anchor')}",
             f"ca_file = {q(str(ca_file))}",
             "",
+            *(line for preset, route in PRESET_ROUTES.items()
+              for line in ("[[targets.ban]]", f"name = {q(preset)}", f"url = {q(https + route)}", f"preset = {q(preset)}", "")),
             "[timeouts]",
             "connect = 1.0",
             "read = 2.0",

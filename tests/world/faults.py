@@ -203,6 +203,58 @@ class TlsInterceptor(_ThreadedServer):
                 conn.sendall(chunk)
 
 
+class RotatingExit(TlsInterceptor):
+    """An honest HTTP proxy (plain forwarding and CONNECT tunnels) whose exit address rotates
+    among ``egresses``, like a back-connect gateway rotating on its own clock: ``rotate()`` is
+    the clock tick, so a test says exactly when the exit changes (no timing in the test).
+
+    squid could alternate ``tcp_outgoing_address`` only by ACLs on random draws or on the
+    wall-clock minute, neither of which a test can pin down.
+    """
+
+    def __init__(self, host: str, egresses: tuple[str, ...]) -> None:
+        super().__init__(host, egresses[0])
+        self.egresses = egresses
+        self._turn = 0
+
+    def rotate(self) -> str:
+        """Move to the next exit address; returns it."""
+        with self._lock:
+            self._turn = (self._turn + 1) % len(self.egresses)
+            self.egress = self.egresses[self._turn]
+            return self.egress
+
+    def reset(self) -> None:
+        with self._lock:
+            self._turn, self.egress = 0, self.egresses[0]
+
+    def serve(self, conn: socket.socket) -> None:
+        head = _recv_until(conn, b"\r\n\r\n")
+        method, target, _ = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ", 2)
+        if method != "CONNECT":
+            self._forward(conn, method, target, head)
+            return
+        host, _, port = target.rpartition(":")
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=5, source_address=(self.egress, 0)) as up:
+            conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            _relay(conn, up)
+
+
+def _relay(a: socket.socket, b: socket.socket) -> None:
+    """Copy bytes both ways until either side closes."""
+    import selectors
+
+    with selectors.DefaultSelector() as sel:
+        sel.register(a, selectors.EVENT_READ, b)
+        sel.register(b, selectors.EVENT_READ, a)
+        while True:
+            for key, _ in sel.select(timeout=10):
+                chunk = key.fileobj.recv(65536)  # type: ignore[union-attr]
+                if not chunk:
+                    return
+                key.data.sendall(chunk)
+
+
 def _recv_exactly(conn: socket.socket, n: int) -> bytes:
     data = b""
     while len(data) < n:

@@ -1,0 +1,84 @@
+"""What each check adds beyond health: per-target bans, and the exit IP over time (sticky exits).
+
+Rules:
+1. Ban targets: a check that reached the ban probe stores ``banned_on`` and ``usable_for``
+   (``CheckResult.usable_for``); a check that passed every probe but bans stamps ``usable_at``.
+   selection.py hands a proxy out for ``target=X`` when X is in ``usable_for`` and
+   ``usable_at`` is fresh, even if other targets ban it.
+2. Exit IPs (the rules are proxycheck/sticky.py's): every check that learnt the exit IP adds a
+   reading (time, IP) to ``exit_readings``; the last ``KEEP`` readings per proxy are kept. The
+   proxy row carries a summary that does not depend on the window, so changing
+   ``[probes].sticky_seconds`` needs no re-check: ``exit_ips`` (the IPs read, the latest
+   last), ``exit_run_seconds`` (how long the latest
+   IP has held: its first to its last consecutive reading) and ``exit_change_gap`` (the shortest
+   time between two consecutive readings that differ; None if none does).
+3. ``sticky_clauses`` is ``sticky.stability(...).state == "stable"`` in SQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, delete, insert, not_, or_, select, update
+
+from ..result import CheckResult
+from ..sticky import GATEWAY_TAG, summarise
+from ._rows import chunks, has_tag
+from .models import ExitReadingRow as R
+from .models import ProxyRow as P
+
+KEEP = 12  # readings kept per proxy: an hour of 5-minute visits
+
+
+def target_values(result: CheckResult) -> dict[str, Any]:
+    """The ban-target columns a completed check sets (rule 1); {} when it learnt nothing."""
+    values: dict[str, Any] = {}
+    if result.targets is not None:
+        values.update(banned_on=result.banned_on, usable_for=result.usable_for)
+    if result.healthy or result.reason == "banned":
+        values["usable_at"] = result.started_at
+    return values
+
+
+def record_exits(conn: Connection, checked: Sequence[tuple[int, CheckResult]]) -> None:
+    """Add each check's exit IP reading, keep the last ``KEEP`` per proxy, refresh the rows'
+    summaries: four statements per batch, whatever its size (record_results writes in batches)."""
+    readings = [{"proxy_id": pid, "seen_at": r.started_at, "ip": r.exit_ip} for pid, r in checked if r.exit_ip]
+    if not readings:
+        return
+    conn.execute(insert(R), readings)
+    ids = sorted({r["proxy_id"] for r in readings})
+    by_proxy: dict[int, list[Any]] = {}
+    for chunk in chunks(ids):
+        rows = conn.execute(
+            select(R.id, R.proxy_id, R.seen_at, R.ip).where(R.proxy_id.in_(chunk)).order_by(R.proxy_id, R.seen_at, R.id)
+        )
+        for row in rows:
+            by_proxy.setdefault(row.proxy_id, []).append(row)
+    stale = [row.id for rows in by_proxy.values() for row in rows[:-KEEP]]
+    for chunk in chunks(stale):
+        conn.execute(delete(R).where(R.id.in_(chunk)))
+    summaries = []
+    for pid, rows in by_proxy.items():
+        summary = summarise([(row.seen_at, row.ip) for row in rows[-KEEP:]])
+        summaries.append({"pid": pid, "exit_ips": list(summary.ips), "exit_run_seconds": summary.run_seconds,
+                          "exit_change_gap": summary.change_gap})
+    conn.execute(
+        update(P).where(P.id == bindparam("pid"))
+        .values(exit_ips=bindparam("exit_ips"), exit_run_seconds=bindparam("exit_run_seconds"),
+                exit_change_gap=bindparam("exit_change_gap")),
+        summaries,
+    )
+
+
+def sticky_clauses(conn: Connection, window: float) -> list[Any]:
+    """The SQL form of ``sticky.stability(...).state == "stable"``, for selection.eligible."""
+    return [
+        P.exit_run_seconds >= window,
+        or_(P.exit_change_gap.is_(None), P.exit_change_gap >= window),
+        not_(has_tag(conn, GATEWAY_TAG)),
+    ]
+
+
+__all__ = ["KEEP", "record_exits", "sticky_clauses", "target_values"]
