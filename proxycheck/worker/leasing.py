@@ -1,6 +1,6 @@
 """Check-out leases, the worker's side: hold a proxy for the length of a solve.
 
-    with proxycheck.lease(ttl=180, tags={"us"}) as proxy:
+    with proxycheck.lease(ttl=180, target="hcaptcha", tags={"us"}) as proxy:
         solve(task, **proxy.as_anticaptcha())
 
 Rules:

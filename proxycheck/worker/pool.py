@@ -329,7 +329,7 @@ class ProxyPool:
         """Lease one healthy, fresh proxy matching ``filters`` (``get``'s) for ``ttl`` seconds
         (default ``[worker].lease_ttl``), within ``max_concurrent_per_proxy`` and
         ``cooldown_seconds``. ``NoHealthyProxy`` says why none could be leased."""
-        wanted = make_filters(**filters)
+        wanted = self._filters(**filters)
         reader = self._open()
         settings, now = self._settings, self._clock()
         ttl = self._check_ttl(ttl) or settings.lease_ttl

@@ -231,3 +231,23 @@ def test_status_shows_the_leases_held(make_pool, writer):
     text = console.export_text()
     assert "worker leases: 1 held, 0 proxies cooling down" in text and f"{p.key} leased by w1" in text
     assert "pw@" not in text and "pw@" not in str(shaped)
+
+
+def test_lease_takes_the_target_filter(make_pool, writer):
+    """A proxy banned by hCaptcha only (as the ban probe records it) is leased for reCAPTCHA,
+    refused for hCaptcha: lease() goes through the one eligibility rule (store/selection.py)."""
+    from sqlalchemy import update
+
+    from proxycheck.store.models import ProxyRow
+
+    (p,) = fleet(writer, [proxy(1)])
+    with writer.begin() as conn:
+        conn.execute(update(ProxyRow).values(state="unhealthy", code=28, reason="banned", banned_on=["hcaptcha"],
+                                             usable_for=["recaptcha"], usable_at=utcnow()))
+    pool = make_pool()
+    with pytest.raises(NoHealthyProxy):
+        pool.acquire()  # not healthy: only target-aware hand-outs may take it
+    with pytest.raises(NoHealthyProxy):
+        pool.acquire(target="hcaptcha")
+    held = pool.acquire(target="recaptcha", sticky=False)
+    assert held.proxy == p
