@@ -209,7 +209,8 @@ def run(config: str | None, once: bool) -> None:
     \b
     Example:
       proxycheck db upgrade && proxycheck run --config proxycheck.toml
-    SIGTERM finishes in-flight checks and exits 0; SIGHUP re-syncs the config's CSV sources.
+    SIGTERM finishes in-flight checks and exits 0; SIGHUP reloads the config (the log names
+    keys that need a restart) and re-syncs its CSV sources.
     """
     from .daemon import run_daemon
 

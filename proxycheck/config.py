@@ -199,6 +199,9 @@ class Daemon:
                                low=1, high=86400)
     drain_grace: float = key("seconds SIGTERM waits for in-flight checks before cancelling them", 20.0, low=0, high=3600)
     own_ip_interval: float = key("seconds between refreshes of the checker's own IP", 600.0, low=1, high=86400)
+    heartbeat_interval: float = key(
+        "seconds between direct requests to the judge (a dead judge stops all judging within this) and between "
+        "the daemon's heartbeats; failures wait for a self-test at most this long", 5.0, low=0.1, high=3600)
     retention_interval: float = key("seconds between history clean-ups", 3600.0, low=1, high=604800)
     keep_checks_per_proxy: int = key("history rows always kept per proxy", 20, low=0, high=1_000_000)
     keep_success_days: float = key("days successful checks beyond those are kept (0.25: the last 6 hours)", 0.25,

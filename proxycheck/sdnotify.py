@@ -3,7 +3,8 @@
 The protocol is declared stable and the man page ships a self-contained Python example
 (sd_notify(3)); ~30 lines here beat a C extension or an unmaintained package. Without
 ``$NOTIFY_SOCKET`` (a shell, cron, tests) every call is a no-op. A leading ``@`` names a socket
-in the Linux abstract namespace. Send errors are ignored, as the man page recommends.
+in the Linux abstract namespace. Send errors are ignored, as the man page recommends, and the
+socket never blocks: a listener that stops reading (a full queue) must not stall the daemon.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ class Notifier:
         self._address = ("\0" + address[1:]) if address and address.startswith("@") else address
         self._sock: socket.socket | None = None
         if self._address:
-            self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK)
 
     @property
     def enabled(self) -> bool:

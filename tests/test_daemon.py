@@ -13,6 +13,7 @@ import re
 import signal
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -105,25 +106,39 @@ def test_daemon_refuses_an_old_schema(world, tmp_path):
 
 
 class NotifyListener:
+    """Receives the daemon's sd_notify datagrams on a thread of its own, as systemd does: a
+    listener that stops reading would fill the socket's queue and hide later messages."""
+
     def __init__(self, path: Path) -> None:
         self.path = str(path)
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(self.path)
-        self.sock.settimeout(0.2)
+        self.sock.settimeout(0.1)
         self.messages: list[str] = []
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._receive, daemon=True)
+        self._thread.start()
 
-    def wait_for(self, field: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if any(field in m.split("\n") for m in self.messages):
-                return
+    def _receive(self) -> None:
+        while not self._closed.is_set():
             try:
                 self.messages.append(self.sock.recv(4096).decode())
             except TimeoutError:
                 continue
+            except OSError:
+                return
+
+    def wait_for(self, field: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(field in m.split("\n") for m in list(self.messages)):
+                return
+            time.sleep(0.05)
         raise AssertionError(f"{field} not received within {timeout} s; got {self.messages}")
 
     def close(self) -> None:
+        self._closed.set()
+        self._thread.join()
         self.sock.close()
 
 

@@ -1,4 +1,5 @@
-"""Several daemons on one real PostgreSQL: leases, takeover after SIGKILL, a killed connection.
+"""Several daemons on one real PostgreSQL: leases, takeover after SIGKILL, a killed connection,
+a database that goes away for longer than the old write retries lasted, and SIGTERM with it gone.
 
 Each test gets a throwaway database on the machine's PostgreSQL (PROXYCHECK_TEST_PG_URL).
 """
@@ -53,7 +54,7 @@ def instances(checks: dict[str, list[tuple[datetime, str]]]) -> set[str]:
 
 
 def test_two_daemons_share_the_fleet_and_survive_a_sigkill(world, tmp_path, pg_db):
-    extra = "lease_seconds = 8.0\n"
+    extra = "heartbeat_interval = 0.5\n"  # lease_seconds stays 180 s: takeover must not wait for it
     config = write_daemon_config(world, tmp_path, GOOD + ["silent-http", "silent-socks5"], database_url=pg_db, extra=extra)
     assert run_cli("db", "upgrade", "--config", str(config)).returncode == 0
     notify_a, notify_b = NotifyListener(tmp_path / "a.sock"), NotifyListener(tmp_path / "b.sock")
@@ -73,14 +74,25 @@ def test_two_daemons_share_the_fleet_and_survive_a_sigkill(world, tmp_path, pg_d
             times = [t for t, _ in checks]
             gaps = [(b_ - a_).total_seconds() for a_, b_ in zip(times, times[1:])]
             assert all(g >= 1.5 for g in gaps), (label, gaps)
+        # Kill A while it holds leases (a slow proxy in flight), so B must take them back.
+        def leases_of_a() -> int:
+            engine = create_engine(pg_db)
+            try:
+                with engine.connect() as conn:
+                    return conn.execute(text("SELECT count(*) FROM proxies p JOIN instances i ON p.lease_owner = i.id "
+                                             "WHERE i.pid = :pid"), {"pid": a.pid}).scalar()
+            finally:
+                engine.dispose()
+        wait_until(leases_of_a, 30, "daemon A to hold leases")
         a.send_signal(signal.SIGKILL)
         a.wait()
         killed_at = datetime.now(UTC)
-        # B takes over everything, including A's leases once they expire (8 s).
+        # B takes over everything, including A's leases: A's heartbeat stopped, so B takes them back
+        # after three heartbeat intervals instead of waiting for the 180 s lease.
         def all_taken_over():
             after = checks_by_proxy(pg_db)
             return all(any(t > killed_at for t, _ in after[label]) for label in before)
-        wait_until(all_taken_over, 40, "daemon B to check every proxy after A was killed")
+        wait_until(all_taken_over, 20, "daemon B to check every proxy after A was killed")
         survivor = {inst for checks in checks_by_proxy(pg_db).values() for t, inst in checks if t > killed_at}
         assert len(survivor) == 1
     finally:
@@ -93,6 +105,7 @@ def test_two_daemons_share_the_fleet_and_survive_a_sigkill(world, tmp_path, pg_d
         notify_a.close()
         notify_b.close()
     assert code == 0, err
+    assert "took back" in err and "silent for more than" in err, err
 
 
 def test_daemon_survives_a_terminated_database_connection(world, tmp_path, pg_db):
@@ -119,3 +132,90 @@ def test_daemon_survives_a_terminated_database_connection(world, tmp_path, pg_db
         code, err = stop(proc)
         notify.close()
     assert code == 0, err
+
+
+def set_connections(db_name: str, allowed: bool) -> None:
+    """Let nobody (or everybody again) connect to ``db_name``; existing connections are cut."""
+    admin = admin_engine()
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'ALTER DATABASE "{db_name}" ALLOW_CONNECTIONS {"true" if allowed else "false"}'))
+            if not allowed:
+                conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :db"),
+                             {"db": db_name})
+    finally:
+        admin.dispose()
+
+
+def test_completed_checks_wait_for_the_database_to_come_back(world, tmp_path, pg_db):
+    """A 40 s outage (the old writer gave up after ~34 s): checks finished meanwhile are written."""
+    config = write_daemon_config(world, tmp_path, ["silent-http", "silent-socks5", "squid-anonymous"], database_url=pg_db)
+    assert run_cli("db", "upgrade", "--config", str(config)).returncode == 0
+    notify = NotifyListener(tmp_path / "n.sock")
+    proc = start_daemon(config, notify)
+    db_name = make_url(pg_db).database
+    try:
+        notify.wait_for("READY=1", 20)
+        wait_until(lambda: len(checks_by_proxy(pg_db)) == 3, 30, "first checks")
+        # Wait for the slow proxies to be in flight again, then take the database away.
+        def slow_in_flight() -> list[str]:
+            engine = create_engine(pg_db)
+            try:
+                with engine.connect() as conn:
+                    return list(conn.scalars(text("SELECT label FROM proxies WHERE lease_owner IS NOT NULL "
+                                                  "AND label IN ('fixture-17', 'fixture-18')")))
+            finally:
+                engine.dispose()
+        leased = wait_until(slow_in_flight, 30, "a slow proxy in flight")
+        before = checks_by_proxy(pg_db)
+        down_at = datetime.now(UTC)
+        set_connections(db_name, False)
+        time.sleep(40)
+        set_connections(db_name, True)
+        # Their checks (started before the outage, finished during it: read timeout 2 s) were held
+        # and written now, not dropped. A check's time is when it started.
+        def written_from_the_outage() -> bool:
+            checks = checks_by_proxy(pg_db)
+            return all(any(t < down_at and (t, i) not in before[label] for t, i in checks[label]) for label in leased)
+        wait_until(written_from_the_outage, 30, "the checks finished during the outage to be written")
+        assert proc.poll() is None
+    finally:
+        set_connections(db_name, True)
+        code, err = stop(proc)
+        notify.close()
+    assert code == 0, err
+    assert "the database is back: wrote" in err, err
+    assert "gave up" not in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("in_flight", [False, True], ids=["idle", "checks-in-flight"])
+def test_sigterm_with_the_database_gone_exits_within_the_grace(world, tmp_path, pg_db, in_flight):
+    grace = 3.0
+    names = ["silent-http", "silent-socks5", "squid-anonymous"]
+    config = write_daemon_config(world, tmp_path, names, database_url=pg_db, extra=f"drain_grace = {grace}\n"
+                                 ).read_text().replace("drain_grace = 10.0\n", "")
+    path = tmp_path / "proxycheck.toml"
+    path.write_text(config)
+    assert run_cli("db", "upgrade", "--config", str(path)).returncode == 0
+    notify = NotifyListener(tmp_path / "n.sock")
+    proc = start_daemon(path, notify)
+    db_name = make_url(pg_db).database
+    try:
+        notify.wait_for("READY=1", 20)
+        wait_until(lambda: len(checks_by_proxy(pg_db)) == 3, 30, "first checks")
+        set_connections(db_name, False)
+        if not in_flight:
+            time.sleep(3)  # the writer is retrying, claims fail: the daemon waits for its database
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        code, err = stop(proc, timeout=grace + 20)
+        took = time.monotonic() - sent
+    finally:
+        set_connections(db_name, True)
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        notify.close()
+    assert code == 0, err
+    assert took < grace + 5, (took, err)
+    assert "Traceback" not in err and "CancelledError" not in err, err

@@ -1,9 +1,11 @@
 """Daemon instances: who is running, is its checker able to work, when did it last finish a round.
 
 Rules:
-1. Each daemon process registers once, heartbeats while it runs (every ~10 s) and marks itself
+1. Each daemon process registers once, heartbeats while it runs (every
+   ``[daemon].heartbeat_interval``, and at once when its checker changes state) and marks itself
    stopped on a clean exit. An instance is *live* if it has not stopped and its heartbeat is
-   recent; a crashed instance simply stops heartbeating.
+   recent; a crashed instance simply stops heartbeating, and its peers take back its leases
+   (``leases.reclaim_stale_leases``).
 2. ``checker_state`` is the checker's own health ("ok" or "degraded": judge down, no network),
    never a proxy's. ``status`` shows the most recent live instance's.
 3. Times are the instance's clock (instances on one PostgreSQL should run NTP).

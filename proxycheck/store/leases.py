@@ -11,7 +11,12 @@ Rules:
 3. Every claim gets a fresh random ``lease_token``. Every write-back matches it: if the lease
    was lost (expired and taken over, or the proxy was disabled), nothing is written and the
    function says so. Results are idempotent, so at-least-once checking is fine.
-4. Probe schedules: a claim carries each probe's latest result (read in the claim's
+4. A lease is taken back before it expires only when its owner is proven gone: on SQLite the
+   daemon flock proves no other daemon runs (``release_all_leases`` at start); on PostgreSQL
+   an owner whose instance row stopped, went silent for longer than a few heartbeats, or does
+   not exist (``reclaim_stale_leases``). A wrongly presumed-dead owner loses nothing but the
+   write-back of that check (rule 3), so the proxy is checked again: at-least-once still holds.
+5. Probe schedules: a claim carries each probe's latest result (read in the claim's
    transaction) and the write-back stores the probes that ran (probe_results.py).
 """
 
@@ -29,7 +34,7 @@ from ..proxy import Proxy
 from ..result import CheckResult, LastRun, history_probes
 from . import exits, probe_results
 from ._rows import PROXY_COLUMNS, STATE_COLUMNS, is_postgresql, proxy_from_row, state_from_row, utcnow
-from .models import CheckRow
+from .models import CheckRow, InstanceRow
 from .models import ProxyRow as P
 
 _NO_LEASE = {"lease_owner": None, "lease_token": None, "lease_expires_at": None}
@@ -45,6 +50,7 @@ class Claim:
     state: HealthState  # the state to ``health.advance`` from
     due_at: datetime  # its ``next_check_at`` when claimed
     lease_expires_at: datetime
+    never_checked: bool = False  # its first check (a new proxy from a sync or an import)
     # Each probe's latest result (probe_results.py), for the checker's schedule.
     last_probes: Mapping[str, LastRun] = field(default_factory=dict, compare=False)
 
@@ -80,7 +86,8 @@ def claim_due(
             .where(P.id.in_(due.scalar_subquery()))
             .values(lease_owner=owner, lease_token=_random_token(conn), lease_expires_at=clock + lease)
             .returning(
-                P.id, P.lease_token, P.next_check_at, P.lease_expires_at, *PROXY_COLUMNS, *STATE_COLUMNS
+                P.id, P.lease_token, P.next_check_at, P.lease_expires_at, P.last_checked_at, *PROXY_COLUMNS,
+                *STATE_COLUMNS
             )
         )
         rows = conn.execute(stmt).all()
@@ -90,7 +97,8 @@ def claim_due(
     for r in rows:
         state = state_from_row(r)
         carried = probe_results.for_claim(last[r.id], state.reason)
-        claims.append(Claim(r.id, proxy_from_row(r), r.lease_token, state, r.next_check_at, r.lease_expires_at, carried))
+        claims.append(Claim(r.id, proxy_from_row(r), r.lease_token, state, r.next_check_at, r.lease_expires_at,
+                            r.last_checked_at is None, carried))
     return claims
 
 
@@ -113,9 +121,13 @@ def record_results(
     engine: Engine,
     items: Iterable[tuple[Claim, CheckResult, Transition]],
     instance_id: str | None,
+    *,
+    last_round_at: datetime | None = None,
 ) -> list[bool]:
     """``record_result`` for many checks in one transaction (SQLite's single writer commits
-    once per batch instead of once per proxy). One bool per item, in order."""
+    once per batch instead of once per proxy). One bool per item, in order. With
+    ``last_round_at`` the instance's row says so in the same transaction (``status`` shows
+    the stored checks and the round at once)."""
     items = list(items)
     if not items:
         return []
@@ -123,6 +135,8 @@ def record_results(
         written = [_record(conn, claim, result, transition, instance_id) for claim, result, transition in items]
         # The exit IP over time (exits.py rule 2), for the whole batch in a few statements.
         exits.record_exits(conn, [(claim.proxy_id, result) for (claim, result, _), ok in zip(items, written) if ok])
+        if instance_id is not None and last_round_at is not None:
+            conn.execute(update(InstanceRow).where(InstanceRow.id == instance_id).values(last_round_at=last_round_at))
         return written
 
 
@@ -212,3 +226,30 @@ def _fenced_update(engine: Engine, claims: Sequence[Claim], values: dict[str, An
             )
             done += conn.execute(stmt).rowcount
     return done
+
+
+def release_all_leases(engine: Engine) -> int:
+    """Clear every lease. Only for a caller that proves no other daemon runs (the SQLite flock):
+    the leases left are a dead daemon's, and its proxies are due again at once."""
+    with engine.begin() as conn:
+        return conn.execute(update(P).where(P.lease_owner.is_not(None)).values(**_NO_LEASE)).rowcount
+
+
+def reclaim_stale_leases(engine: Engine, silent_seconds: float, *, now: datetime | None = None) -> int:
+    """Clear leases whose owner stopped, has not heartbeaten for ``silent_seconds``, or has no
+    instance row at all. Returns how many were taken back."""
+    cutoff = (now or utcnow()) - timedelta(seconds=silent_seconds)
+    alive = select(InstanceRow.id).where(InstanceRow.stopped_at.is_(None), InstanceRow.heartbeat_at >= cutoff)
+    with engine.begin() as conn:
+        stmt = update(P).where(P.lease_owner.is_not(None), P.lease_owner.not_in(alive)).values(**_NO_LEASE)
+        return conn.execute(stmt).rowcount
+
+
+def first_checks_due(engine: Engine) -> tuple[int, datetime | None]:
+    """Enabled proxies never checked yet, and when the last of them is due (what the daemon logs
+    after a sync or an import: when will the new proxies have verdicts)."""
+    with engine.begin() as conn:
+        row = conn.execute(
+            select(func.count(), func.max(P.next_check_at)).where(P.enabled == true(), P.last_checked_at.is_(None))
+        ).one()
+    return row[0], row[1]

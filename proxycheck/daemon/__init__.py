@@ -1,0 +1,23 @@
+"""The daemon (``proxycheck run``): keeps every proxy's verdict fresh in the database.
+
+Rules:
+1. Per-proxy schedules live in the database (``next_check_at``), not in memory: 100,000 proxies
+   cost rows, not timers. A few fixed side tasks do the work, one job per module:
+
+   - ``runner.py``      lifecycle: storage and lock, signals, side tasks, ordered shutdown;
+   - ``dispatcher.py``  the one claim loop (``run`` and ``run --once``), one task per check;
+   - ``monitor.py``     is the checker able to judge? heartbeat, and the barrier before a blame;
+   - ``writer.py``      completed checks into the database, in batches, held while it is down;
+   - ``jobs.py``        source sync, retention, own-IP refresh, heartbeat;
+   - ``reload.py``      what SIGHUP applies, and what needs a restart;
+   - ``storage.py``     storage calls in threads; storage errors told apart from bugs;
+   - ``lock.py`` and ``signals.py``.
+2. Never blame a proxy for our own trouble: a failure is stored only after a self-test that
+   started after it has passed, with no failed heartbeat since the check began (``monitor.py``).
+3. Storage errors are retried or wait for the next turn; any other exception is a bug that stops
+   the daemon with exit code 1 and its traceback in the log.
+"""
+
+from .runner import Daemon, run_daemon
+
+__all__ = ["Daemon", "run_daemon"]

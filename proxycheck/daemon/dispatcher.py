@@ -1,0 +1,142 @@
+"""The dispatcher: one claim loop, used by ``run`` and ``run --once`` alike.
+
+Rules:
+1. Dispatch never awaits a probe. ``fill()`` claims due proxies up to the free concurrency (a
+   lease: several daemons on one PostgreSQL never check the same proxy) and spawns one tracked
+   task per claim. ``run()`` calls it every ``dispatch_interval`` (sooner when woken: a sync
+   added proxies); ``run_once()`` calls it until nothing is due and nothing is in flight.
+2. Nothing is claimed while the checker is degraded, while the writer holds its cap of
+   unwritten results, or once the daemon is stopping.
+3. A check's failure is handed on only after the monitor confirms the checker was good for the
+   check's window (``monitor.py``); otherwise it becomes ``checker_unavailable``. A confirming
+   check no longer takes a concurrency slot: only probing does.
+4. A bug inside one check (an exception out of ``Checker.check``) is logged with its traceback
+   and its proxy rescheduled; it never stops the daemon.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from .. import store
+from ..checker import unavailable_result
+from ..config import Settings
+from ..metrics import DaemonMetrics
+from ..store.leases import Claim
+from .monitor import CheckerMonitor
+from .storage import Storage
+from .writer import Done, Writer
+
+log = logging.getLogger("proxycheck.daemon")
+
+NEW_PROXIES_LOG_EVERY = 10.0
+
+
+class Dispatcher:
+    def __init__(self, storage: Storage, settings: Callable[[], Settings], instance_id: str,
+                 monitor: CheckerMonitor, writer: Writer, metrics: DaemonMetrics, stopping: asyncio.Event) -> None:
+        self.storage = storage
+        self.settings = settings
+        self.instance_id = instance_id
+        self.monitor = monitor
+        self.writer = writer
+        self.metrics = metrics
+        self.stopping = stopping
+        self.inflight: dict[asyncio.Task, Claim] = {}  # probing or waiting for confirmation
+        self.probing: set[asyncio.Task] = set()
+        self.last_progress = time.monotonic()
+        self.wake = asyncio.Event()
+        self._new_seen = 0
+        self._new_logged_at = 0.0
+        self._paused_logged = False
+
+    async def fill(self) -> int:
+        """One look for due proxies; returns how many were claimed."""
+        self.last_progress = time.monotonic()
+        settings = self.settings()
+        if self.stopping.is_set() or not self.monitor.status.ok:
+            return 0
+        if self.writer.backpressure:
+            if not self._paused_logged:
+                log.warning("not claiming: %d checked results wait for the database (cap %d)", len(self.writer.held),
+                            self.writer.cap)
+                self._paused_logged = True
+            return 0
+        self._paused_logged = False
+        free = settings.check.concurrency - len(self.probing)
+        if free <= 0:
+            return 0
+        claims = await self.storage.attempt(store.claim_due, self.storage.engine, self.instance_id, free,
+                                            settings.daemon.lease_seconds)
+        for claim in claims or ():
+            task = asyncio.create_task(self._check(claim), name=f"check {claim.proxy.masked_url}")
+            self.inflight[task] = claim
+            self.probing.add(task)
+            task.add_done_callback(self._finished)
+        if claims:
+            self.metrics.rounds.inc()
+            self._log_new(claims)
+        return len(claims or ())
+
+    async def run(self) -> None:
+        """Side task: claim every ``dispatch_interval`` until the daemon stops."""
+        while not self.stopping.is_set():
+            await self.fill()
+            self.wake.clear()
+            try:
+                await asyncio.wait_for(self.wake.wait(), timeout=self.settings().daemon.dispatch_interval)
+            except TimeoutError:
+                pass
+
+    async def run_once(self) -> None:
+        """``--once``: check every due proxy (claiming until none is left), then return."""
+        while True:
+            claimed = await self.fill()
+            if not claimed and not self.inflight:
+                return
+            if self.inflight:
+                await asyncio.wait(list(self.inflight), return_when=asyncio.FIRST_COMPLETED)
+
+    async def drain(self, grace: float) -> None:
+        """Stop: let checks finish for ``grace`` seconds, cancel the rest and release their leases."""
+        if not self.inflight:
+            return
+        _, pending = await asyncio.wait(list(self.inflight), timeout=grace)
+        if not pending:
+            return
+        abandoned = [self.inflight[t] for t in pending if t in self.inflight]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        for claim in abandoned:
+            self.writer.put(Done(claim, None))
+        log.warning("cancelled %d checks still running after the %g s grace period", len(pending), grace)
+
+    def _finished(self, task: asyncio.Task) -> None:
+        self.inflight.pop(task, None)
+        self.probing.discard(task)
+
+    async def _check(self, claim: Claim) -> None:
+        started = time.monotonic()
+        try:
+            result = await self.monitor.checker.check(claim.proxy, self.monitor.status.own_ips, last=claim.last_probes)
+        except Exception:  # noqa: BLE001 - one bad proxy never kills the daemon (rule 4)
+            log.exception("checking %s failed inside proxycheck; rescheduling it", claim.proxy.masked_url)
+            self.writer.put(Done(claim, unavailable_result(claim.proxy, "internal error (logged)")))
+            return
+        finally:
+            self.probing.discard(asyncio.current_task())  # type: ignore[arg-type]
+        if result.healthy is False and not await self.monitor.confirm(started):
+            result = unavailable_result(claim.proxy, self.monitor.status.reason or "checker not confirmed", result)
+        self.writer.put(Done(claim, result))
+
+    def _log_new(self, claims: list[Claim]) -> None:
+        """Say when never-checked proxies (a sync or an import) get their first check."""
+        self._new_seen += sum(1 for c in claims if c.never_checked)
+        now = time.monotonic()
+        if self._new_seen and now - self._new_logged_at >= NEW_PROXIES_LOG_EVERY:
+            log.info("first check of %d new proxies under way", self._new_seen)
+            self._new_seen, self._new_logged_at = 0, now

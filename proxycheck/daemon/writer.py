@@ -1,0 +1,161 @@
+"""The one writer: completed checks go to the database in batches, and wait there if it is down.
+
+Rules:
+1. One task writes; it commits up to ``BATCH`` results per transaction (SQLite has one writer),
+   each fenced by its lease token (``store.record_results``).
+2. A storage error keeps the batch in hand and retries with a capped back-off, for as long as the
+   daemon runs: a completed result is never dropped because the database went away. Anything
+   else is a bug and ends the task (and so the daemon, loudly).
+3. Held results are bounded: while ``backlog`` reaches ``cap`` the dispatcher claims nothing
+   (``backpressure``), so memory stays at most ``cap`` + ``[check].concurrency`` results
+   (5.7 KB each for a check that ran 6 probes: ``bench/held_result_size.py``; about 6 MB at the
+   default cap).
+4. ``healthy=None`` results (checker unavailable, internal error) change no state: their proxies
+   are only rescheduled. Released claims (checks cancelled at shutdown) only lose their lease.
+5. On stop, what is held is written until a deadline; what cannot be written is logged with its
+   count (its proxies are checked again once their leases are reclaimed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from .. import health, store
+from ..config import Settings
+from ..metrics import DaemonMetrics
+from ..result import CheckResult
+from ..store.leases import Claim
+from .storage import Storage, describe, is_storage_error
+
+log = logging.getLogger("proxycheck.daemon")
+
+BATCH = 500
+MAX_BACKOFF = 5.0
+REPEAT_LOG = 30.0  # seconds between log lines while the database stays down
+
+
+@dataclass
+class Done:
+    claim: Claim
+    result: CheckResult | None  # None: released (cancelled at shutdown), not checked
+
+
+class Writer:
+    def __init__(self, storage: Storage, settings: Callable[[], Settings], instance_id: str,
+                 metrics: DaemonMetrics) -> None:
+        self.storage = storage
+        self.settings = settings
+        self.instance_id = instance_id
+        self.metrics = metrics
+        self.rng = random.Random()
+        self.held: deque[Done] = deque()
+        self.checks_done = 0
+        self.last_written = time.monotonic()
+        self.last_round_at: datetime | None = None
+        self._wake = asyncio.Event()
+        self._failing_since: float | None = None
+        self._failure_logged = -REPEAT_LOG
+
+    @property
+    def cap(self) -> int:
+        return max(1000, 10 * self.settings().check.concurrency)
+
+    @property
+    def backpressure(self) -> bool:
+        return len(self.held) >= self.cap
+
+    def put(self, done: Done) -> None:
+        self.held.append(done)
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Side task: write whatever is held, retrying storage errors forever."""
+        backoff = 1.0
+        while True:
+            if not self.held:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            if await self._write_some():
+                backoff = 1.0
+            else:
+                await asyncio.sleep(backoff * (0.5 + self.rng.random()))
+                backoff = min(backoff * 2, MAX_BACKOFF)
+
+    async def flush(self, timeout: float) -> None:
+        """Stop: write what is held for at most ``timeout`` seconds, then say what was lost."""
+        deadline = time.monotonic() + timeout
+        while self.held and time.monotonic() < deadline:
+            remaining = deadline - time.monotonic()
+            try:
+                ok = await asyncio.wait_for(self._write_some(), timeout=remaining)
+            except TimeoutError:
+                break
+            if not ok:
+                await asyncio.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+        if self.held:
+            checked = sum(1 for d in self.held if d.result is not None)
+            log.error("the database is unreachable: %d completed checks were not written and %d leases not released; "
+                      "those proxies are checked again once their leases are taken back", checked, len(self.held) - checked)
+
+    async def _write_some(self) -> bool:
+        """Write one batch from the head of ``held``; False (batch kept) on a storage error."""
+        batch = [self.held[i] for i in range(min(BATCH, len(self.held)))]
+        settings = self.settings()
+        now = datetime.now(UTC)
+        judged, unjudged, released = [], [], []
+        for done in batch:
+            if done.result is None:
+                released.append(done.claim)
+            elif done.result.healthy is None:
+                unjudged.append(done.claim)
+            else:
+                transition = health.advance(done.claim.state, healthy=bool(done.result.healthy), code=done.result.code,
+                                            reason=done.result.reason, now=now, policy=settings.health, rng=self.rng)
+                judged.append((done.claim, done.result, transition))
+        try:
+            await self.storage.call(_write_batch, self.storage.engine, judged, unjudged, released, self.instance_id,
+                                    health.retry_after_unavailable(now, settings.health), now)
+        except Exception as exc:
+            if not is_storage_error(exc):
+                raise
+            now = time.monotonic()
+            if self._failing_since is None:
+                self._failing_since = now
+            if now - self._failure_logged >= REPEAT_LOG:
+                self._failure_logged = now
+                log.error("cannot write results yet (%d held, failing for %.0f s), retrying until the database is back: %s",
+                          len(self.held), now - self._failing_since, describe(exc))
+            return False
+        if self._failing_since is not None:
+            log.info("the database is back: wrote %d held results after %.0f s", len(batch),
+                     time.monotonic() - self._failing_since)
+            self._failing_since = None
+            self._failure_logged = -REPEAT_LOG
+        for _ in batch:
+            self.held.popleft()
+        self.checks_done += len(judged)
+        if judged:
+            self.last_round_at = now
+        for done in batch:
+            if done.result is not None:
+                self.metrics.observe(done.result)
+        self.last_written = time.monotonic()
+        return True
+
+
+def _write_batch(engine, judged, unjudged, released, instance_id, retry_at, now) -> None:
+    """One storage call per batch (each store function is its own short transaction)."""
+    if judged:
+        store.record_results(engine, judged, instance_id, last_round_at=now)
+    if unjudged:
+        store.reschedule_unavailable(engine, unjudged, retry_at)
+    if released:
+        store.release_claims(engine, released)

@@ -1,0 +1,74 @@
+"""Quick recovery on SQLite: a SIGKILLed daemon's in-flight proxies are checked again right
+after the restart (the flock proves nobody else holds their leases), not after the 180 s lease.
+
+The installed CLI as a subprocess, real proxies from the loopback world, a real SQLite file.
+"""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cli import run_cli
+from test_daemon import NotifyListener, label_of, start_daemon, stop, wait_until, write_daemon_config
+
+SLOW = ["silent-http", "silent-socks5"]  # in flight for seconds: their probes wait for a read timeout
+FAST = ["squid-anonymous", "microsocks"]
+
+
+def query(db: Path, sql: str, *args) -> list[tuple]:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+    try:
+        return conn.execute(sql, args).fetchall()
+    finally:
+        conn.close()
+
+
+def test_sigkill_then_restart_rechecks_the_in_flight_proxies_at_once(world, tmp_path):
+    config = write_daemon_config(world, tmp_path, SLOW + FAST)  # lease_seconds stays at its default, 180 s
+    db = tmp_path / "state" / "proxycheck.db"
+    assert run_cli("db", "upgrade", "--config", str(config)).returncode == 0
+    notify = NotifyListener(tmp_path / "a.sock")
+    first = start_daemon(config, notify)
+    try:
+        notify.wait_for("READY=1", 20)
+        slow_labels = tuple(label_of(n) for n in SLOW)
+        wait_until(lambda: len(query(db, "SELECT id FROM proxies WHERE lease_owner IS NOT NULL AND label IN (?, ?)",
+                                     *slow_labels)) == 2, 20, "the slow proxies in flight")
+        in_flight = {r[0] for r in query(db, "SELECT id FROM proxies WHERE lease_owner IS NOT NULL")}
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    finally:
+        if first.poll() is None:
+            first.kill()
+        first.communicate()
+        notify.close()
+    leases = query(db, "SELECT lease_expires_at FROM proxies WHERE lease_owner IS NOT NULL")
+    assert len(leases) >= 2  # the dead daemon's leases are still there, far from expiring
+
+    notify = NotifyListener(tmp_path / "b.sock")
+    restarted_at = datetime.now(UTC)
+    second = start_daemon(config, notify)
+    try:
+        notify.wait_for("READY=1", 20)
+        ready_at = datetime.now(UTC)
+
+        def rechecked() -> bool:
+            marks = ",".join("?" * len(in_flight))
+            rows = query(db, f"SELECT proxy_id, min(checked_at) FROM checks WHERE checked_at >= ? AND proxy_id IN ({marks}) "
+                         "GROUP BY proxy_id", restarted_at.strftime("%Y-%m-%d %H:%M:%S.%f"), *in_flight)
+            return len(rows) == len(in_flight) and rows
+
+        rows = wait_until(rechecked, 20, "the dead daemon's in-flight proxies checked again")
+    finally:
+        code, err = stop(second)
+        notify.close()
+    assert code == 0, err
+    assert "took back" in err and "did not stop cleanly" in err, err
+    # A check's time is when it started: every one began within one dispatch interval (0.2 s) of
+    # the restarted daemon being ready (slack for a loaded machine), not when the 180 s lease ends.
+    for _, started in rows:
+        started_at = datetime.fromisoformat(started).replace(tzinfo=UTC)
+        assert (started_at - ready_at).total_seconds() < 2.0, (started_at, ready_at)
