@@ -146,3 +146,25 @@ def test_a_worker_report_shows_on_the_fleet_and_on_its_proxy(page, world):
         for body in [fleet, table, *pages]:
             for secret in secrets:
                 assert secret not in body
+
+
+def test_a_worker_lease_shows_on_the_fleet_and_on_its_proxy(page):
+    running, token, secrets = page
+    bearer = {"Authorization": f"Bearer {token}"}
+    held = httpx.post(running.base + "/lease", json={"ttl": 120, "worker": "page-test-worker"}, headers=bearer,
+                      trust_env=False, timeout=10)
+    assert held.status_code == 200, held.text
+    body = held.json()
+    try:
+        with client(running) as c:
+            login(c, running, token)
+            assert re.search(r'id="worker-leases">\s*1 held', c.get("/ui/").text)
+            table = c.get("/ui/proxies").text
+            link = re.search(r'href="/ui/proxies/(\d+)">' + re.escape(body["proxy"]["proxy"].replace(":***@", "@")), table)
+            page_text = c.get(f"/ui/proxies/{link.group(1)}").text
+            leases = page_text.split('id="leases"')[1].split("</table>")[0]
+            assert "page-test-worker" in leases and "held, expires" in leases
+            for secret in secrets:
+                assert secret not in page_text
+    finally:
+        httpx.post(running.base + f"/lease/{body['lease']}/release", json={}, headers=bearer, trust_env=False, timeout=10)

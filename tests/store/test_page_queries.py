@@ -9,7 +9,7 @@ from sqlalchemy import insert, select, update
 
 from proxycheck.http_api.page.queries import PAGE_SIZE, over_time, proxy_row, proxy_table
 from proxycheck.store import sync_source
-from proxycheck.store.models import CheckRow, ExitReadingRow, ProxyRow
+from proxycheck.store.models import CheckRow, ExitReadingRow, ProxyRow, WorkerLeaseRow
 
 from .helpers import NOW, proxy
 
@@ -77,7 +77,11 @@ def test_table_filters_sorts_pages_and_never_selects_the_password(writer):
     newest_key_first = proxy_table(writer, {}, sort="proxy", descending=True).rows
     assert [r.key for r in newest_key_first] == sorted((r.key for r in newest_key_first), reverse=True)
 
-    row, exits = proxy_row(writer, ids[1])
+    with writer.begin() as conn:  # a worker's check-out lease, held
+        conn.execute(insert(WorkerLeaseRow), [{"id": "lease-1", "proxy_id": ids[1], "worker": "host:42", "acquired_at": NOW,
+                                               "expires_at": NOW + timedelta(minutes=5), "cool_until": NOW + timedelta(minutes=6)}])
+    row, exits, leases = proxy_row(writer, ids[1])
+    assert [(lease.worker, lease.released_at) for lease in leases] == [("host:42", None)]
     assert "password" not in row._fields and row.banned_on == ["turnstile"]
     assert [(e.ip, e.readings) for e in exits] == [("198.51.100.9", 1)]
     assert proxy_row(writer, 10**9) is None

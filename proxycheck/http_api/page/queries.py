@@ -23,6 +23,7 @@ from ...store._rows import has_tag, list_has, utcnow
 from ...store.models import ExitReadingRow as X
 from ...store.models import ProxyRow as P
 from ...store.models import UTCDateTime
+from ...store.models import WorkerLeaseRow as L
 
 WINDOWS = {"24h": (24 * 3600, 900), "7d": (7 * 24 * 3600, 7200)}  # name: (seconds, bucket seconds)
 PAGE_SIZE = 50
@@ -115,7 +116,8 @@ def proxy_table(engine: Engine, filters: dict[str, str], sort: str = "proxy", de
 
 
 def proxy_row(engine: Engine, proxy_id: int) -> Any | None:
-    """The proxy's current row (no password) and its recent exit readings, newest first."""
+    """The proxy's current row (no password), its exit IPs (latest first) and its workers'
+    check-out leases still on record (held, or ended and cooling; newest first)."""
     with engine.begin() as conn:
         row = conn.execute(
             select(P.id, P.key, P.scheme, P.enabled, P.state, P.code, P.reason, P.probe, P.detail, P.tags, P.label,
@@ -130,7 +132,11 @@ def proxy_row(engine: Engine, proxy_id: int) -> Any | None:
             select(X.ip, func.count().label("readings"), func.min(X.seen_at).label("first"), func.max(X.seen_at).label("last"))
             .where(X.proxy_id == proxy_id).group_by(X.ip).order_by(func.max(X.seen_at).desc())
         ).all()
-    return row, exits
+        leases = conn.execute(
+            select(L.worker, L.acquired_at, L.expires_at, L.released_at, L.cool_until)
+            .where(L.proxy_id == proxy_id).order_by(L.acquired_at.desc()).limit(20)
+        ).all()
+    return row, exits, leases
 
 
 __all__ = ["FILTERS", "PAGE_SIZE", "SORTS", "TablePage", "WINDOWS", "over_time", "proxy_row", "proxy_table"]

@@ -3,7 +3,7 @@
     GET  /ui/                      the fleet now, and the fleet over time (charts.js draws them)
     GET  /ui/data/over-time/{w}    the over-time chart data, w = 24h | 7d (JSON, session only)
     GET  /ui/proxies               the proxy table (?state= &code= &tag= &scheme= &target= &anonymity= &sort= &desc=1 &page=)
-    GET  /ui/proxies/{id}          one proxy: its checks, exits, bans, reports, lease, explain text
+    GET  /ui/proxies/{id}          one proxy: its checks, exits, bans, worker leases and reports, explain text
     GET/POST /ui/login, POST /ui/logout; /ui/static/ the vendored uPlot (MIT, its LICENSE beside it), CSS, JS
 
 Rules: who may see it is session.py; every database read runs on the endpoint's threads
@@ -33,6 +33,7 @@ from ...status_view import age, checker_state
 from ...store import status_summary
 from ...store.history import proxy_history
 from ...store.reports import WHY_NOT, feedback_summary, guard_rail, recent_reports
+from ...store.worker_leases import lease_counts
 from ...verdict import error_name
 from ..reads import Reads, Shared
 from . import queries
@@ -119,7 +120,8 @@ class Page:
         state, reason = self.checker_state()
         return {"summary": summary, "checker": checker_state(summary), "own_checker": (state, reason),
                 "feedback": feedback_summary(self.engine, guard_rail(self.settings.worker)),
-                "reports": recent_reports(self.engine, limit=15), "retention": self.settings.daemon}
+                "reports": recent_reports(self.engine, limit=15), "retention": self.settings.daemon,
+                "leases": lease_counts(self.engine, now=datetime.now(UTC))}
 
     async def over_time(self, request: web.Request) -> web.Response:
         window = request.match_info["window"]
@@ -145,13 +147,13 @@ class Page:
         found = await self.reads.light(queries.proxy_row, self.engine, int(request.match_info["id"]))
         if found is None:
             raise web.HTTPNotFound(text="no such proxy")
-        row, exits = found
+        row, exits, leases = found
         history = await self.reads.light(proxy_history, self.engine, row.key, limit=50)
         checks = history.checks if history else []
         chart = {"t": [int(c.checked_at.timestamp()) for c in reversed(checks)],
                  "phases": _phases(list(reversed(checks)))}
         explained = explain_text(row.code) if row.code in EXPLANATIONS else None
-        return self._html(request, "proxy.html", row=row, exits=exits, checks=checks,
+        return self._html(request, "proxy.html", row=row, exits=exits, leases=leases, now=datetime.now(UTC), checks=checks,
                           reports=history.reports if history else [], explained=explained, chart=chart)
 
 
