@@ -3,13 +3,20 @@
 Two kinds: event metrics the daemon updates as checks finish (rounds, checks by outcome, probe
 latency histograms, and time per wire phase by probe, as blackbox_exporter reports phases: a slow
 proxy shows in connect/proxy_handshake, a slow target in ttfb/transfer), and fleet gauges read from the database at scrape time by a custom
-collector (proxies by state and code, checker degraded, worker reports and the guard rail), so
+collector (proxies by state and code, bans by target, dispatch lag, checker state, worker reports and the guard rail), so
 every daemon sharing one PostgreSQL reports the same fleet figures. Each daemon has its own ``CollectorRegistry``: no globals.
+
+Rules:
+1. A series a dashboard draws is exported even at zero when its label values are known in
+   advance (every state, every configured ban target), so a graph shows 0, not a gap.
+2. Fleet gauges are the same on every daemon of one database: a dashboard takes ``max`` of them
+   across instances, and ``sum`` of the event metrics (deploy/grafana/proxycheck.json does).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -25,11 +32,13 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 
 
 Read = Callable[[], "tuple[StatusSummary, FeedbackSummary] | None"]
+Targets = Callable[[], Iterable[str]]
 
 
 class FleetCollector(Collector):
-    def __init__(self, read: Read) -> None:
+    def __init__(self, read: Read, targets: Targets = tuple) -> None:
         self._read = read
+        self._targets = targets  # the configured ban target names, read per scrape: SIGHUP may change them
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         read = self._read()
@@ -50,15 +59,25 @@ class FleetCollector(Collector):
         if without_code > 0:
             by_code.add_metric(["none", "none"], without_code)
         yield by_code
-        banned = GaugeMetricFamily("proxycheck_banned_proxies",
-                                   "Enabled proxies a ban target bans, by target (absent: none banned there)",
+        banned = GaugeMetricFamily("proxycheck_banned_proxies", "Enabled proxies a ban target bans, by target",
                                    labels=["target"])
-        for target, n in summary.bans:
+        # Every configured target (rule 1), and any other the database still names (a target
+        # removed from the config whose bans have not been re-checked yet).
+        by_target = dict.fromkeys(self._targets(), 0) | dict(summary.bans)
+        for target, n in by_target.items():
             banned.add_metric([target], n)
         yield banned
+        yield _gauge("proxycheck_dispatch_lag_seconds",
+                     "How long the most overdue unclaimed proxy has waited past its scheduled check (0: none waits); "
+                     "grows when checking cannot keep up", _seconds_since(summary.oldest_due_at))
+        yield _gauge("proxycheck_overdue_proxies", "Enabled proxies whose check is more than 5 minutes late", summary.overdue)
+        if summary.last_round_at is not None:
+            yield _gauge("proxycheck_last_round_timestamp_seconds", "When checking last happened (Unix time)",
+                         summary.last_round_at.timestamp())
         degraded = GaugeMetricFamily("proxycheck_checker_degraded", "1 when the checker cannot judge proxies (judge or network down)")
         degraded.add_metric([], 0 if summary.checker_state == "ok" else 1)
         yield degraded
+        yield _gauge("proxycheck_live_daemons", "Daemons that sent a heartbeat in the last minute", len(summary.instances))
         reports = GaugeMetricFamily("proxycheck_worker_reports", "Worker reports in the guard rail's window, by error",
                                     labels=["error"])
         for error, n in feedback.by_error:
@@ -68,10 +87,24 @@ class FleetCollector(Collector):
                                     "1 when the guard rail refused worker reports in its window (a worker may be misreporting)")
         holding.add_metric([], 1 if feedback.holding else 0)
         yield holding
+        yield _gauge("proxycheck_guard_rail_budget_proxies", "How many proxies worker reports may take out per window",
+                     feedback.budget)
+        yield _gauge("proxycheck_guard_rail_taken_out_proxies", "Distinct proxies worker reports took out in the window",
+                     feedback.took_out)
+        yield _gauge("proxycheck_guard_rail_held_back_reports", "Worker reports the guard rail refused in the window",
+                     feedback.held_back)
+
+
+def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, documentation, value=value)
+
+
+def _seconds_since(when: datetime | None) -> float:
+    return max(0.0, (datetime.now(UTC) - when).total_seconds()) if when is not None else 0.0
 
 
 class DaemonMetrics:
-    def __init__(self, summary: Read) -> None:
+    def __init__(self, summary: Read, targets: Targets = tuple) -> None:
         self.registry = CollectorRegistry()
         self.checks = Counter("proxycheck_checks", "Checks written, by outcome", ["outcome", "code"], registry=self.registry)
         self.rounds = Counter("proxycheck_dispatch_rounds", "Dispatch rounds that claimed at least one proxy", registry=self.registry)
@@ -81,7 +114,7 @@ class DaemonMetrics:
             "proxycheck_probe_phase_duration_seconds",
             "Time in each wire phase (connect, proxy_handshake, tls, ttfb, transfer) of a probe's requests, by probe",
             ["probe", "phase"], buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.registry.register(FleetCollector(summary))
+        self.registry.register(FleetCollector(summary, targets))
 
     def observe(self, result: CheckResult) -> None:
         outcome = "healthy" if result.healthy else ("not_judged" if result.healthy is None else "unhealthy")

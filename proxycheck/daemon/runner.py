@@ -69,7 +69,7 @@ class Daemon:
         self.instance_id = uuid.uuid4().hex
         self.notifier = Notifier()
         self.rng = random.Random()
-        self.metrics = DaemonMetrics(self._summary_or_none)
+        self.metrics = DaemonMetrics(self._summary_or_none, targets=lambda: [t.name for t in self.settings.targets.ban_targets])
         self.http: HttpApi | None = None
         self.counts: dict[str, int] = {}
         self.exit_code = 0

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, select, true
+from sqlalchemy import Connection, Engine, func, or_, select, true
 
 from ..health import HealthState
 from ..proxy import Proxy
@@ -76,6 +76,9 @@ class StatusSummary:
     overdue: int  # enabled proxies whose check is more than `overdue_after` late
     last_check_at: datetime | None = None  # start of the latest stored check of any proxy
     bans: tuple[tuple[str, int], ...] = ()  # (ban target, enabled proxies it bans), most first
+    # When the most overdue proxy no daemon has claimed yet was due (None: none waits). ``now``
+    # minus this is the dispatch lag: it grows when checking cannot keep up with the schedule.
+    oldest_due_at: datetime | None = None
 
 
 def status_summary(
@@ -111,6 +114,13 @@ def status_summary(
                 P.enabled == true(), P.next_check_at < now - timedelta(seconds=overdue_after)
             )
         )
+        # What claim_due would take next (a leased proxy is being checked, not waiting); ix_proxies_due.
+        oldest_due = conn.scalar(
+            select(func.min(P.next_check_at)).where(
+                P.enabled == true(), P.next_check_at <= now,
+                or_(P.lease_expires_at.is_(None), P.lease_expires_at <= now),
+            )
+        )
     latest = live[0] if live else None
     last_check = max(checked, default=None)
     last_round = max((t for t in (last_check, reported_round) if t is not None), default=None)
@@ -125,6 +135,7 @@ def status_summary(
         overdue=int(overdue or 0),
         last_check_at=last_check,
         bans=bans,
+        oldest_due_at=oldest_due,
     )
 
 

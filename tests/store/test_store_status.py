@@ -156,3 +156,20 @@ def test_healthy_proxies_are_fresh_and_tagged(writer, reader):
     assert [p.proxy.port - 8000 for p in healthy_proxies(reader, fresh_since=LATER, tags=["de"])] == [1]
     assert healthy_proxies(reader, fresh_since=LATER + timedelta(seconds=1)) == []  # stale
     assert len(healthy_proxies(reader, fresh_since=LATER, limit=1)) == 1
+
+
+def test_oldest_due_at_is_the_longest_wait_of_an_unclaimed_proxy(writer, reader):
+    """The dispatch lag's source: a leased proxy is being checked, not waiting; a disabled one never waits."""
+    sync_source(writer, "s", [proxy(1), proxy(2), proxy(3)], NOW, spread=False)
+    due = {1: NOW - timedelta(seconds=90), 2: NOW - timedelta(seconds=30), 3: NOW + timedelta(seconds=60)}
+    with writer.begin() as conn:
+        for n, at in due.items():
+            conn.execute(update(ProxyRow).where(ProxyRow.key == proxy(n).key).values(next_check_at=at))
+    assert status_summary(reader, now=NOW).oldest_due_at == due[1]
+    (claim,) = claim_due(writer, "a", 1, 60, now=NOW)  # most overdue first: proxy 1
+    assert claim.proxy.key == proxy(1).key
+    assert status_summary(reader, now=NOW).oldest_due_at == due[2]
+    assert status_summary(reader, now=NOW + timedelta(seconds=61)).oldest_due_at == due[1]  # its lease expired
+    with writer.begin() as conn:
+        conn.execute(update(ProxyRow).values(enabled=False))
+    assert status_summary(reader, now=NOW + timedelta(seconds=61)).oldest_due_at is None

@@ -1,12 +1,14 @@
 """/metrics: time per wire phase, by probe and phase, as a Prometheus histogram."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from proxycheck.metrics import DaemonMetrics
 from proxycheck.proxy import parse_proxy_url
 from proxycheck.result import CheckResult, ProbeOutcome
+from proxycheck.store.reports import FeedbackSummary
+from proxycheck.store.status import StatusSummary
 
 
 def test_phases_become_a_histogram_by_probe_and_phase():
@@ -28,3 +30,27 @@ def test_phases_become_a_histogram_by_probe_and_phase():
                       ("ssl", "tls"): 2, ("ssl", "ttfb"): 2, ("ssl", "transfer"): 2}
     sums = {(s.labels["probe"], s.labels["phase"]): s.value for s in samples if s.name.endswith("_sum")}
     assert abs(sums[("ssl", "tls")] - 0.040) < 1e-9  # seconds, twice 20 ms
+
+
+def fleet(**summary) -> dict:
+    """The fleet gauges a scrape renders for one database read, by sample (name, labels)."""
+    status = StatusSummary(counts={"healthy": 2, "unhealthy": 1, "unknown": 0, "disabled": 0}, total=3, instances=(),
+                           checker_state="ok", checker_reason=None, last_round_at=None, top_codes=((25, 1),), overdue=0,
+                           **summary)
+    feedback = FeedbackSummary(window=600, max_percent=20, reports=0, applied=0, took_out=0, held_back=0, not_applied=0,
+                               budget=1, enabled=3, out_now=0, by_error=(), last_report_at=None)
+    metrics = DaemonMetrics(lambda: (status, feedback), targets=lambda: ["recaptcha", "hcaptcha", "turnstile"])
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for f in text_string_to_metric_families(metrics.render().decode()) for s in f.samples}
+
+
+def test_every_configured_ban_target_is_exported_at_zero_too():
+    banned = {labels[0][1]: v for (name, labels), v in fleet(bans=(("turnstile", 1), ("gone", 2))).items()
+              if name == "proxycheck_banned_proxies"}
+    assert banned == {"recaptcha": 0, "hcaptcha": 0, "turnstile": 1, "gone": 2}  # "gone": a target no longer configured
+
+
+def test_dispatch_lag_is_the_oldest_unclaimed_wait():
+    assert fleet()[("proxycheck_dispatch_lag_seconds", ())] == 0  # nothing waits
+    lag = fleet(oldest_due_at=datetime.now(UTC) - timedelta(seconds=90))[("proxycheck_dispatch_lag_seconds", ())]
+    assert 90 <= lag < 100
