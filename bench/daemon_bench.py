@@ -2,6 +2,7 @@
 the database after a simulated day under the retention policy.
 
     python bench/daemon_bench.py --proxies 100000 [--database sqlite|postgresql] [--parts daemon,overhead,day]
+    unshare --net sh -c 'ip link set lo up && python bench/daemon_bench.py --live --proxies 100000'
 
 Three parts (bench/README.md, "daemon_bench.py", says how to read the tables):
 
@@ -19,6 +20,10 @@ Three parts (bench/README.md, "daemon_bench.py", says how to read the tables):
    clock, for ``--day-proxies`` proxies (70% healthy, 30% refused), extrapolated linearly to N.
    Then the steady state the retention policy converges to: ``--steady-days`` of history bulk
    inserted for ``--steady-proxies`` proxies, one ``apply_retention``, what is left.
+
+``--live`` replaces the three parts with one measurement (bench/daemon_live.py says exactly what):
+the long-lived daemon's sustained checks/s and CPU per check against N live squid proxies, the
+daemon on one core and the world on the other, inside a network namespace of its own.
 
 Rules:
 1. Only loopback. Every process we start is our child and is stopped by its PID. Each database is
@@ -843,6 +848,14 @@ def main() -> None:
     ap.add_argument("--steady-days", type=float, default=16.0, help="history days in the steady-state fill (default 16)")
     ap.add_argument("--profile", action="store_true", help="also cProfile the --once daemon (at min(N, 20000)) and the store loop")
     ap.add_argument("--keep", action="store_true", help="keep the work dir and databases")
+    live = ap.add_argument_group("--live: the long-lived daemon against live squids (bench/daemon_live.py; "
+                                 "run inside `unshare --net`)")
+    live.add_argument("--live", action="store_true", help="only this measurement: sustained checks/s and CPU per check")
+    live.add_argument("--squids", type=int, default=8, help="squid processes serving the N proxies (default 8)")
+    live.add_argument("--live-port", type=int, default=24000, help="squid K listens on this port + K (default 24000)")
+    live.add_argument("--warmup", type=float, default=30.0, help="seconds after READY before the window (default 30)")
+    live.add_argument("--live-seconds", type=float, default=120.0, help="the measured window, seconds (default 120)")
+    live.add_argument("--sample", type=float, default=10.0, help="seconds between samples in the window (default 10)")
     args = ap.parse_args()
     parts = {p.strip() for p in args.parts.split(",") if p.strip()}
     n = args.proxies
@@ -857,6 +870,12 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the finally below stops our children
     try:
         once = empty = loop = loop0 = long = None
+        if args.live:
+            import daemon_live  # bench/daemon_live.py
+
+            world.start()
+            out += daemon_live.run_live(world, args, sys.modules[__name__])
+            parts = set()
         if parts & {"daemon", "overhead"}:
             world.start()
         if "daemon" in parts or "overhead" in parts:

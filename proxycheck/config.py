@@ -29,12 +29,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
-
 from . import bans
 from .config_keys import Validator, allowed, check_fields, coerce, key, shown
 from .errors import ConfigError, StorageError
 from .health import HealthPolicy
+from .wire import parse_target
 
 DEFAULT_CONFIG_FILE = "proxycheck.toml"
 
@@ -46,8 +45,10 @@ _RECAPTCHA_ANCHOR = (
 
 
 def _url(*schemes: str) -> Validator:
-    """A check for a target URL: one of ``schemes``, a host, a usable port, and a URL httpx
-    accepts (the probes hand it to httpx as is)."""
+    """A check for a target URL: one of ``schemes``, a host, a usable port, and a URL the probes'
+    wire layer can send as is (``wire.parse_target``; HTTP/1.1 request lines are ASCII, so a
+    non-ASCII path or host must be percent-encoded or IDNA-encoded in the file: we refuse, never
+    rewrite, so the URL fetched is the URL written)."""
     kind = " or ".join(f"{s}://" for s in schemes)
 
     def check(url: str) -> str | None:
@@ -64,10 +65,11 @@ def _url(*schemes: str) -> Validator:
             port = 0
         if port == 0 or any(c.isspace() for c in url):
             return f"{text} is not a usable URL (its port must be a number from 1 to 65535, no spaces)"
-        try:
-            httpx.URL(url)
-        except httpx.InvalidURL as exc:
-            return f"{text} is not a usable URL: {exc}"
+        if not url.isascii():  # (control characters are refused for every key, before this check)
+            return (f"{text} has non-ASCII characters an HTTP request cannot carry; "
+                    "percent-encode the path and query (€ is %E2%82%AC) and write a non-ASCII host "
+                    "in its IDNA form (xn--...)")
+        parse_target(url)  # what the probes do with it: must not raise for a URL accepted here
         return None
 
     return check
@@ -76,6 +78,13 @@ def _url(*schemes: str) -> Validator:
 def _url_key(doc: str, default: Any, *schemes: str) -> Any:
     """A ``[targets]`` key holding a URL (or a list of them) of one of ``schemes``."""
     return key(doc, default, check=_url(*schemes), accepts=" or ".join(f"{s}://" for s in schemes) + " URL")
+
+
+def _header_value(value: str) -> str | None:
+    """A header the wire sends as is: HTTP/1.1 header values are ASCII (RFC 9110 §5.5)."""
+    if not value.strip() or not (value.isascii() and value.isprintable()):
+        return f"{shown(value)} is not a header value the probes can send (printable ASCII, not empty)"
+    return None
 
 
 def _path(value: str) -> str | None:
@@ -166,6 +175,7 @@ class Probes:
     user_agent: str = key(
         "User-Agent sent through proxies",
         "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0 Safari/537.36",
+        check=_header_value, accepts="printable ASCII, not empty",
     )
 
 

@@ -58,6 +58,7 @@ def setup_logging(verbose: int = 0) -> None:
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING if verbose == 0 else level)
     logging.getLogger("proxycheck").setLevel(level)
-    # httpx logs every request at INFO: far too chatty for a prober, and it would log proxy URLs.
-    for noisy in ("httpx", "httpcore", "apscheduler.executors.default", "hpack"):
+    # A library's per-job INFO lines are too chatty for a prober (the package no longer imports
+    # httpx, whose per-request lines were quieted here too).
+    for noisy in ("apscheduler.executors.default",):
         logging.getLogger(noisy).setLevel(logging.WARNING if verbose < 2 else logging.DEBUG)

@@ -27,13 +27,12 @@ from proxycheck.daemon import Daemon
 BROKEN_RETENTION = {
     "bug": "raise ZeroDivisionError('a bug in retention')",
     "storage": "raise OperationalError('DELETE FROM checks', {}, Exception('database or disk is full'))",
+    "hung": "import time; time.sleep(60)",  # a database call that does not return
 }
 
 
-@pytest.mark.parametrize("kind", ["bug", "storage"])
-def test_a_bug_stops_the_daemon_with_exit_1_and_a_storage_error_does_not(world, tmp_path, kind):
-    config = write_daemon_config(world, tmp_path, ["squid-anonymous"], extra="retention_interval = 1.0\n")
-    assert run_cli("db", "upgrade", "--config", str(config)).returncode == 0
+def start_with_broken_retention(config: Path, kind: str, notify: NotifyListener | None = None) -> subprocess.Popen:
+    """``proxycheck run`` in a process whose ``store.apply_retention`` raises (``BROKEN_RETENTION``)."""
     program = textwrap.dedent(f"""
         import sys
         from sqlalchemy.exc import OperationalError
@@ -46,8 +45,18 @@ def test_a_bug_stops_the_daemon_with_exit_1_and_a_storage_error_does_not(world, 
         cli()
     """)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PROXYCHECK_", "NOTIFY_SOCKET"))}
-    proc = subprocess.Popen([sys.executable, "-c", program], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    if notify:
+        env["NOTIFY_SOCKET"] = notify.path
+    return subprocess.Popen([sys.executable, "-c", program], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
+
+
+@pytest.mark.parametrize("kind", ["bug", "storage"])
+def test_a_bug_stops_the_daemon_with_exit_1_and_a_storage_error_does_not(world, tmp_path, kind):
+    """Retention is a periodic job on APScheduler, which would log an exception and go on."""
+    config = write_daemon_config(world, tmp_path, ["squid-anonymous"], extra="retention_interval = 1.0\n")
+    assert run_cli("db", "upgrade", "--config", str(config)).returncode == 0
+    proc = start_with_broken_retention(config, kind)
     if kind == "bug":
         try:
             _, err = proc.communicate(timeout=30)
@@ -67,6 +76,47 @@ def test_a_bug_stops_the_daemon_with_exit_1_and_a_storage_error_does_not(world, 
         assert "database call apply_retention failed" in err and "database or disk is full" in err, err
         assert err.count("database call apply_retention failed") == 1, err  # not once per turn
         assert "Traceback" not in err, err
+
+
+def test_sighup_reschedules_a_job_whose_interval_changed(world, tmp_path):
+    """Retention has a bug but runs hourly: the daemon runs. A SIGHUP setting its interval to 1 s
+    reschedules it from now, and its next run (within seconds, not an hour) stops the daemon."""
+    config = write_daemon_config(world, tmp_path, ["squid-anonymous"], extra="retention_interval = 3600.0\n")
+    assert run_cli("db", "upgrade", "--config", str(config)).returncode == 0
+    notify = NotifyListener(tmp_path / "notify.sock")
+    proc = start_with_broken_retention(config, "bug", notify)
+    try:
+        notify.wait_for("READY=1", 20)
+        wait_until(lambda: any(r["last_checked_at"] for r in status_json(config)["proxies"]), 20, "a check")
+        assert proc.poll() is None
+        config.write_text(config.read_text().replace("retention_interval = 3600.0", "retention_interval = 1.0"))
+        proc.send_signal(signal.SIGHUP)
+        _, err = proc.communicate(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError(f"retention was not rescheduled:\n{proc.communicate()[1]}") from None
+    finally:
+        notify.close()
+    assert proc.returncode == 1, err
+    assert "retention now runs every 1 s (was 3600 s)" in err, err
+    assert "retention failed with a bug; stopping the daemon (exit code 1)" in err, err
+    assert err.count("Traceback") == 1, err  # once, from the daemon; APScheduler's own copy is dropped
+
+
+def test_a_job_running_at_sigterm_ends_quietly(world, tmp_path):
+    """SIGTERM while retention waits on a hung database call: the scheduler stops, the job is
+    cancelled without a traceback (APScheduler would report the CancelledError as a failure), exit 0."""
+    config = write_daemon_config(world, tmp_path, ["squid-anonymous"], extra="retention_interval = 1.0\n")
+    assert run_cli("db", "upgrade", "--config", str(config)).returncode == 0
+    proc = start_with_broken_retention(config, "hung")
+    try:
+        wait_until(lambda: any(r["last_checked_at"] for r in status_json(config)["proxies"]), 20, "a check")
+        time.sleep(2)  # retention (every 1 s) is running, stuck in its database call
+    finally:
+        code, err = stop(proc)
+    assert code == 0, err
+    assert "exiting without waiting for 1 database calls still running" in err, err  # it was in flight
+    assert "Traceback" not in err and "CancelledError" not in err, err
 
 
 def test_signal_handlers_are_given_back(world, tmp_path):

@@ -4,9 +4,10 @@ A Debian 12 root made by debootstrap (cached outside the repo, keyed by its pack
 copied per run; a copy of this checkout and a wheelhouse (every dependency, built on the host)
 go inside. systemd-nspawn boots it with a private network (loopback only: the daemon's checker is
 degraded, which is expected) and a oneshot unit runs tests/systemd/scenario.sh: the README's
-install commands (without `sudo`), then `systemctl start/restart/reload/stop`, `proxycheck status`
-as the service user, a loopback judge of our own as [targets] (so the checker works offline), a
-worker in the service group writing a report, and a second install over the first. The results
+install commands (without `sudo`), then `systemctl start/reload/stop`, `proxycheck status`
+as the service user, a loopback judge of our own as [targets] applied by a reload (so the checker
+works offline), a worker in the service group writing a report, and a second install over the
+first (which restarts the service). The results
 are files in the root, read here after the container powers off.
 
 Never boot systemd against the host's own root: its tmpfiles clean-up empties the host's /tmp.
@@ -259,13 +260,16 @@ def test_status_as_the_service_user(results):
     assert before["summary"]["checker"]["state"] != "not running", before["summary"]
 
 
-def test_the_checker_works_under_the_sandbox_with_a_judge_of_our_own(results):
+def test_reload_applies_targets_and_the_checker_works_under_the_sandbox(results):
     # Public targets cannot be reached in the container (degraded, above); with [targets] on a
-    # loopback judge and a restart, the preflight passes: direct HTTP and verified TLS with the
-    # CA file, as the service user under the unit's hardening.
-    rc, out = step(results, "restart")
+    # loopback judge and a reload (SIGHUP: same main PID, no restart), the daemon builds a new
+    # checker whose preflight passes: direct HTTP and verified TLS with the CA file, as the
+    # service user under the unit's hardening.
+    rc, out = step(results, "reload_targets")
     assert rc == 0, out
-    assert props(results, "after_restart")["ActiveState"] == "active"
+    show = props(results, "after_reload_targets")
+    start = props(results, "after_start")
+    assert show["ActiveState"] == "active" and (show["MainPID"], show["NRestarts"]) == (start["MainPID"], "0"), show
     checker = json.loads(step(results, "status_json_judged")[1])["summary"]["checker"]
     assert (checker["state"], checker["reason"]) == ("ok", None), checker
 
@@ -281,7 +285,7 @@ def test_reload_applies_a_new_source_row(results):
     assert (proxy["state"], proxy["code"]) == ("unhealthy", 25), proxy
     assert "192.0.2.50:1080" in proxy["detail"], proxy
     show = props(results, "after_reload")
-    assert show["ActiveState"] == "active" and show["MainPID"] == props(results, "after_restart")["MainPID"], show
+    assert show["ActiveState"] == "active" and show["MainPID"] == props(results, "after_start")["MainPID"], show
 
 
 def test_a_worker_in_the_group_writes_reports(results):

@@ -12,9 +12,11 @@ import asyncio
 from pathlib import Path
 import dataclasses
 import ssl
+from urllib.parse import urlsplit
 
 import pytest
 import trustme
+from world.faults import Blackhole, RefusedPort
 from world.scripted import (
     Script,
     ScriptedProxy,
@@ -33,8 +35,24 @@ from proxycheck.config import load_settings
 from proxycheck.probes import REGISTRY
 from proxycheck.proxy import parse_proxy_url
 from proxycheck.verdict import code_for
+from proxycheck.wire.errors import ALL, PHASES
 
 HOST, EGRESS = "127.0.3.1", "127.0.3.250"
+
+
+@dataclasses.dataclass
+class Setup:
+    """A row's proxy when a plain ``Script`` does not say it all.
+
+    ``server``: a fault server class from tests/world/faults.py instead of a scripted proxy (the
+    connect phase: no proxy software can refuse or drop a SYN on cue). ``bans_over_http``: the ban
+    targets moved from the judge's TLS origin to its plain-HTTP one, so that a forwarding proxy
+    sees, and can break, what would otherwise cross a tunnel it cannot read."""
+
+    script: Script = dataclasses.field(default_factory=Script)
+    server: type | None = None
+    bans_over_http: bool = False
+
 
 # (id, script, expected failing probe or None, reason, failed phase)
 ROWS = [
@@ -46,6 +64,11 @@ ROWS = [
     ("chunked-everything", Script(response=chunked), None, None, None),
     ("100-continue-first", Script(response=interim_first), None, None, None),
     ("socks5-honest", Script(socks5=True), None, None, None),
+    ("connect-refused", Setup(server=RefusedPort), "tcp_connect", "connect_refused", "connect"),
+    ("connect-blackhole", Setup(server=Blackhole), "tcp_connect", "connect_timeout", "connect"),
+    # Writing the request has no phase of its own (wire/errors.py says why): a proxy that resets
+    # as soon as it accepts fails our write-then-read in response_head.
+    ("reset-on-accept", Script(reset_on_accept=True), "anonymity", "connection_closed", "response_head"),
     ("connect-garbage", Script(connect_answer=b"SSH-2.0-OpenSSH_9.2 \r\n\r\n"), "ssl", "bad_response", "proxy_handshake"),
     ("connect-closed", Script(connect_answer=None), "ssl", "connection_closed", "proxy_handshake"),
     ("connect-403", Script(connect_answer=b"HTTP/1.1 403 Forbidden\r\n\r\n"), "ssl", "connect_rejected", "proxy_handshake"),
@@ -57,6 +80,12 @@ ROWS = [
     ("head-garbage", Script(response=replace_with(b"HELLO WORLD\r\n\r\n")), "anonymity", "bad_response", "response_head"),
     ("body-cut", Script(response=cut_body(10)), "anonymity", "connection_closed", "body"),
     ("image-cut", Script(response=only_for("image/", cut_body(100))), "images", "image_corrupted", None),
+    # the judge's /long answers text/plain, its ban page text/html: nothing else the probes fetch does
+    ("long-get-body-cut", Script(response=only_for("text/plain", cut_body(2))), "long_get", "connection_closed", "body"),
+    ("long-get-414", Script(response=only_for("text/plain", replace_with(b"HTTP/1.1 414 URI Too Long\r\nContent-Length: 0\r\n\r\n"))),
+     "long_get", "long_get_rejected", None),
+    ("ban-head-silence", Setup(Script(response=only_for("text/html", silence)), bans_over_http=True), "ban", "read_timeout",
+     "response_head"),
     ("socks5-no-method", Script(socks5=True, socks5_greeting_reply=b"\x05\xff"), "anonymity", "auth_required", "proxy_auth"),
     ("socks5-bad-greeting", Script(socks5=True, socks5_greeting_reply=b"\x04\x00"), "anonymity", "bad_response",
      "proxy_handshake"),
@@ -69,13 +98,37 @@ ROWS = [
 @pytest.fixture(scope="module")
 def settings(world):
     s = load_settings(world.config_path)
-    return dataclasses.replace(s, timeouts=dataclasses.replace(s.timeouts, read=0.5, probe=3.0))
+    return dataclasses.replace(s, timeouts=dataclasses.replace(s.timeouts, connect=0.5, read=0.5, probe=3.0))
 
 
-async def check(settings, script: Script, server_ssl: ssl.SSLContext | None = None):
+def bans_on_plain_http(settings):
+    """``settings`` with every ban target (``[[targets.ban]]`` or ``ban_url``) moved to the judge's
+    plain-HTTP origin, which serves the same ban routes."""
+    judge = urlsplit(settings.targets.judge_url)
+
+    def move(url: str) -> str:
+        return urlsplit(url)._replace(scheme=judge.scheme, netloc=judge.netloc).geturl()
+
+    t = settings.targets
+    moved = ({"ban": tuple(dataclasses.replace(b, url=move(b.url)) for b in t.ban)} if t.ban else {"ban_url": move(t.ban_url)})
+    return dataclasses.replace(settings, targets=dataclasses.replace(t, **moved))
+
+
+async def check(settings, script: Script | Setup, server_ssl: ssl.SSLContext | None = None):
+    setup = script if isinstance(script, Setup) else Setup(script)
+    if setup.bans_over_http:
+        settings = bans_on_plain_http(settings)
     checker = Checker(settings)
     status = await checker.preflight()
     assert status.ok, status.reason
+    if setup.server is not None:
+        server = setup.server(HOST)
+        server.start()
+        try:
+            return await checker.check(parse_proxy_url(f"http://{HOST}:{server.port}"), status.own_ips), None
+        finally:
+            server.stop()
+    script = setup.script
     async with ScriptedProxy(HOST, EGRESS, script, server_ssl) as proxy:
         scheme = "socks5" if script.socks5 else ("https" if server_ssl else "http")
         result = await checker.check(parse_proxy_url(f"{scheme}://{HOST}:{proxy.port}"), status.own_ips)
@@ -97,10 +150,15 @@ def test_phase_maps_to_its_verdict(settings, script, probe, reason, phase):
 
 
 def test_every_registered_probe_is_driven():
-    """Every probe that fetches something fails in some row above (tcp_connect: the world's refused
-    and blackhole rows), so none is untested against a real server."""
-    failing = {r[2] for r in ROWS if r[2]}
-    assert failing | {"tcp_connect", "long_get", "ban"} == {spec.name for spec in REGISTRY}
+    """Every registered probe fails in some row above, so none is untested against a real server."""
+    assert {r[2] for r in ROWS if r[2]} == {spec.name for spec in REGISTRY}
+
+
+def test_every_phase_is_driven():
+    """Every phase the wire names (``wire.errors.PHASES``) is some row's failed phase, and every
+    error class belongs to one of those phases."""
+    assert {r[4] for r in ROWS if r[4]} == set(PHASES)
+    assert {cls.phase for cls in ALL} <= set(PHASES)
 
 
 def test_no_keep_alive_opens_a_connection_per_request(settings):

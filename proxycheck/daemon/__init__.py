@@ -2,13 +2,15 @@
 
 Rules:
 1. Per-proxy schedules live in the database (``next_check_at``), not in memory: 100,000 proxies
-   cost rows, not timers. A few fixed side tasks do the work, one job per module:
+   cost rows, not timers. A few fixed side tasks and periodic jobs (on APScheduler) do the work,
+   one job per module:
 
    - ``runner.py``      lifecycle: storage and lock, signals, side tasks, ordered shutdown;
    - ``dispatcher.py``  the one claim loop (``run`` and ``run --once``), one task per check;
    - ``monitor.py``     is the checker able to judge? heartbeat, and the barrier before a blame;
    - ``writer.py``      completed checks into the database, in batches, held while it is down;
    - ``jobs.py``        source sync, retention, own-IP refresh, heartbeat;
+   - ``periodic.py``    when those jobs run (APScheduler), and a bug in one stops the daemon;
    - ``reload.py``      what SIGHUP applies, and what needs a restart;
    - ``storage.py``     storage calls in threads; storage errors told apart from bugs;
    - ``lock.py`` and ``signals.py``.

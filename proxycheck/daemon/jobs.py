@@ -1,10 +1,9 @@
 """The periodic jobs: source sync, retention, own-IP refresh, heartbeat.
 
 Rules:
-1. Each job is a plain coroutine; ``every()`` runs it as a side task at its configured interval
-   (a reload that changes an interval restarts the jobs). A storage error inside a job is
-   logged and the job waits for its next turn; any other exception ends the side task and so
-   stops the daemon loudly (``runner.py``).
+1. Each job is a plain coroutine given the daemon; APScheduler runs it at its configured interval
+   (``periodic.py``). A storage error inside a job is logged and the job waits for its next
+   turn; any other exception is a bug that stops the daemon loudly (``runner.py``).
 2. A sync logs what it changed, each bad row once (file:line, never a password), and proxies in
    documentation address ranges (they can never be healthy). New proxies are picked up at once
    (the dispatcher is woken) and the log says when their first checks are due.
@@ -17,8 +16,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-import random
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 from .. import store
@@ -32,14 +29,6 @@ log = logging.getLogger("proxycheck.daemon")
 
 STALE_BEATS = 3
 DOC_RANGES = tuple(ipaddress.ip_network(n) for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32"))
-
-
-async def every(interval: float, job: Callable[[], Awaitable[object]], rng: random.Random, jitter: float = 0.1) -> None:
-    """Run ``job`` after each ``interval`` seconds (± ``jitter``), for ever. A reload that changes
-    the interval restarts the task (``Daemon._schedule_jobs``)."""
-    while True:
-        await asyncio.sleep(max(0.05, interval * (1 + rng.uniform(-jitter, jitter))))
-        await job()
 
 
 def in_documentation_range(proxy: Proxy) -> bool:

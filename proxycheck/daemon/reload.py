@@ -3,8 +3,8 @@
 Rules:
 1. Applied at once: ``[targets]``, ``[timeouts]``, ``[probes]`` (a new ``Checker``, self-tested
    at the next heartbeat), ``[check]`` (the next claim), ``[health]`` (the next write),
-   ``[worker]`` (retention and metrics), ``[daemon]`` (sources re-synced; periodic jobs restarted
-   when their intervals change).
+   ``[worker]`` (retention and metrics), ``[daemon]`` (sources re-synced; a periodic job whose
+   interval changed is rescheduled, ``periodic.py``).
 2. ``database_url``, ``state_dir`` and ``[http]`` name the daemon's database, lock and socket:
    a change is kept out, and the log names it as needing a restart.
 3. A file that does not load keeps the old settings (logged). Whatever happens, the reload ends
@@ -22,8 +22,6 @@ from ..errors import ProxycheckError
 from . import jobs
 
 log = logging.getLogger("proxycheck.daemon")
-
-INTERVALS = ("sync_interval", "retention_interval", "own_ip_interval", "heartbeat_interval")
 
 
 async def reload(daemon) -> None:
@@ -52,8 +50,7 @@ def apply(daemon, fresh: Settings) -> None:
         daemon.monitor.replace_checker(Checker(new))
     daemon.monitor.interval = new.daemon.heartbeat_interval
     daemon.settings = new
-    if any(getattr(old.daemon, k) != getattr(new.daemon, k) for k in INTERVALS):
-        daemon.schedule_jobs()
+    daemon.periodic.reschedule(old.daemon, new.daemon)
     if restart:
         log.warning("changed settings that need a restart (`systemctl restart proxycheck`), kept as they were: %s",
                     ", ".join(restart))

@@ -1,10 +1,12 @@
-"""The runner: the daemon's lifecycle. Open storage, start the side tasks, stop them in order.
+"""The runner: the daemon's lifecycle. Open storage, start the side tasks and the periodic jobs,
+stop them in order.
 
 Rules:
-1. Side tasks (dispatcher, writer, checker monitor, periodic jobs, watchdog, a SIGHUP reload)
-   are tracked. One that ends with an exception, or ends at all when it should run for ever, is
-   a bug: it is logged with its traceback and the daemon stops with exit code 1, so systemd
-   restarts it visibly. Storage errors never get this far (``storage.py``).
+1. Side tasks (dispatcher, writer, checker monitor, watchdog, a SIGHUP reload) are tracked, and
+   the periodic jobs run on APScheduler (``periodic.py``). A side task that ends with an
+   exception, or ends at all when it should run for ever, and a periodic job that raises, are
+   bugs: logged with the traceback, and the daemon stops with exit code 1, so systemd restarts it
+   visibly. Storage errors never get this far (``storage.py``).
 2. Signals are handled only while the daemon runs (``signals.handled``). SIGTERM/SIGINT: stop
    claiming, let in-flight checks finish for ``drain_grace`` seconds, cancel the rest (their
    leases are released), write every completed result, exit 0 — within ``drain_grace`` + 5 s
@@ -48,6 +50,7 @@ from . import reload as reloading
 from .dispatcher import Dispatcher
 from .lock import SingleDaemonLock
 from .monitor import CheckerMonitor
+from .periodic import Periodic
 from .storage import Storage
 from .writer import Writer
 
@@ -127,6 +130,7 @@ class Daemon:
         self.writer = Writer(self.storage, lambda: self.settings, self.instance_id, self.metrics)
         self.dispatcher = Dispatcher(self.storage, lambda: self.settings, self.instance_id, self.monitor, self.writer,
                                      self.metrics, self.stopping)
+        self.periodic = Periodic(self, on_bug=self._bug)
         engine = self.storage.engine
         await self.storage.call(store.register_instance, engine, instance_id=self.instance_id,
                                 hostname=socket.gethostname(), pid=os.getpid())
@@ -159,7 +163,7 @@ class Daemon:
             self._side(self._once(), "one round", forever=False)
             return
         self._side(self.dispatcher.run(), "dispatcher")
-        self.schedule_jobs()
+        self.periodic.start()
         if watchdog_interval():
             self._side(self._watchdog(), "watchdog")
         if self.settings.http.enabled:
@@ -194,24 +198,16 @@ class Daemon:
             return
         if exc is None:
             log.critical("%s ended although it should run until the daemon stops: a bug; stopping", task.get_name())
+            self.exit_code = 1
+            self.stopping.set()
         else:
-            log.critical("%s failed with a bug; stopping the daemon (exit code 1)", task.get_name(), exc_info=exc)
+            self._bug(task.get_name(), exc)
+
+    def _bug(self, name: str, exc: BaseException) -> None:
+        """A side task or a periodic job raised: log the traceback, stop, exit code 1."""
+        log.critical("%s failed with a bug; stopping the daemon (exit code 1)", name, exc_info=exc)
         self.exit_code = 1
         self.stopping.set()
-
-    def schedule_jobs(self) -> None:
-        """(Re)start the periodic jobs with the current intervals (at start, and after a reload)."""
-        d, rng = self.settings.daemon, self.rng
-        periodic = {
-            "source sync": (d.sync_interval, lambda: jobs.sync_sources(self)),
-            "retention": (d.retention_interval, lambda: jobs.retention(self)),
-            "own-IP refresh": (d.own_ip_interval, self.monitor.selftest),
-            "heartbeat": (d.heartbeat_interval, lambda: jobs.heartbeat(self)),
-        }
-        for task in [t for t in self._tasks if t.get_name() in periodic]:
-            task.cancel()
-        for name, (interval, job) in periodic.items():
-            self._side(jobs.every(interval, job, rng), name)
 
     def _on_sighup(self) -> None:
         if any(t.get_name() == "reload" for t in self._tasks):
@@ -227,6 +223,7 @@ class Daemon:
         log.info("stopping: waiting up to %g s for %d in-flight checks", grace, len(self.dispatcher.inflight))
         self.notifier.stopping()
         keep = {t for t in self._tasks if t.get_name() in ("result writer", "checker monitor")}
+        await self.periodic.stop()
         await _cancel(self._tasks - keep)
         await self.dispatcher.drain(grace)
         self.monitor.abandon_waiters()

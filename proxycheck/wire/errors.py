@@ -14,9 +14,16 @@ Phases, in the order a request meets them::
     proxy_handshake   CONNECT or SOCKS exchange, TLS to an https:// proxy
     proxy_auth        the proxy refused the login (or demanded one), SOCKS4 ident
     tls               the TLS handshake with the target through the tunnel
-    request           writing our request
-    response_head     waiting for and reading the status line and headers
+    response_head     writing our request, then waiting for and reading the status line and headers
     body              reading the body
+
+Writing the request has no phase of its own. A request (at most a few KB, the long GET's 2 KB
+line included) fits in the socket's send buffer, so ``write()`` hands it to the kernel at once and
+never fails or waits there: a peer that resets or closes shows only on the next read, as
+ECONNRESET or EOF, exactly like a peer that took the request and closed without answering.
+Nothing on the wire tells the two apart, so a "request" phase would be a guess; its failures are
+``response_head`` (the scripted ``reset-on-accept`` row in tests/test_wire_faults.py), and its
+time is in ``ttfb``.
 
     WireError
     ├── ConnectRefused, ConnectUnreachable, ConnectTimeout          (connect)
@@ -24,12 +31,14 @@ Phases, in the order a request meets them::
     ├── TunnelRefused                                               (proxy_handshake)
     ├── ProxyAuthFailed, IdentRejected                              (proxy_auth)
     ├── TLSIntercepted, TLSFailed                                   (tls)
-    ├── ResponseTimeout                                             (request, response_head, body)
-    ├── ConnectionClosed                                            (request, response_head, body, tls)
+    ├── ResponseTimeout                                             (tls, response_head, body)
+    ├── ConnectionClosed                                            (response_head, body, tls)
     └── BadResponse                                                 (response_head, body)
 """
 
 from __future__ import annotations
+
+PHASES = ("connect", "proxy_handshake", "proxy_auth", "tls", "response_head", "body")  # the order above
 
 
 class WireError(Exception):

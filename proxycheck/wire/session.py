@@ -181,6 +181,13 @@ class Session:
         finally:
             clock.stop()
 
+    def holds(self, url: str) -> bool:
+        """Whether a reusable connection to ``url``'s origin is open here: a caller fanning requests
+        out over several sessions sends that origin's through this one (rule 1)."""
+        target = parse_target(url)
+        conn = self._conns.get(f"{target.scheme}://{target.origin}")
+        return conn is not None and conn.reusable()
+
     def close(self) -> None:
         for conn in self._conns.values():
             conn.close()

@@ -28,8 +28,9 @@ step status_text runuser -u proxycheck -- proxycheck status
 step status_json_before runuser -u proxycheck -- proxycheck status --json
 
 # Offline, the public default targets leave the checker degraded. Run a judge of our own on
-# loopback (the test made its certificate), point [targets] at it and restart: the checker
-# works under the unit's sandbox, reading its CA file as the service user.
+# loopback (the test made its certificate), point [targets] at it and reload (SIGHUP, the same
+# main PID): the daemon applies [targets] with a new, self-tested checker, which works under the
+# unit's sandbox, reading its CA file as the service user.
 systemd-run --quiet --unit=judge /opt/proxycheck/bin/proxycheck judge --listen 127.0.0.1:8080 \
     --tls-listen 127.0.0.1:8443 --cert /judge/cert.pem --key /judge/key.pem
 for _ in $(seq 60); do
@@ -48,8 +49,13 @@ long_get_url = "http://127.0.0.1:8080/long"
 ban_url = "https://127.0.0.1:8443/recaptcha/api2/anchor"
 ca_file = "judge-ca.pem"
 EOF
-step restart systemctl restart proxycheck
-step after_restart show
+step reload_targets systemctl reload proxycheck
+for _ in $(seq 120); do  # the new checker's self-test runs after the reload returns
+    runuser -u proxycheck -- proxycheck status --json 2>/dev/null | /opt/proxycheck/bin/python -c \
+        'import json, sys; sys.exit(json.load(sys.stdin)["summary"]["checker"]["state"] != "ok")' && break
+    sleep 0.5
+done
+step after_reload_targets show
 step status_json_judged runuser -u proxycheck -- proxycheck status --json
 
 # Reload applies a changed setting: one more proxy in the sources CSV.

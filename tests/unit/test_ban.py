@@ -2,7 +2,9 @@
 
 import pytest
 
-from proxycheck.probes.ban import detect_ban
+from proxycheck.bans import PRESETS
+
+detect_ban = PRESETS["recaptcha"].detect  # what the single `ban_url` always used
 
 SORRY = "https://www.google.com/sorry/index?continue=https://www.google.com/recaptcha/api2/anchor"
 UNUSUAL = "<html>Our systems have detected unusual traffic from your computer network.</html>"

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import ssl
+import struct
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -31,6 +33,8 @@ class Script:
     # Forwarded GETs: (origin's raw response) -> bytes to send, or a coroutine that sends them.
     response: Callable[[bytes, Writer], Awaitable[None]] | None = None
     close_after_each: bool = False
+    # Reset (RST) every connection as soon as it is accepted, before reading a byte.
+    reset_on_accept: bool = False
     # SOCKS5: the two-byte answer to the greeting; None: close.
     socks5_greeting_reply: bytes | None = b"\x05\x00"
     socks5_connect_reply: bytes = b"\x05\x00\x00\x01\x7f\x00\x00\x01\x00\x00"
@@ -68,6 +72,10 @@ class ScriptedProxy:
         self._tasks.add(task)
         self._writers.add(writer)
         try:
+            if self.script.reset_on_accept:
+                sock = writer.get_extra_info("socket")
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close = RST
+                return
             if self.script.socks5:
                 await self._socks5(reader, writer)
             else:
