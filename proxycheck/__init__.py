@@ -20,6 +20,7 @@ if TYPE_CHECKING:
         get_healthy_proxy,
         report,
     )
+    from .worker.leasing import aacquire, acquire, alease, arelease, lease, release
 
 __version__ = "0.1.0"
 __all__ = [
@@ -28,13 +29,19 @@ __all__ = [
     "ProxyPool",
     "ProxycheckError",
     "__version__",
+    "aacquire",
+    "acquire",
     "aget_healthy_proxies",
     "aget_healthy_proxy",
+    "alease",
+    "arelease",
     "areport",
     "configure",
     "get_healthy_proxies",
     "get_healthy_proxy",
+    "lease",
     "parse_proxy_url",
+    "release",
     "report",
 ]
 
@@ -47,6 +54,12 @@ _LAZY = {
     "get_healthy_proxy": "worker",
     "report": "worker",
     "areport": "worker",
+    "lease": "worker.leasing",
+    "alease": "worker.leasing",
+    "acquire": "worker.leasing",
+    "aacquire": "worker.leasing",
+    "release": "worker.leasing",
+    "arelease": "worker.leasing",
 }
 
 

@@ -10,6 +10,9 @@ Rules:
 4. A round is trusted only if the checker is fine before it *and* after it: when the post-round
    preflight fails, the round's failures become ``checker_unavailable`` (the judge may have died
    half-way), while its successes stand.
+5. Probe schedules (probes/schedule.py): given each probe's last result, only the due probes
+   run and the rest carry their result forward; rate-limited probes wait for their target
+   hosts' tokens before their deadline starts.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -25,8 +28,9 @@ from typing import Any
 from .config import Settings
 from .probes import REGISTRY
 from .probes.base import ProbeContext, run_probe, skipped
+from .probes.schedule import HostRateLimit, carried, due_probes, target_hosts
 from .proxy import Proxy
-from .result import CheckResult, ProbeOutcome
+from .result import CheckResult, LastRun, ProbeOutcome
 from .selftest import CheckerStatus, preflight
 from .transport import shared_ssl_context
 from .verdict import CHECKER_UNAVAILABLE, INTERNAL_ERROR
@@ -48,23 +52,38 @@ class Checker:
         self.settings = settings
         self.ssl_context = shared_ssl_context(settings.targets.ca_file)
         self.timeouts = Timeouts(settings.timeouts.connect, settings.timeouts.read)
+        self.rate_limit = HostRateLimit(settings.probes.max_requests_per_host)  # shared by every check
+        # When a check starts, for its results and for which probes are due; a simulation
+        # (bench/schedule_bench.py) replaces it with a simulated clock.
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     async def preflight(self) -> CheckerStatus:
         return await preflight(self.settings, self.ssl_context)
 
-    async def check(self, proxy: Proxy, own_ips: frozenset[str]) -> CheckResult:
-        started_at = datetime.now(UTC)
+    async def check(
+        self, proxy: Proxy, own_ips: frozenset[str], *, last: Mapping[str, LastRun] | None = None
+    ) -> CheckResult:
+        """Run the suite on ``proxy``. With ``last`` (each probe's latest result on it, maybe
+        none), only the due probes run and the others carry their result forward (rule 5);
+        without it, every probe runs."""
+        started_at = self.clock()
         started = time.perf_counter()
         outcomes: list[ProbeOutcome] = []
         summary: dict[str, Any] = {}
         failed: ProbeOutcome | None = None
+        due = None if last is None else set(due_probes(self.settings, REGISTRY, last, started_at, proxy.key))
         async with Session(proxy, self.ssl_context, self.timeouts, self.settings.probes.user_agent) as http:
             ctx = ProbeContext(proxy, self.settings, own_ips, http)
             for spec in REGISTRY:
                 if failed is not None:
                     outcomes.append(skipped(spec.name, f"{failed.name} failed"))
                     continue
-                outcome = await run_probe(spec, ctx)
+                if due is not None and last is not None and spec.name not in due:
+                    outcome = carried(last[spec.name], started_at)
+                else:
+                    if spec.rate_limited:  # before run_probe: the wait is not the proxy's time
+                        await self.rate_limit.acquire(target_hosts(self.settings, spec))
+                    outcome = await run_probe(spec, ctx)
                 outcomes.append(outcome)
                 for key in spec.summary:
                     summary[key] = outcome.detail if key == "detail" else outcome.facts.get(key)

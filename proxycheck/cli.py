@@ -239,7 +239,9 @@ def status(config: str | None, unhealthy: bool, tag: str | None, code_text: str 
     from .status_view import as_json as status_json
     from .status_view import render
     from .store import list_proxies, status_summary
+    from .store._rows import utcnow
     from .store.reports import feedback_summary, guard_rail
+    from .store.worker_leases import lease_summary
     from .verdict import parse_code
 
     settings = _settings(config)
@@ -250,13 +252,13 @@ def status(config: str | None, unhealthy: bool, tag: str | None, code_text: str 
 
     def read(engine):
         return (status_summary(engine), list_proxies(engine, unhealthy_only=unhealthy, tag=tag, code=code),
-                feedback_summary(engine, guard_rail(settings.worker)))
+                feedback_summary(engine, guard_rail(settings.worker)), lease_summary(engine, now=utcnow()))
 
-    summary, rows, feedback = _read_database(settings, read)
+    summary, rows, feedback, leases = _read_database(settings, read)
     if as_json:
-        click.echo(json.dumps(status_json(summary, rows, feedback, settings.probes.sticky_seconds), indent=2))
+        click.echo(json.dumps(status_json(summary, rows, feedback, settings.probes.sticky_seconds, leases=leases), indent=2))
     else:
-        render(summary, rows, Console(highlight=False), feedback, settings.probes.sticky_seconds)
+        render(summary, rows, Console(highlight=False), feedback, settings.probes.sticky_seconds, leases=leases)
     sys.exit(0 if summary.counts["healthy"] > 0 else EXIT_UNHEALTHY)
 
 

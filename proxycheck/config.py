@@ -163,7 +163,22 @@ class Timeouts:
 
 
 @dataclass(frozen=True)
+class ProbeSchedule:
+    """``[probes.<name>]``: how often one probe runs on one proxy. Between runs its last result
+    stands (probes/schedule.py). The defaults are each probe's own (``ProbeSpec.every``)."""
+
+    every: float = key("seconds between runs of this probe on one proxy; between runs its last result stands "
+                       "(0: every check)", 0.0, low=0, high=604800)
+    jitter: float = key("fraction of `every` by which a run may come early, different per proxy, so costly "
+                        "probes spread out instead of coming due together", 0.0, low=0, high=0.9)
+
+
+@dataclass(frozen=True)
 class Probes:
+    max_requests_per_host: float = key(
+        "requests per second one daemon sends to one target host of a rate-limited probe (ssl, images, ban), "
+        "from every exit together; waiting for it is not counted in the probe's deadline (0: no limit)",
+        0.0, low=0, high=100_000)
     long_get_bytes: int = key("minimum length of the long GET's request line", 2048, low=0, high=65536)
     image_max_bytes: int = key("largest image body accepted", 5_000_000, low=1, high=1_000_000_000)
     sticky_seconds: float = key(
@@ -177,6 +192,9 @@ class Probes:
         "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0 Safari/537.36",
         check=_header_value, accepts="printable ASCII, not empty",
     )
+    # ``[probes.<name>]`` tables, only those the file sets (the loader resolves them against the
+    # probe's own defaults); ``probes.schedule.schedule_for`` is the one reader.
+    schedules: dict[str, ProbeSchedule] = field(default_factory=dict, metadata={"subtables": ProbeSchedule})
 
 
 @dataclass(frozen=True)
@@ -237,6 +255,12 @@ class Worker:
     max_reported_percent: float = key("most of the enabled pool (percent, at least 1 proxy) reports may take out per window",
                                       10.0, above=0, high=100)
     report_window: float = key("seconds of the guard rail's window", 300.0, low=1, high=86400)
+    lease_ttl: float = key("seconds a check-out lease (`proxycheck.lease()`, POST /lease) holds its proxy unless "
+                           "released sooner; it frees itself after", 180.0, low=1, high=86400)
+    max_concurrent_per_proxy: int = key("check-out leases held at once on one proxy, across every worker process",
+                                        1, low=1, high=10_000)
+    cooldown_seconds: float = key("seconds a proxy rests after each check-out lease ends (released or expired)",
+                                  0.0, low=0, high=86400)
 
 
 @dataclass(frozen=True)
@@ -367,9 +391,15 @@ def _known_top() -> list[str]:
 
 def _build(cls: type, table: dict[str, Any], where: str) -> Any:
     values = {}
+    subtables = {f.name: f.metadata["subtables"] for f in dataclasses.fields(cls) if "subtables" in f.metadata}
     for name, value in table.items():
-        if name not in _fields(cls):
-            raise ConfigError(f"{where[:-1]}: unknown key {name!r} (known: {', '.join(sorted(_fields(cls)))})")
+        if isinstance(value, dict) and subtables:
+            (field_name, sub_cls), = subtables.items()
+            values.setdefault(field_name, {})[name] = _subtable(sub_cls, name, value, where)
+            continue
+        if name not in _fields(cls) or name in subtables:
+            known = sorted(set(_fields(cls)) - set(subtables)) + [f"[{where.split('[')[-1][:-2]}.<probe>]" for _ in subtables]
+            raise ConfigError(f"{where[:-1]}: unknown key {name!r} (known: {', '.join(known)})")
         if cls is Targets and name == "ban":  # an array of tables, not a key of one type
             if "ban_url" in table:
                 raise ConfigError(f"{where}ban_url: give either ban_url or [[targets.ban]] tables, not both "
@@ -378,6 +408,20 @@ def _build(cls: type, table: dict[str, Any], where: str) -> Any:
             continue
         values[name] = _value(cls, name, value, f"{where}{name}")
     return cls(**values)
+
+
+def _subtable(cls: type, name: str, table: dict[str, Any], where: str) -> Any:
+    """``[probes.<name>]``: ``name`` must be a registered probe; keys it leaves out keep the
+    probe's own defaults."""
+    from .probes import REGISTRY  # late: the probes import this module
+
+    specs = {spec.name: spec for spec in REGISTRY}
+    inner = f"{where[:-2]}.{name}]."
+    if name not in specs:
+        raise ConfigError(f"{inner[:-1]}: unknown probe {name!r} (probes: {', '.join(specs)})")
+    built = _build(cls, table, inner)
+    given = {k: getattr(built, k) for k in table}
+    return dataclasses.replace(cls(every=specs[name].every, jitter=specs[name].jitter), **given)
 
 
 def _value(cls: type, name: str, value: Any, where: str) -> Any:
@@ -412,18 +456,28 @@ def _anchor_paths(settings: Settings, base: Path) -> Settings:
 
 def describe() -> list[tuple[str, str, Any, str]]:
     """(section, key, default, doc) for every setting: the config reference's source."""
-    return [(section, f.name, _default(f), f.metadata["doc"]) for section, f, _ in _every_key()]
+    return [(section, f.name, default, f.metadata["doc"]) for section, f, _, default in _every_key()]
 
 
-def _every_key() -> list[tuple[str, dataclasses.Field, Any]]:
-    """(section or "", field, type) for every key, in declaration order."""
-    rows: list[tuple[str, dataclasses.Field, Any]] = []
+def _every_key() -> list[tuple[str, dataclasses.Field, Any, Any]]:
+    """(section or "", field, type, default) for every key, in declaration order; a sub-table
+    field (``[probes.<name>]``) gives one section per registered probe, with its defaults."""
+    from .probes import REGISTRY  # late: the probes import this module
+
+    rows: list[tuple[str, dataclasses.Field, Any, Any]] = []
     for f in dataclasses.fields(Settings):
         if f.name in SECTIONS:
             cls = _section_type(f.name)
-            rows += [(f.name, sf, _field_types(cls)[sf.name]) for sf in dataclasses.fields(cls)]
+            for sf in dataclasses.fields(cls):
+                sub = sf.metadata.get("subtables")
+                if sub is None:
+                    rows.append((f.name, sf, _field_types(cls)[sf.name], _default(sf)))
+                    continue
+                for spec in REGISTRY:
+                    rows += [(f"{f.name}.{spec.name}", kf, _field_types(sub)[kf.name], getattr(spec, kf.name))
+                             for kf in dataclasses.fields(sub)]
         elif f.name not in _NOT_KEYS:
-            rows.append(("", f, _field_types(Settings)[f.name]))
+            rows.append(("", f, _field_types(Settings)[f.name], _default(f)))
     return rows
 
 
@@ -438,9 +492,8 @@ def _default(f: dataclasses.Field) -> Any:
 def reference_markdown() -> str:
     """The README's config reference table, generated so it cannot drift from the code."""
     rows = ["| key | default | allowed | meaning |", "|---|---|---|---|"]
-    for section, f, typ in _every_key():
+    for section, f, typ, default in _every_key():
         name = f"[{section}].{f.name}" if section else f.name
-        default = _default(f)
         if isinstance(default, tuple):
             text = "[]" if not default else "[" + ", ".join(f'"{d}"' for d in default) + "]"
         elif isinstance(default, str):

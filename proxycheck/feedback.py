@@ -29,11 +29,17 @@ Rules:
    - Reports about proxies that are not healthy (unknown, already unhealthy) or disabled change
      nothing: the checks decide those.
 3. The guard rail and the write are ``store.reports.record_report``'s.
+4. ``outcome_in``: an exception raised inside ``proxycheck.lease()`` is reported as the proxy
+   error (or named soft failure) it carries, if any: a response dict, an ``error_code``/
+   ``errorId``-like attribute, an argument, or an ``ERROR_...`` name in its message. Any other
+   exception is a soft failure: the solve failed through this proxy, and one failure alone
+   never takes a healthy proxy out (``fall``).
 """
 
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -136,6 +142,36 @@ def _by_name(text: str) -> Classified:
     return Classified("not_about_proxy", name, None, text.strip())
 
 
+# Where worker code and captcha client libraries put the service's answer on an exception:
+# python-anticaptcha's AnticaptchaException(error_id, error_code, description) has error_code,
+# others keep the response dict, and most put the ERROR_ name in the message.
+_RESPONSE_ATTRS = ("response", "result", "json")
+_CODE_ATTRS = ("error_code", "errorCode", "error_id", "errorId")
+_ERROR_NAME = re.compile(r"\bERROR_[A-Z0-9_]+\b")
+
+
+def outcome_in(exc: BaseException) -> Any:
+    """The captcha service's answer carried by ``exc`` (or its ``__cause__``) when it names a
+    proxy error or a soft failure, else None (rule 4: ``lease()`` reports an exception inside
+    its block as a soft failure unless it carries a proxy error). Pure."""
+    for e in (exc, exc.__cause__):
+        if e is None:
+            continue
+        found: list[Any] = [getattr(e, a, None) for a in _RESPONSE_ATTRS + _CODE_ATTRS]
+        found += [a for a in e.args if isinstance(a, (Mapping, str))]  # not ints: OSError(28, ...) is an errno
+        found += _ERROR_NAME.findall(str(e))
+        for candidate in found:
+            if candidate is None or isinstance(candidate, bool) or not isinstance(candidate, (Mapping, str, int)):
+                continue
+            try:
+                kind = classify(candidate).kind
+            except (ValueError, TypeError):
+                continue
+            if kind in ("proxy_error", "soft_failure"):
+                return candidate
+    return None
+
+
 def decide(
     kind: str,
     health: HealthState,
@@ -225,4 +261,5 @@ __all__ = [
     "WORKER_REPORT",
     "classify",
     "decide",
+    "outcome_in",
 ]

@@ -31,6 +31,10 @@ class ProbeOutcome:
     # Milliseconds per wire phase (connect, proxy_handshake, tls, ttfb, transfer), summed over the
     # probe's requests; a phase the probe did not go through (a reused connection) is absent.
     phases: dict[str, float] = field(default_factory=dict, compare=False)
+    # Not run by this check: its last result, still fresh, carried forward (probes/schedule.py),
+    # ``age_s`` seconds old.
+    carried: bool = False
+    age_s: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         d = {
@@ -48,7 +52,18 @@ class ProbeOutcome:
             d["failed_phase"] = self.facts["failed_phase"]  # connect, proxy_handshake, proxy_auth, tls, ...
         if self.skipped:
             d["skipped"] = True
+        if self.carried:
+            d["carried"] = True
+            d["age_s"] = None if self.age_s is None else round(self.age_s)
         return d
+
+
+@dataclass(frozen=True)
+class LastRun:
+    """A probe's latest result on one proxy and when it ran (probes/schedule.py)."""
+
+    outcome: ProbeOutcome
+    ran_at: datetime
 
 
 def history_probes(probes: tuple[ProbeOutcome, ...] | list[ProbeOutcome]) -> list[dict[str, Any]]:
@@ -61,7 +76,9 @@ def history_probes(probes: tuple[ProbeOutcome, ...] | list[ProbeOutcome]) -> lis
     for p in probes:
         if p.skipped:
             continue
-        if p.ok:
+        if p.ok and p.carried:
+            kept.append({"name": p.name, "ok": True, "carried": True, "age_s": p.as_dict()["age_s"]})
+        elif p.ok:
             row: dict[str, Any] = {"name": p.name, "ok": True, "elapsed_ms": round(p.elapsed_ms, 1)}
             if p.phases:
                 row["phases"] = {k: round(v, 1) for k, v in p.phases.items()}

@@ -4,7 +4,9 @@ JSON (one object; keys are a contract — see README "status --json"):
 ``{"summary": {"counts": {healthy, unhealthy, unknown, disabled}, "total", "checker":
 {"state": ok|degraded|not running, "reason", "daemons": [...]}, "last_round_at", "top_codes":
 [{"code", "error", "proxies"}], "overdue", "feedback": {"window_seconds", "reports", "applied",
-"took_out", "held_back", "budget", "out_now", "guard_rail_holding", "by_error", "last_report_at"}},
+"took_out", "held_back", "budget", "out_now", "guard_rail_holding", "by_error", "last_report_at"},
+"leases": {"held", "cooling", "list": [{"lease", "proxy" (masked), "worker", "acquired_at",
+"expires_at"}]}},
 "proxies": [{"proxy" (masked), "state", "code",
 "error", "reason", "probe", "detail", "last_checked_at", "last_success_at", "latency_ms",
 "exit_ip", "anonymity", "tags", "label", "source", "banned_on", "usable_for", "exit": {"state":
@@ -25,7 +27,11 @@ from rich.text import Text
 from .store.history import ProxyHistory
 from .store.reports import WHY_NOT, FeedbackSummary
 from .store.status import ProxyStatus, StatusSummary
+from .store.worker_leases import LeaseSummary
 from .verdict import ERROR_NAMES, error_name
+
+
+LEASES_SHOWN = 10  # leases listed by the text view
 
 
 def _iso(dt: datetime | None) -> str | None:
@@ -51,8 +57,17 @@ def feedback_json(f: FeedbackSummary) -> dict[str, Any]:
     }
 
 
+def leases_json(leases: LeaseSummary) -> dict[str, Any]:
+    return {
+        "held": leases.held,
+        "cooling": leases.cooling,
+        "list": [{"lease": h.id, "proxy": h.proxy_key, "worker": h.worker, "acquired_at": _iso(h.acquired_at),
+                  "expires_at": _iso(h.expires_at)} for h in leases.leases],
+    }
+
+
 def as_json(summary: StatusSummary, rows: Sequence[ProxyStatus], feedback: FeedbackSummary | None = None,
-            sticky_seconds: float = 120.0) -> dict[str, Any]:
+            sticky_seconds: float = 120.0, leases: LeaseSummary | None = None) -> dict[str, Any]:
     shaped = {
         "summary": {
             "counts": dict(summary.counts),
@@ -75,6 +90,8 @@ def as_json(summary: StatusSummary, rows: Sequence[ProxyStatus], feedback: Feedb
     }
     if feedback is not None:
         shaped["summary"]["feedback"] = feedback_json(feedback)
+    if leases is not None:
+        shaped["summary"]["leases"] = leases_json(leases)
     return shaped
 
 
@@ -113,7 +130,7 @@ def age(dt: datetime | None, now: datetime) -> str:
 
 
 def render(summary: StatusSummary, rows: Sequence[ProxyStatus], console: Console, feedback: FeedbackSummary | None = None,
-           sticky_seconds: float = 120.0) -> None:
+           sticky_seconds: float = 120.0, leases: LeaseSummary | None = None) -> None:
     now = datetime.now(UTC)
     c = summary.counts
     state = checker_state(summary)
@@ -131,6 +148,15 @@ def render(summary: StatusSummary, rows: Sequence[ProxyStatus], console: Console
                       markup=False, highlight=False, soft_wrap=True)
     if feedback is not None and (feedback.reports or feedback.out_now):
         console.print(feedback.line(), markup=False, highlight=False, soft_wrap=True)
+    if leases is not None and (leases.held or leases.cooling):
+        console.print(f"worker leases: {leases.held} held, {leases.cooling} proxies cooling down", markup=False,
+                      highlight=False, soft_wrap=True)
+        for h in leases.leases[:LEASES_SHOWN]:
+            left = max(0, int((h.expires_at - now).total_seconds()))
+            console.print(f"  {h.proxy_key} leased by {h.worker or '?'} {age(h.acquired_at, now)}, expires in {left}s",
+                          markup=False, highlight=False, soft_wrap=True)
+        if leases.held > LEASES_SHOWN:
+            console.print(f"  ... and {leases.held - LEASES_SHOWN} more (status --json lists them)", markup=False, highlight=False)
     if not rows:
         return
     labelled = any(r.proxy.label for r in rows)  # the label column only when someone uses labels

@@ -273,6 +273,33 @@ def test_metrics_parse(api):
     assert ("healthy", "") in checks and ("unhealthy", "25") in checks
 
 
+def test_lease_and_release_over_http(api):
+    client, running, world, _ = api
+    config = running.config
+    socks = world.by_name("microsocks").url
+    assert httpx.post(running.base + "/lease", json={}, trust_env=False).status_code == 401
+    first = client.post("/lease", json={"scheme": "socks5", "ttl": 60, "worker": "w-http"})
+    assert first.status_code == 200, first.text
+    body = first.json()
+    assert body["proxy"]["url"] == socks and body["lease"] and body["expires_at"]
+    again = client.post("/lease", json={"scheme": ["socks5"]})  # its only proxy is held
+    assert again.status_code == 404 and "no proxy free to lease" in again.json()["detail"]
+    assert again.json()["leases_held"] == 1
+    shown = status_json(config)["summary"]["leases"]
+    assert shown["held"] == 1 and shown["list"][0]["worker"] == "w-http" and shown["list"][0]["proxy"] == socks
+    assert client.get("/status", params={"limit": 10}).json()["summary"]["leases"]["held"] == 1  # a fresh page
+    done = client.post(f"/lease/{body['lease']}/release", json={"outcome": {"errorId": 0, "solution": {}}})
+    assert done.status_code == 200 and done.json() == {"lease": body["lease"], "released": True, "reported": True}
+    assert client.post(f"/lease/{body['lease']}/release", json={}).json()["released"] is False
+    ac = client.post("/lease", json={"scheme": "socks5", "format": "anticaptcha"}).json()
+    assert ac["proxy"]["proxyType"] == "socks5"
+    assert client.post(f"/lease/{ac['lease']}/release", json={}).json()["released"]
+    bad = client.post("/lease", json={"colour": "blue"})
+    assert bad.status_code == 400 and "unknown parameter 'colour'" in bad.json()["detail"]
+    assert client.post("/lease", json={"ttl": "long"}).status_code == 400
+    assert client.post("/lease", json=["socks5"]).status_code == 400
+
+
 # -- daemons of their own -----------------------------------------------------------------------
 def test_configured_token_and_allowed_hosts(world, tmp_path):
     running = start_api(world, tmp_path, ["squid-anonymous"], wait_checked=False,

@@ -122,7 +122,7 @@ class Dispatcher:
     async def _check(self, claim: Claim) -> None:
         started = time.monotonic()
         try:
-            result = await self.monitor.checker.check(claim.proxy, self.monitor.status.own_ips)
+            result = await self.monitor.checker.check(claim.proxy, self.monitor.status.own_ips, last=claim.last_probes)
         except Exception:  # noqa: BLE001 - one bad proxy never kills the daemon (rule 4)
             log.exception("checking %s failed inside proxycheck; rescheduling it", claim.proxy.masked_url)
             self.writer.put(Done(claim, unavailable_result(claim.proxy, "internal error (logged)")))

@@ -3,7 +3,8 @@
 Rules:
 1. It answers with the same values the Python API returns: ``/proxies/healthy`` (``?limit=N``:
    the first N) and ``/proxy`` go through ``proxycheck.worker``, ``/report`` through
-   ``proxycheck.feedback``, ``/status`` is exactly ``proxycheck status --json`` (``?limit=N&after=KEY`` gives one page of it, with
+   ``proxycheck.feedback``, ``/lease`` and ``/lease/{id}/release`` through
+   ``proxycheck.worker.leasing`` (JSON bodies), ``/status`` is exactly ``proxycheck status --json`` (``?limit=N&after=KEY`` gives one page of it, with
    ``next_after`` for the next one).
 2. Locked (guard.py): the right ``Host:``, a bearer token on every route but ``/healthz``, JSON
    bodies. The token is resolved in ``start()`` (http_token.py: ``$PROXYCHECK_TOKEN``,
@@ -14,7 +15,7 @@ Rules:
    with a ``HEALTH_TIMEOUT``) and the checker (``checker_state()``); 200 when both are fine,
    else 503 with the reason.
 5. Proxy passwords appear only where a worker asked for proxies to use (``/proxy``,
-   ``/proxies/healthy``), never in ``/status``, ``/metrics``, ``/healthz`` or logs.
+   ``/proxies/healthy``, ``/lease``), never in ``/status``, ``/metrics``, ``/healthz`` or logs.
 """
 
 from __future__ import annotations
@@ -110,6 +111,8 @@ class HttpApi:
         app.router.add_get("/proxies/healthy", self.healthy)
         app.router.add_get("/proxy", self.one_proxy)
         app.router.add_post("/report", self.report)
+        app.router.add_post("/lease", self.lease)
+        app.router.add_post("/lease/{id}/release", self.release)
         return app
 
     async def start(self) -> str:
@@ -251,6 +254,44 @@ class HttpApi:
         except ValueError as exc:
             return error(400, "bad_request", str(exc))
         return _json(result.as_dict())
+
+    async def lease(self, request: web.Request) -> web.Response:
+        """``POST /lease`` ``{"ttl": 180, "tags": ["us"], ..., "worker": NAME, "format": ...}``:
+        a check-out lease (worker/leasing.py); every filter of ``GET /proxy`` is a JSON key."""
+        from ..worker.params import filters_from_json
+
+        try:
+            body = await request.json() if request.can_read_body else {}
+            if not isinstance(body, dict):
+                raise ValueError(f"expected a JSON object, got {type(body).__name__}")
+            ttl, worker, fmt = body.pop("ttl", None), body.pop("worker", None) or request.remote, body.pop("format", "")
+            if fmt not in FORMATS:
+                raise ValueError(f"format: {fmt!r} is not one of anticaptcha, 2captcha (or leave it out)")
+            filters = filters_from_json(body)
+            held = await self.reads.light(self.pool.acquire, ttl=ttl, worker=worker, **filters)
+        except NoHealthyProxy as exc:
+            return _json({"error": "no_healthy_proxy", "detail": str(exc), **getattr(exc, "details", {})}, 404)
+        except ValueError as exc:
+            return error(400, "bad_request", str(exc))
+        try:
+            shaped = _proxy_json(held.proxy, fmt)
+        except ValueError as exc:
+            await self.reads.light(self.pool.release, held)
+            return _json({"error": "unusable_proxy", "proxy": held.proxy.masked_url, "detail": str(exc)}, 422)
+        return _json({"lease": held.id, "expires_at": held.expires_at.isoformat(), "proxy": shaped})
+
+    async def release(self, request: web.Request) -> web.Response:
+        """``POST /lease/{id}/release``, optionally ``{"outcome": <the service's answer>}``, which
+        is reported first. ``released`` is false when the lease had expired or was released."""
+        try:
+            body = await request.json() if request.can_read_body else {}
+            if not isinstance(body, dict):
+                raise ValueError(f"expected a JSON object, got {type(body).__name__}")
+            outcome, worker = body.get("outcome"), body.get("worker") or request.remote
+            released = await self.reads.light(self.pool.release, request.match_info["id"], outcome, worker=worker)
+        except ValueError as exc:
+            return error(400, "bad_request", str(exc))
+        return _json({"lease": request.match_info["id"], "released": released, "reported": outcome is not None})
 
 
 FORMATS = ("", "anticaptcha", "2captcha")

@@ -43,14 +43,16 @@ def render_status(url: str, worker: Worker, limit: int | None = None, after: str
     """``proxycheck status --json`` as bytes (or one page of it, with ``next_after``)."""
     from ..status_view import as_json
     from ..store import list_proxies, make_engine, status_summary
+    from ..store._rows import utcnow
     from ..store.reports import feedback_summary, guard_rail
+    from ..store.worker_leases import lease_summary
 
     engine = _ENGINES.get(url)
     if engine is None:
         engine = _ENGINES[url] = make_engine(url, writer=False)
     summary = status_summary(engine)
     rows = list_proxies(engine, after=after, limit=limit)
-    shaped = as_json(summary, rows, feedback_summary(engine, guard_rail(worker)))
+    shaped = as_json(summary, rows, feedback_summary(engine, guard_rail(worker)), leases=lease_summary(engine, now=utcnow()))
     if limit is not None:
         shaped["next_after"] = rows[-1].proxy.key if len(rows) == limit else None
     return json.dumps(shaped, default=str).encode()

@@ -104,4 +104,5 @@ async def selftest(st: SelfTestContext) -> list[TargetCheck]:
     return checks
 
 
-SPEC = ProbeSpec("ban", run, targets=("ban_url", "ban"), summary=("targets",), selftest=selftest)
+SPEC = ProbeSpec("ban", run, targets=("ban_url", "ban"), summary=("targets",), selftest=selftest,
+                 every=1800.0, jitter=0.2, rate_limited=True)

@@ -11,7 +11,8 @@ Rules:
 3. An exception the table does not know is *our* bug: the outcome is ``internal_error`` with the
    traceback logged, never a silent "proxy dead".
 4. A probe's spec (``ProbeSpec``) says which ``[targets]`` it uses, what it adds to the result's
-   summary, and how the checker's self-test asks those targets what the probe will ask them.
+   summary, how the checker's self-test asks those targets what the probe will ask them, how
+   often it needs to run (``every``, ``jitter``) and whether its targets are rate-limited.
 """
 
 from __future__ import annotations
@@ -119,6 +120,13 @@ class ProbeSpec:
     targets: tuple[str, ...] = ()
     summary: tuple[str, ...] = ()
     selftest: SelfTest | None = None
+    # How often it needs to run (probes/schedule.py): seconds between runs on one proxy (0: every
+    # check; ``[probes.<name>].every`` overrides), and the fraction of that by which a run may
+    # come early so proxies spread out.
+    every: float = 0.0
+    jitter: float = 0.0
+    # Its targets are a captcha provider's hosts: ``[probes].max_requests_per_host`` applies.
+    rate_limited: bool = False
 
     def __post_init__(self) -> None:
         unknown = set(self.summary) - SUMMARY_FIELDS

@@ -83,4 +83,4 @@ async def selftest(st: SelfTestContext) -> list[TargetCheck]:
     return checks
 
 
-SPEC = ProbeSpec("images", run, targets=("image_urls",), selftest=selftest)
+SPEC = ProbeSpec("images", run, targets=("image_urls",), selftest=selftest, every=900.0, jitter=0.1, rate_limited=True)

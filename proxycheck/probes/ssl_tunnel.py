@@ -32,4 +32,4 @@ async def selftest(st: SelfTestContext) -> list[TargetCheck]:
     return [TargetCheck("ssl_url", url, True, f"{url} answered {response.status} over {response.tls_version}")]
 
 
-SPEC = ProbeSpec("ssl", run, targets=("ssl_url",), selftest=selftest)
+SPEC = ProbeSpec("ssl", run, targets=("ssl_url",), selftest=selftest, rate_limited=True)

@@ -16,12 +16,14 @@ Rules:
    an owner whose instance row stopped, went silent for longer than a few heartbeats, or does
    not exist (``reclaim_stale_leases``). A wrongly presumed-dead owner loses nothing but the
    write-back of that check (rule 3), so the proxy is checked again: at-least-once still holds.
+5. Probe schedules: a claim carries each probe's latest result (read in the claim's
+   transaction) and the write-back stores the probes that ran (probe_results.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -29,8 +31,8 @@ from sqlalchemy import Connection, Engine, String, bindparam, cast, func, insert
 
 from ..health import HealthState, Transition
 from ..proxy import Proxy
-from ..result import CheckResult, history_probes
-from . import exits
+from ..result import CheckResult, LastRun, history_probes
+from . import exits, probe_results
 from ._rows import PROXY_COLUMNS, STATE_COLUMNS, is_postgresql, proxy_from_row, state_from_row, utcnow
 from .models import CheckRow, InstanceRow
 from .models import ProxyRow as P
@@ -49,6 +51,8 @@ class Claim:
     due_at: datetime  # its ``next_check_at`` when claimed
     lease_expires_at: datetime
     never_checked: bool = False  # its first check (a new proxy from a sync or an import)
+    # Each probe's latest result (probe_results.py), for the checker's schedule.
+    last_probes: Mapping[str, LastRun] = field(default_factory=dict, compare=False)
 
 
 def claim_due(
@@ -87,12 +91,15 @@ def claim_due(
             )
         )
         rows = conn.execute(stmt).all()
+        last = probe_results.load(conn, [r.id for r in rows])
     rows.sort(key=lambda r: (r.next_check_at, r.id))
-    return [
-        Claim(r.id, proxy_from_row(r), r.lease_token, state_from_row(r), r.next_check_at, r.lease_expires_at,
-              r.last_checked_at is None)
-        for r in rows
-    ]
+    claims = []
+    for r in rows:
+        state = state_from_row(r)
+        carried = probe_results.for_claim(last[r.id], state.reason)
+        claims.append(Claim(r.id, proxy_from_row(r), r.lease_token, state, r.next_check_at, r.lease_expires_at,
+                            r.last_checked_at is None, carried))
+    return claims
 
 
 def _random_token(conn: Connection) -> Any:
@@ -179,6 +186,7 @@ def _record(
     if conn.execute(fenced).rowcount != 1:
         return False
     conn.execute(insert(CheckRow).values(**history_values(claim.proxy_id, result, instance_id)))
+    probe_results.save(conn, claim.proxy_id, result)
     return True
 
 

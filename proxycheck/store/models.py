@@ -233,14 +233,50 @@ class ReportRow(Base):
     )
 
 
+class WorkerLeaseRow(Base):
+    """One check-out of a proxy by a worker (``proxycheck.lease()``; store/worker_leases.py).
+    Held while ``released_at`` is NULL and ``expires_at`` is ahead; the proxy then cools down
+    until ``cool_until``. Not the daemon's check lease (``proxies.lease_*``)."""
+
+    __tablename__ = "worker_leases"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # uuid4 hex: the lease's handle
+    proxy_id: Mapped[int] = mapped_column(BigId, ForeignKey("proxies.id", ondelete="CASCADE"))
+    worker: Mapped[str | None] = mapped_column(String(255))  # who holds it (host:pid by default)
+    acquired_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    released_at: Mapped[datetime | None]
+    cool_until: Mapped[datetime]
+
+    __table_args__ = (
+        Index("ix_worker_leases_proxy_id_cool_until", "proxy_id", "cool_until"),
+        Index("ix_worker_leases_cool_until", "cool_until"),
+    )
+
+
+class ProbeResultRow(Base):
+    """The latest outcome of one probe on one proxy, with its time: a probe that is not due
+    carries it forward while it is fresh (probes/schedule.py)."""
+
+    __tablename__ = "probe_results"
+
+    proxy_id: Mapped[int] = mapped_column(BigId, ForeignKey("proxies.id", ondelete="CASCADE"), primary_key=True)
+    probe: Mapped[str] = mapped_column(String(64), primary_key=True)
+    ran_at: Mapped[datetime]
+    passed: Mapped[bool] = mapped_column(Boolean)
+    outcome: Mapped[dict[str, Any]]  # ProbeOutcome.as_dict()
+
+
 __all__ = [
     "Base",
     "CheckRow",
     "ExitReadingRow",
     "InstanceRow",
+    "ProbeResultRow",
     "NAMING_CONVENTION",
     "ProxyRow",
     "ReportRow",
     "UTCDateTime",
+    "WorkerLeaseRow",
     "metadata",
 ]

@@ -20,6 +20,9 @@ Rules:
    every worker process. ``get_healthy_proxies()`` lists without counting.
 4. Module-level functions use one default ``ProxyPool`` per process; the async twins run the
    same calls in a thread.
+5. ``lease()`` / ``acquire()`` / ``release()`` (leasing.py) hold a proxy for a solve, within
+   ``[worker].max_concurrent_per_proxy`` and ``cooldown_seconds`` across every process.
+   ``get_healthy_proxy()`` does not look at leases: it holds nothing, so it is not limited.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from typing import Any
 from ..feedback import ReportResult
 from ..proxy import Proxy
 from ..store.reports import FeedbackSummary
+from .leasing import aacquire, acquire, alease, arelease, held_leases, lease, release
 from .params import filters_from_query, make_filters, proxy_from_reference
 from .pool import ProxyPool
 from .settings import STRATEGIES, NoConfiguration, WorkerSettings, http_token
@@ -148,6 +152,13 @@ os.register_at_fork(after_in_child=_reset_lock_in_child)
 __all__ = [
     "STRATEGIES",
     "NoConfiguration",
+    "aacquire",
+    "acquire",
+    "alease",
+    "arelease",
+    "held_leases",
+    "lease",
+    "release",
     "ProxyPool",
     "WorkerSettings",
     "aget_healthy_proxies",

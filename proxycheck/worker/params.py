@@ -80,6 +80,24 @@ def proxy_from_reference(ref: Any) -> Proxy:
         raise ValueError(f"proxy: {exc}") from None
 
 
+def filters_from_json(body: Mapping[str, Any]) -> dict[str, Any]:
+    """``filters_from_query`` for a JSON object (``POST /lease``): the same keys, each a string,
+    a list of strings or a boolean, so every filter the query string takes works here too."""
+    from multidict import MultiDict
+
+    if not isinstance(body, Mapping):
+        raise ValueError(f"expected a JSON object, got {type(body).__name__}")
+    pairs: list[tuple[str, str]] = []
+    for name, value in body.items():
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, bool):
+                item = "true" if item else "false"
+            if not isinstance(item, (str, int, float)):
+                raise ValueError(f"{name}: expected a string, a list of strings or a boolean, got {item!r}")
+            pairs.append((str(name), str(item)))
+    return filters_from_query(MultiDict(pairs))
+
+
 def filters_from_query(query: Mapping[str, str]) -> dict[str, Any]:
     """Keyword arguments for ``get_healthy_proxy``/``get_healthy_proxies`` from an HTTP query:
     ``?tags=us,fast&scheme=socks5&anonymity=elite&exclude=URL&exclude=URL&strategy=least_used``.
@@ -117,4 +135,4 @@ def filters_from_query(query: Mapping[str, str]) -> dict[str, Any]:
     return kwargs
 
 
-__all__ = ["check_strategy", "filters_from_query", "make_filters", "proxy_from_reference", "proxy_key"]
+__all__ = ["check_strategy", "filters_from_json", "filters_from_query", "make_filters", "proxy_from_reference", "proxy_key"]

@@ -42,11 +42,12 @@ from ..store._rows import utcnow
 from ..store.engine import make_engine, masked_url
 from ..store.reports import FeedbackSummary, GuardRail, ReportFacts, feedback_summary, guard_rail, record_report
 from ..store.selection import C_ID, Filters, HotReads, eligible_ids, select_eligible
+from ..store import worker_leases
 from ..store.usage import COUNTED_STRATEGIES, CountedPicks
 from .params import check_strategy, make_filters, proxy_from_reference
 from .settings import WorkerSettings, load
 from .snapshot import Snapshot
-from .why import no_healthy_proxy
+from .why import no_free_proxy, no_healthy_proxy
 
 MAX_PROPOSALS = 64  # proposals re-read per call before falling back to one exact query
 RELOAD_FACTOR = 10.0  # rule 5
@@ -316,19 +317,97 @@ class ProxyPool:
         finally:
             self._reload_lock.release()
 
+    # -- check-out leases (store/worker_leases.py) ---------------------------------------------------
+    def acquire(
+        self,
+        *,
+        ttl: float | None = None,
+        worker: str | None = None,
+        strategy: str | None = None,
+        **filters: Any,
+    ) -> worker_leases.Lease:
+        """Lease one healthy, fresh proxy matching ``filters`` (``get``'s) for ``ttl`` seconds
+        (default ``[worker].lease_ttl``), within ``max_concurrent_per_proxy`` and
+        ``cooldown_seconds``. ``NoHealthyProxy`` says why none could be leased."""
+        wanted = self._filters(**filters)
+        reader = self._open()
+        settings, now = self._settings, self._clock()
+        ttl = self._check_ttl(ttl) or settings.lease_ttl
+        order = check_strategy(strategy or "least_used")
+        fresh_since = now - timedelta(seconds=settings.max_age)
+        who = self._who(worker)
+        lease = worker_leases.acquire(
+            self._write_engine(), fresh_since=fresh_since, filters=wanted, ttl=ttl,
+            max_concurrent=settings.max_concurrent_per_proxy, cooldown=settings.cooldown_seconds,
+            now=now, worker=who, order=order,
+        )
+        if lease is not None:
+            return lease
+        matching = len(eligible_ids(reader, fresh_since, wanted))
+        where = masked_url(self._url)
+        if not matching:
+            raise no_healthy_proxy(reader, wanted, fresh_since=fresh_since, max_age=settings.max_age, where=where, now=now)
+        held, cooling = worker_leases.lease_counts(reader, now=now)
+        raise no_free_proxy(
+            reader, wanted, matching=matching, held=held, cooling=cooling,
+            max_concurrent=settings.max_concurrent_per_proxy, cooldown=settings.cooldown_seconds, where=where,
+        )
+
+    def release(self, lease: worker_leases.Lease | str, outcome: Any = None, *, worker: str | None = None) -> bool:
+        """End ``lease`` (a ``Lease`` or its id); with ``outcome``, ``report`` its proxy first.
+        False when it had already expired or been released."""
+        lease_id = lease.id if isinstance(lease, worker_leases.Lease) else lease
+        if not isinstance(lease_id, str) or not lease_id:
+            raise ValueError(f"lease: expected a Lease or its id, got {lease!r}")
+        if outcome is not None:
+            proxy = lease.proxy if isinstance(lease, worker_leases.Lease) else worker_leases.proxy_key_of(self._open(), lease_id)
+            if proxy is not None:
+                self.report(proxy, outcome, worker=worker)
+        self._open()
+        return worker_leases.release(
+            self._write_engine(), lease_id, cooldown=self._settings.cooldown_seconds, now=self._clock()
+        )
+
+    def held_leases(self, limit: int | None = None) -> list[worker_leases.HeldLease]:
+        """Leases held now, oldest first."""
+        return worker_leases.held_leases(self._open(), now=self._clock(), limit=limit)
+
+    def report_exception(self, proxy: Proxy | str, exc: BaseException, *, worker: str | None = None) -> feedback.ReportResult:
+        """Report what an exception inside a lease says: a captcha service's proxy error (its
+        response, ``errorCode`` or ``errorId`` found on the exception: ``feedback.outcome_in``)
+        as such, anything else as a soft failure naming the exception's type."""
+        outcome = feedback.outcome_in(exc)
+        if outcome is not None:
+            return self.report(proxy, outcome, worker=worker)
+        kind = feedback.Classified("soft_failure", None, None, f"exception {type(exc).__name__}"[:64])
+        return self._apply(proxy, kind, worker)
+
+    @staticmethod
+    def _check_ttl(ttl: float | None) -> float | None:
+        if ttl is None:
+            return None
+        if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not 1 <= ttl <= 86400:
+            raise ValueError(f"ttl: expected seconds between 1 and 86400, got {ttl!r}")
+        return float(ttl)
+
+    def _who(self, worker: str | None) -> str:
+        if worker is not None and not isinstance(worker, str):
+            raise ValueError(f"worker: expected a name (string), got {type(worker).__name__}")
+        return (worker or self._worker_name)[:MAX_WORKER_NAME]
+
     # -- feedback ---------------------------------------------------------------------------------
     def report(self, proxy: Proxy | str, outcome: Any, *, worker: str | None = None) -> feedback.ReportResult:
         """Apply what the captcha service said about ``proxy`` (feedback.py, store/reports.py)."""
-        c = feedback.classify(outcome)
+        return self._apply(proxy, feedback.classify(outcome), worker)
+
+    def _apply(self, proxy: Proxy | str, c: feedback.Classified, worker: str | None) -> feedback.ReportResult:
         ref = proxy_from_reference(proxy)
         key, masked = ref.key, ref.masked_url
-        if worker is not None and not isinstance(worker, str):
-            raise ValueError(f"worker: expected a name (string), got {type(worker).__name__}")
+        who = self._who(worker)
         if c.kind == "not_about_proxy":
             return feedback.ReportResult(masked, c.kind, c.error, c.code, False, False, False, None, None)
         self._open()
         settings, now = self._settings, self._clock()
-        who = (worker or self._worker_name)[:MAX_WORKER_NAME]
         detail = f"{c.error or c.service_code} reported by worker {who}"
         rng = self._rng
 

@@ -98,4 +98,29 @@ def _codes(codes: tuple[tuple[int | None, int], ...]) -> str:
     return ", ".join(shown)
 
 
-__all__ = ["explain", "no_healthy_proxy"]
+
+def no_free_proxy(
+    reader: Engine, filters: Filters, *, matching: int, held: int, cooling: int,
+    max_concurrent: int, cooldown: float, where: str,
+) -> NoHealthyProxy:
+    """``matching`` healthy proxies fit the filters, but every one is leased to its limit or
+    cooling down: say so, with the two settings that decide it."""
+    wanted = filters.describe()
+    text = (
+        f"no proxy free to lease{f' matching {wanted}' if wanted else ''}: {matching} healthy "
+        f"{'proxy matches' if matching == 1 else 'proxies match'} but each is leased to its limit "
+        f"([worker].max_concurrent_per_proxy = {max_concurrent}) or cooling down "
+        f"([worker].cooldown_seconds = {cooldown:g}); {held} lease{'' if held == 1 else 's'} held and "
+        f"{cooling} prox{'y' if cooling == 1 else 'ies'} cooling in {where}: release leases sooner, or wait"
+    )
+    exc = NoHealthyProxy(text)
+    exc.details = {  # type: ignore[attr-defined]
+        "healthy_matching": matching,
+        "leases_held": held,
+        "cooling": cooling,
+        "filters": wanted or None,
+    }
+    return exc
+
+
+__all__ = ["explain", "no_free_proxy", "no_healthy_proxy"]
