@@ -184,6 +184,9 @@ class Probes:
     sticky_seconds: float = key(
         "seconds an exit IP must hold to count as sticky (about one solve); tag `rotating` marks gateways",
         120.0, low=1, high=86400)
+    sticky_refresh: float = key(
+        "seconds a stable or rotating verdict stands before the daemon re-reads the exit IP within sticky_seconds "
+        "(follow-up visits sticky_seconds / 2 apart)", 3600.0, low=1, high=604800)
     user_agent: str = key(
         "User-Agent sent through proxies",
         "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0 Safari/537.36",

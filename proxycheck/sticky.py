@@ -6,26 +6,35 @@ back-connect and residential gateways often rotate the exit per request or per m
 Rules:
 1. Readings: each check that learns the exit IP is one (time, IP) reading; the store keeps the
    last few per proxy (store/exits.py). No check is held open for the window: the readings
-   come from the daemon's scheduled visits.
-2. ``summarise`` reduces readings (oldest first) to what does not depend on the window: the
-   IPs seen, how long the latest IP has held (its first to its last consecutive reading), and
-   the shortest gap between two consecutive readings that differ.
-3. ``stability`` applies the window (``[probes].sticky_seconds``): ``rotating`` when the exit
-   changed within it (two readings less than the window apart saw different IPs); ``stable``
-   when the latest IP has held for at least the window and no such change is on record; else
-   ``unconfirmed`` (one reading, or readings too far apart to say). Rotating is a fact the
-   worker filters on (``sticky=True``), not a failure: anti-captcha has no code for it.
+   come from the daemon's visits, which rule 6 brings close enough together to judge.
+2. A chain is a run of consecutive readings each less than the window
+   (``[probes].sticky_seconds``) after the one before. Only a chain says what happened in
+   between: two readings 300 s apart with one IP say nothing about the minutes between them.
+3. ``stability``: ``rotating`` when two consecutive readings less than the window apart saw
+   different IPs (the exit changed within it); else ``stable`` when a chain of the latest IP,
+   with no other IP read since it began, spans at least the window; else ``unconfirmed`` (one
+   reading, readings too far apart, or a chain still shorter than the window). Rotating is a
+   fact the worker filters on (``sticky=True``), not a failure: anti-captcha has no code for it.
 4. A proxy tagged ``rotating`` is a gateway the user knows rotates: ``gateway``, never called
    unstable, never handed out as sticky.
 5. A one-shot ``proxycheck check`` takes one reading, so it says ``unconfirmed`` ("one
    reading") unless the proxy is a tagged gateway.
+6. Follow-up visits (``follow_up_at``): after a usable proxy's reading, when it is
+   ``unconfirmed``, or its verdict was last confirmed ``[probes].sticky_refresh`` or more
+   before this reading (stable: by a chain spanning the window; rotating: by two readings less
+   than the window apart), the daemon visits it again ``window / 2`` after this reading instead
+   of a whole health interval later. So at the defaults (interval 300 s, window 120 s) a new
+   proxy is judged about two minutes after its first check, from three readings 60 s apart, and
+   a stable one re-proves a whole window each ``sticky_refresh`` (two more visits an hour). An
+   exit IP that changes between two visits restarts its chain, and so the follow-ups, at once.
+   Gateways need none.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 GATEWAY_TAG = "rotating"  # a user's tag for a rotating gateway (rule 4)
@@ -33,24 +42,46 @@ GATEWAY_TAG = "rotating"  # a user's tag for a rotating gateway (rule 4)
 
 @dataclass(frozen=True)
 class ExitSummary:
+    """What the readings say, for one window. ``run_seconds``: the span of the longest chain of
+    the latest IP since that IP was first read in a row (rule 3's stable test); ``change_gap``:
+    the shortest time between two consecutive readings that differ (None if none does);
+    ``judged_at``: when the verdict was last confirmed (rule 6): the end of the latest chain
+    spanning the window when stable, else the later reading of the latest pair less than the
+    window apart."""
+
     ips: tuple[str, ...] = ()  # distinct, the latest IP last
     run_seconds: float | None = None
     change_gap: float | None = None
+    judged_at: datetime | None = None
 
 
-def summarise(readings: Sequence[tuple[datetime, str]]) -> ExitSummary:
-    """Rule 2, for readings oldest first."""
+def summarise(readings: Sequence[tuple[datetime, str]], window: float) -> ExitSummary:
+    """Rules 2 and 3, for readings oldest first."""
     if not readings:
         return ExitSummary()
     ips = tuple(reversed(dict.fromkeys(ip for _, ip in reversed(readings))))  # by latest sighting
-    gaps = [(b[0] - a[0]).total_seconds() for a, b in zip(readings, readings[1:]) if a[1] != b[1]]
-    latest_at, latest_ip = readings[-1]
-    run_start = latest_at
+    pairs = [((b[0] - a[0]).total_seconds(), a, b) for a, b in zip(readings, readings[1:])]
+    changes = [gap for gap, a, b in pairs if a[1] != b[1]]
+    close = [b[0] for gap, _, b in pairs if gap < window]
+    latest_ip = readings[-1][1]
+    run: list[datetime] = []  # the latest IP's readings since another IP was last read
     for at, ip in reversed(readings):
         if ip != latest_ip:
             break
-        run_start = at
-    return ExitSummary(ips, (latest_at - run_start).total_seconds(), min(gaps) if gaps else None)
+        run.insert(0, at)
+    longest, chain_start, held_at = 0.0, run[0], None
+    for before, at in zip(run, run[1:]):
+        if (at - before).total_seconds() >= window:
+            chain_start = at  # a gap as long as the window breaks the chain (rule 2)
+        longest = max(longest, (at - chain_start).total_seconds())
+        if (at - chain_start).total_seconds() >= window:
+            held_at = at
+    change_gap = min(changes) if changes else None
+    rotated = change_gap is not None and change_gap < window
+    # Rule 6: a stable verdict was last confirmed by its latest chain spanning the window; any
+    # other by the latest pair of readings less than the window apart.
+    judged_at = held_at if held_at is not None and not rotated else (close[-1] if close else None)
+    return ExitSummary(ips, longest, change_gap, judged_at)
 
 
 @dataclass(frozen=True)
@@ -64,7 +95,8 @@ class Stability:
 
 
 def stability(summary: ExitSummary, window: float, *, gateway: bool = False) -> Stability:
-    """Rule 3."""
+    """Rules 3 and 4, for a summary made with the same window (the store keeps the one made
+    with the window configured when the proxy was last visited)."""
     ips = summary.ips
     if gateway:
         return Stability("gateway", f"tagged {GATEWAY_TAG!r}: expected to rotate, never handed out as sticky", ips)
@@ -75,11 +107,25 @@ def stability(summary: ExitSummary, window: float, *, gateway: bool = False) -> 
         return Stability("unconfirmed", "no exit IP read yet", ips)
     run = summary.run_seconds or 0.0
     if run >= window:
-        return Stability("stable", f"{ips[-1]} held for {run:.0f} s (window {window:g} s)", ips)
+        return Stability("stable", f"{ips[-1]} held for {run:.0f} s over readings less than {window:g} s apart", ips)
     if len(ips) > 1:
         return Stability("unconfirmed", f"exit changed between readings further apart than {window:g} s; "
                                         f"{ips[-1]} held for {run:.0f} s so far; IPs seen: {', '.join(ips)}", ips)
-    return Stability("unconfirmed", f"{ips[-1]} read over {run:.0f} s so far; stable once it holds {window:g} s", ips)
+    return Stability("unconfirmed", f"{ips[-1]} held for {run:.0f} s over readings less than {window:g} s apart; "
+                                    f"stable once that spans {window:g} s", ips)
+
+
+def follow_up_at(readings: Sequence[tuple[datetime, str]], window: float, refresh: float) -> datetime | None:
+    """Rule 6: when to read a usable, untagged proxy's exit IP again (None: at its usual
+    visit). ``readings`` oldest first, the one just taken last."""
+    if not readings:
+        return None
+    summary = summarise(readings, window)
+    latest_at = readings[-1][0]
+    decided = stability(summary, window).state != "unconfirmed"
+    if decided and summary.judged_at is not None and (latest_at - summary.judged_at).total_seconds() < refresh:
+        return None
+    return latest_at + timedelta(seconds=window / 2)
 
 
 def one_shot(exit_ip: str | None, tags: frozenset[str]) -> Stability:

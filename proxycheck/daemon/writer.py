@@ -31,6 +31,7 @@ from .. import health, store
 from ..config import Settings
 from ..metrics import DaemonMetrics
 from ..result import CheckResult
+from ..store.exits import FollowUp
 from ..store.leases import Claim
 from .storage import Storage, describe, is_storage_error
 
@@ -121,8 +122,9 @@ class Writer:
                                             reason=done.result.reason, now=now, policy=settings.health, rng=self.rng)
                 judged.append((done.claim, done.result, transition))
         try:
+            follow_up = FollowUp(settings.probes.sticky_seconds, settings.probes.sticky_refresh)
             await self.storage.call(_write_batch, self.storage.engine, judged, unjudged, released, self.instance_id,
-                                    health.retry_after_unavailable(now, settings.health), now)
+                                    health.retry_after_unavailable(now, settings.health), now, follow_up)
         except Exception as exc:
             if not is_storage_error(exc):
                 raise
@@ -151,10 +153,11 @@ class Writer:
         return True
 
 
-def _write_batch(engine, judged, unjudged, released, instance_id, retry_at, now) -> None:
-    """One storage call per batch (each store function is its own short transaction)."""
+def _write_batch(engine, judged, unjudged, released, instance_id, retry_at, now, follow_up=None) -> None:
+    """One storage call per batch (each store function is its own short transaction). A usable
+    proxy whose exit IP needs another reading soon is due again then (sticky.py rule 6)."""
     if judged:
-        store.record_results(engine, judged, instance_id, last_round_at=now)
+        store.record_results(engine, judged, instance_id, last_round_at=now, follow_up=follow_up)
     if unjudged:
         store.reschedule_unavailable(engine, unjudged, retry_at)
     if released:

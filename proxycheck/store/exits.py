@@ -7,28 +7,32 @@ Rules:
    ``usable_at`` is fresh, even if other targets ban it.
 2. Exit IPs (the rules are proxycheck/sticky.py's): every check that learnt the exit IP adds a
    reading (time, IP) to ``exit_readings``; the last ``KEEP`` readings per proxy are kept. The
-   proxy row carries a summary that does not depend on the window, so changing
-   ``[probes].sticky_seconds`` needs no re-check: ``exit_ips`` (the IPs read, the latest
-   last), ``exit_run_seconds`` (how long the latest
-   IP has held: its first to its last consecutive reading) and ``exit_change_gap`` (the shortest
-   time between two consecutive readings that differ; None if none does).
+   proxy row carries their summary for the window configured at that visit (sticky.py rules
+   2-3): ``exit_ips`` (the IPs read, the latest last), ``exit_run_seconds`` (the span of the
+   latest IP's longest chain of readings less than the window apart) and ``exit_change_gap``
+   (the shortest time between two consecutive readings that differ; None if none does). After
+   ``[probes].sticky_seconds`` changes, each proxy is re-summarised at its next visit.
+   With a ``FollowUp``, ``record_exits`` also says which proxies sticky.py rule 6 wants visited
+   again soon: usable ones (healthy, or banned only on some targets) not tagged as gateways.
 3. ``sticky_clauses`` is ``sticky.stability(...).state == "stable"`` in SQL.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, insert, not_, or_, select, update
 
 from ..result import CheckResult
-from ..sticky import GATEWAY_TAG, summarise
+from ..sticky import GATEWAY_TAG, follow_up_at, summarise
 from ._rows import chunks, has_tag
 from .models import ExitReadingRow as R
 from .models import ProxyRow as P
 
-KEEP = 12  # readings kept per proxy: an hour of 5-minute visits
+KEEP = 20  # readings kept per proxy: a confirmed chain and the ~14 visits until it is re-proved (rule 2)
 
 
 def target_values(result: CheckResult) -> dict[str, Any]:
@@ -41,12 +45,24 @@ def target_values(result: CheckResult) -> dict[str, Any]:
     return values
 
 
-def record_exits(conn: Connection, checked: Sequence[tuple[int, CheckResult]]) -> None:
+@dataclass(frozen=True)
+class FollowUp:
+    """``[probes].sticky_seconds`` and ``[probes].sticky_refresh``, as the write path needs them."""
+
+    window: float = 120.0
+    refresh: float = 3600.0
+
+
+def record_exits(conn: Connection, checked: Sequence[tuple[int, CheckResult]],
+                 follow_up: FollowUp | None = None) -> dict[int, datetime]:
     """Add each check's exit IP reading, keep the last ``KEEP`` per proxy, refresh the rows'
-    summaries: four statements per batch, whatever its size (record_results writes in batches)."""
+    summaries: four statements per batch, whatever its size (record_results writes in batches).
+    Returns when to visit again, by proxy id, the proxies sticky.py rule 6 wants read again soon
+    ({} without ``follow_up``)."""
+    window = follow_up.window if follow_up else 120.0
     readings = [{"proxy_id": pid, "seen_at": r.started_at, "ip": r.exit_ip} for pid, r in checked if r.exit_ip]
     if not readings:
-        return
+        return {}
     conn.execute(insert(R), readings)
     ids = sorted({r["proxy_id"] for r in readings})
     by_proxy: dict[int, list[Any]] = {}
@@ -59,9 +75,14 @@ def record_exits(conn: Connection, checked: Sequence[tuple[int, CheckResult]]) -
     stale = [row.id for rows in by_proxy.values() for row in rows[:-KEEP]]
     for chunk in chunks(stale):
         conn.execute(delete(R).where(R.id.in_(chunk)))
-    summaries = []
+    summaries, soon = [], {}
+    wanted = {pid for pid, r in checked if _wants_follow_up(r)} if follow_up else set()
     for pid, rows in by_proxy.items():
-        summary = summarise([(row.seen_at, row.ip) for row in rows[-KEEP:]])
+        kept = [(row.seen_at, row.ip) for row in rows[-KEEP:]]
+        summary = summarise(kept, window)
+        at = follow_up_at(kept, window, follow_up.refresh) if follow_up and pid in wanted else None
+        if at is not None:
+            soon[pid] = at
         summaries.append({"pid": pid, "exit_ips": list(summary.ips), "exit_run_seconds": summary.run_seconds,
                           "exit_change_gap": summary.change_gap})
     conn.execute(
@@ -70,6 +91,12 @@ def record_exits(conn: Connection, checked: Sequence[tuple[int, CheckResult]]) -
                 exit_change_gap=bindparam("exit_change_gap")),
         summaries,
     )
+    return soon
+
+
+def _wants_follow_up(result: CheckResult) -> bool:
+    """Rule 2: a usable proxy (one handed out for some target) the user did not tag a gateway."""
+    return (bool(result.healthy) or result.reason == "banned") and GATEWAY_TAG not in result.proxy.tags
 
 
 def sticky_clauses(conn: Connection, window: float) -> list[Any]:
@@ -81,4 +108,4 @@ def sticky_clauses(conn: Connection, window: float) -> list[Any]:
     ]
 
 
-__all__ = ["KEEP", "record_exits", "sticky_clauses", "target_values"]
+__all__ = ["KEEP", "FollowUp", "record_exits", "sticky_clauses", "target_values"]

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, String, cast, func, insert, or_, select, true, update
+from sqlalchemy import Connection, Engine, String, bindparam, cast, func, insert, or_, select, true, update
 
 from ..health import HealthState, Transition
 from ..proxy import Proxy
@@ -123,18 +123,25 @@ def record_results(
     instance_id: str | None,
     *,
     last_round_at: datetime | None = None,
+    follow_up: exits.FollowUp | None = None,
 ) -> list[bool]:
     """``record_result`` for many checks in one transaction (SQLite's single writer commits
     once per batch instead of once per proxy). One bool per item, in order. With
     ``last_round_at`` the instance's row says so in the same transaction (``status`` shows
-    the stored checks and the round at once)."""
+    the stored checks and the round at once). With ``follow_up`` a usable proxy whose exit IP
+    needs another reading soon (sticky.py rule 6) is due then, if that is before its next check."""
     items = list(items)
     if not items:
         return []
     with engine.begin() as conn:
         written = [_record(conn, claim, result, transition, instance_id) for claim, result, transition in items]
         # The exit IP over time (exits.py rule 2), for the whole batch in a few statements.
-        exits.record_exits(conn, [(claim.proxy_id, result) for (claim, result, _), ok in zip(items, written) if ok])
+        stored = [(claim, result, transition) for (claim, result, transition), ok in zip(items, written) if ok]
+        soon = exits.record_exits(conn, [(claim.proxy_id, result) for claim, result, _ in stored], follow_up)
+        earlier = [{"pid": claim.proxy_id, "at": soon[claim.proxy_id]} for claim, _, transition in stored
+                   if claim.proxy_id in soon and soon[claim.proxy_id] < transition.next_check_at]
+        if earlier:  # a sticky follow-up visit (sticky.py rule 6)
+            conn.execute(update(P).where(P.id == bindparam("pid")).values(next_check_at=bindparam("at")), earlier)
         if instance_id is not None and last_round_at is not None:
             conn.execute(update(InstanceRow).where(InstanceRow.id == instance_id).values(last_round_at=last_round_at))
         return written

@@ -1,15 +1,19 @@
-"""Exit IP readings per proxy (store/exits.py): kept, pruned, summarised, on SQLite and PostgreSQL."""
+"""Exit IP readings per proxy (store/exits.py): kept, pruned, summarised, and the follow-up visits
+they ask for (sticky.py rule 6), on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import dataclasses
+import random
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
 
+from proxycheck.health import HealthPolicy, advance
 from proxycheck.proxy import Proxy
 from proxycheck.result import CheckResult
-from proxycheck.store import add_proxies, list_proxies
-from proxycheck.store.exits import KEEP, record_exits
+from proxycheck.store import add_proxies, claim_due, list_proxies, record_results, release_claims
+from proxycheck.store.exits import KEEP, FollowUp, record_exits
 from proxycheck.store.models import ExitReadingRow, ProxyRow
 
 T = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -35,7 +39,76 @@ def test_readings_are_kept_pruned_and_summarised(writer):
         assert kept == min(n + 1, KEEP)
         rows = {r.proxy.key: r for r in list_proxies(writer)}
         state = rows[a.key].stability(120.0).state
-        # Rotating while both readings of the 30 s change are kept; then stable (A for > 120 s).
-        assert state == ("unconfirmed" if n == 0 else "rotating" if n < KEEP else "stable"), (n, rows[a.key].exit)
+        # Rotating while both readings of the 30 s change are kept; then unconfirmed: readings
+        # 300 s apart say nothing about the minutes between them (sticky.py rule 2).
+        assert state == ("unconfirmed" if n == 0 else "rotating" if n < KEEP else "unconfirmed"), (n, rows[a.key].exit)
     assert rows[b.key].exit.ips == () and rows[b.key].stability(120.0).state == "unconfirmed"
     assert rows[a.key].exit.ips == (A,)
+
+
+def visit(engine, p: Proxy, ip: str | None, follow_up: FollowUp | None, *, healthy: bool = True) -> datetime:
+    """The daemon's write path for one visit at the proxy's own ``next_check_at`` (a fake clock
+    that jumps to each due time): claim, ``health.advance``, ``record_results``. Returns the
+    visit's time."""
+    with engine.connect() as conn:
+        at = conn.scalar(select(ProxyRow.next_check_at).where(ProxyRow.key == p.key))
+    claims = claim_due(engine, "test", 10, 60, now=at)
+    release_claims(engine, [c for c in claims if c.proxy.key != p.key])
+    (claim,) = [c for c in claims if c.proxy.key == p.key]
+    res = dataclasses.replace(result(p, at, ip), healthy=healthy, code=None if healthy else 25,
+                              reason=None if healthy else "connect_refused")
+    t = advance(claim.state, healthy=healthy, code=res.code, reason=res.reason, now=at, policy=HealthPolicy(),
+                rng=random.Random(1))
+    assert record_results(engine, [(claim, res, t)], "test", follow_up=follow_up) == [True]
+    return at
+
+
+def due(engine, p: Proxy) -> datetime:
+    with engine.connect() as conn:
+        return conn.scalar(select(ProxyRow.next_check_at).where(ProxyRow.key == p.key))
+
+
+def test_the_write_path_brings_a_follow_up_visit_forward_until_the_exit_is_judged(writer):
+    p = Proxy("http", "203.0.113.9", 3128)
+    add_proxies(writer, [p])
+    plan = FollowUp(window=120.0, refresh=3600.0)
+    first = visit(writer, p, A, plan)
+    assert due(writer, p) == first + timedelta(seconds=60)  # not a whole interval later
+    second = visit(writer, p, A, plan)
+    assert second == first + timedelta(seconds=60) and due(writer, p) == second + timedelta(seconds=60)
+    third = visit(writer, p, A, plan)
+    row = {r.proxy.key: r for r in list_proxies(writer)}[p.key]
+    assert row.stability(120.0).state == "stable", row.stability(120.0).detail
+    assert due(writer, p) - third >= timedelta(seconds=270)  # judged: back to [health].interval (± jitter)
+    # Visits an interval apart with the same IP: the verdict stands, no follow-up ...
+    for _ in range(5):
+        visit(writer, p, A, plan)
+        assert due(writer, p) - third >= timedelta(seconds=270)
+        assert {r.proxy.key: r for r in list_proxies(writer)}[p.key].stability(120.0).state == "stable"
+        third = due(writer, p)
+    # ... until another IP is read: its chain starts again, and so do the follow-ups.
+    changed = visit(writer, p, B, plan)
+    assert due(writer, p) == changed + timedelta(seconds=60)
+    assert {r.proxy.key: r for r in list_proxies(writer)}[p.key].stability(120.0).state == "unconfirmed"
+
+
+def test_readings_an_interval_apart_never_make_a_proxy_stable(writer):
+    """Without follow-ups (the old write path) an hour of one IP every ~300 s is not stable."""
+    p = Proxy("http", "203.0.113.10", 3128)
+    add_proxies(writer, [p])
+    for _ in range(12):
+        at = visit(writer, p, A, None)
+        assert due(writer, p) - at >= timedelta(seconds=270)
+        row = {r.proxy.key: r for r in list_proxies(writer)}[p.key]
+        assert row.stability(120.0).state == "unconfirmed", row.stability(120.0).detail
+
+
+def test_no_follow_up_for_a_gateway_or_an_unusable_proxy(writer):
+    gateway = Proxy("http", "203.0.113.11", 3128, tags=frozenset({"rotating"}))
+    down = Proxy("http", "203.0.113.12", 3128)
+    add_proxies(writer, [gateway, down])
+    plan = FollowUp(window=120.0, refresh=3600.0)
+    at = visit(writer, gateway, A, plan)
+    assert due(writer, gateway) - at >= timedelta(seconds=270)
+    at = visit(writer, down, A, plan, healthy=False)  # a failure that still read the exit IP
+    assert due(writer, down) - at >= timedelta(seconds=100)  # [health].failing_interval, not 60 s
