@@ -81,3 +81,14 @@ def test_db_upgrade_from_the_installed_wheel(wheel, tmp_path):
     assert "migrated empty -> " in up.stdout
     current = run("db", "current")
     assert current.returncode == 0 and "(latest: " in current.stdout, current.stdout + current.stderr
+
+
+def test_wheel_contains_the_status_page(wheel):
+    """The page works offline: templates, the vendored uPlot and its licence ship in the wheel."""
+    names = set(zipfile.ZipFile(wheel).namelist())
+    page = "proxycheck/http_api/page/"
+    for name in ("templates/base.html", "templates/fleet.html", "templates/table.html", "templates/proxy.html",
+                 "templates/login.html", "static/uPlot.iife.min.js", "static/uPlot.min.css", "static/uPlot.LICENSE",
+                 "static/charts.js", "static/page.css"):
+        assert page + name in names, name
+    assert "MIT" in zipfile.ZipFile(wheel).read(page + "static/uPlot.LICENSE").decode()

@@ -9,6 +9,7 @@ Rules:
 2. Locked (guard.py): the right ``Host:``, a bearer token on every route but ``/healthz``, JSON
    bodies. The token is resolved in ``start()`` (http_token.py: ``$PROXYCHECK_TOKEN``,
    ``[http].token``, else a generated ``<state_dir>/http-token``); its path is logged, never its value.
+   The status page under ``/ui`` (page/) is opened with the same token, once, by a login form.
 3. No database call runs in the event loop; fleet-sized reads are bounded (reads.py), and
    ``/status`` is rendered in a helper process (status_proc.py).
 4. ``/healthz`` is open and holds no proxy data: the database (one cheap query, in a thread,
@@ -35,6 +36,7 @@ from ..errors import NoHealthyProxy, StorageError
 from ..http_token import ensure_token
 from ..metrics import DaemonMetrics
 from .guard import Handler, HostRule, auth_middleware, error, host_middleware, json_bodies_only
+from .page import Page
 from .reads import Busy, Reads, Shared
 from .status_proc import StatusRenderer
 
@@ -99,10 +101,11 @@ class HttpApi:
         self._token = ""
         self._host_rule = HostRule.build("127.0.0.1", 0)
         self._runner: web.AppRunner | None = None
+        self.page = Page(settings, engine, self.reads, lambda: self._token, checker_state)
 
     def app(self) -> web.Application:
         app = web.Application(
-            middlewares=[host_middleware(lambda: self._host_rule), auth_middleware(lambda: self._token),
+            middlewares=[host_middleware(lambda: self._host_rule), self.page.middleware(), auth_middleware(lambda: self._token),
                          json_bodies_only, _our_trouble],
             client_max_size=64 * 1024)
         app.router.add_get("/healthz", self.healthz)
@@ -113,6 +116,7 @@ class HttpApi:
         app.router.add_post("/report", self.report)
         app.router.add_post("/lease", self.lease)
         app.router.add_post("/lease/{id}/release", self.release)
+        self.page.add_routes(app)
         return app
 
     async def start(self) -> str:

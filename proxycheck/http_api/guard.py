@@ -12,6 +12,9 @@ Rules (checked in this order, before any route runs):
    else 401 with ``WWW-Authenticate: Bearer``.
 3. A ``POST`` body must be ``application/json``, else 415: the content types a web page may send
    cross-site without a CORS preflight (text/plain, forms) are exactly the ones refused.
+4. Rules 2 and 3 are for the API. The status page (``/`` and ``/ui/...``, http_api/page/) has
+   its own lock: a session cookie from a login with the same token, and an Origin check plus a
+   CSRF token on its form POSTs (page/session.py). The page's cookie opens no API route.
 The host rule is pure (``HostRule``) and tested on literal headers.
 """
 
@@ -25,6 +28,11 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from aiohttp import web
+
+def is_page(path: str) -> bool:
+    """The status page's paths (rule 4)."""
+    return path == "/" or path == "/ui" or path.startswith("/ui/")
+
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 OPEN_PATHS = frozenset({"/healthz"})
@@ -128,7 +136,7 @@ def host_middleware(rule: Callable[[], HostRule]):
 def auth_middleware(token: Callable[[], str]):
     @web.middleware
     async def check_token(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path not in OPEN_PATHS:
+        if request.path not in OPEN_PATHS and not is_page(request.path):
             expected = f"Bearer {token()}".encode()
             given = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
             if not token() or not hmac.compare_digest(given, expected):
@@ -141,7 +149,7 @@ def auth_middleware(token: Callable[[], str]):
 
 @web.middleware
 async def json_bodies_only(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.method == "POST" and request.content_type != "application/json":
+    if request.method == "POST" and request.content_type != "application/json" and not is_page(request.path):
         return error(415, "unsupported_media_type",
                      f"POST bodies must be Content-Type: application/json, not {request.content_type!r}")
     return await handler(request)
