@@ -198,6 +198,15 @@ class Child:
                 raise TimeoutError(f"{self.name} still running after {timeout:g} s")
             time.sleep(0.05)
 
+    def wait_ready(self, poll: float = 0.1) -> float:
+        """Seconds from spawn until the daemon logged ``ready:``; SystemExit if it exits first."""
+        while "ready: " not in self.log.read_text(errors="replace"):
+            if self.proc.poll() is not None:
+                self.wait()
+                raise SystemExit(f"`proxycheck run` exited {self.returncode} before ready:\n{self.tail()}")
+            time.sleep(poll)
+        return self.wall
+
     @property
     def wall(self) -> float:
         return time.monotonic() - self.started
@@ -488,15 +497,7 @@ def run_long(world: World, once: dict, seconds: float) -> dict:
     with PgServerCpu(url) as server:
         server.mark_initial()
         child = Child("run", [*proxycheck_cli(), "run", "--config", str(config)], log).spawn()
-        ready_at = None
-        while ready_at is None:
-            if child.proc.poll() is not None:
-                child.wait()
-                raise SystemExit(f"`proxycheck run` exited {child.returncode} before ready:\n{child.tail()}")
-            if "ready: " in log.read_text(errors="replace"):
-                ready_at = child.wall
-            else:
-                time.sleep(0.1)
+        ready_at = child.wait_ready()
         cpu_ready = proc_cpu(child.proc.pid)
         time.sleep(seconds)
         cpu_end = proc_cpu(child.proc.pid)

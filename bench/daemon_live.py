@@ -140,15 +140,7 @@ def run_live(world, args, helpers) -> list[str]:
     if daemon_cpus:
         argv = ["taskset", "-c", ",".join(map(str, sorted(daemon_cpus))), *argv]
     child = h.Child("run (live)", argv, log).spawn()
-    ready_at = None
-    while ready_at is None:
-        if child.proc.poll() is not None:
-            child.wait()
-            raise SystemExit(f"`proxycheck run` exited {child.returncode} before ready:\n{child.tail()}")
-        if "ready: " in log.read_text(errors="replace"):
-            ready_at = child.wall
-        else:
-            time.sleep(0.2)
+    ready_at = child.wait_ready(poll=0.2)
     time.sleep(args.warmup)
     pid = child.proc.pid
     samples = []  # (monotonic, max check id, daemon cpu s)
