@@ -41,6 +41,7 @@ def wheel(built) -> Path:
 def test_build_warns_of_nothing_deprecated(built):
     out, printed = built
     assert "deprecat" not in printed.lower(), printed
+    assert "would be ignored" not in printed.lower(), printed  # a data directory left out of `packages`
     assert sorted(p.name for p in out.iterdir()) == ["proxycheck_fleet-0.1.0-py3-none-any.whl", "proxycheck_fleet-0.1.0.tar.gz"]
 
 
