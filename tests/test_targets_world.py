@@ -31,7 +31,16 @@ from proxycheck.worker import ProxyPool, WorkerSettings
 
 pytestmark = pytest.mark.world
 
-T0 = utcnow().replace(microsecond=0) - timedelta(minutes=10)  # fresh for max_age (900 s)
+T0 = utcnow().replace(microsecond=0) - timedelta(minutes=10)  # reset per test by fresh_t0 below
+
+
+@pytest.fixture(autouse=True)
+def fresh_t0():
+    """Visits are stored 10 min in the past: fresh for max_age (900 s) at the moment the test runs.
+    Taken at import time instead, a full suite reaches this file more than 5 minutes later and every
+    stored check is already stale."""
+    global T0
+    T0 = utcnow().replace(microsecond=0) - timedelta(minutes=10)
 
 
 def check_now(world, proxies: list[Proxy]) -> dict[str, CheckResult]:
