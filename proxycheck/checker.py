@@ -13,12 +13,23 @@ Rules:
 5. Probe schedules (probes/schedule.py): given each probe's last result, only the due probes
    run and the rest carry their result forward; rate-limited probes wait for their target
    hosts' tokens before their deadline starts.
+6. A failure is the proxy's only if it survives a control, *at that moment* (this is the one
+   place that decides it, for every probe): when a probe that fetches targets fails (or is
+   unsure: a ban target's 5xx), the checker at once asks those targets directly what the probe
+   asked them (the probe's own ``selftest``: the control). If the control fails, the trouble is
+   ours: the check is ``checker_unavailable`` (no state changes, the proxy is rescheduled). If
+   it passes, the probe runs once more through the proxy, on fresh connections, told what the
+   control learnt (which judges answer; which ban targets answer us as they would a banned
+   exit, and so cannot judge: their verdict is unknown). The second run's outcome is the
+   probe's. A real failure thus costs one control request and one more try, and is stored at
+   its first check; tcp_connect fetches no target, so refused and connect timeouts need none.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -31,10 +42,15 @@ from .probes.base import ProbeContext, run_probe, skipped
 from .probes.schedule import HostRateLimit, carried, due_probes, target_hosts
 from .proxy import Proxy
 from .result import CheckResult, LastRun, ProbeOutcome
-from .selftest import CheckerStatus, preflight
+from .probes.base import ProbeSpec, SelfTestContext, TargetCheck
+from .selftest import CheckerStatus, cannot_judge, direct_session, judges_up, preflight
 from .transport import shared_ssl_context
 from .verdict import CHECKER_UNAVAILABLE, INTERNAL_ERROR
 from .wire import Session, Timeouts
+
+# For demonstrations only (tests/test_never_blame_flapping.py's docstring): "0" turns rule 6's
+# control off, to show that the flapping tests fail without it. Never set in production.
+CONFIRM = os.environ.get("PROXYCHECK_UNSAFE_CONFIRM", "1") != "0"
 
 
 @dataclass
@@ -56,9 +72,25 @@ class Checker:
         # When a check starts, for its results and for which probes are due; a simulation
         # (bench/schedule_bench.py) replaces it with a simulated clock.
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+        self.judges: tuple[str, ...] = ()  # the judges up, as the latest self-test or control found them
+        # Target key -> what is wrong with it while the checker is still OK (a spare judge down, a
+        # ban target that cannot judge), as the latest self-test or control found it: status,
+        # /healthz and the page name these (daemon/monitor.py ``state``).
+        self.notes: dict[str, str] = {}
 
     async def preflight(self) -> CheckerStatus:
-        return await preflight(self.settings, self.ssl_context)
+        status = await preflight(self.settings, self.ssl_context)
+        self.judges = status.judges
+        self.notes = {}
+        self._note(status.checks)
+        return status
+
+    def _note(self, checks: Iterable[TargetCheck]) -> None:
+        for c in checks:
+            if (not c.ok and not c.needed) or not c.judges:
+                self.notes[c.key] = c.found
+            else:
+                self.notes.pop(c.key, None)
 
     async def check(
         self, proxy: Proxy, own_ips: frozenset[str], *, last: Mapping[str, LastRun] | None = None
@@ -72,8 +104,9 @@ class Checker:
         summary: dict[str, Any] = {}
         failed: ProbeOutcome | None = None
         due = None if last is None else set(due_probes(self.settings, REGISTRY, last, started_at, proxy.key))
-        async with Session(proxy, self.ssl_context, self.timeouts, self.settings.probes.user_agent) as http:
-            ctx = ProbeContext(proxy, self.settings, own_ips, http)
+        ours: str | None = None  # a control request failed: the trouble is ours (rule 6)
+        ctx = ProbeContext(proxy, self.settings, own_ips, self._session(proxy), judges=self.judges)
+        try:
             for spec in REGISTRY:
                 if failed is not None:
                     outcomes.append(skipped(spec.name, f"{failed.name} failed"))
@@ -81,14 +114,21 @@ class Checker:
                 if due is not None and last is not None and spec.name not in due:
                     outcome = carried(last[spec.name], started_at)
                 else:
-                    if spec.rate_limited:  # before run_probe: the wait is not the proxy's time
-                        await self.rate_limit.acquire(target_hosts(self.settings, spec))
-                    outcome = await run_probe(spec, ctx)
+                    outcome = await self._run(spec, ctx)
+                    if CONFIRM and spec.selftest is not None and _doubtful(outcome):
+                        confirmed = await self._confirm(spec, ctx)
+                        if isinstance(confirmed, str):
+                            ours, failed = confirmed, outcome
+                            outcomes.append(outcome)
+                            continue
+                        outcome = confirmed
                 outcomes.append(outcome)
                 for key in spec.summary:
                     summary[key] = outcome.detail if key == "detail" else outcome.facts.get(key)
                 if not outcome.ok:
                     failed = outcome
+        finally:
+            ctx.http.close()
         elapsed = (time.perf_counter() - started) * 1000
         warnings = tuple(proxy.address_warnings(ctx.resolved_ip))
         common = dict(
@@ -99,8 +139,36 @@ class Checker:
         if failed is None:
             return CheckResult(healthy=True, code=None, reason=None, detail=summary.get("detail") or "", probe=None, **common)
         healthy = None if failed.reason == INTERNAL_ERROR else False
-        return CheckResult(healthy=healthy, code=failed.code, reason=failed.reason, detail=failed.detail,
-                           probe=failed.name, **common)
+        result = CheckResult(healthy=healthy, code=failed.code, reason=failed.reason, detail=failed.detail,
+                             probe=failed.name, **common)
+        if ours is not None:
+            return unavailable_result(proxy, f"{failed.name} failed, then our own direct control request failed too "
+                                             f"({ours})", result)
+        return result
+
+    def _session(self, proxy: Proxy) -> Session:
+        return Session(proxy, self.ssl_context, self.timeouts, self.settings.probes.user_agent)
+
+    async def _run(self, spec: ProbeSpec, ctx: ProbeContext) -> ProbeOutcome:
+        if spec.rate_limited:  # before run_probe: the wait is not the proxy's time
+            await self.rate_limit.acquire(target_hosts(self.settings, spec))
+        return await run_probe(spec, ctx)
+
+    async def _confirm(self, spec: ProbeSpec, ctx: ProbeContext) -> ProbeOutcome | str:
+        """Rule 6: the control (the probe's targets, asked directly), then, if it passed, the
+        probe once more through the proxy on fresh connections. A str: why the control failed."""
+        async with direct_session(self.settings, self.ssl_context) as session:
+            checks = await spec.selftest(SelfTestContext(self.settings, session))  # type: ignore[misc]
+        bad = next((c for c in checks if not c.ok and c.needed), None)
+        if bad is not None:
+            return f"{bad.key}: {bad.found}"
+        self._note(checks)
+        if up := judges_up(checks):
+            ctx.judges = self.judges = up
+        ctx.cannot_judge = cannot_judge(checks)
+        stale, ctx.http = ctx.http, self._session(ctx.proxy)
+        stale.close()
+        return await self._run(spec, ctx)
 
     async def check_many(
         self,
@@ -145,6 +213,12 @@ class Checker:
                 results = [r if r.healthy else unavailable_result(r.proxy, after.reason, r) for r in results]
                 return Round(after, results)
         return Round(status, results)
+
+
+def _doubtful(outcome: ProbeOutcome) -> bool:
+    """A failure that may be ours (not a bug of ours: that is never the proxy's either), or an
+    answer the probe could not read as a verdict either way."""
+    return (not outcome.ok and outcome.reason != INTERNAL_ERROR) or bool(outcome.facts.get("unsure"))
 
 
 def unavailable_result(proxy: Proxy, why: str, original: CheckResult | None = None) -> CheckResult:

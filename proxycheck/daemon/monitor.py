@@ -58,8 +58,12 @@ class CheckerMonitor:
 
     # -- what others ask -------------------------------------------------------------------------
     def state(self) -> tuple[str, str]:
-        """("ok"|"degraded", reason): what the HTTP endpoint's /healthz shows."""
-        return self.status.state, self.status.reason
+        """("ok"|"degraded", reason): what the HTTP endpoint's /healthz shows. While OK, the reason
+        names the targets that are down or cannot judge although the checker still works (a spare
+        judge, a ban target that answers everyone alike: ``Checker.notes``), else it is empty."""
+        if not self.status.ok:
+            return self.status.state, self.status.reason
+        return "ok", "; ".join(f"{key}: {found}" for key, found in sorted(self.checker.notes.items()))
 
     async def confirm(self, check_started: float) -> bool:
         """Wait for the next self-test; True iff it passed and nothing failed since ``check_started``
@@ -109,7 +113,7 @@ class CheckerMonitor:
             await self.selftest()
             return
         self._next_beat = time.monotonic() + self.interval
-        url = self.checker.settings.targets.judge_url
+        url = (self.checker.judges or self.checker.settings.targets.judges)[0]  # a judge that is up
         try:
             async with direct_session(self.checker.settings, self.checker.ssl_context) as session:
                 response = await session.get(url)
