@@ -28,15 +28,23 @@ What is measured, exactly:
 4. Figures: checks/s over the window (and min/max per sample interval), CPU ms per check
    (daemon CPU / checks stored in the window: dispatch included), the daemon's share of its core,
    codes of the window's checks (healthy should dominate), peak RSS.
+5. ``--flap-seconds F`` (issue 16): after the quiet window, a second window of F seconds in which
+   the judge process is killed (SIGKILL) every ``--flap-every`` seconds and started again
+   ``--flap-down`` seconds later (by default 1.5 s of every 6 s, the issue's blinking judge).
+   Printed: checks/s quiet vs. flapping (goal: flapping >= 70 % of quiet) and the failures stored
+   in each window. Every proxy is a healthy squid, so each stored failure (any code) is a healthy
+   proxy blamed for our trouble: the goal is 0.
 """
 
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import sqlite3
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -143,18 +151,19 @@ def run_live(world, args, helpers) -> list[str]:
     ready_at = child.wait_ready(poll=0.2)
     time.sleep(args.warmup)
     pid = child.proc.pid
-    samples = []  # (monotonic, max check id, daemon cpu s)
     cpu0, load0 = cpu_times(), os.getloadavg()[0]
     squid_cpu0 = sum(sq.cpu() for sq in squids) + h.proc_cpu(world.judge.proc.pid)
-    end = time.monotonic() + args.live_seconds
-    while True:
-        samples.append((time.monotonic(), max_check_id(db), h.proc_cpu(pid)))
-        if samples[-1][0] >= end or child.proc.poll() is not None:
-            break
-        time.sleep(min(args.sample, max(0.0, end - time.monotonic())))
+    samples = sample_window(db, child, pid, args.live_seconds, args.sample, h)
     util = cpu_util(cpu0, cpu_times())
     world_cpu = sum(sq.cpu() for sq in squids) + h.proc_cpu(world.judge.proc.pid) - squid_cpu0
     rss_now = h.proc_rss_kb(pid) or 0
+    flap = None
+    if args.flap_seconds > 0:
+        flapper = JudgeFlapper(world, args.flap_every, args.flap_down, world_cpus, h)
+        flapper.start()
+        flap = sample_window(db, child, pid, args.flap_seconds, args.sample, h)
+        flapper.stop.set()
+        flapper.join()
     child.stop(signal.SIGTERM)
     try:
         rc = child.wait(60)
@@ -188,8 +197,52 @@ def run_live(world, args, helpers) -> list[str]:
         f"  RSS at window end {h.mb(rss_now):.1f} MB; peak RSS (wait4) {h.mb(child.peak_rss_kb):.1f} MB; "
         f"exit code {rc}; errors in log: {len(errors)}",
     ]
+    if flap is not None:
+        (f0, fid0, _), (f1, fid1, _) = flap[0], flap[-1]
+        fcodes = codes_between(db, fid0, fid1)
+        quiet_rate, flap_rate = checks / window, (fid1 - fid0) / (f1 - f0)
+        blamed = sum(k for c, k in codes.items() if c != "healthy") + sum(k for c, k in fcodes.items() if c != "healthy")
+        out += [
+            f"  flapping: the judge killed {flapper.outages} times for {args.flap_down:g} s every {args.flap_every:g} s "
+            f"over {f1 - f0:.1f} s: {fid1 - fid0:,} checks = {flap_rate:.1f} checks/s; codes {dict(sorted(fcodes.items()))}",
+            f"  **checks/s quiet {quiet_rate:.1f}, flapping {flap_rate:.1f} = {100 * flap_rate / max(quiet_rate, 1e-9):.0f} % "
+            f"of quiet (goal >= 70 %); healthy proxies stored as failed: {blamed} (goal 0)**",
+        ]
     out += [f"    {e}" for e in errors]
     return out
+
+
+def sample_window(db: Path, child, pid: int, seconds: float, every: float, h) -> list[tuple[float, int, float]]:
+    """(monotonic, max check id, daemon CPU s) every ``every`` seconds for ``seconds``."""
+    samples = []
+    end = time.monotonic() + seconds
+    while True:
+        samples.append((time.monotonic(), max_check_id(db), h.proc_cpu(pid)))
+        if samples[-1][0] >= end or child.proc.poll() is not None:
+            return samples
+        time.sleep(min(every, max(0.0, end - time.monotonic())))
+
+
+class JudgeFlapper(threading.Thread):
+    """Kills the judge process every ``every`` s and starts it again ``down`` s later (same ports)."""
+
+    def __init__(self, world, every: float, down: float, cpus: set[int] | None, h) -> None:
+        super().__init__(daemon=True)
+        self.world, self.every, self.down, self.cpus, self.h = world, every, down, cpus, h
+        self.stop = threading.Event()
+        self.outages = 0
+
+    def run(self) -> None:
+        rng = random.Random(16)  # the kill's phase varies against the heartbeat; the same every run
+        while not self.stop.wait(max(0.0, self.every - self.down + rng.uniform(-0.5, 0.5))):
+            judge = self.world.judge
+            judge.stop(signal.SIGKILL)
+            judge.wait(10)
+            self.outages += 1
+            time.sleep(self.down)
+            self.world.judge = self.h.Child("judge", judge.argv, judge.log, every=3600).spawn()
+            if self.cpus:
+                os.sched_setaffinity(self.world.judge.proc.pid, self.cpus)
 
 
 class _Reaper:

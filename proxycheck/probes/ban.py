@@ -58,8 +58,10 @@ async def run(ctx: ProbeContext) -> Finding:
     banned = [name for name, v in verdicts.items() if v["banned"]]
     if banned:
         named = "; ".join(f"{name} {verdicts[name]['detail']}" for name in banned)
-        usable = [name for name in verdicts if name not in banned]
+        usable = [name for name, v in verdicts.items() if v["banned"] is False]
+        unknown = [name for name, v in verdicts.items() if v["banned"] is None]
         still = f" (still usable for {', '.join(usable)})" if usable else ""
+        still += f" (unknown on {', '.join(unknown)}: cannot judge)" if unknown else ""
         return fail("banned", f"through {ctx.who} (exit {exit_ip}) banned by {named}{still}", targets=verdicts)
     extra = {"unsure": unsure} if unsure else {}  # the checker asks the target directly (checker.py rule 6)
     if len(verdicts) == 1:
