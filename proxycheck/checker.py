@@ -16,9 +16,11 @@ Rules:
 6. A failure is the proxy's only if it survives a control, *at that moment* (this is the one
    place that decides it, for every probe): when a probe that fetches targets fails (or is
    unsure: a ban target's 5xx), the checker at once asks those targets directly what the probe
-   asked them (the probe's own ``selftest``: the control). If the control fails, the trouble is
-   ours: the check is ``checker_unavailable`` (no state changes, the proxy is rescheduled). If
-   it passes, the probe runs once more through the proxy, on fresh connections, told what the
+   asked them (the probe's own ``selftest``: the control; one in flight per probe, shared by
+   every check that failed before it started). While the control fails the trouble is ours: it
+   is asked again, backing off, until the probe's deadline (a check caught by a short outage
+   resumes when the outage ends), and if it still fails the check is ``checker_unavailable``
+   (no state changes, the proxy is rescheduled). When it passes, the probe runs once more through the proxy, on fresh connections, told what the
    control learnt (which judges answer; which ban targets answer us as they would a banned
    exit, and so cannot judge: their verdict is unknown). The second run's outcome is the
    probe's. A real failure thus costs one control request and one more try, and is stored at
@@ -31,7 +33,7 @@ import asyncio
 import dataclasses
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -51,6 +53,7 @@ from .wire import Session, Timeouts
 # For demonstrations only (tests/test_never_blame_flapping.py's docstring): "0" turns rule 6's
 # control off, to show that the flapping tests fail without it. Never set in production.
 CONFIRM = os.environ.get("PROXYCHECK_UNSAFE_CONFIRM", "1") != "0"
+CONTROL_RETRY = 0.25  # seconds before a failed control is asked again (rule 6)
 
 
 @dataclass
@@ -77,6 +80,7 @@ class Checker:
         # ban target that cannot judge), as the latest self-test or control found it: status,
         # /healthz and the page name these (daemon/monitor.py ``state``).
         self.notes: dict[str, str] = {}
+        self.controls = _Controls()
 
     async def preflight(self) -> CheckerStatus:
         status = await preflight(self.settings, self.ssl_context)
@@ -87,10 +91,17 @@ class Checker:
 
     def _note(self, checks: Iterable[TargetCheck]) -> None:
         for c in checks:
+            name = c.facts.get("name", c.key)  # a ban target by its name: a verdict can clear it
             if (not c.ok and not c.needed) or not c.judges:
-                self.notes[c.key] = c.found
+                self.notes[name] = f"{c.key}: {c.found}"
             else:
-                self.notes.pop(c.key, None)
+                self.notes.pop(name, None)
+
+    def _judged(self, outcome: ProbeOutcome) -> None:
+        """A ban target that gave a verdict through a proxy can judge again: its note goes."""
+        for name, verdict in (outcome.facts.get("targets") or {}).items():
+            if verdict.get("banned") is not None:
+                self.notes.pop(name, None)
 
     async def check(
         self, proxy: Proxy, own_ips: frozenset[str], *, last: Mapping[str, LastRun] | None = None
@@ -122,6 +133,8 @@ class Checker:
                             outcomes.append(outcome)
                             continue
                         outcome = confirmed
+                    if self.notes:
+                        self._judged(outcome)
                 outcomes.append(outcome)
                 for key in spec.summary:
                     summary[key] = outcome.detail if key == "detail" else outcome.facts.get(key)
@@ -146,6 +159,13 @@ class Checker:
                                              f"({ours})", result)
         return result
 
+    async def _control(self, spec: ProbeSpec, since: float) -> list[TargetCheck]:
+        async def ask() -> list[TargetCheck]:
+            async with direct_session(self.settings, self.ssl_context) as session:
+                return await spec.selftest(SelfTestContext(self.settings, session))  # type: ignore[misc]
+
+        return await self.controls.ask(spec, since, ask)
+
     def _session(self, proxy: Proxy) -> Session:
         return Session(proxy, self.ssl_context, self.timeouts, self.settings.probes.user_agent)
 
@@ -156,12 +176,21 @@ class Checker:
 
     async def _confirm(self, spec: ProbeSpec, ctx: ProbeContext) -> ProbeOutcome | str:
         """Rule 6: the control (the probe's targets, asked directly), then, if it passed, the
-        probe once more through the proxy on fresh connections. A str: why the control failed."""
-        async with direct_session(self.settings, self.ssl_context) as session:
-            checks = await spec.selftest(SelfTestContext(self.settings, session))  # type: ignore[misc]
-        bad = next((c for c in checks if not c.ok and c.needed), None)
-        if bad is not None:
-            return f"{bad.key}: {bad.found}"
+        probe once more through the proxy on fresh connections. A control that fails is asked
+        again (after 0.25 s, doubling up to 2 s) until the probe's deadline: a check caught by a
+        short outage of ours resumes when it ends instead of starting over. A str: why the
+        control failed until the deadline."""
+        deadline = time.monotonic() + self.settings.timeouts.probe
+        delay = CONTROL_RETRY
+        while True:
+            checks = await self._control(spec, time.monotonic())
+            bad = next((c for c in checks if not c.ok and c.needed), None)
+            if bad is None:
+                break
+            if time.monotonic() + delay > deadline:
+                return f"{bad.key}: {bad.found}"
+            await asyncio.sleep(delay)
+            delay = min(2 * delay, 2.0)
         self._note(checks)
         if up := judges_up(checks):
             ctx.judges = self.judges = up
@@ -213,6 +242,29 @@ class Checker:
                 results = [r if r.healthy else unavailable_result(r.proxy, after.reason, r) for r in results]
                 return Round(after, results)
         return Round(status, results)
+
+
+class _Controls:
+    """One control in flight per probe, shared (rule 6): a check whose probe failed at ``since``
+    takes the answer of a control that started at or after ``since``, else waits for the next.
+    A fleet failing at once (an outage of ours) sends one direct request per target, not one per
+    proxy: a ban target is never hammered from our own address."""
+
+    def __init__(self) -> None:
+        self._flights: dict[str, tuple[asyncio.AbstractEventLoop, float, asyncio.Task]] = {}
+
+    async def ask(self, spec: ProbeSpec, since: float, ask: Callable[[], Awaitable[list[TargetCheck]]]) -> list[TargetCheck]:
+        loop = asyncio.get_running_loop()
+        while True:
+            flight = self._flights.get(spec.name)
+            if flight is not None and flight[0] is loop and not flight[2].done():
+                if flight[1] >= since:
+                    return await asyncio.shield(flight[2])
+                await asyncio.wait([flight[2]])  # started before our failure: the next one is ours
+                continue
+            task = loop.create_task(ask(), name=f"control {spec.name}")
+            self._flights[spec.name] = (loop, time.monotonic(), task)
+            return await asyncio.shield(task)
 
 
 def _doubtful(outcome: ProbeOutcome) -> bool:

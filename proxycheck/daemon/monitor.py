@@ -67,7 +67,7 @@ class CheckerMonitor:
         judge, a ban target that answers everyone alike: ``Checker.notes``), else it is empty."""
         if not self.status.ok:
             return self.status.state, self.status.reason
-        return "ok", "; ".join(f"{key}: {found}" for key, found in sorted(self.checker.notes.items()))
+        return "ok", "; ".join(sorted(self.checker.notes.values()))
 
     async def confirm(self, check_started: float) -> bool:
         """Wait for the next self-test; True iff it passed and nothing failed since ``check_started``
