@@ -1,7 +1,7 @@
 """Targets that answer every caller alike cannot judge; a spare judge keeps checking going.
 
 Real proxies of the loopback world, the world's judge, and ``faults.AlikeTarget`` as a ban target
-that answers 429 (the recaptcha preset's ban) to everyone, the checker's own request included:
+that answers 429 (the recaptcha preset's ban) or 503 to everyone, the checker's own request included:
 
 - ``check --json``: that target's verdict is unknown (``"banned": null``, the detail says why),
   the proxy is not banned and not healthy-for it (``usable_for``), while the other targets still
@@ -30,10 +30,10 @@ pytestmark = pytest.mark.world
 ALIKE_HOST = "127.0.17.3"
 
 
-@pytest.fixture
-def everyone429():
+@pytest.fixture(params=[429])
+def everyone429(request):
     t = AlikeTarget(ALIKE_HOST).start()
-    t.answer = 429
+    t.answer = request.param
     yield t
     t.stop()
 
@@ -59,6 +59,7 @@ def config_with(world, tmp_path: Path, *, alike: AlikeTarget | None = None, firs
     return path
 
 
+@pytest.mark.parametrize("everyone429", [429, 503], indirect=True)  # a ban, and an error, for everyone
 def test_a_ban_target_that_bans_everyone_gives_unknown_not_banned(world, tmp_path, everyone429):
     config = config_with(world, tmp_path, alike=everyone429)
     names = ["squid-anonymous", "squid-banned-exit"]
@@ -66,7 +67,7 @@ def test_a_ban_target_that_bans_everyone_gives_unknown_not_banned(world, tmp_pat
     healthy, banned = data
     verdict = healthy["targets"]["everyone429"]
     assert healthy["healthy"] is True and verdict["banned"] is None, healthy
-    assert "cannot judge" in verdict["detail"] and "429 to our own direct request too" in verdict["detail"], verdict
+    assert "cannot judge" in verdict["detail"] and f"{everyone429.answer} to our own direct request too" in verdict["detail"]
     assert "everyone429" not in healthy["usable_for"] and "recaptcha" in healthy["usable_for"], healthy["usable_for"]
     # The target that can judge still bans the exit the judge bans; the one that cannot says nothing.
     assert (banned["code"], banned["targets"]["recaptcha"]["banned"]) == (28, True), banned

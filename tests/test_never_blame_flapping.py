@@ -45,6 +45,7 @@ LISTEN = "127.0.16.{}"  # the fleet's squid listens on 127.0.16.1-50, one proxy 
 EGRESS = "127.0.17.1"  # and leaves from here: the judge never sees the checker's 127.0.0.1
 TARGET_HOST = "127.0.17.2"
 INTERVAL = 6.0  # [health].interval
+PROBE_DEADLINE = 8.0  # [timeouts].probe
 FLAP_SECONDS = 60.0
 OUTAGE = (1.0, 3.0)  # seconds of trouble, each time
 UP = (1.5, 4.0)  # seconds of normal service between two outages
@@ -103,7 +104,7 @@ def write_config(tmp_path: Path, world, judge, target: AlikeTarget, case: str, p
         f"long_get_url = {q(long_get)}",
         f"ban_url = {q(ban)}",
         f"ca_file = {q(str(world.ca_file))}",
-        "[timeouts]\nconnect = 2.0\nread = 4.0\nprobe = 8.0",
+        f"[timeouts]\nconnect = 2.0\nread = 4.0\nprobe = {PROBE_DEADLINE}",
         "[probes.ban]\nevery = 0",  # every check meets the ban target, not one in 30 min
         "[probes.images]\nevery = 0",
         "[check]\nconcurrency = 50",
@@ -200,17 +201,18 @@ def test_short_outages_of_ours_blame_no_healthy_proxy(world, fleet, judge, targe
         assert failures == [], f"{len(failures)} failures stored for healthy proxies, e.g. {failures[:3]}"
         assert seen_unhealthy == {}, f"{len(seen_unhealthy)} shown unhealthy: {list(seen_unhealthy.items())[:3]}"
         assert banned == set(), f"banned on a target that bans everyone: {sorted(banned)[:5]}"
-        assert polls >= 10 and flapper.outages >= 10, (polls, flapper.outages)
+        # status --json takes seconds on a loaded box; a few polls spread over the minute suffice.
+        assert polls >= 5 and flapper.outages >= 10, (polls, flapper.outages)
         assert during >= N_PROXIES * 3, f"only {during} checks stored during {FLAP_SECONDS:g} s of flapping"
-        # Within one interval of the trouble ending (plus a check's own time), every proxy has been
-        # checked healthy again, with no help.
+        # Within one interval of the trouble ending (plus one check's deadline: a check is stamped
+        # when it starts), every proxy has been checked healthy again, with no help.
         while True:
             fresh = query(db, "SELECT count(DISTINCT proxy_id) FROM checks WHERE healthy "
                               f"AND checked_at >= '{stamp}'")[0][0]
             rows = status(config)["proxies"]
             if fresh == N_PROXIES and all(r["state"] == "healthy" for r in rows):
                 break
-            assert time.monotonic() - steady < INTERVAL * 1.1 + 5, (
+            assert time.monotonic() - steady < INTERVAL * 1.1 + PROBE_DEADLINE + 2, (
                 f"{fresh} of {N_PROXIES} checked healthy within one interval after the trouble ended")
             time.sleep(0.3)
     finally:
