@@ -76,8 +76,9 @@ class Checker:
         # (bench/schedule_bench.py) replaces it with a simulated clock.
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
         self.judges: tuple[str, ...] = ()  # the judges up, as the latest self-test or control found them
-        # Target key -> what is wrong with it while the checker is still OK (a spare judge down, a
-        # ban target that cannot judge), as the latest self-test or control found it: status,
+        # Ban target name (other targets: their key) -> what is wrong with it while the checker is
+        # still OK (a spare judge down, a ban target that cannot judge), as the latest self-test,
+        # control or verdict found it: status,
         # /healthz and the page name these (daemon/monitor.py ``state``).
         self.notes: dict[str, str] = {}
         self.controls = _Controls()
