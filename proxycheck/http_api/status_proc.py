@@ -12,10 +12,15 @@ Rules:
    second of imports), with its own read-only engine on the daemon's database; it returns the
    finished JSON bytes.
 2. It ignores SIGINT (a terminal's Ctrl-C goes to the daemon, which stops it) and runs at nice
-   +10, so on a busy machine the daemon's checks get the CPU first. If it dies anyway the
-   request gets 503 and the next one starts a new helper.
+   +10, so on a busy machine the daemon's checks get the CPU first. Lowering its own priority is
+   the ``setpriority`` system call, which deploy/proxycheck.service allows by name after denying
+   ``@resources`` (without ``CAP_SYS_NICE`` it can only lower, never raise). If it dies anyway
+   the request gets 503 and the next one starts a new helper.
 3. Where a process cannot be started (no ``/dev/shm``, a sandbox), rendering falls back to a
    thread, logged once.
+4. The helper never outlives the daemon: stopping the endpoint waits (up to ``EXIT_WAIT``
+   seconds) for it to exit, so systemd finds no process left to SIGKILL, and a helper whose
+   daemon died without stopping it (SIGKILL) notices within ``PARENT_POLL`` seconds and exits.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ import logging
 import multiprocessing
 import os
 import signal
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
@@ -37,6 +44,8 @@ from ..errors import StorageError
 log = logging.getLogger("proxycheck.http")
 
 _ENGINES: dict[str, Any] = {}  # in the helper: one reader engine per database URL
+EXIT_WAIT = 5.0  # seconds stop() waits for the helper to finish a render and exit (rule 4)
+PARENT_POLL = 1.0  # seconds between the helper's looks at whether its daemon is still there
 
 
 def render_status(url: str, worker: Worker, limit: int | None = None, after: str | None = None) -> bytes:
@@ -60,7 +69,15 @@ def render_status(url: str, worker: Worker, limit: int | None = None, after: str
 
 def _helper_init() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    os.nice(10)  # on a busy machine, checks come first
+    os.nice(10)  # on a busy machine, checks come first (setpriority: rule 2)
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), name="parent watch", daemon=True).start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Rule 4: a daemon that died without stopping us leaves us re-parented; follow it."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL)
+    os._exit(0)
 
 
 class StatusRenderer:
@@ -93,7 +110,12 @@ class StatusRenderer:
             self._executor = None
             raise StorageError("the /status helper process exited; the next request starts a new one") from None
 
-    def close(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None
+    async def close(self) -> None:
+        """Stop the helper and wait for it to exit (rule 4): a render in progress finishes."""
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
+        stopping = asyncio.create_task(asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=True))
+        done, _ = await asyncio.wait({stopping}, timeout=EXIT_WAIT)
+        if not done:
+            log.warning("HTTP: the /status helper did not exit within %g s; it exits when the daemon does", EXIT_WAIT)
