@@ -384,7 +384,7 @@ def test_the_http_endpoint_and_page_under_the_unit(results, name):
 def test_the_status_helper_runs_at_lower_priority(results):
     rc, out = step(results, "helper_nice")
     assert rc == 0, out
-    helpers = [line.split(None, 1) for line in out.splitlines() if "spawn_main" in line]
+    helpers = [line.split(None, 1) for line in out.splitlines() if "status_proc import main" in line]
     assert [nice for nice, _ in helpers] == ["10"], out
     assert step(results, "http_reload")[0] == 0
 
@@ -401,3 +401,12 @@ def test_reload_restart_and_stop_leave_nothing_to_sigkill(results):
 def test_documentation_is_the_installed_readme(results):
     rc, out = step(results, "documentation")
     assert (rc, out) == (0, "file:/usr/share/doc/proxycheck/README.md\n"), out
+
+
+def test_doctor_asks_the_endpoint_under_the_unit(results):
+    # `proxycheck doctor` as a member of the group: with [http] on it asks GET /status with the
+    # token, so the 503 the unit's filter caused would have been a FAIL line here.
+    rc, out = step(results, "doctor")
+    (line,) = [ln for ln in out.splitlines() if ln.split()[1:2] == ["http:"]]
+    assert line == ("OK   http: http://127.0.0.1:8181: GET /status with the token (/var/lib/proxycheck/http-token) "
+                    "answered 200"), out

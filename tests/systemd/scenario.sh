@@ -92,6 +92,7 @@ step token_as_group_member runuser -u worker -- proxycheck token
 step token_file stat -c '%U:%G %a' /var/lib/proxycheck/http-token
 step http bash -c 'runuser -u worker -- proxycheck token | /opt/proxycheck/bin/python /http_check.py http://127.0.0.1:8181'
 step helper_nice ps -u proxycheck -o ni=,args=
+step doctor runuser -u worker -- proxycheck doctor
 step http_reload systemctl reload proxycheck
 step http_after_reload bash -c 'runuser -u worker -- proxycheck token | /opt/proxycheck/bin/python /http_check.py http://127.0.0.1:8181'
 
