@@ -19,7 +19,6 @@ Rules:
 
 from __future__ import annotations
 
-import hmac
 import secrets
 import time
 from collections.abc import Callable
@@ -28,7 +27,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from ..guard import Handler, is_page
+from ..guard import Handler, is_page, token_matches
 
 PREFIX = "/ui"
 COOKIE = "proxycheck_session"
@@ -72,10 +71,6 @@ class Sessions:
 
     def close(self, session_id: str) -> None:
         self._live.pop(session_id, None)
-
-
-def token_matches(given: str, token: str) -> bool:
-    return bool(token) and hmac.compare_digest(given.encode("utf-8", "surrogateescape"), token.encode())
 
 
 def same_origin(request: web.Request) -> bool:
