@@ -24,6 +24,7 @@ from pathlib import Path
 
 from .config import Settings
 from .errors import ConfigError
+from .filemodes import make_state_dir
 
 TOKEN_ENV = "PROXYCHECK_TOKEN"
 TOKEN_FILE = "http-token"
@@ -84,7 +85,7 @@ def ensure_token(settings: Settings, environ: Mapping[str, str] | None = None) -
         return found
     path = token_path(settings)
     try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        make_state_dir(path.parent)  # filemodes.py
         tmp = path.with_name(f".{TOKEN_FILE}.{os.getpid()}.{secrets.token_hex(4)}")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         try:
