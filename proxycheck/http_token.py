@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import Settings
+from .config import MIN_TOKEN_LENGTH, Settings
 from .errors import ConfigError
 from .filemodes import make_state_dir
 
@@ -74,6 +74,9 @@ def _checked(token: Token) -> Token:
     """A token travels in an HTTP header: printable ASCII, no spaces (the message never shows it)."""
     if not (token.value.isascii() and token.value.isprintable() and " " not in token.value):
         raise ConfigError(f"the HTTP token from {token.source} must be printable ASCII without spaces "
+                          "(e.g. the output of `python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`)")
+    if len(token.value) < MIN_TOKEN_LENGTH:  # the config's own rule (config.py), for every source
+        raise ConfigError(f"the HTTP token from {token.source} must be at least {MIN_TOKEN_LENGTH} characters "
                           "(e.g. the output of `python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`)")
     return token
 

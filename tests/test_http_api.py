@@ -47,6 +47,7 @@ def start_api(world, tmp_path: Path, names=NAMES, *, extra: str = "", database_u
     config = write_daemon_config(world, tmp_path, names, database_url=database_url)
     config.write_text(config.read_text() + f'\n[http]\nenabled = true\nlisten = "127.0.0.1:{port}"\n{extra}'
                       '\n[worker]\nreprobe_after = 0.5\n')
+    config.chmod(0o600)  # it may hold [http].token: others must not read it (config.py refuses)
     up = run_cli("db", "upgrade", "--config", str(config))
     assert up.returncode == 0, up.stderr
     notify = NotifyListener(tmp_path / "notify.sock")
@@ -338,9 +339,9 @@ def test_no_answer_may_be_cached(api):
 # -- daemons of their own -----------------------------------------------------------------------
 def test_configured_token_and_allowed_hosts(world, tmp_path):
     running = start_api(world, tmp_path, ["squid-anonymous"], wait_checked=False,
-                        extra='token = "s3cret-token-from-config"\nallowed_hosts = ["proxycheck.internal"]\n')
+                        extra='token = "s3cret-token-from-config-at-least-32-chars"\nallowed_hosts = ["proxycheck.internal"]\n')
     try:
-        assert running.get("/status", token="s3cret-token-from-config").status_code == 200
+        assert running.get("/status", token="s3cret-token-from-config-at-least-32-chars").status_code == 200
         assert running.get("/status").status_code == 401
         assert running.get("/healthz", headers={"Host": "proxycheck.internal"}).status_code in (200, 503)
         assert running.get("/healthz", headers={"Host": "evil.example"}).status_code == 421
@@ -349,7 +350,7 @@ def test_configured_token_and_allowed_hosts(world, tmp_path):
         code, err = stop(running.proc)
         running.notify.close()
     assert code == 0, err
-    assert "s3cret-token-from-config" not in err and "HTTP token from [http].token" in err
+    assert "s3cret-token-from-config-at-least-32-chars" not in err and "HTTP token from [http].token" in err
 
 
 def test_wrong_credentials_are_logged_and_throttled_per_address(world, tmp_path):
