@@ -6,8 +6,9 @@ Rules:
    ``proxycheck.feedback``, ``/lease`` and ``/lease/{id}/release`` through
    ``proxycheck.worker.leasing`` (JSON bodies), ``/status`` is exactly ``proxycheck status --json`` (``?limit=N&after=KEY`` gives one page of it, with
    ``next_after`` for the next one).
-2. Locked (guard.py): the right ``Host:``, a bearer token on every route but ``/healthz``, JSON
-   bodies. The token is resolved in ``start()`` (http_token.py: ``$PROXYCHECK_TOKEN``,
+2. Locked (guard.py): the right ``Host:``, a bearer token on every route but ``/healthz`` (wrong
+   ones throttled per address), JSON bodies, ``Cache-Control: no-store``; every query and path
+   parameter is parsed by params.py (400, never 500). The token is resolved in ``start()`` (http_token.py: ``$PROXYCHECK_TOKEN``,
    ``[http].token``, else a generated ``<state_dir>/http-token``); its path is logged, never its value.
    The status page under ``/ui`` (page/) is opened with the same token, once, by a login form.
 3. No database call runs in the event loop; fleet-sized reads are bounded (reads.py), and

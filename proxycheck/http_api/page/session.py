@@ -4,7 +4,8 @@ Rules:
 1. ``POST /ui/login`` with the form field ``token`` (constant-time compare) opens a session: a
    random 256-bit id kept in memory (sessions end with the daemon, and after ``TTL`` seconds),
    sent as an ``HttpOnly; SameSite=Strict; Path=/ui`` cookie (``Secure`` when served over TLS).
-   The API routes never accept this cookie: they keep the bearer token (guard.py).
+   The API routes never accept this cookie: they keep the bearer token (guard.py). A wrong
+   token is logged and counted against the address like a wrong bearer (guard.py rule 5).
 2. Every ``POST`` under ``/ui`` must carry an ``Origin`` naming this endpoint (the Host rule has
    already checked ``Host:``), else 403. Together with SameSite=Strict a foreign page can neither
    submit the login form (login CSRF) nor ride a session. Logged-in POSTs (logout) must also
