@@ -23,8 +23,8 @@ Rules (checked in this order, before any route runs):
    401 but guesses nothing, so it is not counted: a tokenless scraper cannot lock its host out.
 6. No API answer may be cached (``Cache-Control: no-store``): ``/proxy``, ``/proxies/healthy``
    and ``/lease`` carry passwords, and every other answer is about this moment.
-7. Bad input is the client's mistake, never a 500 (params.py): a query value with a control
-   character or a parameter a route cannot take is 400 with our words, and a malformed HTTP
+7. Bad input is the client's mistake, never a 500 (params.py): a query value or path
+   parameter with a control character or a parameter a route cannot take is 400 with our words, and a malformed HTTP
    request is one log line (``OneLineServerLog``), never a traceback.
 The host rule and the throttle are pure (``HostRule``, ``Throttle``) and tested on literal input.
 """
@@ -45,7 +45,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from .params import BadParameter, plain_query
+from .params import BadParameter, plain_text
 
 log = logging.getLogger("proxycheck.http")
 
@@ -242,9 +242,11 @@ async def no_store(request: web.Request, response: web.StreamResponse) -> None:
 
 @web.middleware
 async def bad_input(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Rule 7: a ``BadParameter`` from any route (or a control character in any query value) is 400."""
+    """Rule 7: a ``BadParameter`` from any route (or a control character in any query value or
+    path parameter) is 400."""
     try:
-        plain_query(request.query)
+        plain_text(request.query)
+        plain_text(request.match_info)
         return await handler(request)
     except BadParameter as exc:
         if is_page(request.path):

@@ -5,8 +5,9 @@ Rules:
    ``١`` (``int("١") == 1``, ``int("²")`` raises): so ``isdecimal() and isascii()``, at most
    ``MAX_DIGITS`` digits, then the route's own bounds. Anything else is ``BadParameter`` naming
    the parameter and what it takes.
-2. No query value (or name) holds a control character: none belongs in a filter, and
-   PostgreSQL refuses NUL in text, which would be a 500 (``plain_query``, for every route).
+2. No query value (or name) and no path parameter (``/lease/{id}/release``) holds a control
+   character: none belongs in a filter or an id, and PostgreSQL refuses NUL in text, which would
+   be a 500 (``plain_text``, for every route).
 3. A ``BadParameter`` is the client's mistake: the API answers 400 JSON ``bad_request``, the
    page 400 text, and a path id that is not a number we could have stored answers 404.
 """
@@ -33,9 +34,9 @@ def number(text: str | None, name: str, low: int, high: int, default: int | None
     return int(text)
 
 
-def plain_query(query: Mapping[str, str]) -> None:
-    """Rule 2 for every name and value of ``query``."""
-    for name, value in query.items():
+def plain_text(params: Mapping[str, str]) -> None:
+    """Rule 2 for every name and value of ``params`` (a query, or a route's ``match_info``)."""
+    for name, value in params.items():
         for part, what in ((name, "parameter name"), (value, name)):
             bad = next((c for c in part if ord(c) < 32 or ord(c) == 127), None)
             if bad is not None:
@@ -46,4 +47,4 @@ def _shown(text: str) -> str:
     return repr(text[:20]) + ("..." if len(text) > 20 else "")
 
 
-__all__ = ["MAX_DIGITS", "BadParameter", "number", "plain_query"]
+__all__ = ["MAX_DIGITS", "BadParameter", "number", "plain_text"]
