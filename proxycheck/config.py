@@ -104,8 +104,8 @@ MIN_TOKEN_LENGTH = 32  # characters of an HTTP token, from any source (http_toke
 
 def _token(value: str) -> str | None:
     """A configured HTTP token guards every proxy password: long enough not to be guessed (the
-    endpoint also throttles guesses: http_api/guard.py), and sendable in a header. The message
-    never shows it."""
+    endpoint also throttles guesses: http_api/guard.py). The message never shows it; printable
+    ASCII is checked where every source is (http_token.py)."""
     if value and len(value) < MIN_TOKEN_LENGTH:
         return (f"must be at least {MIN_TOKEN_LENGTH} characters (e.g. the output of `python3 -c 'import secrets; "
                 "print(secrets.token_urlsafe(32))'`), or leave it out to have one generated in <state_dir>/http-token")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-MAX_DIGITS = 18  # fits a signed 64-bit column (SQLite INTEGER, PostgreSQL bigint)
+MAX_DIGITS = 19  # 2**63 - 1, the largest signed 64-bit id (SQLite INTEGER, PostgreSQL bigint), has 19
 
 
 class BadParameter(ValueError):
