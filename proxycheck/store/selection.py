@@ -83,9 +83,10 @@ class HotReads:
             select(P.id, P.key, P.scheme, P.anonymity, tags_text, P.latency_ms, P.last_success_at).where(unfiltered)
         )
         self._fetch = self._compile(select(*WORKER_COLUMNS, *FACT_COLUMNS).where(P.id == bindparam("pid")))
-        # FACT_COLUMNS from the driver's form to Python values (what Core would do per row).
+        # FACT_COLUMNS from the driver's form to Python values, as Core would convert them (SQLite
+        # returns text for times and JSON; psycopg returns Python values already).
         self._facts: list[Any] = [
-            c.type.dialect_impl(dialect).result_processor(dialect, None) for c in FACT_COLUMNS
+            None if self._pg else c.type.dialect_impl(dialect).result_processor(dialect, None) for c in FACT_COLUMNS
         ]
 
     def _compile(self, stmt: Any) -> tuple[str, tuple[str, ...] | None, dict[str, Any]]:
