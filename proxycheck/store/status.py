@@ -52,7 +52,7 @@ class ProxyStatus:
     exit: ExitSummary = ExitSummary()
 
     def stability(self, window: float) -> Stability:
-        """Its exit IP's stability over ``[probes].sticky_seconds`` (exits.py rule 3)."""
+        """Its exit IP's stability over ``[probes].sticky_seconds`` (sticky.py rule 3)."""
         return stability(self.exit, window, gateway=GATEWAY_TAG in self.proxy.tags)
 
     @property

@@ -170,3 +170,12 @@ def test_the_table_covers_every_branch():
     leased = Eligibility.at(NOW, MAX_AGE, Filters(), LIMITS)
     assert not leased.admits(facts("leased_full")) and not leased.admits(facts("cooling"))
     assert leased.admits(facts("leased_one")) and leased.admits(facts("expired_cooled"))
+
+
+def test_the_docs_quote_the_rule_as_the_code_states_it():
+    """docs/handing-out.md quotes ``Eligibility``'s docstring: the rule has one wording."""
+    import inspect
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parents[2] / "docs" / "handing-out.md").read_text()
+    assert inspect.cleandoc(Eligibility.__doc__ or "") in page
