@@ -35,7 +35,7 @@ ANONYMITY_LEVELS = ("transparent", "anonymous", "elite")
 
 
 def _strings(name: str, value: Any, *, optional: bool = False) -> None:
-    if optional and value is None:
+    if (optional and value is None) or (type(value) is frozenset and not value):  # the common cases: per hand-out
         return
     if not isinstance(value, frozenset) or not all(isinstance(v, str) and v for v in value):
         what = "a set of non-empty strings" + (" or None" if optional else "")

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import Engine, Text, bindparam, case, cast, func, select, true
@@ -60,10 +60,12 @@ def worker_proxy(row: Any) -> Proxy:
     )
 
 
-def raw_worker_proxy(row: tuple[Any, ...]) -> Proxy:
-    """``worker_proxy`` for a raw DBAPI row of ``WORKER_COLUMNS`` (tags as JSON text or a list)."""
+def raw_worker_proxy(row: tuple[Any, ...], tag_set: frozenset[str] | None = None) -> Proxy:
+    """``worker_proxy`` for a raw DBAPI row of ``WORKER_COLUMNS`` (tags as JSON text or a list,
+    or read already: ``tag_set``)."""
     _id, _key, scheme, host, port, username, password, tags, label, exit_ip, latency, resolved_ip = row[:12]
-    tag_set = frozenset(json.loads(tags) if isinstance(tags, str) else tags or ())
+    if tag_set is None:
+        tag_set = frozenset(json.loads(tags) if isinstance(tags, str) else tags or ())
     return Proxy(scheme, host, port, username, password, tag_set, label,
                  exit_ip=exit_ip, latency_ms=latency, resolved_ip=resolved_ip)
 
@@ -83,11 +85,7 @@ class HotReads:
             select(P.id, P.key, P.scheme, P.anonymity, tags_text, P.latency_ms, P.last_success_at).where(unfiltered)
         )
         self._fetch = self._compile(select(*WORKER_COLUMNS, *FACT_COLUMNS).where(P.id == bindparam("pid")))
-        # FACT_COLUMNS from the driver's form to Python values, as Core would convert them (SQLite
-        # returns text for times and JSON; psycopg returns Python values already).
-        self._facts: list[Any] = [
-            None if self._pg else c.type.dialect_impl(dialect).result_processor(dialect, None) for c in FACT_COLUMNS
-        ]
+        self._sets: dict[Any, frozenset[str]] = {}  # JSON list text -> set (fleets share a few)
 
     def _compile(self, stmt: Any) -> tuple[str, tuple[str, ...] | None, dict[str, Any]]:
         """SQL, the order of its positional parameters, and its constant ones ("healthy")."""
@@ -139,14 +137,33 @@ class HotReads:
             return fetch_eligible(self.engine, proxy_id, eligibility)
         if row is None:
             return None
-        return raw_worker_proxy(row) if eligibility.admits(self.facts(row[len(WORKER_COLUMNS):])) else None
+        facts = self.facts(row[len(WORKER_COLUMNS):])
+        return raw_worker_proxy(row, facts.tags) if eligibility.admits(facts) else None
 
     def facts(self, raw: tuple[Any, ...]) -> Facts:
-        """``FACT_COLUMNS`` as the driver returned them, as ``Facts``."""
-        values = [v if convert is None or v is None else convert(v) for convert, v in zip(self._facts, raw)]
-        key, enabled, state, reason, last_success, usable_at, usable_for, tags, *rest = values
-        return Facts(key, bool(enabled), state, reason, last_success, usable_at,
-                     frozenset(usable_for or ()), frozenset(tags or ()), *rest)
+        """``FACT_COLUMNS`` as the driver returned them, as ``Facts``. psycopg returns Python
+        values; SQLite returns times as UTCDateTime's fixed-width UTC text and JSON lists as
+        text, read here with the C parsers (SQLAlchemy's regex-based processors would cost
+        more than the query)."""
+        key, enabled, state, reason, last_success, usable_at, usable_for, tags, *rest = raw
+        if not self._pg:
+            last_success = last_success and _sqlite_time(last_success)
+            usable_at = usable_at and _sqlite_time(usable_at)
+        return Facts(key, bool(enabled), state, reason, last_success, usable_at, self._set(usable_for), self._set(tags), *rest)
+
+    def _set(self, value: Any) -> frozenset[str]:
+        if not isinstance(value, str):  # psycopg: a list already
+            return frozenset(value or ())
+        found = self._sets.get(value)
+        if found is None:
+            if len(self._sets) >= 4096:
+                self._sets = {}
+            found = self._sets[value] = frozenset(json.loads(value))
+        return found
+
+
+def _sqlite_time(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
 
 
 def facts_of(row: Any) -> Facts:

@@ -18,6 +18,8 @@ from .settings import STRATEGIES
 
 QUERY_KEYS = ("tags", "tag", "scheme", "anonymity", "exclude", "strategy", "target", "sticky")
 PASSED_THROUGH = ("format",)  # the HTTP layer's own parameters
+_NONE: tuple[str, ...] = ()
+_NO_FILTERS = Filters()
 MAX_LIMIT = 2**31 - 1  # get_healthy_proxies(limit=): more than any fleet, less than any SQL LIMIT
 
 
@@ -47,7 +49,8 @@ def as_filters(filters: Filters | None, keywords: Mapping[str, Any]) -> Filters:
 def _names(name: str, value: Any, *, lower: bool = False) -> frozenset[str]:
     """A string (one) or an iterable of strings, stripped; anything else names ``name``."""
     items = [value] if isinstance(value, str) else value
-    if isinstance(items, (bytes, Mapping)) or not isinstance(items, Iterable):
+    if not isinstance(items, (list, tuple, set, frozenset)) and (isinstance(items, (bytes, Mapping))
+                                                                   or not isinstance(items, Iterable)):
         raise ValueError(f"{name}: expected a string or a list of strings, got {value!r}")
     found = set()
     for item in items:
@@ -59,22 +62,25 @@ def _names(name: str, value: Any, *, lower: bool = False) -> frozenset[str]:
 
 def make_filters(
     *,
-    tags: str | Iterable[str] = (),
+    tags: str | Iterable[str] = _NONE,
     scheme: str | Iterable[str] | None = None,
     anonymity: str | None = None,
-    exclude: Iterable[Proxy | str] | Proxy | str = (),
+    exclude: Iterable[Proxy | str] | Proxy | str = _NONE,
     target: str | None = None,
     sticky: bool = False,
 ) -> Filters:
     """``tags``: all must match (a string is one tag). ``scheme``: one or several, matched exactly
     (``socks5`` does not match ``socks5h``). ``anonymity``: the minimum level
     (``anonymous`` < ``elite``). ``exclude``: proxies, URLs or keys already tried."""
+    if tags is _NONE and exclude is _NONE and scheme is None and anonymity is None and target is None and sticky is False:
+        return _NO_FILTERS  # the common call, per hand-out: nothing to check
     tag_set = _names("tags", tags)
     schemes = None if scheme is None else _names("scheme", scheme, lower=True)
     level = anonymity.strip().lower() if isinstance(anonymity, str) else anonymity
     if isinstance(exclude, (Proxy, str)):
         exclude = [exclude]
-    if isinstance(exclude, (bytes, Mapping)) or not isinstance(exclude, Iterable):
+    if not isinstance(exclude, (list, tuple, set, frozenset)) and (isinstance(exclude, (bytes, Mapping))
+                                                                    or not isinstance(exclude, Iterable)):
         raise ValueError(f"exclude: expected proxies, URLs or keys, got {exclude!r}")
     if isinstance(target, str):
         target = target.strip()

@@ -35,6 +35,7 @@ from sqlalchemy import Engine
 
 from .. import feedback
 from ..config import Probes
+from ..errors import NoHealthyProxy
 from ..health import HealthPolicy
 from ..proxy import Proxy
 from ..store import migrate
@@ -176,7 +177,10 @@ class ProxyPool:
             **keywords: Unpack[FilterKeywords]) -> Proxy:
         """One eligible proxy by ``strategy``; ``NoHealthyProxy`` (a ``LookupError``) says why not.
         ``filters``: a ``Filters``, or its keywords (params.py)."""
-        rule = self._eligibility(as_filters(filters, keywords))
+        wanted = as_filters(filters, keywords)
+        if strategy is not None:  # bad arguments first: a ValueError even with no database
+            check_strategy(strategy)
+        rule = self._eligibility(wanted)
         reader = self._open()
         strategy = check_strategy(self._settings.strategy if strategy is None else strategy)
         filters = rule.filters
@@ -199,10 +203,10 @@ class ProxyPool:
                 **keywords: Unpack[FilterKeywords]) -> list[Proxy]:
         """Every eligible proxy (exact: one query), ordered by ``strategy`` without counting
         hand-outs: fastest first by default, shuffled for ``random``. Empty list, no exception."""
-        rule = self._eligibility(as_filters(filters, keywords))
-        limit = check_limit(limit)
-        reader = self._open()
+        wanted, limit = as_filters(filters, keywords), check_limit(limit)
         strategy = check_strategy("fastest" if strategy is None else strategy)
+        rule = self._eligibility(wanted)
+        reader = self._open()
         if strategy == "random":
             proxies = select_eligible(reader, rule, order="id")
             self._rng.shuffle(proxies)
@@ -219,7 +223,7 @@ class ProxyPool:
         limits = LeaseLimits(self._settings.max_concurrent_per_proxy, now) if leases else None
         return Eligibility.at(now, self._settings.max_age, filters, limits)
 
-    def _none_healthy(self, reader: Engine, rule: Eligibility, counts: Shortage | None = None) -> Exception:
+    def _none_healthy(self, reader: Engine, rule: Eligibility, counts: Shortage | None = None) -> NoHealthyProxy:
         return no_healthy_proxy(reader, rule, max_age=self._settings.max_age, where=masked_url(self._url),
                                 now=self._clock(), counts=counts)
 
@@ -315,12 +319,13 @@ class ProxyPool:
         """Lease one healthy, fresh proxy matching ``filters`` (``get``'s) for ``ttl`` seconds
         (default ``[worker].lease_ttl``), within ``max_concurrent_per_proxy`` and
         ``cooldown_seconds``. ``NoHealthyProxy`` says why none could be leased."""
-        rule = self._eligibility(as_filters(filters, keywords), leases=True)
-        reader = self._open()
-        settings = self._settings
-        ttl = self._check_ttl(ttl) or settings.lease_ttl
+        wanted, ttl = as_filters(filters, keywords), self._check_ttl(ttl)
         order = check_strategy("least_used" if strategy is None else strategy)
         who = self._who(worker)
+        rule = self._eligibility(wanted, leases=True)
+        reader = self._open()
+        settings = self._settings
+        ttl = ttl or settings.lease_ttl
         lease = worker_leases.acquire(
             self._write_engine(), rule, ttl=ttl, cooldown=settings.cooldown_seconds, worker=who, order=order,
         )
