@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Engine, Text, bindparam, case, cast, func, select, true
+from sqlalchemy import Engine, Text, bindparam, case, cast, func, select
 
 from ..proxy import Proxy
 from ._rows import PROXY_COLUMNS, utcnow
@@ -239,23 +239,21 @@ class Shortage:
 
 def shortage(engine: Engine, rule: Eligibility) -> Shortage:
     """Counts by state and freshness, and how many ``rule`` admits, for the ``NoHealthyProxy``
-    message: one pass over the table. ``fresh``: the rule without filters (for an enabled
-    healthy proxy, that is its freshness)."""
+    message: one statement. ``fresh``: the rule without filters (for an enabled healthy proxy,
+    that is its freshness)."""
     with engine.begin() as conn:
         fresh_col = Eligibility(rule.fresh_since).clause(conn).label("fresh")
         admitted = func.sum(case((rule.clause(conn), 1), else_=0))
         counts: dict[tuple[bool, str, bool], int] = {}
+        by_code: dict[int | None, int] = {}  # enabled unhealthy proxies by failure code
         matching = 0
-        by = select(P.enabled, P.state, fresh_col, func.count(), admitted).group_by(P.enabled, P.state, fresh_col)
-        for enabled, state, fresh, n, m in conn.execute(by):
+        groups = (P.enabled, P.state, fresh_col, P.code)
+        for enabled, state, fresh, code, n, m in conn.execute(select(*groups, func.count(), admitted).group_by(*groups)):
             counts[(bool(enabled), state, bool(fresh))] = counts.get((bool(enabled), state, bool(fresh)), 0) + n
             matching += int(m or 0)
-        codes = conn.execute(
-            select(P.code, func.count().label("n"))
-            .where(P.enabled == true(), P.state == "unhealthy")
-            .group_by(P.code)
-            .order_by(func.count().desc(), P.code)
-        ).all()
+            if enabled and state == "unhealthy":
+                by_code[code] = by_code.get(code, 0) + n
+    codes = sorted(by_code.items(), key=lambda item: (-item[1], item[0] is None, item[0] or 0))
 
     def total(enabled: bool | None = None, state: str | None = None, fresh: bool | None = None) -> int:
         return sum(
@@ -271,7 +269,7 @@ def shortage(engine: Engine, rule: Eligibility) -> Shortage:
         stale=total(True, "healthy", False),
         unhealthy=total(True, "unhealthy"),
         unknown=total(True, "unknown"),
-        codes=tuple((row.code, row.n) for row in codes),
+        codes=tuple(codes),
         matching=matching,
     )
 
