@@ -33,7 +33,7 @@ from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from ..config import Daemon as DaemonSettings
-from . import jobs
+from . import jobs, notifying
 
 log = logging.getLogger("proxycheck.daemon")
 
@@ -52,6 +52,8 @@ JOBS = {
     "retention": Job("retention", "retention_interval", jobs.retention),
     "own_ip_refresh": Job("own-IP refresh", "own_ip_interval", lambda daemon: daemon.monitor.selftest()),
     "heartbeat": Job("heartbeat", "heartbeat_interval", jobs.heartbeat),
+    "notify": Job("notify observation", "heartbeat_interval",
+                  lambda daemon: notifying.observe(daemon.notifications, daemon.storage, daemon.monitor)),
 }
 
 

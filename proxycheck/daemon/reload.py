@@ -51,6 +51,7 @@ def apply(daemon, fresh: Settings) -> None:
     daemon.monitor.interval = new.daemon.heartbeat_interval
     daemon.settings = new
     daemon.periodic.reschedule(old.daemon, new.daemon)
+    daemon.notifications.reconfigure(new.notify)
     if restart:
         log.warning("changed settings that need a restart (`systemctl restart proxycheck`), kept as they were: %s",
                     ", ".join(restart))
@@ -67,5 +68,5 @@ def restart_only_changes(old: Settings, new: Settings) -> list[str]:
 
 def applied_changes(old: Settings, new: Settings) -> list[str]:
     """Sections (and top-level keys) that differ and are applied by a reload."""
-    sections = ("targets", "timeouts", "probes", "check", "health", "daemon", "worker")
+    sections = ("targets", "timeouts", "probes", "check", "health", "daemon", "worker", "notify")
     return [f"[{s}]" for s in sections if getattr(old, s) != getattr(new, s)]

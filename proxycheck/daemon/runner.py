@@ -38,6 +38,7 @@ from ..checker import Checker
 from ..config import Settings
 from ..errors import ProxycheckError, StorageError
 from ..metrics import DaemonMetrics
+from ..notify import Notifications
 from ..selftest import CheckerStatus
 from ..sdnotify import Notifier, watchdog_interval
 from ..store.engine import make_engine, masked_url
@@ -131,6 +132,7 @@ class Daemon:
         self.dispatcher = Dispatcher(self.storage, lambda: self.settings, self.instance_id, self.monitor, self.writer,
                                      self.metrics, self.stopping)
         self.periodic = Periodic(self, on_bug=self._bug)
+        self.notifications = Notifications(self.settings.notify, {"id": self.instance_id[:8], "host": socket.gethostname()})
         engine = self.storage.engine
         await self.storage.call(store.register_instance, engine, instance_id=self.instance_id,
                                 hostname=socket.gethostname(), pid=os.getpid())
@@ -163,6 +165,7 @@ class Daemon:
             self._side(self._once(), "one round", forever=False)
             return
         self._side(self.dispatcher.run(), "dispatcher")
+        self._side(self.notifications.sender.run(), "notification sender")
         self.periodic.start()
         if watchdog_interval():
             self._side(self._watchdog(), "watchdog")
