@@ -108,7 +108,7 @@ NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 ENTRY_KEYS: tuple[tuple[str, str, str], ...] = (
     ("name", "lower-case letters, digits, _ and -, up to 32", "what results, `usable_for` and `?target=` call it; unique"),
     ("url", "http:// or https:// URL", "the page fetched through each proxy"),
-    ("preset", "one of " + ", ".join(PRESETS), "the provider's ban answers (README: Ban targets); or give own rules"),
+    ("preset", "one of " + ", ".join(PRESETS), "the provider's ban answers (docs/ban-presets.md); or give own rules"),
     ("status", "list of HTTP statuses", "own rule: any of these statuses is a ban"),
     ("redirect", "list of strings", "own rule: a 3xx whose Location contains one of these is a ban"),
     ("headers", 'list of "name: value" (or "name")', "own rule: this header (with this value) is a ban"),

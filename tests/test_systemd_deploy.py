@@ -1,9 +1,9 @@
-"""The README's systemd deployment, followed literally under a real systemd in a container.
+"""The systemd deployment of docs/deployment.md, followed literally under a real systemd in a container.
 
 A Debian 12 root made by debootstrap (cached outside the repo, keyed by its package list) is
 copied per run; a copy of this checkout and a wheelhouse (every dependency, built on the host)
 go inside. systemd-nspawn boots it with a private network (loopback only: the daemon's checker is
-degraded, which is expected) and a oneshot unit runs tests/systemd/scenario.sh: the README's
+degraded, which is expected) and a oneshot unit runs tests/systemd/scenario.sh: that page's
 install commands (without `sudo`), then `systemctl start/reload/stop`, `proxycheck status`
 as the service user, a loopback judge of our own as [targets] applied by a reload (so the checker
 works offline), a worker in the service group writing a report, and a second install over the
@@ -125,20 +125,20 @@ def wheelhouse(checkout, tmp_path_factory) -> Path:
     dist = house / "dist"
     dist.mkdir()
     for ours in house.glob("proxycheck_fleet-*"):
-        ours.rename(dist / ours.name)  # not in the wheelhouse: the README's command builds its own
+        ours.rename(dist / ours.name)  # not in the wheelhouse: the documented command builds its own
     return house
 
 
-def readme_deploy_commands() -> str:
-    """The first shell block of the README's deployment section, without `sudo`."""
-    section = (ROOT / "README.md").read_text().split("\n## Running under systemd\n", 1)[1].split("\n## ", 1)[0]
+def documented_deploy_commands() -> str:
+    """The first shell block of docs/deployment.md's systemd section, without `sudo`."""
+    section = (ROOT / "docs" / "deployment.md").read_text().split("\n## Running under systemd\n", 1)[1].split("\n## ", 1)[0]
     block = re.search(r"```sh\n(.*?)\n```", section, re.S)
-    assert block, "README's 'Running under systemd' section has no ```sh block"
+    assert block, "docs/deployment.md's 'Running under systemd' section has no ```sh block"
     return re.sub(r"(^|&& |; )sudo ", r"\1", block.group(1), flags=re.M)
 
 
-def test_readme_deploy_commands_use_the_install_script():
-    commands = readme_deploy_commands()
+def test_documented_deploy_commands_use_the_install_script():
+    commands = documented_deploy_commands()
     assert "deploy/install.sh" in commands
     assert "sudo" not in commands
 
@@ -180,7 +180,7 @@ def results(base_root, checkout, wheelhouse, tmp_path_factory) -> Path:
         shutil.copytree(checkout, root / "root/proxycheck")
         shutil.copytree(wheelhouse, root / "wheelhouse")
         (root / "results").mkdir()
-        (root / "install-commands.sh").write_text("set -ex\n" + readme_deploy_commands() + "\n")
+        (root / "install-commands.sh").write_text("set -ex\n" + documented_deploy_commands() + "\n")
         shutil.copy2(ROOT / "tests/systemd/scenario.sh", root / "scenario.sh")
         judge_certificate(root / "judge")
         unit_dir = root / "etc/systemd/system"

@@ -20,7 +20,7 @@ show() { systemctl show proxycheck -p ActiveState,SubState,Result,ExecMainStatus
 # The install script never installs by name from an index (PyPI's "proxycheck" is not ours).
 step refuse_a_name deploy/install.sh 'proxycheck[postgresql]'
 
-# The README's deployment commands, verbatim but for `sudo` (we are root; minbase has no sudo).
+# The deployment commands of docs/deployment.md, verbatim but for `sudo` (we are root; minbase has no sudo).
 step install bash /install-commands.sh
 step after_start show
 step main_pid_user bash -c 'stat -c %U "/proc/$(systemctl show -p MainPID --value proxycheck)"'
@@ -75,7 +75,7 @@ from proxycheck import report
 print(report("socks5://192.0.2.50:1080", {"errorId": 1, "errorCode": "ERROR_PROXY_CONNECT_REFUSED"}))'
 
 # Re-running the install upgrades in place: it restarts the service and keeps the edited CSV.
-# This time from the built wheel, with the PostgreSQL driver (the README's other forms).
+# This time from the built wheel, with the PostgreSQL driver (docs/deployment.md's other forms).
 step reinstall deploy/install.sh "$(ls /wheelhouse/dist/proxycheck_fleet-*.whl)[postgresql]"
 step postgresql_driver /opt/proxycheck/bin/python -c 'import psycopg; print(psycopg.__name__)'
 step after_reinstall show
