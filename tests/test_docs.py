@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import os
+import posixpath
 import re
 from pathlib import Path
 
@@ -72,7 +73,7 @@ def outside_references(path: Path, text: str) -> list[str]:
     ours = {"/" + str(f.relative_to(ROOT)) for f in repository_files() if f.suffix == ".md"}
     for n, line in enumerate(text.splitlines(), 1):
         for name in MD_NAME.findall(line):
-            if not any(f.endswith("/" + re.sub(r"^(\.\./)+", "", name)) for f in ours):
+            if not any(f.endswith("/" + re.sub(r"^(\.\./)+", "", posixpath.normpath(name))) for f in ours):
                 found.append(f"{path.relative_to(ROOT)}:{n}: {name} is not in the repository")
     return found
 
@@ -107,6 +108,7 @@ def test_no_file_refers_outside_the_repository():
     (f"Where the presets come from: {OUTSIDE}/research/captcha_services.md §4.", 2),
     ("with that provider's ban answer (captcha_services.md §4):", 1),
     ("the docs (docs/ban-presets.md) and bench/README.md", 0),
+    ('install -D -m 0644 "$here/../README.md" /usr/share/doc/proxycheck/README.md', 0),
 ])
 def test_the_check_finds_what_it_must(text, found):
     assert len(outside_references(ROOT / "proxycheck" / "bans.py", text)) == found
