@@ -30,12 +30,12 @@ from ..masking import redact
 State = Literal["firing", "resolved"]
 
 CHECKER_FIX = ("run `proxycheck doctor` to see which target fails; without Internet access, run your own judge "
-               "(`proxycheck judge`) and point [targets] at it. Proxies keep their states meanwhile")
+               "(`proxycheck judge`) and point [targets] at it. Proxies keep their states meanwhile.")
 FLEET_FIX = ("`proxycheck status` lists the errors that took them out (`proxycheck explain PROXY` for one); replace "
-             "or re-import the proxies")
-GUARD_FIX = "`proxycheck status` names the errors, proxies and subnets that spent it"
+             "or re-import the proxies.")
+GUARD_FIX = "`proxycheck status` names the errors, proxies and subnets that spent it."
 TARGET_FIX = ("run `proxycheck doctor`; a target that answers everyone alike (429, 503, a captcha wall) cannot tell "
-              "a banned proxy from a clean one: point it elsewhere or take it out of [targets]")
+              "a banned proxy from a clean one: point it elsewhere or take it out of [targets].")
 
 
 @dataclass(frozen=True)
