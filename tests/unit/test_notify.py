@@ -9,10 +9,12 @@ import json
 
 import pytest
 
+from proxycheck.daemon.notifying import snapshot
 from proxycheck.notify import GuardState, Snapshot, transitions
 from proxycheck.notify.deliver import message, sign
 from proxycheck.notify.events import Event
 from proxycheck.notify.outbox import Outbox
+from proxycheck.selftest import CheckerStatus
 
 OK = Snapshot(checker_ok=True, healthy=8, unhealthy=2)
 DEGRADED = Snapshot(checker_ok=False, checker_reason="cannot reach the judge http://127.0.0.1:1/get directly",
@@ -121,3 +123,22 @@ def test_the_message_body():
     assert set(msg) == {"version", "source", "instance", "at", "subject", "state", "event", "summary", "detail"}
     assert (msg["version"], msg["source"], msg["subject"], msg["state"], msg["event"]) == \
         (1, "proxycheck", "checker", "firing", "checker_degraded")
+
+
+# The daemon's observation (daemon/notifying.py): (id, checker ok, notes now, unable last time, unable observed)
+OBSERVED = [
+    ("ok-takes-the-notes", True, {"turnstile": "ban: 429 to everyone"}, {}, {"turnstile": "ban: 429 to everyone"}),
+    ("ok-without-notes", True, {}, {"turnstile": "x"}, {}),
+    ("degraded-keeps-the-last", False, {"turnstile": "ban: unreachable", "judge": "down"}, {"recaptcha": "y"}, {"recaptcha": "y"}),
+]
+
+
+@pytest.mark.parametrize(("ok", "notes", "last_unable", "unable"), [c[1:] for c in OBSERVED], ids=[c[0] for c in OBSERVED])
+def test_the_observation_keeps_targets_while_degraded(ok, notes, last_unable, unable):
+    status = CheckerStatus(ok, "" if ok else "judge down")
+    last = Snapshot(checker_ok=True, unable=last_unable)
+    snap = snapshot(status, notes, {"healthy": 3, "unhealthy": 1, "unknown": 2, "disabled": 9}, last, {})
+    assert dict(snap.unable) == unable
+    assert (snap.healthy, snap.unhealthy, snap.unknown, snap.checker_ok) == (3, 1, 2, ok)
+    if not ok:
+        assert [e.subject for e in transitions(last, snap, 0.5)] == ["checker"]
