@@ -18,17 +18,20 @@ from collections.abc import Callable, Mapping
 
 from .. import store
 from ..notify import GuardState, Notifications, Snapshot
+from ..selftest import CheckerStatus
 from .monitor import CheckerMonitor
 from .storage import Storage
 
 Guards = Callable[[], Mapping[str, GuardState]]
 
 
-def snapshot(monitor: CheckerMonitor, counts: Mapping[str, int], last: Snapshot | None,
+def snapshot(status: CheckerStatus, notes: Mapping[str, str], counts: Mapping[str, int], last: Snapshot | None,
              guards: Mapping[str, GuardState]) -> Snapshot:
-    ok = monitor.status.ok
-    unable = dict(monitor.checker.notes) if ok else dict(last.unable if last else {})  # rule 2
-    return Snapshot(checker_ok=ok, checker_reason="" if ok else monitor.status.reason,
+    """Pure: the checker's ``status`` and ``notes`` (``Checker.notes``), the fleet's ``counts`` by
+    state, the ``last`` observation (rule 2) and the guards' states."""
+    ok = status.ok
+    unable = dict(notes) if ok else dict(last.unable if last else {})  # rule 2
+    return Snapshot(checker_ok=ok, checker_reason="" if ok else status.reason,
                     healthy=counts.get("healthy", 0), unhealthy=counts.get("unhealthy", 0), unknown=counts.get("unknown", 0),
                     unable=unable, guards=dict(guards))
 
@@ -40,4 +43,4 @@ async def observe(notifier: Notifications, storage: Storage, monitor: CheckerMon
     summary = await storage.attempt(store.status_summary, storage.reader)
     if summary is None:
         return
-    notifier.observe(snapshot(monitor, summary.counts, notifier.last, guards()))
+    notifier.observe(snapshot(monitor.status, monitor.checker.notes, summary.counts, notifier.last, guards()))

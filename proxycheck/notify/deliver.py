@@ -81,10 +81,14 @@ class Sender:
 
     async def run(self) -> None:
         """The delivery task: for ever, one message at a time."""
-        timeout = aiohttp.ClientTimeout(total=self.settings.timeout)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
+        async with aiohttp.ClientSession() as session:
             while True:
-                msg = await self.queue.get()
+                try:
+                    msg = await self.queue.get()
+                except asyncio.CancelledError:
+                    if self.queue.qsize():
+                        log.warning("notify: stopping with %d messages not delivered", self.queue.qsize())
+                    raise
                 body = json.dumps(msg, ensure_ascii=False).encode()
                 tries = [self._attempts(f"webhook {_origin(self.settings.webhook_url)}",
                                         lambda: self._post(session, body), msg)] if self.settings.webhook_url else []
@@ -115,7 +119,8 @@ class Sender:
         headers = {"Content-Type": "application/json", "User-Agent": f"proxycheck/{__version__}",
                    SIGNATURE_HEADER: sign(self.secret, body)}
         try:
-            async with session.post(self.settings.webhook_url, data=body, headers=headers) as response:
+            async with session.post(self.settings.webhook_url, data=body, headers=headers,
+                                    timeout=aiohttp.ClientTimeout(total=self.settings.timeout)) as response:
                 await response.read()
                 if 200 <= response.status < 300:
                     return
@@ -133,7 +138,11 @@ class Sender:
             title = f"proxycheck: {msg['event'].replace('_', ' ')}"
             return bool(box.notify(title=title, body=msg["summary"]))
 
-        if not await asyncio.to_thread(notify):
+        try:
+            delivered = await asyncio.to_thread(notify)
+        except Exception as exc:  # noqa: BLE001 - a third party's trouble is a failed delivery, not our bug
+            raise Failed(f"Apprise raised {_why(exc)}") from None
+        if not delivered:
             raise Failed("Apprise could not deliver (its log says why)")
 
 

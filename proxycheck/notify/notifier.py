@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 
+from ..errors import ConfigError
 from .deliver import Sender, message
 from .events import Event, Snapshot, transitions
 from .outbox import Outbox
@@ -40,8 +41,14 @@ class Notifications:
         return due
 
     def reconfigure(self, settings: Notify) -> None:
-        """SIGHUP: new destinations and intervals; what was observed and sent is kept."""
+        """SIGHUP: new destinations and intervals; what was observed and sent is kept. A secret file
+        that cannot be read now (it was when the file was loaded) keeps the old settings."""
+        try:
+            secret = read_secret(settings) if settings.webhook_url else b""
+        except ConfigError as exc:
+            log.error("notify: [notify] not reloaded, keeping the old one: %s", exc)
+            return
         self.settings = settings
         self.outbox.min_interval = settings.min_interval
         self.sender.settings = settings
-        self.sender.secret = read_secret(settings) if settings.webhook_url else b""
+        self.sender.secret = secret
