@@ -78,6 +78,7 @@ def test_apprise_urls_without_the_extra_say_how_to_install_it(tmp_path):
     config = write(tmp_path, 'apprise_urls = ["tgram://bottoken/ChatID"]')
     result = run_cli("config", "check", str(config), env={"PYTHONPATH": str(hide)})
     assert result.returncode == 2
-    assert ("[notify].apprise_urls: the apprise package is not installed: run "
-            "`pip install 'proxycheck-fleet[apprise]'`") in result.stderr
+    assert ("[notify].apprise_urls: the apprise package (the apprise extra) is not installed: run "
+            "`pip install 'apprise>=1.9'` in proxycheck's virtualenv, or `pip install '.[apprise]'` in its checkout "
+            "(or take apprise_urls out)") in result.stderr
     assert "bottoken" not in result.stderr

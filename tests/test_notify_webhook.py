@@ -120,7 +120,7 @@ async def test_one_message_per_transition_through_the_notifications(receiver):
 # Apprise's PGP plugin imports imghdr (deprecated in 3.11); warnings are errors in this suite.
 @pytest.mark.filterwarnings("ignore:'imghdr' is deprecated:DeprecationWarning")
 async def test_apprise_delivers_through_its_json_service(receiver):
-    pytest.importorskip("apprise", reason="the apprise extra (pip install 'proxycheck-fleet[apprise]')")
+    pytest.importorskip("apprise", reason="the apprise extra (pip install '.[apprise]')")
     sender = Sender(Notify(apprise_urls=(f"json://127.0.0.1:{receiver.port}/apprise",), retries=0))
     await deliver(sender, degraded())
     (got,) = receiver.got

@@ -7,8 +7,8 @@ Rules:
 2. A webhook is always signed: ``webhook_url`` needs ``secret`` or ``secret_file`` (one of them).
    The secret is never shown: not in an error, a log line, a message or ``config check``.
    ``secret`` in the config file needs a file others cannot read; ``secret_file`` too.
-3. Apprise is an optional extra: ``apprise_urls`` without the ``apprise`` package installed is a
-   ``ConfigError`` naming the key and the command that installs it. Its URLs carry tokens: secret.
+3. Apprise is an optional extra (``.[apprise]``): ``apprise_urls`` without the ``apprise`` package
+   installed is a ``ConfigError`` naming the key and the command that installs it. Its URLs carry tokens: secret.
 """
 
 from __future__ import annotations
@@ -23,7 +23,9 @@ from ..config_keys import key, shown
 from ..errors import ConfigError
 
 MIN_SECRET_LENGTH = 16
-APPRISE_EXTRA = "pip install 'proxycheck-fleet[apprise]'"
+# The extra adds one third-party package; proxycheck itself is installed from a checkout or a wheel
+# (tests/test_install_instructions.py), so the message names both ways.
+APPRISE_EXTRA = "pip install 'apprise>=1.9'` in proxycheck's virtualenv, or `pip install '.[apprise]'` in its checkout"
 
 
 def _webhook_url(url: str) -> str | None:
@@ -56,7 +58,7 @@ class Notify:
     secret_file: str = key("file holding the webhook's shared secret (not readable by others), instead of secret", "")
     apprise_urls: tuple[str, ...] = key(
         "Apprise URLs (Slack, Telegram, e-mail, ...) that get each message too; needs the apprise extra "
-        f"(`{APPRISE_EXTRA}`)", (), accepts="Apprise URLs", secret=True)
+        "(docs/notify.md)", (), accepts="Apprise URLs", secret=True)
     healthy_below: float = key("a message when the healthy fraction of the judged proxies falls below this, and "
                                "one when it is back", 0.5, low=0, high=1)
     min_interval: float = key("seconds between two messages about one subject (the checker, the fleet, one guard, "
@@ -109,8 +111,8 @@ def check(n: Notify, where: str = "[notify]") -> None:
     if n.apprise_urls:
         apprise = _apprise()
         if apprise is None:
-            raise ConfigError(f"{where}.apprise_urls: the apprise package is not installed: run `{APPRISE_EXTRA}` "
-                              "(or take apprise_urls out)")
+            raise ConfigError(f"{where}.apprise_urls: the apprise package (the apprise extra) is not installed: run "
+                              f"`{APPRISE_EXTRA} (or take apprise_urls out)")
         for i, url in enumerate(n.apprise_urls):
             if not apprise.Apprise().add(url):
                 raise ConfigError(f"{where}.apprise_urls[{i}]: Apprise does not know this URL "
