@@ -148,23 +148,32 @@ class Storage:
 
 class Outage:
     """Logs a failing storage call once, then every ``REPEAT`` seconds while it keeps failing,
-    and once when it works again: a database outage is a few lines, not one per dispatch."""
+    and once when it works again: a database outage is a few lines, not one per dispatch. Every
+    caller that retries a storage call logs through one (``Storage.attempt``, the writer); a
+    ``note`` says what waits meanwhile."""
 
     REPEAT = 30.0
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
         self._failing: dict[str, tuple[float, float, int]] = {}  # name -> (since, last logged, failures)
 
-    def failed(self, name: str, exc: BaseException) -> None:
-        now = time.monotonic()
+    def failed(self, name: str, exc: BaseException, note: str = "") -> None:
+        now = self.clock()
         since, logged, count = self._failing.get(name, (now, -self.REPEAT, 0))
         if now - logged >= self.REPEAT:
-            again = f" (failing for {now - since:.0f} s, {count + 1} attempts)" if count else ""
-            log.error("database call %s failed%s: %s", name, again, describe(exc))
+            again = f"failing for {now - since:.0f} s, {count + 1} attempts" if count else ""
+            log.error("database call %s failed%s: %s", name, _parenthesis(again, note), describe(exc))
             logged = now
         self._failing[name] = (since, logged, count + 1)
 
-    def worked(self, name: str) -> None:
+    def worked(self, name: str, note: str = "") -> None:
         if name in self._failing:
             since, _, count = self._failing.pop(name)
-            log.info("database call %s works again after %.0f s (%d failed attempts)", name, time.monotonic() - since, count)
+            log.info("database call %s works again after %.0f s%s", name, self.clock() - since,
+                     _parenthesis(f"{count} failed attempts", note))
+
+
+def _parenthesis(*parts: str) -> str:
+    text = "; ".join(p for p in parts if p)
+    return f" ({text})" if text else ""
