@@ -228,7 +228,7 @@ class Http:
     listen: str = key("HOST:PORT to bind (keep it on loopback or a private network)", "127.0.0.1:8181",
                       check=_listen, accepts="HOST:PORT")
     token: str = key("every request but /healthz needs `Authorization: Bearer <token>`; empty: a random one is kept in "
-                     "<state_dir>/http-token (mode 0600; `proxycheck token` prints it)", "", secret=True)
+                     "<state_dir>/http-token (mode 0640, readable by its group; `proxycheck token` prints it)", "", secret=True)
     allowed_hosts: tuple[str, ...] = key("host names a request's `Host:` may carry besides the listen address "
                                          "(e.g. behind a reverse proxy); any other Host gets 421", (),
                                          check=_host_name, accepts="host names")

@@ -85,9 +85,9 @@ def api(world, tmp_path_factory):
         assert secret not in err
 
 
-def test_generated_token_file_is_0600_and_found_by_workers(api):
+def test_generated_token_file_is_0640_and_found_by_workers(api):
     _, running, _, token = api
-    assert stat.S_IMODE(running.token_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE(running.token_file.stat().st_mode) == 0o640  # its group's workers read it
     assert len(token) >= 40
     shown = run_cli("token", "--config", str(running.config))
     assert shown.returncode == 0 and shown.stdout.strip() == token

@@ -92,7 +92,8 @@ def token(config: str | None) -> None:
 
     \b
     Found as workers find it: $PROXYCHECK_TOKEN, then [http].token, then the file
-    <state_dir>/http-token that `proxycheck run` writes (mode 0600) on its first start. Example:
+    <state_dir>/http-token that `proxycheck run` writes on its first start (mode 0640: the
+    daemon's group, e.g. proxycheck under systemd, may read it). Example:
       curl -H "Authorization: Bearer $(proxycheck token)" http://127.0.0.1:8181/proxy
     """
     from ..http_token import worker_token

@@ -123,7 +123,7 @@ class HttpApi:
         token = await asyncio.to_thread(ensure_token, self.settings)
         self._token = token.value
         if token.created:
-            log.info("HTTP token generated in %s (mode 0600); workers read it with `proxycheck token`", token.source)
+            log.info("HTTP token generated in %s (mode 0640: its group may read it); workers read it with `proxycheck token`", token.source)
         else:
             log.info("HTTP token from %s", token.source)
         host, _, port = self.settings.http.listen.rpartition(":")
@@ -141,7 +141,7 @@ class HttpApi:
         if self._runner is not None:
             await self._runner.cleanup()
         self.reads.close()
-        self._status.close()
+        await self._status.close()
 
     # -- /healthz --------------------------------------------------------------------------------
     async def healthz(self, request: web.Request) -> web.Response:

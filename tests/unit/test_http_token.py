@@ -20,16 +20,19 @@ def settings_in(tmp_path, token: str = "") -> Settings:
     return dataclasses.replace(s, http=dataclasses.replace(s.http, token=token))
 
 
-def test_generated_once_with_mode_0600_then_reused(tmp_path):
+@pytest.mark.parametrize("umask", [0o000, 0o022, 0o077])
+def test_generated_once_with_mode_0640_then_reused(tmp_path, umask):
+    # 0640: the daemon's group (proxycheck, for workers) reads it, as the messages and README say;
+    # the mode must not depend on the caller's umask (077 would take the group's read away).
     s = settings_in(tmp_path)
-    old_umask = os.umask(0)  # the file's mode must not depend on the caller's umask
+    old_umask = os.umask(umask)
     try:
         first = ensure_token(s, environ={})
     finally:
         os.umask(old_umask)
     path = tmp_path / "state" / TOKEN_FILE
     assert first.created and first.source == str(path)
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
     assert len(first.value) >= 40 and path.read_text() == first.value + "\n"
     again = ensure_token(s, environ={})
     assert (again.value, again.created) == (first.value, False)
@@ -65,7 +68,7 @@ def test_a_world_readable_token_file_is_refused_without_showing_it(tmp_path):
     value = ensure_token(s, environ={}).value
     path = tmp_path / "state" / TOKEN_FILE
     path.chmod(0o644)
-    with pytest.raises(ConfigError, match=r"readable by every user .*chmod 600") as info:
+    with pytest.raises(ConfigError, match=r"readable by every user .*chmod 640") as info:
         find_token(s, environ={})
     assert value not in str(info.value)
     path.chmod(0o640)  # a group of workers may read it
