@@ -214,6 +214,7 @@ def free_port() -> int:
 def test_http_enabled_but_nothing_answers(config):
     port = free_port()
     config.write_text(config.read_text() + f'[http]\nenabled = true\nlisten = "{HOST}:{port}"\ntoken = "{"t" * 40}"\n')
+    config.chmod(0o600)  # it holds the token: a config others can read is refused
     register_daemon(migrate(config))
     code, text, lines = run(config)
     assert code == 1
