@@ -20,8 +20,10 @@ Rules:
    - ``lock.py`` and ``signals.py``.
    Each part is given what it uses (storage, settings, the monitor, a wake callback), never the
    daemon: only ``runner.py`` holds them all.
-2. Never blame a proxy for our own trouble: a failure is stored only after a self-test that
-   started after it has passed, with no failed heartbeat since the check began (``monitor.py``).
+2. Never blame a proxy for our own trouble: a failure is the proxy's only after a direct control
+   request at that moment passed and a second try through the proxy failed too (``checker.py``
+   rule 6), and it is stored only after a self-test that started after it has passed, with no
+   failed heartbeat since the check began (``monitor.py``).
 3. Storage errors are retried or wait for the next turn; any other exception is a bug that stops
    the daemon with exit code 1 and its traceback in the log.
 """

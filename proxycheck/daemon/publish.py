@@ -7,7 +7,8 @@ Rules:
    runs at every heartbeat (``jobs.py``) and at every change of the checker's state
    (``monitor.py``); a storage error waits for the next one. At stop it marks the row stopped.
 2. The fleet's counts are read for STATUS only when systemd listens (``Notifier.enabled``), and
-   once before READY=1, so the ready line has real numbers.
+   once before READY=1, so the ready line has real numbers. STATUS names a failing database
+   (``storage_problem``, also what ``/healthz`` says).
 3. The watchdog is pinged only while the dispatcher makes progress: a loop stalled for
    ``stall_after`` seconds stops the pings, and systemd restarts the daemon.
 """
@@ -42,8 +43,9 @@ class Publisher:
     async def publish(self, stopped: bool = False) -> None:
         """The instance row (``status``) and sd_notify's STATUS, with the checker's state now."""
         st = self.monitor.status
-        await self.storage.attempt(store.heartbeat, self.storage.engine, self.instance_id, checker_state=st.state,
-                                   checker_reason=st.reason or None, last_round_at=self.writer.last_round_at,
+        state, reason = self.monitor.state()
+        await self.storage.attempt(store.heartbeat, self.storage.engine, self.instance_id, checker_state=state,
+                                   checker_reason=reason or None, last_round_at=self.writer.last_round_at,
                                    own_ips=sorted(st.own_ips))
         if stopped:
             await self.storage.attempt(store.mark_stopped, self.storage.engine, self.instance_id)
@@ -59,10 +61,17 @@ class Publisher:
 
     def status_text(self) -> str:
         st = self.monitor.status
-        checker = "checker ok" if st.ok else f"checker DEGRADED: {st.reason}"
+        _, reason = self.monitor.state()
+        checker = (f"checker ok ({reason})" if reason else "checker ok") if st.ok else f"checker DEGRADED: {st.reason}"
         fleet = ", ".join(f"{n} {state}" for state, n in self.counts.items() if n)
+        storage = self.storage_problem()
         return (f"{fleet or 'no proxies yet'}; {checker}; {self.writer.checks_done} checks, "
-                f"{self.in_flight()} in flight")
+                f"{self.in_flight()} in flight" + (f"; storage FAILING: {storage}" if storage else ""))
+
+    def storage_problem(self) -> str | None:
+        """What /healthz and STATUS say while the database takes no writes (or no calls at all):
+        held results first (writer.py rule 6), then any failing call (a claim, a heartbeat)."""
+        return self.writer.write_problem() or self.storage.outage.problem()
 
 
 async def watchdog(notifier: Notifier, interval: float, last_progress: Callable[[], float], stall_after: float) -> None:

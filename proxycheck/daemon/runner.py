@@ -198,7 +198,8 @@ class Daemon:
         from ..worker import ProxyPool
 
         pool = ProxyPool(self.url, config=self.config_path, settings=self.settings.worker)
-        self.http = HttpApi(self.settings, self.storage.reader, pool, self.metrics, self.monitor.state)
+        self.http = HttpApi(self.settings, self.storage.reader, pool, self.metrics, self.monitor.state,
+                            storage_problem=self.publisher.storage_problem)
         try:
             url = await self.http.start()
         except OSError as exc:

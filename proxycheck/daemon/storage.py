@@ -150,7 +150,8 @@ class Outage:
     """Logs a failing storage call once, then every ``REPEAT`` seconds while it keeps failing,
     and once when it works again: a database outage is a few lines, not one per dispatch. Every
     caller that retries a storage call logs through one (``Storage.attempt``, the writer); a
-    ``note`` says what waits meanwhile."""
+    ``note`` says what waits meanwhile. ``problem()`` says which calls fail right now (a claim
+    on a full disk, a heartbeat)."""
 
     REPEAT = 30.0
 
@@ -166,6 +167,19 @@ class Outage:
             log.error("database call %s failed%s: %s", name, _parenthesis(again, note), describe(exc))
             logged = now
         self._failing[name] = (since, logged, count + 1)
+
+    def problem(self) -> str | None:
+        """None when no call is failing; else one sentence for /healthz and STATUS (no path, no
+        URL: the log has the database's own words)."""
+        if not self._failing:
+            return None
+        since = min(since for since, _, _ in self._failing.values())
+        return f"database calls failing for {self.clock() - since:.0f} s ({', '.join(sorted(self._failing))})"
+
+    def failing_since(self, name: str) -> float | None:
+        """When ``name`` started failing (the clock's time), None while it works."""
+        failing = self._failing.get(name)
+        return failing[0] if failing else None
 
     def worked(self, name: str, note: str = "") -> None:
         if name in self._failing:
