@@ -44,4 +44,4 @@ SUITE: dict[str, Probe] = {spec.name: spec.run for spec in REGISTRY}
 
 def declared_targets() -> tuple[str, ...]:
     """Every ``[targets]`` key some registered probe uses, in registry order."""
-    return tuple(dict.fromkeys(key for spec in REGISTRY for key in spec.targets))
+    return tuple(dict.fromkeys(key for spec in REGISTRY for key in spec.target_keys))
