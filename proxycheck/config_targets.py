@@ -113,14 +113,30 @@ def judge_targets_toml(http: str, https: str, ca_file: str | Path | None = None,
     return targets_toml(judge_targets(http, https, ca_file, ban_presets=ban_presets))
 
 
+def example_toml() -> str:
+    """The ``[targets]`` keys as proxycheck.example.toml shows them (each spec's ``example``),
+    between its markers; ``python tests/unit/test_config.py`` regenerates them."""
+    lines = []
+    for t in target_specs():
+        if t.tables:
+            continue
+        value = t.default if t.example in (None, "") else t.example
+        text = _toml_value(value)
+        if isinstance(value, tuple) and len(text) > 80:
+            text = "[\n" + "".join(f"  {json.dumps(v)},\n" for v in value) + "]"
+        lines.append(("# " if t.example == "" else "") + f"{t.key} = {text}")
+    return "\n".join([*lines, 'ca_file = ""'])
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, (tuple, list)):
+        return "[" + ", ".join(json.dumps(v) for v in value) + "]"
+    return json.dumps(value)  # a JSON string is a valid TOML basic string
+
+
 def targets_toml(table: dict[str, Any]) -> str:
     """A ``[targets]`` dict (``judge_targets``'s shape) as TOML text, ending with a newline."""
-    q = json.dumps  # a JSON string is a valid TOML basic string
-    lines = ["[targets]"]
-    for name, value in table.items():
-        if name == "ban":
-            continue
-        lines.append(f"{name} = [{', '.join(q(v) for v in value)}]" if isinstance(value, list) else f"{name} = {q(value)}")
+    lines = ["[targets]", *(f"{name} = {_toml_value(value)}" for name, value in table.items() if name != "ban")]
     for entry in table.get("ban", ()):
-        lines += ["", "[[targets.ban]]", *(f"{k} = {q(v)}" for k, v in entry.items())]
+        lines += ["", "[[targets.ban]]", *(f"{k} = {_toml_value(v)}" for k, v in entry.items())]
     return "\n".join(lines) + "\n"

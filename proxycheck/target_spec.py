@@ -38,6 +38,9 @@ class TargetSpec:
     # of judge_routes.py's shape, when the judge does not serve that path already.
     serve: tuple[tuple[str, Callable[..., Any]], ...] = ()
     tables: bool = False
+    # What proxycheck.example.toml shows for it: None the default, "" the default commented out
+    # (a shorthand when its list is shown), else this value.
+    example: str | tuple[str, ...] | None = None
 
     def offline_value(self, http: str, https: str) -> str | list[str] | None:
         """The key's value pointing at a judge serving plain HTTP at ``http`` and TLS at
