@@ -154,11 +154,11 @@ class ProbeSpec:
     # Its targets are a captcha provider's hosts: ``[probes].max_requests_per_host`` applies.
     rate_limited: bool = False
 
-    @property
-    def target_keys(self) -> tuple[str, ...]:
-        return tuple(t.key for t in self.targets)
+    # The ``[targets]`` keys, in order (derived from ``targets`` once: the checker reads them per check).
+    target_keys: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "target_keys", tuple(t.key for t in self.targets))
         unknown = set(self.summary) - SUMMARY_FIELDS
         if unknown:
             raise ValueError(f"probe {self.name}: unknown summary fields {sorted(unknown)}")
