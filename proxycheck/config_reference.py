@@ -1,7 +1,7 @@
 """The configuration reference, generated from the key declarations so it cannot drift.
 
 ``describe()`` lists (section, key, default, doc) for every setting (``config describe``);
-``reference_markdown()`` is the table between the markers in the README (``python
+``reference_markdown()`` is the table between the markers in docs/configuration.md (``python
 tests/unit/test_config.py`` regenerates it). A ``[probes.<name>]`` section appears once per
 registered probe, and ``[targets]`` holds the keys the registry declares (config_targets.py).
 """
@@ -50,7 +50,7 @@ def _default(f: dataclasses.Field) -> Any:
 
 
 def reference_markdown() -> str:
-    """The README's config reference table, generated so it cannot drift from the code."""
+    """The config reference table of docs/configuration.md, generated so it cannot drift from the code."""
     rows = ["| key | default | allowed | meaning |", "|---|---|---|---|"]
     for section, f, typ, default in _every_key():
         name = f"[{section}].{f.name}" if section else f.name

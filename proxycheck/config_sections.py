@@ -17,6 +17,7 @@ from .config_keys import key, shown
 from .config_targets import Targets, targets_class
 from .errors import StorageError
 from .health import HealthPolicy
+from .sticky import DEFAULT_WINDOW
 from .target_spec import ProbeSchedule
 
 def _header_value(value: str) -> str | None:
@@ -87,7 +88,7 @@ class Probes:
     image_max_bytes: int = key("largest image body accepted", 5_000_000, low=1, high=1_000_000_000)
     sticky_seconds: float = key(
         "seconds an exit IP must hold to count as sticky (about one solve); tag `rotating` marks gateways",
-        120.0, low=1, high=86400)
+        DEFAULT_WINDOW, low=1, high=86400)
     sticky_refresh: float = key(
         "seconds a stable or rotating verdict stands before the daemon re-reads the exit IP within sticky_seconds "
         "(follow-up visits sticky_seconds / 2 apart)", 3600.0, low=1, high=604800)

@@ -5,7 +5,7 @@ The probe below (``cookies``, target ``[targets].cookie_url``, served offline by
 endpoint) is what a new ``proxycheck/probes/cookies.py`` would hold; ``registered`` is its one
 line in ``REGISTRY``. Then, untouched: the config loads and checks the key (``config check``
 too), the reference documents it, ``judge_targets`` points it at a judge, the offline judge
-serves its route, and the checker's self-test asks it. docs/adding-a-probe.md lists the steps;
+serves its route, and the checker's self-test asks it. docs/development.md lists the steps;
 the last test keeps that list to the files this test needed.
 """
 
@@ -137,11 +137,11 @@ def test_a_judge_without_the_registry_line_does_not_serve_the_route(tls):
 
 # -- the documented steps ------------------------------------------------------------------------
 def test_the_documented_steps_are_the_files_this_test_needed():
-    """docs/adding-a-probe.md's numbered steps name, each first in backticks, the files a new
+    """docs/development.md's "Adding a failure mode" steps name, each first in backticks, the files a new
     probe touches: its file, the registry, (for a new reason) ``verdict.py``, and its tests.
     This test stood in for the first two; nothing else was edited."""
-    text = (ROOT / "docs" / "adding-a-probe.md").read_text()
+    text = (ROOT / "docs" / "development.md").read_text().partition("## Adding a failure mode\n")[2].partition("\n## ")[0]
     steps = re.findall(r"^\d+\. `([^`]+)`", text, re.M)
     assert steps == ["proxycheck/probes/<name>.py", "proxycheck/probes/__init__.py", "proxycheck/verdict.py", "tests/"], steps
     doc = probes.__doc__ or ""
-    assert "docs/adding-a-probe.md" in doc and "config.Targets" not in doc
+    assert "docs/development.md" in doc and "config.Targets" not in doc

@@ -14,7 +14,7 @@ time is everyone's at once):
   ``[targets]`` pointing at a judge for the demo, the test world and the benches;
 - ``judge.py`` serves the routes the specs declare for their targets (``TargetSpec.serve``).
 
-Adding a failure mode (say, "the proxy strips cookies"), as docs/adding-a-probe.md details:
+Adding a failure mode (say, "the proxy strips cookies"), as docs/development.md details:
 1. ``probes/cookies.py``: ``run(ctx)`` returning ``ok()``/``fail(reason, detail)``; a ``selftest``
    asking its target what ``run`` asks it; ``SPEC = ProbeSpec("cookies", run,
    targets=(TargetSpec("cookie_url", default, doc, offline=("{http}/cookies",)),),
