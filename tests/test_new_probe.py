@@ -145,3 +145,13 @@ def test_the_documented_steps_are_the_files_this_test_needed():
     assert steps == ["proxycheck/probes/<name>.py", "proxycheck/probes/__init__.py", "proxycheck/verdict.py", "tests/"], steps
     doc = probes.__doc__ or ""
     assert "docs/development.md" in doc and "config.Targets" not in doc
+
+
+def test_a_probe_cannot_take_over_a_route_the_judge_serves(monkeypatch):
+    from proxycheck.judge import probe_routes
+
+    clash = ProbeSpec("clash", _run, targets=(TargetSpec("clash_url", "http://a/get", "clash", offline=("{http}/get",),
+                                                         serve=(("/get", _cookie_page),)),), selftest=_selftest)
+    monkeypatch.setattr(probes, "REGISTRY", (*probes.REGISTRY, clash))
+    with pytest.raises(ValueError, match=r"probe clash: \[targets\].clash_url serves /get, which the judge already serves"):
+        probe_routes()
