@@ -11,6 +11,10 @@ Rules:
    SQLite locked -> ``StorageError``; tables missing -> ``SchemaOutOfDate``. Messages name the
    URL with its password masked and say what to do. Anything else is a bug and propagates.
 4. Engines use ``hide_parameters``: a failing statement never puts a proxy password in a log.
+5. PostgreSQL sessions run at READ COMMITTED whatever the database's
+   ``default_transaction_isolation`` says: the claim and lease queries rely on its "a new
+   statement sees every commit" (leases.py, worker_leases.py rule 3), and under REPEATABLE READ
+   or SERIALIZABLE they would fail with ``SerializationFailure`` instead of waiting.
 """
 
 from __future__ import annotations
@@ -97,6 +101,7 @@ def make_engine(
             pool_pre_ping=True,
             pool_recycle=1800,
             hide_parameters=True,
+            isolation_level="READ COMMITTED",  # rule 5
             connect_args={"application_name": name[:63], "connect_timeout": 10},
         )
     event.listen(engine, "handle_error", _translate_error)

@@ -25,7 +25,7 @@ from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 from ..proxy import Proxy
-from ..store.worker_leases import HeldLease, Lease
+from ..store.worker_leases import HeldLease, Lease, Released
 from .pool import ProxyPool
 
 log = logging.getLogger(__name__)
@@ -46,9 +46,11 @@ def acquire(*, ttl: float | None = None, worker: str | None = None, pool: ProxyP
     return _pool(pool).acquire(ttl=ttl, worker=worker, **filters)
 
 
-def release(lease: Lease | str, outcome: Any = None, *, worker: str | None = None, pool: ProxyPool | None = None) -> bool:
+def release(lease: Lease | str, outcome: Any = None, *, worker: str | None = None, pool: ProxyPool | None = None) -> Released:
     """End ``lease`` (a ``Lease`` or its id). With ``outcome`` (what the service answered), the
-    proxy is ``report()``-ed first. False when the lease had already expired or been released."""
+    proxy is ``report()``-ed by the release that ends the lease, once. False (``Released`` is
+    true or false like a bool) when the lease was unknown, had expired or had been released;
+    ``.reported`` says whether a report was stored, ``.report`` is ``report()``'s answer."""
     return _pool(pool).release(lease, outcome, worker=worker)
 
 
@@ -83,7 +85,7 @@ async def aacquire(**kwargs: Any) -> Lease:
     return await asyncio.to_thread(acquire, **kwargs)
 
 
-async def arelease(lease: Lease | str, outcome: Any = None, **kwargs: Any) -> bool:
+async def arelease(lease: Lease | str, outcome: Any = None, **kwargs: Any) -> Released:
     """``release`` for asyncio workers."""
     return await asyncio.to_thread(release, lease, outcome, **kwargs)
 
