@@ -8,7 +8,7 @@ Rules:
    documentation address ranges (they can never be healthy). New proxies are picked up at once
    (the dispatcher is woken) and the log says when their first checks are due.
 3. The heartbeat writes the instance row (``status`` reads it), on PostgreSQL takes back the
-   leases of daemons silent for ``STALE_BEATS`` heartbeats, and refreshes sd_notify's STATUS.
+   leases of daemons that are not live (store/instances.py rule 1), and refreshes sd_notify's STATUS.
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ from ..config import Settings
 from ..errors import ProxycheckError
 from ..proxy import Proxy
 from ..sources import read_csv_file
+from ..store.instances import STALE_BEATS
 from ..store.reports import prune_reports
 
 log = logging.getLogger("proxycheck.daemon")
 
-STALE_BEATS = 3
 DOC_RANGES = tuple(ipaddress.ip_network(n) for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32"))
 
 
@@ -104,9 +104,8 @@ async def heartbeat(daemon) -> None:
     """The instance row, stale leases of silent peers (PostgreSQL), sd_notify's STATUS."""
     await daemon.publish()
     if daemon.postgresql:
-        silent = STALE_BEATS * daemon.settings.daemon.heartbeat_interval
-        taken = await daemon.storage.attempt(store.reclaim_stale_leases, daemon.storage.engine, silent)
+        taken = await daemon.storage.attempt(store.reclaim_stale_leases, daemon.storage.engine)
         if taken:
-            log.warning("took back %d leases of daemons silent for more than %.0f s; their proxies are due again",
-                        taken, silent)
+            log.warning("took back %d leases of daemons stopped or silent for more than %d of their heartbeats; "
+                        "their proxies are due again", taken, STALE_BEATS)
             daemon.dispatcher.wake.set()

@@ -13,7 +13,9 @@ Rules:
    even when the database is down (what cannot be written is counted in the log). SIGHUP:
    ``reload.py``.
 3. On SQLite the flock proves no other daemon runs: leases left in the file are a dead daemon's
-   and are taken back at once, so its in-flight proxies are checked again right after a restart.
+   and are taken back at once, so its in-flight proxies are checked again right after a restart
+   (taken back *after* overdue proxies are spread over one ``[health].interval``, so they stay
+   due now), and every other instance row not marked stopped is marked stopped (it is dead).
 """
 
 from __future__ import annotations
@@ -133,12 +135,11 @@ class Daemon:
         self.periodic = Periodic(self, on_bug=self._bug)
         engine = self.storage.engine
         await self.storage.call(store.register_instance, engine, instance_id=self.instance_id,
-                                hostname=socket.gethostname(), pid=os.getpid())
+                                hostname=socket.gethostname(), pid=os.getpid(),
+                                heartbeat_interval=self.settings.daemon.heartbeat_interval)
         log.info("proxycheck daemon %s starting on %s", self.instance_id[:8], masked_url(self.url))
-        if self._lock is not None:
-            taken = await self.storage.call(store.release_all_leases, engine)
-            if taken:
-                log.warning("took back %d leases of a daemon that did not stop cleanly; those proxies are due now", taken)
+        if self._lock is not None:  # rule 3: every other instance row is a dead daemon's
+            await self.storage.call(store.mark_others_stopped, engine, self.instance_id)
         handlers = {signal.SIGTERM: self.stopping.set, signal.SIGINT: self.stopping.set, signal.SIGHUP: self._on_sighup}
         with signals.handled(handlers):
             await self._start()
@@ -154,6 +155,10 @@ class Daemon:
                                                 self.rng)
             if spread:
                 log.info("spread %d overdue proxies over the next %g s", spread, self.settings.health.interval)
+        if self._lock is not None:  # rule 3, after the spread, which leaves leased proxies alone
+            taken = await self.storage.call(store.release_all_leases, self.storage.engine)
+            if taken:
+                log.warning("took back %d leases of a daemon that did not stop cleanly; those proxies are due now", taken)
         await self.monitor.selftest()
         self._side(self.writer.run(), "result writer")
         self._side(self.monitor.run(), "checker monitor")
@@ -246,7 +251,7 @@ class Daemon:
         st = self.monitor.status
         await self.storage.attempt(store.heartbeat, self.storage.engine, self.instance_id, checker_state=st.state,
                                    checker_reason=st.reason or None, last_round_at=self.writer.last_round_at,
-                                   own_ips=sorted(st.own_ips))
+                                   own_ips=sorted(st.own_ips), heartbeat_interval=self.settings.daemon.heartbeat_interval)
         if stopped:
             await self.storage.attempt(store.mark_stopped, self.storage.engine, self.instance_id)
             return
