@@ -40,7 +40,7 @@ from pathlib import Path
 from daemon_bench import address, child_env, closed_port, proc_cpu, proc_rss_kb  # noqa: E402 - same loopback layout
 from world import World, free_port
 
-TOKEN = "status-load-bench-token"
+TOKEN = "status-load-bench-token-of-32-characters"  # config.py: at least 32
 
 
 def write_files(world: World, n: int, squid_n: int, interval: float, concurrency: int) -> tuple[Path, int]:
@@ -66,6 +66,7 @@ def write_files(world: World, n: int, squid_n: int, interval: float, concurrency
               "", "[http]", "enabled = true", f'listen = "127.0.0.1:{http_port}"', f"token = {q(TOKEN)}", ""]
     config = wd / "proxycheck.toml"
     config.write_text("\n".join(lines))
+    config.chmod(0o600)  # it holds [http].token: config.py refuses a file others can read
     return config, http_port
 
 

@@ -8,13 +8,19 @@
 #
 # It installs from that local path only, never by name from an index ("proxycheck" on PyPI is
 # somebody else's package). pip reads PIP_NO_INDEX / PIP_FIND_LINKS as always, so with a
-# directory of wheels it runs offline. Re-running upgrades the program and keeps
+# directory of wheels it runs offline; sudo drops them unless they come after it:
+#
+#   sudo PIP_NO_INDEX=1 PIP_FIND_LINKS="$PWD/wheels" deploy/install.sh .
+#
+# (README, "Installing offline", says how to fill wheels/: every dependency plus setuptools and
+# wheel, which building the checkout needs). Re-running upgrades the program and keeps
 # /etc/proxycheck/proxycheck.toml and proxies.csv as they are.
 #
 # What it does, in order:
 #   1. the system user and group `proxycheck` (systemd-sysusers, deploy/proxycheck.sysusers);
-#   2. a virtualenv in /opt/proxycheck holding the program, and /usr/local/bin/proxycheck, which
-#      runs it with /etc/proxycheck/proxycheck.toml;
+#   2. a virtualenv in /opt/proxycheck holding the program, /usr/local/bin/proxycheck, which
+#      runs it with /etc/proxycheck/proxycheck.toml, and the README in /usr/share/doc/proxycheck
+#      (the unit's Documentation=);
 #   3. /etc/proxycheck/ with the config (state in /var/lib/proxycheck) and the sources CSV,
 #      readable by root and the proxycheck group only (the CSV holds proxy passwords);
 #   4. the unit, enabled and (re)started: ExecStartPre= migrates the schema as the service user,
@@ -45,8 +51,10 @@ systemd-sysusers /etc/sysusers.d/proxycheck.conf
 
 echo "== 2. $prefix"
 python3 -m venv "$prefix"
-"$prefix/bin/pip" install --quiet --upgrade "$requirement"
+"$prefix/bin/pip" install --quiet --upgrade "$requirement" ||
+    fail "pip could not install $src (its error is above). Without the internet: fill a wheel folder as README \"Installing offline\" says, then run: sudo PIP_NO_INDEX=1 PIP_FIND_LINKS=/path/to/wheels deploy/install.sh $src"
 install -m 0755 "$here/proxycheck-command" /usr/local/bin/proxycheck
+install -D -m 0644 "$here/../README.md" /usr/share/doc/proxycheck/README.md
 
 echo "== 3. /etc/proxycheck"
 install -d -m 0750 -g proxycheck /etc/proxycheck

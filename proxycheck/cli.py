@@ -269,7 +269,8 @@ def token(config: str | None) -> None:
 
     \b
     Found as workers find it: $PROXYCHECK_TOKEN, then [http].token, then the file
-    <state_dir>/http-token that `proxycheck run` writes (mode 0600) on its first start. Example:
+    <state_dir>/http-token that `proxycheck run` writes on its first start (mode 0640: the
+    daemon's group, e.g. proxycheck under systemd, may read it). Example:
       curl -H "Authorization: Bearer $(proxycheck token)" http://127.0.0.1:8181/proxy
     """
     from .http_token import worker_token
@@ -468,11 +469,14 @@ def _require_existing_sqlite(url: str) -> None:
 
 
 def _ensure_sqlite_dir(url: str) -> None:
+    """The state directory, created private (filemodes.py: 0700, or 0770 when the group shares)."""
     from sqlalchemy.engine import make_url
+
+    from .filemodes import make_state_dir
 
     u = make_url(url)
     if u.get_backend_name() == "sqlite" and u.database and u.database != ":memory:":
-        Path(u.database).parent.mkdir(parents=True, exist_ok=True)
+        make_state_dir(Path(u.database).parent)
 
 
 @cli.command()

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import ssl
+import stat
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -98,6 +99,19 @@ def _listen(value: str) -> str | None:
     return None
 
 
+MIN_TOKEN_LENGTH = 32  # characters of an HTTP token, from any source (http_token.py)
+
+
+def _token(value: str) -> str | None:
+    """A configured HTTP token guards every proxy password: long enough not to be guessed (the
+    endpoint also throttles guesses: http_api/guard.py). The message never shows it; printable
+    ASCII is checked where every source is (http_token.py)."""
+    if value and len(value) < MIN_TOKEN_LENGTH:
+        return (f"must be at least {MIN_TOKEN_LENGTH} characters (e.g. the output of `python3 -c 'import secrets; "
+                "print(secrets.token_urlsafe(32))'`), or leave it out to have one generated in <state_dir>/http-token")
+    return None
+
+
 def _host_name(value: str) -> str | None:
     if not value or value != value.strip() or any(c in value for c in "/@ \t"):
         return f"{shown(value)} is not a host name (e.g. proxycheck.internal)"
@@ -120,7 +134,11 @@ def _database_url(url: str) -> str | None:
 
 @dataclass(frozen=True)
 class Targets:
-    judge_url: str = _url_key("plain-HTTP header echo (httpbin /get JSON or azenv text)", "http://httpbin.org/get", "http")
+    judge_url: str = _url_key("plain-HTTP header echo (httpbin /get JSON or azenv text); shorthand for one judge, "
+                              "not with judge_urls", "http://httpbin.org/get", "http")
+    judge_urls: tuple[str, ...] = _url_key(
+        "judges, in order of preference: the anonymity probe asks the first one that answers the checker, and the "
+        "checker is degraded only when none does (empty: the one `judge_url`)", (), "http")
     ip_url: str = _url_key("direct IP echo: the checker's own public IP", "https://api.ipify.org/?format=json",
                            "http", "https")
     ssl_url: str = _url_key("HTTPS URL fetched through a CONNECT tunnel (TLS verified)",
@@ -143,6 +161,11 @@ class Targets:
     ca_file: str = key("extra CA bundle (PEM) trusted besides the system's; must load at start", "")
 
     @property
+    def judges(self) -> tuple[str, ...]:
+        """Every judge: ``judge_urls``, else ``judge_url`` as the one."""
+        return self.judge_urls or (self.judge_url,)
+
+    @property
     def ban_targets(self) -> tuple[bans.BanTarget, ...]:
         """Every ban target: the [[targets.ban]] tables, else ``ban_url`` as one ``recaptcha``."""
         return self.ban or (bans.from_ban_url(self.ban_url),)
@@ -151,6 +174,8 @@ class Targets:
         """The URLs the probes fetch for ``key`` (``ban_url`` is unused when tables are given)."""
         if key in ("ban", "ban_url"):
             return tuple(t.url for t in self.ban_targets if (t.config_key == "ban_url") == (key == "ban_url"))
+        if key == "judge_url":  # like ban_url: unused when the list is given
+            return () if self.judge_urls else (self.judge_url,)
         value = getattr(self, key)
         return value if isinstance(value, tuple) else (value,)
 
@@ -228,7 +253,9 @@ class Http:
     listen: str = key("HOST:PORT to bind (keep it on loopback or a private network)", "127.0.0.1:8181",
                       check=_listen, accepts="HOST:PORT")
     token: str = key("every request but /healthz needs `Authorization: Bearer <token>`; empty: a random one is kept in "
-                     "<state_dir>/http-token (mode 0600; `proxycheck token` prints it)", "", secret=True)
+                     "<state_dir>/http-token (mode 0640, readable by its group; `proxycheck token` prints it); at least "
+                     "32 characters, in a config file others cannot read", "", secret=True, check=_token,
+                     accepts="empty, or 32+ characters")
     allowed_hosts: tuple[str, ...] = key("host names a request's `Host:` may carry besides the listen address "
                                          "(e.g. behind a reverse proxy); any other Host gets 421", (),
                                          check=_host_name, accepts="host names")
@@ -307,6 +334,8 @@ def load_settings(explicit: str | None = None, *, environ: dict[str, str] | None
     if path is not None:
         data = read_toml(path)
     settings = settings_from_dict(data, str(path) if path else "defaults")
+    if path is not None and settings.http.token:
+        _check_secret_file(path, "[http].token")
     # Relative paths in the file are relative to the file, so systemd and a shell agree.
     if path is not None:
         settings = _anchor_paths(settings, path.parent)
@@ -316,6 +345,21 @@ def load_settings(explicit: str | None = None, *, environ: dict[str, str] | None
         url = _value(Settings, "database_url", env_url, "environment: PROXYCHECK_DATABASE_URL")
         settings = dataclasses.replace(settings, database_url=url)
     return dataclasses.replace(settings, source_file=str(path) if path else None)
+
+
+def _check_secret_file(path: Path, key: str) -> None:
+    """A config file holding ``key`` (a secret) that others can read is refused, as the token
+    file is (filemodes.py rule 4): the secret guards every proxy password."""
+    from .filemodes import open_to_others
+
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    if open_to_others(mode):
+        raise ConfigError(f"{path}: {key}: the file holds the HTTP token and is readable by every user "
+                          f"(mode {stat.filemode(mode)}): run `chmod o-rwx {path}`, or take the token out of it "
+                          "($PROXYCHECK_TOKEN, or no token: one is generated in <state_dir>/http-token)")
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -406,6 +450,13 @@ def _build(cls: type, table: dict[str, Any], where: str) -> Any:
                                   "(ban_url is shorthand for one entry with preset = \"recaptcha\")")
             values[name] = bans.parse_entries(value, f"{where}ban", _url("http", "https"))
             continue
+        if cls is Targets and name == "judge_urls":
+            if "judge_url" in table:
+                raise ConfigError(f"{where}judge_url: give either judge_url or judge_urls, not both "
+                                  "(judge_url is shorthand for judge_urls = [judge_url])")
+            if isinstance(value, list) and not value:
+                raise ConfigError(f"{where}judge_urls: the list is empty; name at least one judge "
+                                  "(or leave the key out to use judge_url)")
         values[name] = _value(cls, name, value, f"{where}{name}")
     return cls(**values)
 

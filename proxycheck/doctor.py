@@ -1,17 +1,22 @@
-"""``proxycheck doctor``: can this installation work? One line per check: OK, or FAIL and the fix.
+"""``proxycheck doctor``: can this installation work? One line per check: OK, WARN or FAIL and the fix.
 
 Rules:
-1. Each check returns ``Line``s: OK with what it found, or FAIL with what is wrong and the
-   command that fixes it. The runner prints them; no exception gets out (an unexpected one
-   becomes a FAIL line naming it, with the traceback in the log at -v).
+1. Each check returns ``Line``s: OK with what it found, WARN for what works but loses something
+   (bad rows in a sources file: the other rows are used), or FAIL with what is wrong and the
+   command that fixes it. Only a FAIL makes the exit status 1. The runner prints them; no
+   exception gets out (an unexpected one becomes a FAIL line naming it, with the traceback in
+   the log at -v).
 2. A check whose prerequisite failed says so instead of piling on: with no usable database,
    "daemon" is unknown, not "not running".
 3. Doctor only looks. It never writes: a missing SQLite file is reported, never created.
 4. The network checks are the daemon's own self-test (``selftest.py``), derived from the probe
    registry: each target a probe declares, asked directly what the probe will ask it, and the
    IP echo. Its fix hints come from the probe modules.
+5. With ``[http].enabled``, the endpoint is asked what a worker asks it: ``GET /status?limit=1``
+   with the token found as workers find it (``http_token.py``), so a daemon whose endpoint does
+   not answer 200 is a FAIL naming the answer.
 
-Order: config, sources, database, each target, own IP, daemon.
+Order: config, sources, database, each target, own IP, daemon, http.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ log = logging.getLogger("proxycheck.doctor")
 
 FIX_UPGRADE = "run `proxycheck db upgrade`"
 FIX_DAEMON = "start the daemon: `systemctl start proxycheck` or `proxycheck run`"
+FIX_RESTART = "the daemon reads [http] only at start: `systemctl restart proxycheck` (or restart `proxycheck run`)"
 
 
 @dataclass(frozen=True)
@@ -39,12 +45,17 @@ class Line:
     what: str
     detail: str
     fix: str = ""
+    warn: bool = False  # ok, but something is lost (rule 1)
 
     def __str__(self) -> str:
         text = f"{self.what}: {self.detail}"
-        if not self.ok and self.fix:
+        if (not self.ok or self.warn) and self.fix:
             text += f": {self.fix}"
-        return f"{'OK' if self.ok else 'FAIL':<4} {text}"
+        return f"{self.label:<4} {text}"
+
+    @property
+    def label(self) -> str:
+        return "FAIL" if not self.ok else "WARN" if self.warn else "OK"
 
 
 def doctor_command(config_path: str | None, *, out: TextIO | None = None) -> int:
@@ -82,8 +93,13 @@ def run_doctor(settings: Settings, *, out: TextIO | None = None) -> int:
         step("daemon", _daemon, settings)
     else:
         step("daemon", lambda: [Line(False, "daemon", "unknown: the database is not usable (see above)")])
+    if settings.http.enabled:
+        step("http", _http, settings)
     failed = sum(not line.ok for line in lines)
+    warned = sum(line.ok and line.warn for line in lines)
     summary = f"all {len(lines)} checks OK" if not failed else f"{failed} of {len(lines)} checks FAILED"
+    if warned:
+        summary += f", {warned} with a WARNING"
     print(f"\n{summary}", file=out, flush=True)
     return 0 if not failed else 1
 
@@ -114,8 +130,12 @@ def _sources(settings: Settings) -> list[Line]:
         except ProxycheckError as exc:
             lines.append(Line(False, "sources", str(exc), "fix the path in [daemon].sources"))
             continue
-        bad = f"; {len(loaded.errors)} bad row(s), first: {loaded.errors[0]}" if loaded.errors else ""
-        lines.append(Line(True, "sources", f"{path}: {len(loaded.deduplicated())} proxies{bad}"))
+        found = f"{path}: {len(loaded.deduplicated())} proxies"
+        if loaded.errors:
+            lines.append(Line(True, "sources", f"{found}; {len(loaded.errors)} bad row(s) skipped, first: {loaded.errors[0]}",
+                              "fix those rows, then `systemctl reload proxycheck` (or restart `proxycheck run`)", warn=True))
+        else:
+            lines.append(Line(True, "sources", found))
     return lines
 
 
@@ -167,7 +187,8 @@ async def _network_checks(settings: Settings) -> list[Line]:
     from .transport import shared_ssl_context
 
     status = await preflight(settings, shared_ssl_context(settings.targets.ca_file))
-    lines = [Line(c.ok, c.key, c.found, c.fix) for c in status.checks]
+    # A target that cannot judge (it answers us as a banned exit) works but gives no verdict: FAIL.
+    lines = [Line(c.ok and c.judges, c.key, c.found, c.fix) for c in status.checks]
     if status.ok:
         lines.append(Line(True, "own IP", f"{', '.join(sorted(status.own_ips))} (what a transparent proxy would leak)"))
     else:
@@ -195,11 +216,46 @@ def _daemon(settings: Settings) -> list[Line]:
         ago = max(0, int((now - _aware(inst.heartbeat_at)).total_seconds()))
         who = f"{inst.hostname} pid {inst.pid}, heartbeat {ago} s ago"
         if inst.checker_state == "ok":
-            lines.append(Line(True, "daemon", f"running ({who}), checker ok"))
+            but = f"; but {inst.checker_reason}" if inst.checker_reason else ""  # targets that cannot judge
+            lines.append(Line(True, "daemon", f"running ({who}), checker ok{but}"))
         else:
             lines.append(Line(False, "daemon", f"running ({who}) but its checker is DEGRADED: {inst.checker_reason}",
                               "fix the targets above; the daemon retries on its own"))
     return lines
+
+
+def _http(settings: Settings) -> list[Line]:
+    """Rule 5: ``GET /status?limit=1`` with the workers' token, as a worker would."""
+    import httpx
+
+    from .http_token import find_token
+
+    host, _, port = settings.http.listen.rpartition(":")
+    host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host.strip("[]"), host.strip("[]"))
+    base = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+    try:
+        token = find_token(settings)
+    except ProxycheckError as exc:
+        return [Line(False, "http", str(exc))]
+    if token is None:
+        return [Line(False, "http", f"{base}: no token yet (the daemon writes it on its first start with [http] enabled)",
+                     FIX_RESTART)]
+    try:
+        answer = httpx.get(f"{base}/status", params={"limit": "1"}, headers={"Authorization": f"Bearer {token.value}"},
+                           timeout=30, trust_env=False)
+    except httpx.HTTPError as exc:
+        return [Line(False, "http", f"nothing answers on {base} ({type(exc).__name__}: {exc})", FIX_RESTART)]
+    if answer.status_code == 200:
+        return [Line(True, "http", f"{base}: GET /status with the token ({token.source}) answered 200")]
+    try:
+        said = answer.json()
+        said = f"{said.get('error')}: {said.get('detail')}" if isinstance(said, dict) else answer.text[:200]
+    except ValueError:
+        said = answer.text[:200]
+    fix = ("the daemon uses another token: restart it after changing [http].token, or use the one it wrote"
+           if answer.status_code == 401 else "see the daemon's log: `journalctl -u proxycheck`")
+    return [Line(False, "http", f"{base}: GET /status with the token ({token.source}) answered "
+                                f"{answer.status_code} ({said})", fix)]
 
 
 def _aware(dt: datetime) -> datetime:

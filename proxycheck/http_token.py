@@ -6,10 +6,12 @@ Rules:
    ``<state_dir>/http-token``. So a daemon and its workers, sharing a config, always agree.
 2. Only the daemon creates the file, and only when nothing else gave a token: 32 random bytes
    (``secrets.token_urlsafe``), written to a temporary name opened with ``O_CREAT | O_EXCL`` and
-   mode 0600 (never readable by others, not even for a moment), then linked into place, so a
-   reader never sees a half-written token and two daemons starting at once end up with one.
-3. A token file others can read (``o+r``) is refused, not used: the token guards every proxy
-   password. Group read is allowed (a ``proxycheck`` group for workers).
+   mode ``FILE_MODE`` 0640 (set whatever the umask; never readable by others, not even for a
+   moment), then linked into place, so a reader never sees a half-written token and two daemons
+   starting at once end up with one.
+3. The daemon's group may read the file: workers in it (the ``proxycheck`` group of
+   deploy/proxycheck.service) run ``proxycheck token``. A token file others can read (``o+r``)
+   is refused, not used: the token guards every proxy password.
 4. The token's *value* is never logged or put in an error; its source and path are.
 """
 
@@ -22,11 +24,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import Settings
+from .config import MIN_TOKEN_LENGTH, Settings
 from .errors import ConfigError
+from .filemodes import make_state_dir
 
 TOKEN_ENV = "PROXYCHECK_TOKEN"
 TOKEN_FILE = "http-token"
+FILE_MODE = 0o640  # rules 2 and 3: owner writes, group reads, others nothing
 
 
 @dataclass(frozen=True)
@@ -61,7 +65,7 @@ def find_token(settings: Settings, environ: Mapping[str, str] | None = None) -> 
         mode = os.fstat(fh.fileno()).st_mode
         if mode & stat.S_IROTH or mode & stat.S_IWOTH:
             raise ConfigError(f"the HTTP token file {path} is readable by every user (mode {stat.filemode(mode)}): "
-                              f"run `chmod 600 {path}`, or delete it and restart the daemon to get a new one")
+                              f"run `chmod 640 {path}`, or delete it and restart the daemon to get a new one")
         value = fh.read().strip()
     if not value or "\n" in value:
         raise ConfigError(f"the HTTP token file {path} must hold one line, the token; delete it and restart the daemon "
@@ -74,6 +78,9 @@ def _checked(token: Token) -> Token:
     if not (token.value.isascii() and token.value.isprintable() and " " not in token.value):
         raise ConfigError(f"the HTTP token from {token.source} must be printable ASCII without spaces "
                           "(e.g. the output of `python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`)")
+    if len(token.value) < MIN_TOKEN_LENGTH:  # the config's own rule (config.py), for every source
+        raise ConfigError(f"the HTTP token from {token.source} must be at least {MIN_TOKEN_LENGTH} characters "
+                          "(e.g. the output of `python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`)")
     return token
 
 
@@ -84,11 +91,12 @@ def ensure_token(settings: Settings, environ: Mapping[str, str] | None = None) -
         return found
     path = token_path(settings)
     try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        make_state_dir(path.parent)  # filemodes.py
         tmp = path.with_name(f".{TOKEN_FILE}.{os.getpid()}.{secrets.token_hex(4)}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, FILE_MODE)
         try:
             with os.fdopen(fd, "w") as fh:
+                os.fchmod(fh.fileno(), FILE_MODE)  # a umask of 077 would have taken the group's read
                 fh.write(secrets.token_urlsafe(32) + "\n")
                 fh.flush()
                 os.fsync(fh.fileno())
@@ -119,4 +127,4 @@ def worker_token(settings: Settings, environ: Mapping[str, str] | None = None) -
     return found.value
 
 
-__all__ = ["TOKEN_ENV", "TOKEN_FILE", "Token", "ensure_token", "find_token", "token_path", "worker_token"]
+__all__ = ["FILE_MODE", "TOKEN_ENV", "TOKEN_FILE", "Token", "ensure_token", "find_token", "token_path", "worker_token"]

@@ -2,8 +2,8 @@ r"""Reading proxies from CSV files and command-line URLs.
 
 The CSV format (``proxies.example.csv`` documents it) mirrors anti-captcha's task fields:
 ``type,address,port,login,password`` plus optional ``tags`` (comma or semicolon separated) and
-``label``; a ``url`` column may replace the five fields. Lines starting with ``#`` and blank
-lines are ignored.
+``label``; a ``url`` column may replace the five fields, and a file whose first row is a proxy
+URL has no header: one URL per line. Lines starting with ``#`` and blank lines are ignored.
 
 Rules:
 1. One bad row costs one row. A row the field rules (``fields.py``) refuse, a line over
@@ -15,6 +15,8 @@ Rules:
 3. Line ends are ``\n``, ``\r\n`` or a lone ``\r``; a UTF-8 BOM is ignored.
 4. Callers show at most ``SHOWN_ERRORS`` row errors per file (``error_lines``): a file of
    garbage must not print one line per row.
+5. A proxy URL under a header of columns (the installed ``type,address,...`` header) is named
+   as such, with where URL lines go (a ``url`` header, or no header), not as an empty field.
 """
 
 from __future__ import annotations
@@ -98,8 +100,10 @@ def read_csv_text(text: str, name: str) -> LoadedProxies:
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         if header is None:
-            header = _header(line, f"{name}:{line_no}")
-            continue
+            if "://" not in line.split(",", 1)[0]:
+                header = _header(line, f"{name}:{line_no}")
+                continue
+            header = ["url"]  # no header: URL lines (module docstring)
         try:
             result.proxies.append(_row_to_proxy(header, _cells(line)))
         except ProxyParseError as exc:
@@ -138,6 +142,9 @@ def _row_to_proxy(header: list[str], values: list[str]) -> Proxy:
     if len(values) > len(header):
         raise ProxyParseError("row", f"{len(values)} fields but the header has {len(header)}")
     row = {h: (values[i].strip() if i < len(values) else "") for i, h in enumerate(header)}
+    if "url" not in row and "://" in (values[0] if values else ""):  # rule 5
+        raise ProxyParseError("row", f"is a proxy URL, but the header names columns ({','.join(header)}); "
+                                     "URL lines go under a header `url`, or in a file with no header")
     if "url" in row and not row.get("type"):
         return parse_proxy_url(row["url"], tags=parse_tags(row.get("tags")), label=parse_label(row.get("label")))
     for column in ("type", "address"):

@@ -134,7 +134,8 @@ def render(summary: StatusSummary, rows: Sequence[ProxyStatus], console: Console
     now = datetime.now(UTC)
     c = summary.counts
     state = checker_state(summary)
-    checker = {"ok": "ok", "degraded": f"DEGRADED ({summary.checker_reason})"}.get(state, "daemon not running")
+    ok = f"ok, but {summary.checker_reason}" if summary.checker_reason else "ok"  # targets that cannot judge
+    checker = {"ok": ok, "degraded": f"DEGRADED ({summary.checker_reason})"}.get(state, "daemon not running")
     console.print(
         f"{summary.total} proxies: {c['healthy']} healthy, {c['unhealthy']} unhealthy, {c['unknown']} unknown, "
         f"{c['disabled']} disabled", markup=False, highlight=False, soft_wrap=True)

@@ -72,6 +72,14 @@ def served_labels(output: str) -> list[str]:
     return labels
 
 
+def test_failing_summary_names_every_code_shown(in_process):
+    # `status`'s "failing:" line counts every code the rows below it show, not the top 5 of 8.
+    (line,) = [ln for ln in in_process["out"].splitlines() if ln.startswith("failing: ")]
+    listed = sorted(int(part.split()[0]) for part in line.removeprefix("failing: ").split(", "))
+    assert listed == sorted(EXPECTED_CODES), line
+    assert "36 ERROR_PROXY_INCOMPATIBLE_HTTP_VERSION x2" in line, line
+
+
 def test_demo_passes_within_the_budget(in_process):
     assert in_process["code"] == 0, in_process["out"]
     assert in_process["elapsed"] < BUDGET

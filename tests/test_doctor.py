@@ -96,7 +96,7 @@ def run(config: Path) -> tuple[int, str, dict[str, list[str]]]:
     assert "Traceback" not in text
     lines: dict[str, list[str]] = {}
     for line in text.splitlines():
-        if line.startswith(("OK ", "FAIL ")):
+        if line.startswith(("OK ", "WARN ", "FAIL ")):
             status, _, rest = line.partition(" ")
             lines.setdefault(rest.strip().partition(":")[0], []).append(status + " " + rest.strip())
     return code, text, lines
@@ -189,6 +189,39 @@ def test_sources_are_read(tmp_path, judge):
     good, missing = lines["sources"]
     assert good.startswith("OK") and "2 proxies" in good
     assert missing.startswith("FAIL") and "missing.csv" in missing and "[daemon].sources" in missing
+
+
+def test_bad_rows_in_a_source_are_a_warning(tmp_path, judge):
+    # The daemon uses the good rows, so the setup works (exit 0), but a row is lost: not "OK".
+    (tmp_path / "some-bad.csv").write_text("type,address,port,login,password,tags,label\n"
+                                           "http,203.0.113.7,3128,,,,\nhttp://203.0.113.8:3128\n")
+    config = write_config(tmp_path, judge.http_url, judge.https_url, judge.ca_file, sources=("some-bad.csv",))
+    register_daemon(migrate(config))
+    code, text, lines = run(config)
+    (line,) = lines["sources"]
+    assert line.startswith("WARN sources: ") and "1 proxies; 1 bad row(s) skipped, first: " in line, line
+    assert "some-bad.csv:3: row: is a proxy URL" in line and "systemctl reload proxycheck" in line, line
+    assert code == 0, text
+    assert text.rstrip().endswith("all 11 checks OK, 1 with a WARNING"), text
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def test_http_enabled_but_nothing_answers(config):
+    port = free_port()
+    config.write_text(config.read_text() + f'[http]\nenabled = true\nlisten = "{HOST}:{port}"\ntoken = "{"t" * 40}"\n')
+    config.chmod(0o600)  # it holds the token: a config others can read is refused
+    register_daemon(migrate(config))
+    code, text, lines = run(config)
+    assert code == 1
+    (line,) = lines["http"]
+    assert line.startswith(f"FAIL http: nothing answers on http://{HOST}:{port} (ConnectError"), line
+    assert line.endswith("the daemon reads [http] only at start: `systemctl restart proxycheck` (or restart `proxycheck run`)")
+    assert "t" * 40 not in text
 
 
 def test_a_bad_config_file_is_one_fail_line(tmp_path):

@@ -1,14 +1,17 @@
 """The README's systemd deployment, followed literally under a real systemd in a container.
 
 A Debian 12 root made by debootstrap (cached outside the repo, keyed by its package list) is
-copied per run; a copy of this checkout and a wheelhouse (every dependency, built on the host)
-go inside. systemd-nspawn boots it with a private network (loopback only: the daemon's checker is
-degraded, which is expected) and a oneshot unit runs tests/systemd/scenario.sh: the README's
-install commands (without `sudo`), then `systemctl start/reload/stop`, `proxycheck status`
-as the service user, a loopback judge of our own as [targets] applied by a reload (so the checker
-works offline), a worker in the service group writing a report, and a second install over the
-first (which restarts the service). The results
-are files in the root, read here after the container powers off.
+copied per run; a copy of this checkout with a wheel folder filled on the host by the README's
+offline recipe goes inside. systemd-nspawn boots it with a private network (loopback only: the
+daemon's checker is degraded, which is expected) and a oneshot unit runs tests/systemd/scenario.sh:
+an install from a wheel folder that lacks setuptools (pip fails, the script says what to do), the
+README's offline install command (without `sudo`), then `systemctl start/reload/stop`,
+`proxycheck status` as the service user, a loopback judge of our own as [targets] applied by a
+reload (so the checker works offline), the HTTP endpoint switched on as a user would (the token
+read by a member of the proxycheck group, `/status`, `/metrics`, the page's login and fleet;
+tests/systemd/http_check.py), a worker in the service group writing a report, and a second
+install over the first (which restarts the service). The results are files in the root, read
+here after the container powers off.
 
 Never boot systemd against the host's own root: its tmpfiles clean-up empties the host's /tmp.
 
@@ -110,23 +113,39 @@ def checkout(tmp_path_factory) -> Path:
     return copy
 
 
+def readme_offline_commands() -> tuple[str, str]:
+    """The README's offline recipe: (what runs online, what runs on the offline machine)."""
+    section = (ROOT / "README.md").read_text().split("\n### Installing offline\n", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```sh\n(.*?)\n```", section, re.S)
+    assert block, "README's 'Installing offline' section has no ```sh block"
+    lines = block.group(1).splitlines()
+    online = [line for line in lines if "deploy/install.sh" not in line]
+    offline = [re.sub(r"^sudo ", "", line) for line in lines if "deploy/install.sh" in line]
+    return "\n".join(online), "\n".join(offline)
+
+
+def test_readme_offline_install_passes_pip_variables_after_sudo():
+    # sudo drops the caller's environment: `PIP_NO_INDEX=1 ... sudo deploy/install.sh` goes online.
+    block = (ROOT / "README.md").read_text().split("\n### Installing offline\n", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    (install,) = [line for line in block.splitlines() if "deploy/install.sh" in line]
+    assert re.match(r"sudo PIP_NO_INDEX=1 PIP_FIND_LINKS=\S+ deploy/install.sh \.", install), install
+    online, _ = readme_offline_commands()
+    assert "setuptools" in online and " wheel" in online, online  # what building the checkout needs
+
+
 @pytest.fixture(scope="module")
 def wheelhouse(checkout, tmp_path_factory) -> Path:
-    """Wheels of every dependency (with the postgresql extra) and of the build backend, so pip
-    inside needs no network; our own wheel goes to dist/ next to it."""
-    house = tmp_path_factory.mktemp("wheelhouse")
+    """The README's offline recipe, run on the host in a copy of the checkout: its wheels/ holds
+    every dependency (with the postgresql extra), our own wheel and the build backend, so pip
+    inside needs no network."""
     build = tmp_path_factory.mktemp("build") / "proxycheck"
     shutil.copytree(checkout, build)  # pip builds in the tree: keep the checkout copy pristine
-    for args in (["wheel", "--wheel-dir", str(house), f"{build}[postgresql]"],
-                 ["download", "--dest", str(house), "--only-binary=:all:", "setuptools>=77", "wheel"]):
-        got = subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", *args],
-                             capture_output=True, text=True, timeout=900)
-        assert got.returncode == 0, got.stdout[-3000:] + got.stderr[-3000:]
-    dist = house / "dist"
-    dist.mkdir()
-    for ours in house.glob("proxycheck_fleet-*"):
-        ours.rename(dist / ours.name)  # not in the wheelhouse: the README's command builds its own
-    return house
+    online, _ = readme_offline_commands()
+    env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    got = subprocess.run(["bash", "-euc", online.replace("python3 ", f"{sys.executable} ")], cwd=build, env=env,
+                         capture_output=True, text=True, timeout=900)
+    assert got.returncode == 0, got.stdout[-3000:] + got.stderr[-3000:]
+    return build / "wheels"
 
 
 def readme_deploy_commands() -> str:
@@ -178,10 +197,11 @@ def results(base_root, checkout, wheelhouse, tmp_path_factory) -> Path:
     subprocess.run(["cp", "-a", "--reflink=auto", str(base_root), str(root)], check=True, timeout=600)
     try:
         shutil.copytree(checkout, root / "root/proxycheck")
-        shutil.copytree(wheelhouse, root / "wheelhouse")
+        shutil.copytree(wheelhouse, root / "root/proxycheck/wheels")
         (root / "results").mkdir()
-        (root / "install-commands.sh").write_text("set -ex\n" + readme_deploy_commands() + "\n")
+        (root / "install-commands.sh").write_text("set -ex\n" + readme_offline_commands()[1] + "\n")
         shutil.copy2(ROOT / "tests/systemd/scenario.sh", root / "scenario.sh")
+        shutil.copy2(ROOT / "tests/systemd/http_check.py", root / "http_check.py")
         judge_certificate(root / "judge")
         unit_dir = root / "etc/systemd/system"
         (unit_dir / "proxycheck-scenario.service").write_text(SCENARIO_UNIT)
@@ -320,3 +340,73 @@ def test_state_lands_in_var_lib_proxycheck(results):
     assert modes["/var/lib/proxycheck"] == ["proxycheck:proxycheck", "770"], out
     assert modes["/etc/proxycheck/proxies.csv"] == ["root:proxycheck", "640"], out
     assert modes["/etc/proxycheck/proxycheck.toml"] == ["root:proxycheck", "640"], out
+
+
+def test_a_failing_pip_ends_with_what_to_do(results):
+    # The wheel folder lacks setuptools, which building the checkout needs: pip fails, and the
+    # script's last line gives the offline recipe instead of leaving the user with pip's error.
+    rc, out = step(results, "offline_without_wheels")
+    assert rc == 2, out
+    last = out.rstrip("\n").splitlines()[-1]
+    assert last.startswith("install.sh: pip could not install . (its error is above)."), out[-3000:]
+    assert "sudo PIP_NO_INDEX=1 PIP_FIND_LINKS=/path/to/wheels deploy/install.sh ." in last, last
+    assert 'README "Installing offline"' in last, last
+
+
+def test_a_group_member_reads_the_token(results):
+    # The README: workers in the proxycheck group use the token (`proxycheck token`).
+    rc, out = step(results, "token_as_group_member")
+    assert rc == 0 and len(out.strip()) >= 40, out if rc else "(a token)"
+    assert step(results, "token_file") == (0, "proxycheck:proxycheck 640\n")
+
+
+def http_seen(results: Path, name: str) -> dict:
+    rc, out = step(results, name)
+    assert rc == 0, out
+    return json.loads(out.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("name", ["http", "http_after_reload", "http_reinstalled"])
+def test_the_http_endpoint_and_page_under_the_unit(results, name):
+    # /status renders in a helper process that lowers its priority (setpriority, allowed by the
+    # unit after it denies @resources); under the unit it answered 503 every time before.
+    seen = http_seen(results, name)
+    assert seen["status"] == [200, 200, 200], seen["status_errors"]
+    assert seen["status_proxies"] == ["socks5://192.0.2.50:1080"], seen
+    assert seen["metrics"] == [200, 200, 200] and seen["metrics_has_proxies"], seen
+    assert seen["without_token"] == 401, seen
+    assert seen["page_before_login"] == 303 and seen["login"] == [303, "/ui/"], seen
+    assert (seen["fleet"], seen["fleet_total"]) == (200, True), seen
+    assert (seen["proxies_page"], seen["proxies_page_lists"]) == (200, ["192.0.2.50:1080"]), seen
+    assert seen["token_in_pages"] is False
+
+
+def test_the_status_helper_runs_at_lower_priority(results):
+    rc, out = step(results, "helper_nice")
+    assert rc == 0, out
+    helpers = [line.split(None, 1) for line in out.splitlines() if "status_proc import main" in line]
+    assert [nice for nice, _ in helpers] == ["10"], out
+    assert step(results, "http_reload")[0] == 0
+
+
+def test_reload_restart_and_stop_leave_nothing_to_sigkill(results):
+    # A /status helper is running at the reload, the reinstall's restart and the stop: systemd
+    # must find every process gone when the daemon exits (KillMode=mixed SIGKILLs leftovers).
+    journal = step(results, "journal")[1]
+    assert "SIGKILL" not in journal and "Killing process" not in journal, journal[-4000:]
+    assert step(results, "left_behind") == (0, ""), step(results, "left_behind")
+    assert "status=9/KILL" not in journal and "code=killed" not in journal, journal[-4000:]
+
+
+def test_documentation_is_the_installed_readme(results):
+    rc, out = step(results, "documentation")
+    assert (rc, out) == (0, "file:/usr/share/doc/proxycheck/README.md\n"), out
+
+
+def test_doctor_asks_the_endpoint_under_the_unit(results):
+    # `proxycheck doctor` as a member of the group: with [http] on it asks GET /status with the
+    # token, so the 503 the unit's filter caused would have been a FAIL line here.
+    rc, out = step(results, "doctor")
+    (line,) = [ln for ln in out.splitlines() if ln.split()[1:2] == ["http:"]]
+    assert line == ("OK   http: http://127.0.0.1:8181: GET /status with the token (/var/lib/proxycheck/http-token) "
+                    "answered 200"), out

@@ -249,8 +249,9 @@ class Daemon:
     async def publish(self, stopped: bool = False) -> None:
         """The instance row (``status``) and sd_notify's STATUS, with the checker's state now."""
         st = self.monitor.status
-        await self.storage.attempt(store.heartbeat, self.storage.engine, self.instance_id, checker_state=st.state,
-                                   checker_reason=st.reason or None, last_round_at=self.writer.last_round_at,
+        state, reason = self.monitor.state()
+        await self.storage.attempt(store.heartbeat, self.storage.engine, self.instance_id, checker_state=state,
+                                   checker_reason=reason or None, last_round_at=self.writer.last_round_at,
                                    own_ips=sorted(st.own_ips), heartbeat_interval=self.settings.daemon.heartbeat_interval)
         if stopped:
             await self.storage.attempt(store.mark_stopped, self.storage.engine, self.instance_id)
@@ -266,7 +267,8 @@ class Daemon:
 
     def status_text(self) -> str:
         st = self.monitor.status
-        checker = "checker ok" if st.ok else f"checker DEGRADED: {st.reason}"
+        _, reason = self.monitor.state()
+        checker = (f"checker ok ({reason})" if reason else "checker ok") if st.ok else f"checker DEGRADED: {st.reason}"
         fleet = ", ".join(f"{n} {state}" for state, n in self.counts.items() if n)
         return (f"{fleet or 'no proxies yet'}; {checker}; {self.checks_done} checks, "
                 f"{len(self.dispatcher.inflight)} in flight")

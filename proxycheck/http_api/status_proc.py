@@ -7,15 +7,24 @@ waits up to a switch interval each time to get it back: checks slowed to a third
 ``/status`` clients (bench/README.md, "status_load.py"). A process has its own GIL.
 
 Rules:
-1. One spawned helper (``spawn``: never ``fork`` a process with threads), started on the first
+1. One helper, ``python -c '...status_proc import main; main()'`` (a plain subprocess: never ``fork``
+   a process with threads, and no ``multiprocessing``, whose resource-tracker process would
+   outlive the daemon by a moment, long enough for systemd to SIGKILL it), started on the first
    ``/status`` (so a daemon nobody asks costs no extra memory; the first answer pays about a
-   second of imports), with its own read-only engine on the daemon's database; it returns the
-   finished JSON bytes.
+   second of imports), with its own read-only engine on the daemon's database. Requests and
+   answers are pickles framed by their length on its stdin and stdout, one at a time; it
+   returns the finished JSON bytes, or the exception the render raised.
 2. It ignores SIGINT (a terminal's Ctrl-C goes to the daemon, which stops it) and runs at nice
-   +10, so on a busy machine the daemon's checks get the CPU first. If it dies anyway the
-   request gets 503 and the next one starts a new helper.
-3. Where a process cannot be started (no ``/dev/shm``, a sandbox), rendering falls back to a
-   thread, logged once.
+   +10, so on a busy machine the daemon's checks get the CPU first. Lowering its own priority is
+   the ``setpriority`` system call, which deploy/proxycheck.service allows by name after denying
+   ``@resources`` (without ``CAP_SYS_NICE`` it can only lower, never raise). If it dies anyway
+   (or a request is abandoned half-way) the request gets 503 and the next one starts a new
+   helper.
+3. Where a process cannot be started, rendering falls back to a thread, logged once.
+4. The helper never outlives the daemon: it exits when its stdin reaches end of file. Stopping
+   the endpoint closes that pipe and waits up to ``EXIT_WAIT`` seconds for the render in
+   progress, so systemd finds no process left to SIGKILL; a daemon that died (SIGKILL) closed
+   the pipe too.
 """
 
 from __future__ import annotations
@@ -24,12 +33,12 @@ import asyncio
 import functools
 import json
 import logging
-import multiprocessing
 import os
+import pickle
 import signal
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from typing import Any
+import struct
+import sys
+from typing import IO, Any
 
 from ..config import Worker
 from ..errors import StorageError
@@ -37,6 +46,9 @@ from ..errors import StorageError
 log = logging.getLogger("proxycheck.http")
 
 _ENGINES: dict[str, Any] = {}  # in the helper: one reader engine per database URL
+EXIT_WAIT = 5.0  # seconds stop() waits for the helper to finish a render and exit (rule 4)
+_SIZE = struct.Struct(">Q")  # the length in front of every pickle (rule 1)
+HELPER_EXITED = "the /status helper process exited; the next request starts a new one"
 
 
 def render_status(url: str, worker: Worker, limit: int | None = None, after: str | None = None) -> bytes:
@@ -58,42 +70,94 @@ def render_status(url: str, worker: Worker, limit: int | None = None, after: str
     return json.dumps(shaped, default=str).encode()
 
 
-def _helper_init() -> None:
+def _helper_main(stdin: IO[bytes], stdout: IO[bytes]) -> None:
+    """The helper's loop (rules 1, 2 and 4): a request in, an answer out, until end of file."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    os.nice(10)  # on a busy machine, checks come first
+    os.nice(10)  # on a busy machine, checks come first (setpriority: rule 2)
+    while True:
+        head = stdin.read(_SIZE.size)
+        if len(head) < _SIZE.size:
+            return  # the daemon closed the pipe: it is stopping, or it died
+        url, worker, kwargs = pickle.loads(stdin.read(_SIZE.unpack(head)[0]))
+        try:
+            answer = pickle.dumps(("ok", render_status(url, worker, **kwargs)))
+        except Exception as exc:  # noqa: BLE001 - the daemon raises it as if rendered there
+            try:
+                answer = pickle.dumps(("error", exc))
+                pickle.loads(answer)  # some exceptions pickle but do not unpickle
+            except Exception:  # noqa: BLE001 - an exception that cannot cross
+                answer = pickle.dumps(("error", StorageError(f"{type(exc).__name__}: {exc}")))
+        try:
+            stdout.write(_SIZE.pack(len(answer)) + answer)
+            stdout.flush()
+        except BrokenPipeError:
+            return
 
 
 class StatusRenderer:
-    """Runs ``render_status`` in the helper process (rules 1-3)."""
+    """Runs ``render_status`` in the helper process (rules 1-4)."""
 
     def __init__(self, url: str, worker: Worker, fallback) -> None:
         self.url, self.worker = url, worker
         self._fallback = fallback  # async callable(fn, *args, **kwargs) running fn in a thread
-        self._executor: ProcessPoolExecutor | None = None
+        self._proc: asyncio.subprocess.Process | None = None
+        self._lock = asyncio.Lock()
         self._no_process = False
 
-    def _pool(self) -> ProcessPoolExecutor | None:
-        if self._executor is None and not self._no_process:
+    async def _helper(self) -> asyncio.subprocess.Process | None:
+        if self._proc is None and not self._no_process:
             try:
-                self._executor = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                                                     initializer=_helper_init)
-            except (OSError, NotImplementedError) as exc:
+                self._proc = await asyncio.create_subprocess_exec(
+                    sys.executable, "-c", f"from {__name__} import main; main()", stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+            except OSError as exc:
                 self._no_process = True
                 log.warning("HTTP: cannot start the /status helper process (%s); rendering /status in a thread", exc)
-        return self._executor
+        return self._proc
 
     async def render(self, **kwargs: Any) -> bytes:
-        call = functools.partial(render_status, self.url, self.worker, **kwargs)
-        pool = self._pool()
-        if pool is None:
-            return await self._fallback(call)
-        try:
-            return await asyncio.get_running_loop().run_in_executor(pool, call)
-        except BrokenProcessPool:
-            self._executor = None
-            raise StorageError("the /status helper process exited; the next request starts a new one") from None
+        async with self._lock:
+            proc = await self._helper()
+            if proc is None:
+                return await self._fallback(functools.partial(render_status, self.url, self.worker, **kwargs))
+            assert proc.stdin is not None and proc.stdout is not None
+            request = pickle.dumps((self.url, self.worker, kwargs))
+            done = False
+            try:
+                proc.stdin.write(_SIZE.pack(len(request)) + request)
+                await proc.stdin.drain()
+                size = _SIZE.unpack(await proc.stdout.readexactly(_SIZE.size))[0]
+                status, value = pickle.loads(await proc.stdout.readexactly(size))
+                done = True
+            except (OSError, asyncio.IncompleteReadError):
+                raise StorageError(HELPER_EXITED) from None
+            finally:
+                if not done:  # dead, or abandoned half-way (its answer would answer the next request)
+                    self._proc = None
+                    await _end(proc)
+        if status == "error":
+            raise value
+        return value
 
-    def close(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None
+    async def close(self) -> None:
+        """Rule 4: end of file on the helper's stdin, then wait for it to exit."""
+        async with self._lock:  # a render in progress finishes first
+            proc, self._proc = self._proc, None
+            if proc is not None:
+                await _end(proc)
+
+
+async def _end(proc: asyncio.subprocess.Process) -> None:
+    if proc.stdin is not None and not proc.stdin.is_closing():
+        proc.stdin.close()
+    try:
+        await asyncio.wait_for(asyncio.shield(proc.wait()), EXIT_WAIT)
+    except TimeoutError:
+        log.warning("HTTP: the /status helper did not exit within %g s of its pipe closing; killing it", EXIT_WAIT)
+        proc.kill()
+        await proc.wait()
+
+
+def main() -> None:
+    """The helper process (rule 1); its stdout carries only answers, anything printed goes to stderr."""
+    out, sys.stdout = sys.stdout.buffer, sys.stderr
+    _helper_main(sys.stdin.buffer, out)

@@ -72,7 +72,9 @@ class StatusSummary:
     # When checking last happened: the later of the latest stored check and the latest round a
     # daemon reported (a round whose checks are still in flight).
     last_round_at: datetime | None
-    top_codes: tuple[tuple[int, int], ...]  # (code, proxies) of enabled unhealthy, most first
+    # (code, proxies) of enabled unhealthy, most first: every code (at most the few anti-captcha
+    # codes), so `status`'s "failing:" line names every code its rows show
+    top_codes: tuple[tuple[int, int], ...]
     overdue: int  # enabled proxies whose check is more than `overdue_after` late
     last_check_at: datetime | None = None  # start of the latest stored check of any proxy
     bans: tuple[tuple[str, int], ...] = ()  # (ban target, enabled proxies it bans), most first
@@ -86,9 +88,10 @@ def status_summary(
     *,
     now: datetime | None = None,
     overdue_after: float = 300.0,
-    top: int = 5,
+    top: int | None = None,
 ) -> StatusSummary:
-    """Counts by state, the checker's health from the latest live instance, top failure codes."""
+    """Counts by state, the checker's health from the latest live instance, the failure codes
+    (all of them, or the ``top`` most common)."""
     now = now or utcnow()
     live = live_instances(engine, now=now)  # instances.py rules 1-2
     with engine.begin() as conn:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import stat
 import threading
 
@@ -20,16 +21,19 @@ def settings_in(tmp_path, token: str = "") -> Settings:
     return dataclasses.replace(s, http=dataclasses.replace(s.http, token=token))
 
 
-def test_generated_once_with_mode_0600_then_reused(tmp_path):
+@pytest.mark.parametrize("umask", [0o000, 0o022, 0o077])
+def test_generated_once_with_mode_0640_then_reused(tmp_path, umask):
+    # 0640: the daemon's group (proxycheck, for workers) reads it, as the messages and README say;
+    # the mode must not depend on the caller's umask (077 would take the group's read away).
     s = settings_in(tmp_path)
-    old_umask = os.umask(0)  # the file's mode must not depend on the caller's umask
+    old_umask = os.umask(umask)
     try:
         first = ensure_token(s, environ={})
     finally:
         os.umask(old_umask)
     path = tmp_path / "state" / TOKEN_FILE
     assert first.created and first.source == str(path)
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
     assert len(first.value) >= 40 and path.read_text() == first.value + "\n"
     again = ensure_token(s, environ={})
     assert (again.value, again.created) == (first.value, False)
@@ -48,10 +52,13 @@ def test_two_daemons_starting_at_once_agree(tmp_path):
     assert len(set(got)) == 1
 
 
+ENV_TOKEN, CONFIG_TOKEN = "from-env-" + "e" * 32, "from-config-" + "c" * 32
+
+
 @pytest.mark.parametrize("environ, token, expected", [
-    ({"PROXYCHECK_TOKEN": "from-env"}, "from-config", ("from-env", "$PROXYCHECK_TOKEN")),
-    ({}, "from-config", ("from-config", "[http].token")),
-    ({"PROXYCHECK_TOKEN": "  "}, "from-config", ("from-config", "[http].token")),
+    ({"PROXYCHECK_TOKEN": ENV_TOKEN}, CONFIG_TOKEN, (ENV_TOKEN, "$PROXYCHECK_TOKEN")),
+    ({}, CONFIG_TOKEN, (CONFIG_TOKEN, "[http].token")),
+    ({"PROXYCHECK_TOKEN": "  "}, CONFIG_TOKEN, (CONFIG_TOKEN, "[http].token")),
 ])
 def test_order_env_then_config_then_file(tmp_path, environ, token, expected):
     s = settings_in(tmp_path, token)
@@ -65,7 +72,7 @@ def test_a_world_readable_token_file_is_refused_without_showing_it(tmp_path):
     value = ensure_token(s, environ={}).value
     path = tmp_path / "state" / TOKEN_FILE
     path.chmod(0o644)
-    with pytest.raises(ConfigError, match=r"readable by every user .*chmod 600") as info:
+    with pytest.raises(ConfigError, match=r"readable by every user .*chmod 640") as info:
         find_token(s, environ={})
     assert value not in str(info.value)
     path.chmod(0o640)  # a group of workers may read it
@@ -105,3 +112,20 @@ def test_a_token_that_cannot_travel_in_a_header_is_refused_without_showing_it(tm
     with pytest.raises(ConfigError, match=r"from \[http\].token must be printable ASCII") as info:
         find_token(settings_in(tmp_path, value), environ={})
     assert value not in str(info.value)
+
+
+@pytest.mark.parametrize("environ, token, file_value, source", [
+    ({"PROXYCHECK_TOKEN": "Q7-env-value"}, "", None, "$PROXYCHECK_TOKEN"),
+    ({}, "", "Q7-file-value", "http-token"),
+])
+def test_a_short_token_is_refused_from_every_source(tmp_path, environ, token, file_value, source):
+    """At least 32 characters (config.MIN_TOKEN_LENGTH), wherever the token comes from."""
+    s = settings_in(tmp_path, token)
+    if file_value:
+        path = tmp_path / "state" / TOKEN_FILE
+        path.parent.mkdir()
+        path.write_text(file_value + "\n")
+        path.chmod(0o600)
+    with pytest.raises(ConfigError, match=f"the HTTP token from .*{re.escape(source)}.* must be at least 32 characters") as info:
+        find_token(s, environ=environ)
+    assert "Q7-" not in str(info.value)

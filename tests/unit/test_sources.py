@@ -45,6 +45,25 @@ def test_url_column():
     assert loaded.proxies[0].label == "main" and loaded.proxies[0].password == "p"
 
 
+@pytest.mark.parametrize(("text", "proxies", "errors"), [
+    # URL lines under the installed header of columns: said so, with where URL lines go.
+    ("type,address,port,login,password,tags,label\nhttp://1.2.3.4:8080\nsocks5://u:secret@1.2.3.5:1080\n", [], [
+        "u.csv:2: row: is a proxy URL, but the header names columns (type,address,port,login,password,tags,label); "
+        "URL lines go under a header `url`, or in a file with no header",
+        "u.csv:3: row: is a proxy URL, but the header names columns (type,address,port,login,password,tags,label); "
+        "URL lines go under a header `url`, or in a file with no header"]),
+    # ... which take them: a `url` header, or none (the first row is a URL).
+    ("url\nhttp://1.2.3.4:8080\n", ["http://1.2.3.4:8080"], []),
+    ("# my proxies\nhttp://1.2.3.4:8080\nsocks5://u:secret@1.2.3.5:1080\nhttp://1.2.3.6:x\n",
+     ["http://1.2.3.4:8080", "socks5://u:***@1.2.3.5:1080"], ["u.csv:4: port: is not a number (ASCII digits, 1-65535)"]),
+])
+def test_url_lines(text, proxies, errors):
+    loaded = read_csv_text(text, "u.csv")
+    assert [p.masked_url for p in loaded.proxies] == proxies
+    assert [str(e) for e in loaded.errors] == errors
+    assert all("secret" not in str(e) for e in loaded.errors)
+
+
 def test_unknown_column_is_fatal_and_named():
     with pytest.raises(ProxycheckError, match=r"x.csv:1: unknown column 'prot'"):
         read_csv_text("prot,address,port\n", "x.csv")
