@@ -34,6 +34,7 @@ from . import bans
 from .config_keys import Validator, allowed, check_fields, coerce, key, shown
 from .errors import ConfigError, StorageError
 from .health import HealthPolicy
+from .sticky import DEFAULT_WINDOW
 from .wire import parse_target
 
 DEFAULT_CONFIG_FILE = "proxycheck.toml"
@@ -208,7 +209,7 @@ class Probes:
     image_max_bytes: int = key("largest image body accepted", 5_000_000, low=1, high=1_000_000_000)
     sticky_seconds: float = key(
         "seconds an exit IP must hold to count as sticky (about one solve); tag `rotating` marks gateways",
-        120.0, low=1, high=86400)
+        DEFAULT_WINDOW, low=1, high=86400)
     sticky_refresh: float = key(
         "seconds a stable or rotating verdict stands before the daemon re-reads the exit IP within sticky_seconds "
         "(follow-up visits sticky_seconds / 2 apart)", 3600.0, low=1, high=604800)

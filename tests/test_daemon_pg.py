@@ -18,6 +18,7 @@ from pgdb import admin_engine, throwaway_database
 from sqlalchemy import create_engine, make_url, text
 from test_daemon import (
     NotifyListener,
+    label_of,
     start_daemon,
     stop,
     wait_until,
@@ -163,7 +164,8 @@ def test_completed_checks_wait_for_the_database_to_come_back(world, tmp_path, pg
             try:
                 with engine.connect() as conn:
                     return list(conn.scalars(text("SELECT label FROM proxies WHERE lease_owner IS NOT NULL "
-                                                  "AND label IN ('fixture-17', 'fixture-18')")))
+                                                  "AND label IN (:a, :b)"),
+                                             {"a": label_of("silent-http"), "b": label_of("silent-socks5")}))
             finally:
                 engine.dispose()
         leased = wait_until(slow_in_flight, 30, "a slow proxy in flight")

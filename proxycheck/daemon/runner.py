@@ -270,8 +270,14 @@ class Daemon:
         _, reason = self.monitor.state()
         checker = (f"checker ok ({reason})" if reason else "checker ok") if st.ok else f"checker DEGRADED: {st.reason}"
         fleet = ", ".join(f"{n} {state}" for state, n in self.counts.items() if n)
+        storage = self.storage_problem()
         return (f"{fleet or 'no proxies yet'}; {checker}; {self.checks_done} checks, "
-                f"{len(self.dispatcher.inflight)} in flight")
+                f"{len(self.dispatcher.inflight)} in flight" + (f"; storage FAILING: {storage}" if storage else ""))
+
+    def storage_problem(self) -> str | None:
+        """What /healthz and STATUS say while the database takes no writes (or no calls at all):
+        held results first (writer.py rule 6), then any failing call (a claim, a heartbeat)."""
+        return self.writer.write_problem() or self.storage.outage.problem()
 
     def _summary_or_none(self):
         """What a scrape reads from the database: the fleet and the worker reports."""
@@ -298,7 +304,8 @@ class Daemon:
         from ..worker import ProxyPool
 
         pool = ProxyPool(self.url, config=self.config_path, settings=self.settings.worker)
-        self.http = HttpApi(self.settings, self.storage.reader, pool, self.metrics, self.monitor.state)
+        self.http = HttpApi(self.settings, self.storage.reader, pool, self.metrics, self.monitor.state,
+                            storage_problem=self.storage_problem)
         try:
             url = await self.http.start()
         except OSError as exc:

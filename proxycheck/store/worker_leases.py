@@ -8,22 +8,24 @@ Rules:
    nobody releases (the worker died, the solve hung) frees itself at ``expires_at``: nothing
    has to sweep it. Every lease then *cools* its proxy until ``cool_until`` (release time, or
    expiry, plus ``[worker].cooldown_seconds``).
-2. A proxy may be leased iff it is eligible (selection.py rule 1, the one definition, with the
-   caller's filters), fewer than ``max_concurrent`` leases on it are held, and no ended lease on
-   it is still cooling (``free``). So with ``cooldown_seconds`` a proxy rests after each use,
-   however many slots it has.
+2. A proxy may be leased iff ``Eligibility`` with ``leases`` admits it (eligibility.py, the one
+   definition: eligible for the caller's filters, fewer than ``max_concurrent`` leases on it
+   held, and no ended lease on it still cooling: ``free``, ``held``, ``cooling`` live there too).
+   So with ``cooldown_seconds`` a proxy rests after each use, however many slots it has.
 3. Acquiring picks, re-checks and inserts:
    - SQLite: one transaction; the writer engine's ``BEGIN IMMEDIATE`` takes the one write lock
      first, so acquirers run one at a time and the pick sees every committed lease.
-   - PostgreSQL: one short transaction per candidate. The pick locks the proxy row
-     ``FOR UPDATE SKIP LOCKED`` (a concurrent acquirer takes the next proxy instead of
-     waiting); when that finds nothing, every free candidate may merely be locked by another
-     acquirer, so the pick is repeated *waiting* for the lock (``FOR UPDATE``): "none free" is
-     only ever the answer of a pick that skipped nothing. After the lock, ``free`` is re-read in
-     a new statement, which under READ COMMITTED (engine.py rule 5) sees every lease committed
-     by whoever held the row lock before us; if the slot went meanwhile, the transaction ends
-     (releasing the lock) and the next candidate is tried. Every acquirer locks the row before
-     inserting, so the count cannot go over ``max_concurrent``.
+   - PostgreSQL: one short transaction per candidate. The pick reads the first
+     ``CANDIDATES`` the rule admits *without* locking, so a proxy another acquirer has locked
+     still counts (its lease is not committed): "none free" is only ever the answer of a pick
+     that skipped nothing, and a refusal applies the rule once. Then the first of them not
+     locked is locked ``FOR UPDATE SKIP LOCKED`` (a concurrent acquirer takes the next proxy
+     instead of waiting), or, when all are, the first is locked *waiting* (``FOR UPDATE``).
+     After the lock the rule (``free`` included) is re-read for that row in a new statement,
+     which under READ COMMITTED (engine.py rule 6) sees every lease committed by whoever held
+     the row lock before us; if the slot went meanwhile, the transaction ends (releasing the
+     lock) and the next candidate is tried. Every acquirer locks the row before inserting, so
+     the count cannot go over ``max_concurrent``.
    The pick also counts a hand-out (``use_count``, ``last_used_at``), like ``least_used``.
 4. Ended, cooled rows are deleted by the next acquire (indexed on ``cool_until``). With
    ``cooldown_seconds = 0`` an ended lease never cools, however the clocks compare.
@@ -45,16 +47,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, Connection, Engine, and_, delete, exists, func, insert, select, update
+from sqlalchemy import ColumnElement, Connection, Engine, case, delete, func, insert, select, update
 
 from ..proxy import Proxy
 from ._rows import is_postgresql, utcnow
+from .eligibility import LEASE_CLOCK, Eligibility, cooling, free, held
 from .models import ProxyRow as P
 from .models import WorkerLeaseRow as L
-from .selection import ORDERS, WORKER_COLUMNS, Filters, eligible, worker_proxy
+from .selection import ORDERS, WORKER_COLUMNS, worker_proxy
 
 if TYPE_CHECKING:
     from ..feedback import ReportResult
+
+CANDIDATES = 16  # PostgreSQL: candidates a pick reads, so concurrent acquirers lock different ones
 
 
 @dataclass(frozen=True)
@@ -94,24 +99,6 @@ class HeldLease:
     expires_at: datetime
 
 
-def held(now: Any) -> ColumnElement[bool]:
-    """The lease row is held at ``now`` (rule 1)."""
-    return and_(L.released_at.is_(None), L.expires_at > now)
-
-
-def free(proxy_id: Any, now: Any, max_concurrent: int) -> ColumnElement[bool]:
-    """The proxy ``proxy_id`` (a column or a value) has a free slot and is not cooling (rule 2).
-    ``now``: a datetime or a SQL clock expression."""
-    held_here = select(func.count()).select_from(L).where(L.proxy_id == proxy_id, held(now)).scalar_subquery()
-    return and_(held_here < max_concurrent, ~exists().where(L.proxy_id == proxy_id, cooling(now)))
-
-
-def cooling(now: Any) -> ColumnElement[bool]:
-    """The lease row has ended and still cools its proxy at ``now`` (rules 1 and 4)."""
-    has_cooldown = L.cool_until > func.coalesce(L.released_at, L.expires_at)
-    return and_(L.cool_until > now, has_cooldown, ~held(now))
-
-
 Clock = Callable[[], datetime]
 
 
@@ -126,18 +113,20 @@ def _now(conn: Connection, clock: Clock | None) -> datetime:
 
 def acquire(
     writer: Engine,
+    eligibility: Eligibility,
     *,
-    fresh_since: datetime,
-    filters: Filters | None,
     ttl: float,
-    max_concurrent: int,
     cooldown: float,
     clock: Clock | None = None,
     worker: str | None = None,
     order: str = "least_used",
 ) -> Lease | None:
-    """Lease one eligible, free proxy for ``ttl`` seconds (rules 2-3); None when none is free.
-    ``order``: a key of ``selection.ORDERS`` or ``random``; ``clock``: rule 5."""
+    """Lease one proxy ``eligibility`` (with its ``leases``) admits for ``ttl`` seconds (rules
+    2-3); None when none is free. The lease limits are judged at the lease clock read inside the
+    transaction (rule 5; ``clock`` overrides it), whatever ``eligibility.leases.now`` was.
+    ``order``: a key of ``selection.ORDERS`` or ``random``."""
+    assert eligibility.leases is not None, "a lease needs the lease limits"
+    max_concurrent = eligibility.leases.max_concurrent
     ordering: Iterable[Any] = (func.random(),) if order == "random" else ORDERS[order]
     tried: list[int] = []
     while True:
@@ -145,22 +134,29 @@ def acquire(
             pg = is_postgresql(conn)
             # SQLite holds the write lock already: its clock is read after every committed lease.
             # PostgreSQL's pick compares with the time its snapshot was taken.
-            pick_now: Any = func.statement_timestamp() if pg and clock is None else _now(conn, clock)
+            pick_now: Any = LEASE_CLOCK if pg and clock is None else _now(conn, clock)
             conn.execute(delete(L).where(L.cool_until <= pick_now))  # rule 4
-            pick = select(P.id).where(eligible(conn, fresh_since, filters), free(P.id, pick_now, max_concurrent))
+            pick = select(P.id).where(eligibility.leased_at(pick_now).clause(conn))
             if tried:
                 pick = pick.where(P.id.not_in(tried))
             pick = pick.order_by(*ordering).limit(1)
             if not pg:
                 proxy_id, now = conn.scalar(pick), pick_now
             else:
-                proxy_id = conn.scalar(pick.with_for_update(of=P, skip_locked=True))
-                if proxy_id is None:  # perhaps only locked by other acquirers: wait for them (rule 3)
-                    proxy_id = conn.scalar(pick.with_for_update(of=P))
-                if proxy_id is None:
+                # The rule is applied once, without locking: a row another acquirer holds locked is
+                # still a candidate here (its lease is not committed), so no candidate means none free.
+                candidates = list(conn.scalars(pick.limit(CANDIDATES)))
+                if not candidates:
                     return None
+                ranks = {proxy: rank for rank, proxy in enumerate(candidates)}
+                lock = select(P.id).where(P.id.in_(candidates)).order_by(case(ranks, value=P.id)).limit(1)
+                proxy_id = conn.scalar(lock.with_for_update(of=P, skip_locked=True))
+                if proxy_id is None:  # all locked by other acquirers: wait for the first (rule 3)
+                    proxy_id = conn.scalar(lock.with_for_update(of=P))
+                if proxy_id is None:  # deleted (sync) while we waited: pick again
+                    continue
                 now = _now(conn, clock)
-                if not conn.scalar(select(free(proxy_id, now, max_concurrent))):
+                if conn.scalar(select(P.id).where(P.id == proxy_id, eligibility.leased_at(now).clause(conn))) is None:
                     tried.append(proxy_id)  # its slot went while we waited: commit, unlock, try the next
                     continue
             if proxy_id is None:
@@ -222,10 +218,12 @@ def lease_summary(engine: Engine, *, now: datetime | None = None, limit: int = 2
     return LeaseSummary(n_held, cooling, tuple(held_leases(engine, now=now, limit=limit)) if n_held else ())
 
 
-def lease_counts(engine: Engine, *, now: datetime | None = None) -> tuple[int, int]:
-    """(leases held, proxies cooling down after a lease) at ``now`` (default: the lease clock)."""
+def lease_counts(engine: Engine, *, now: datetime | ColumnElement[Any] | None = None) -> tuple[int, int]:
+    """(leases held, proxies cooling down after a lease) at ``now`` (default: the lease clock;
+    ``LeaseLimits.now``, a SQL clock expression on PostgreSQL, is taken as it is)."""
     with engine.begin() as conn:
-        now = now or _now(conn, None)
+        if now is None:
+            now = _now(conn, None)
         n_held = conn.scalar(select(func.count()).select_from(L).where(held(now)))
         n_cooling = conn.scalar(select(func.count(func.distinct(L.proxy_id))).where(cooling(now)))
     return int(n_held or 0), int(n_cooling or 0)

@@ -126,14 +126,15 @@ def test_expiry_and_cooldown_on_the_lease_clock(writer, cooldown):
     """The store's rules on a given clock, on both databases: held until ``expires_at``, then
     cooling for ``cooldown`` seconds (none at all with 0)."""
     from proxycheck.store import worker_leases as wl
+    from proxycheck.store.eligibility import Eligibility, LeaseLimits
 
     (p,) = fleet(writer, [proxy(1)])
     t0 = utcnow()
     at = [t0]
 
     def take() -> Any:
-        return wl.acquire(writer, fresh_since=t0 - timedelta(days=1), filters=None, ttl=60, max_concurrent=1,
-                          cooldown=cooldown, clock=lambda: at[0])
+        rule = Eligibility.at(t0, 86400, leases=LeaseLimits(max_concurrent=1, now=t0))  # now: the clock's, below
+        return wl.acquire(writer, rule, ttl=60, cooldown=cooldown, clock=lambda: at[0])
 
     first = take()
     assert first.proxy == p and (first.acquired_at, first.expires_at) == (t0, t0 + timedelta(seconds=60))
@@ -377,7 +378,7 @@ def test_lease_takes_the_target_filter(make_pool, writer):
 
 @pytest.mark.postgres
 def test_a_repeatable_read_database_default_does_not_leak_in(pg_database):
-    """The engine asks for READ COMMITTED (engine.py rule 5): with the database's default at
+    """The engine asks for READ COMMITTED (engine.py rule 6): with the database's default at
     REPEATABLE READ, an acquirer that waited for a row lock would get a raw SerializationFailure."""
     import threading
 
@@ -424,3 +425,28 @@ def _outcome(call: Any) -> Any:
         return call()
     except Exception as exc:  # noqa: BLE001 - the test shows what the acquirer got
         return exc
+
+
+@pytest.mark.parametrize("healthy", [True, False])
+def test_a_refused_lease_applies_the_rule_in_two_statements(make_pool, writer, healthy):
+    """The pick, then one statement that says how many match and why (selection.shortage);
+    before: the pick, the ids again, and the counts again when none was healthy. A statement
+    applies the rule when it holds its freshness term."""
+    from sqlalchemy import event
+
+    fleet(writer, [proxy(1)], healthy=healthy)
+    pool = make_pool(max_concurrent_per_proxy=1)
+    if healthy:
+        pool.acquire(ttl=60)  # the one slot
+    pool._write_engine()
+    seen: list[str] = []
+
+    def count(conn, cursor, statement, *args):
+        if "last_success_at >=" in statement:
+            seen.append(statement)
+
+    for engine in (pool._reader, pool._writer):
+        event.listen(engine, "before_cursor_execute", count)
+    with pytest.raises(NoHealthyProxy, match="no proxy free to lease" if healthy else "no healthy proxy"):
+        pool.acquire(ttl=60)
+    assert len(seen) == 2, "\n\n".join(seen)
