@@ -156,7 +156,7 @@ def test_no_daemon_says_so(config, daemon):
     code, _, lines = run(config)
     assert code == 1
     assert lines["daemon"] == [
-        "FAIL daemon: no daemon heartbeat in the last 60 s: start the daemon: `systemctl start proxycheck` or `proxycheck run`"
+        "FAIL daemon: no daemon running (none has heartbeated within 3 of its heartbeat intervals): start the daemon: `systemctl start proxycheck` or `proxycheck run`"
     ]
 
 

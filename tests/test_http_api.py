@@ -309,9 +309,14 @@ def test_lease_and_release_over_http(api):
     shown = status_json(config)["summary"]["leases"]
     assert shown["held"] == 1 and shown["list"][0]["worker"] == "w-http" and shown["list"][0]["proxy"] == socks
     assert client.get("/status", params={"limit": 10}).json()["summary"]["leases"]["held"] == 1  # a fresh page
-    done = client.post(f"/lease/{body['lease']}/release", json={"outcome": {"errorId": 0, "solution": {}}})
+    # A soft failure is always stored (store/reports.py rule 4; a success is stored only when it
+    # changes something, so "reported" would depend on the proxy's past).
+    done = client.post(f"/lease/{body['lease']}/release", json={"outcome": "ERROR_RECAPTCHA_TIMEOUT"})
     assert done.status_code == 200 and done.json() == {"lease": body["lease"], "released": True, "reported": True}
-    assert client.post(f"/lease/{body['lease']}/release", json={}).json()["released"] is False
+    again = client.post(f"/lease/{body['lease']}/release", json={"outcome": "ERROR_PROXY_BANNED"})
+    assert again.json() == {"lease": body["lease"], "released": False, "reported": False}  # one report per lease
+    unknown = client.post("/lease/no-such-lease/release", json={"outcome": "ERROR_PROXY_BANNED"})
+    assert unknown.json() == {"lease": "no-such-lease", "released": False, "reported": False}
     ac = client.post("/lease", json={"scheme": "socks5", "format": "anticaptcha"}).json()
     assert ac["proxy"]["proxyType"] == "socks5"
     assert client.post(f"/lease/{ac['lease']}/release", json={}).json()["released"]
