@@ -26,7 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from proxycheck.config import load_settings
 from test_daemon import stop, wait_until
-from test_http_api import free_port, start_api
+from test_http_api import start_api
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD = ROOT / "deploy" / "grafana" / "proxycheck.json"

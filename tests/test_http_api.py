@@ -21,12 +21,6 @@ NAMES = ["squid-anonymous", "squid-elite", "microsocks", "squid-forwarded-for", 
          "squid-turnstile-banned"]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Api:
     """One running daemon with [http] enabled, and what a test needs to talk to it."""
 

@@ -19,7 +19,7 @@ import pytest
 
 from proxycheck import doctor
 from test_daemon import NotifyListener, start_daemon, stop, wait_until
-from test_doctor import HOST, free_port, judge, migrate, write_config  # noqa: F401 - judge is a fixture
+from test_doctor import HOST, judge, migrate, write_config  # noqa: F401 - judge is a fixture
 
 TOKEN = "status-helper-test-token-" + "x" * 20
 
@@ -28,7 +28,7 @@ TOKEN = "status-helper-test-token-" + "x" * 20
 def daemon(tmp_path, judge):  # noqa: F811 - the fixture imported above
     """(daemon, config, base URL, its children seen by the test); children still alive at the
     end are killed before the daemon's pipes are read (they would hold them open)."""
-    port = free_port()
+    port = free_port(HOST)
     config = write_config(tmp_path, judge.http_url, judge.https_url, judge.ca_file)
     config.write_text(config.read_text() + f'[http]\nenabled = true\nlisten = "{HOST}:{port}"\ntoken = "{TOKEN}"\n')
     migrate(config)
