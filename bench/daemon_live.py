@@ -33,17 +33,16 @@ What is measured, exactly:
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import sqlite3
 import subprocess
 import time
 from pathlib import Path
 
-from world import Child as WorldChild
-from world import squid_conf
+from world import child_cpu, squid_child, squid_conf
 
-SQUID = "/usr/sbin/squid"
+from proxycheck.world import Child
+
 
 
 def in_private_netns() -> str | None:
@@ -73,13 +72,12 @@ def cpu_util(a: dict, b: dict) -> dict[str, float]:
     return {k: (b[k][0] - a[k][0]) / max(1, b[k][1] - a[k][1]) for k in a}
 
 
-def start_squids(workdir: Path, port: int, count: int, cpus: set[int] | None) -> list[WorldChild]:
+def start_squids(workdir: Path, port: int, count: int, cpus: set[int] | None) -> list[Child]:
     squids = []
     for k in range(count):
         conf = workdir / f"live-squid-{k}.conf"
         conf.write_text(f"http_port {port + k}\n" + squid_conf(k, port + k, 0, workdir, access_log=False))
-        squid = WorldChild(f"squid {k}", [SQUID, "-N", "-f", str(conf)], workdir / f"live-squid-{k}.out",
-                           workdir / f"cache-{k}.log", raise_nofile=True, cpus=cpus)
+        squid = squid_child(f"squid {k}", conf, workdir / f"live-squid-{k}.out", workdir / f"cache-{k}.log", cpus)
         squid.spawn()
         squids.append(squid)
     return squids
@@ -117,7 +115,7 @@ def run_live(world, args, helpers) -> list[str]:
     os.chmod(workdir, 0o777)  # squid drops privileges to `proxy` and writes its logs here
     port = args.live_port
     squids = start_squids(workdir, port, s, world_cpus)
-    h.CHILDREN.extend(_Reaper(sq) for sq in squids)
+    h.CHILDREN.extend(squids)
     deadline = time.monotonic() + 60
     for k in range(s):
         while h.refused(h.address(k), port + k):
@@ -145,7 +143,7 @@ def run_live(world, args, helpers) -> list[str]:
     pid = child.proc.pid
     samples = []  # (monotonic, max check id, daemon cpu s)
     cpu0, load0 = cpu_times(), os.getloadavg()[0]
-    squid_cpu0 = sum(sq.cpu() for sq in squids) + h.proc_cpu(world.judge.proc.pid)
+    squid_cpu0 = sum(child_cpu(sq) for sq in squids) + h.proc_cpu(world.judge.proc.pid)
     end = time.monotonic() + args.live_seconds
     while True:
         samples.append((time.monotonic(), max_check_id(db), h.proc_cpu(pid)))
@@ -153,19 +151,10 @@ def run_live(world, args, helpers) -> list[str]:
             break
         time.sleep(min(args.sample, max(0.0, end - time.monotonic())))
     util = cpu_util(cpu0, cpu_times())
-    world_cpu = sum(sq.cpu() for sq in squids) + h.proc_cpu(world.judge.proc.pid) - squid_cpu0
+    world_cpu = sum(child_cpu(sq) for sq in squids) + h.proc_cpu(world.judge.proc.pid) - squid_cpu0
     rss_now = h.proc_rss_kb(pid) or 0
-    child.stop(signal.SIGTERM)
-    try:
-        rc = child.wait(60)
-    except TimeoutError:
-        child.kill_and_reap()
-        rc = child.returncode
-    for sq in squids:
-        sq.stop()
-    stop_by = time.monotonic() + 10
-    for sq in squids:
-        sq.reap(stop_by)
+    rc = child.stop(grace=60)  # SIGTERM, then SIGKILL after 60 s
+    h.stop_all(squids, grace=10)
 
     (t0, id0, c0), (t1, id1, c1) = samples[0], samples[-1]
     window, checks, cpu = t1 - t0, id1 - id0, c1 - c0
@@ -191,13 +180,3 @@ def run_live(world, args, helpers) -> list[str]:
     out += [f"    {e}" for e in errors]
     return out
 
-
-class _Reaper:
-    """Adapts a world.Child to daemon_bench's cleanup list (``kill_and_reap``)."""
-
-    def __init__(self, child: WorldChild) -> None:
-        self.child = child
-
-    def kill_and_reap(self) -> None:
-        self.child.stop()
-        self.child.reap(time.monotonic() + 10)
