@@ -11,8 +11,7 @@ import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
-from cli import run_cli
-from test_daemon import NotifyListener, label_of, start_daemon, stop, wait_until, write_daemon_config
+from daemons import label_of, running_daemon, wait_until, write_daemon_config
 
 SLOW = ["silent-http", "silent-socks5"]  # in flight for seconds: their probes wait for a read timeout
 FAST = ["squid-anonymous", "microsocks"]
@@ -29,30 +28,17 @@ def query(db: Path, sql: str, *args) -> list[tuple]:
 def test_sigkill_then_restart_rechecks_the_in_flight_proxies_at_once(world, tmp_path):
     config = write_daemon_config(world, tmp_path, SLOW + FAST)  # lease_seconds stays at its default, 180 s
     db = tmp_path / "state" / "proxycheck.db"
-    assert run_cli("db", "upgrade", "--config", str(config)).returncode == 0
-    notify = NotifyListener(tmp_path / "a.sock")
-    first = start_daemon(config, notify)
-    try:
-        notify.wait_for("READY=1", 20)
+    with running_daemon(config, notify=tmp_path / "a.sock") as first:
         slow_labels = tuple(label_of(n) for n in SLOW)
         wait_until(lambda: len(query(db, "SELECT id FROM proxies WHERE lease_owner IS NOT NULL AND label IN (?, ?)",
                                      *slow_labels)) == 2, 20, "the slow proxies in flight")
         in_flight = {r[0] for r in query(db, "SELECT id FROM proxies WHERE lease_owner IS NOT NULL")}
-        first.send_signal(signal.SIGKILL)
-        first.wait()
-    finally:
-        if first.poll() is None:
-            first.kill()
-        first.communicate()
-        notify.close()
+        first.stop(signal.SIGKILL)
     leases = query(db, "SELECT lease_expires_at FROM proxies WHERE lease_owner IS NOT NULL")
     assert len(leases) >= 2  # the dead daemon's leases are still there, far from expiring
 
-    notify = NotifyListener(tmp_path / "b.sock")
     restarted_at = datetime.now(UTC)
-    second = start_daemon(config, notify)
-    try:
-        notify.wait_for("READY=1", 20)
+    with running_daemon(config, upgrade=False, notify=tmp_path / "b.sock") as second:
         ready_at = datetime.now(UTC)
 
         def rechecked() -> bool:
@@ -62,11 +48,8 @@ def test_sigkill_then_restart_rechecks_the_in_flight_proxies_at_once(world, tmp_
             return len(rows) == len(in_flight) and rows
 
         rows = wait_until(rechecked, 20, "the dead daemon's in-flight proxies checked again")
-    finally:
-        code, err = stop(second)
-        notify.close()
-    assert code == 0, err
-    assert "took back" in err and "did not stop cleanly" in err, err
+    assert second.code == 0, second.err
+    assert "took back" in second.err and "did not stop cleanly" in second.err, second.err
     # A check's time is when it started: every one began within one dispatch interval (0.2 s) of
     # the restarted daemon being ready (slack for a loaded machine), not when the 180 s lease ends.
     for _, started in rows:
