@@ -41,7 +41,7 @@ from world import World
 
 from proxycheck.world import Child, free_port
 
-TOKEN = "status-load-bench-token"
+TOKEN = "status-load-bench-token-of-32-characters"  # config.py: at least 32
 
 
 def write_files(world: World, n: int, squid_n: int, interval: float, concurrency: int) -> tuple[Path, int]:
@@ -67,6 +67,7 @@ def write_files(world: World, n: int, squid_n: int, interval: float, concurrency
               "", "[http]", "enabled = true", f'listen = "127.0.0.1:{http_port}"', f"token = {q(TOKEN)}", ""]
     config = wd / "proxycheck.toml"
     config.write_text("\n".join(lines))
+    config.chmod(0o600)  # it holds [http].token: config.py refuses a file others can read
     return config, http_port
 
 

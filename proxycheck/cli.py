@@ -469,11 +469,14 @@ def _require_existing_sqlite(url: str) -> None:
 
 
 def _ensure_sqlite_dir(url: str) -> None:
+    """The state directory, created private (filemodes.py: 0700, or 0770 when the group shares)."""
     from sqlalchemy.engine import make_url
+
+    from .filemodes import make_state_dir
 
     u = make_url(url)
     if u.get_backend_name() == "sqlite" and u.database and u.database != ":memory:":
-        Path(u.database).parent.mkdir(parents=True, exist_ok=True)
+        make_state_dir(Path(u.database).parent)
 
 
 @cli.command()

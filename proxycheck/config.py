@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import ssl
+import stat
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -95,6 +96,19 @@ def _listen(value: str) -> str | None:
     _host, sep, port = value.rpartition(":")
     if not sep or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
         return f"{shown(value)} is not HOST:PORT (e.g. 127.0.0.1:8181)"
+    return None
+
+
+MIN_TOKEN_LENGTH = 32  # characters of an HTTP token, from any source (http_token.py)
+
+
+def _token(value: str) -> str | None:
+    """A configured HTTP token guards every proxy password: long enough not to be guessed (the
+    endpoint also throttles guesses: http_api/guard.py). The message never shows it; printable
+    ASCII is checked where every source is (http_token.py)."""
+    if value and len(value) < MIN_TOKEN_LENGTH:
+        return (f"must be at least {MIN_TOKEN_LENGTH} characters (e.g. the output of `python3 -c 'import secrets; "
+                "print(secrets.token_urlsafe(32))'`), or leave it out to have one generated in <state_dir>/http-token")
     return None
 
 
@@ -228,7 +242,9 @@ class Http:
     listen: str = key("HOST:PORT to bind (keep it on loopback or a private network)", "127.0.0.1:8181",
                       check=_listen, accepts="HOST:PORT")
     token: str = key("every request but /healthz needs `Authorization: Bearer <token>`; empty: a random one is kept in "
-                     "<state_dir>/http-token (mode 0640, readable by its group; `proxycheck token` prints it)", "", secret=True)
+                     "<state_dir>/http-token (mode 0640, readable by its group; `proxycheck token` prints it); at least "
+                     "32 characters, in a config file others cannot read", "", secret=True, check=_token,
+                     accepts="empty, or 32+ characters")
     allowed_hosts: tuple[str, ...] = key("host names a request's `Host:` may carry besides the listen address "
                                          "(e.g. behind a reverse proxy); any other Host gets 421", (),
                                          check=_host_name, accepts="host names")
@@ -307,6 +323,8 @@ def load_settings(explicit: str | None = None, *, environ: dict[str, str] | None
     if path is not None:
         data = read_toml(path)
     settings = settings_from_dict(data, str(path) if path else "defaults")
+    if path is not None and settings.http.token:
+        _check_secret_file(path, "[http].token")
     # Relative paths in the file are relative to the file, so systemd and a shell agree.
     if path is not None:
         settings = _anchor_paths(settings, path.parent)
@@ -316,6 +334,21 @@ def load_settings(explicit: str | None = None, *, environ: dict[str, str] | None
         url = _value(Settings, "database_url", env_url, "environment: PROXYCHECK_DATABASE_URL")
         settings = dataclasses.replace(settings, database_url=url)
     return dataclasses.replace(settings, source_file=str(path) if path else None)
+
+
+def _check_secret_file(path: Path, key: str) -> None:
+    """A config file holding ``key`` (a secret) that others can read is refused, as the token
+    file is (filemodes.py rule 4): the secret guards every proxy password."""
+    from .filemodes import open_to_others
+
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    if open_to_others(mode):
+        raise ConfigError(f"{path}: {key}: the file holds the HTTP token and is readable by every user "
+                          f"(mode {stat.filemode(mode)}): run `chmod o-rwx {path}`, or take the token out of it "
+                          "($PROXYCHECK_TOKEN, or no token: one is generated in <state_dir>/http-token)")
 
 
 def read_toml(path: Path) -> dict[str, Any]:

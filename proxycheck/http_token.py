@@ -24,8 +24,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import Settings
+from .config import MIN_TOKEN_LENGTH, Settings
 from .errors import ConfigError
+from .filemodes import make_state_dir
 
 TOKEN_ENV = "PROXYCHECK_TOKEN"
 TOKEN_FILE = "http-token"
@@ -77,6 +78,9 @@ def _checked(token: Token) -> Token:
     if not (token.value.isascii() and token.value.isprintable() and " " not in token.value):
         raise ConfigError(f"the HTTP token from {token.source} must be printable ASCII without spaces "
                           "(e.g. the output of `python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`)")
+    if len(token.value) < MIN_TOKEN_LENGTH:  # the config's own rule (config.py), for every source
+        raise ConfigError(f"the HTTP token from {token.source} must be at least {MIN_TOKEN_LENGTH} characters "
+                          "(e.g. the output of `python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`)")
     return token
 
 
@@ -87,7 +91,7 @@ def ensure_token(settings: Settings, environ: Mapping[str, str] | None = None) -
         return found
     path = token_path(settings)
     try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        make_state_dir(path.parent)  # filemodes.py
         tmp = path.with_name(f".{TOKEN_FILE}.{os.getpid()}.{secrets.token_hex(4)}")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, FILE_MODE)
         try:

@@ -280,6 +280,7 @@ def running_api(world, tmp_path: Path, names: list[str], *, extra: str = "", dat
     config = write_daemon_config(world, tmp_path, names, database_url=database_url)
     config.write_text(config.read_text() + f'\n[http]\nenabled = true\nlisten = "127.0.0.1:{port}"\n{extra}'
                       '\n[worker]\nreprobe_after = 0.5\n')
+    config.chmod(0o600)  # it may hold [http].token: others must not read it (config.py refuses)
     with running_daemon(config, checked=30 if checked else None, stop_timeout=stop_timeout) as daemon:
         yield Api(daemon, port)
 

@@ -204,6 +204,7 @@ def test_bad_rows_in_a_source_are_a_warning(tmp_path, judge):
 def test_http_enabled_but_nothing_answers(config):
     port = free_port(HOST)
     config.write_text(config.read_text() + f'[http]\nenabled = true\nlisten = "{HOST}:{port}"\ntoken = "{"t" * 40}"\n')
+    config.chmod(0o600)  # it holds the token: a config others can read is refused
     register_daemon(migrate(config))
     code, text, lines = run(config)
     assert code == 1

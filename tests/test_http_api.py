@@ -6,6 +6,7 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import re
+import socket
 import stat
 
 import httpx
@@ -13,10 +14,20 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from cli import run_cli
-from daemons import by_label, running_api, running_daemon, secrets_of, status_json, wait_until
+from daemons import Api, by_label, running_api, running_daemon, secrets_of, status_json, wait_until
 
 NAMES = ["squid-anonymous", "squid-elite", "microsocks", "squid-forwarded-for", "refused", "squid-auth-right-password",
          "squid-turnstile-banned"]
+
+
+SPARE_ADDRESSES = (f"127.0.0.{n}" for n in range(10, 250))  # loopback source addresses, one per client that errs
+
+
+def from_address(running: Api, address: str, **kw) -> httpx.Client:
+    """A client whose requests come from ``address`` (any 127/8 address is local): the
+    endpoint throttles wrong credentials per address (guard.py rule 5)."""
+    return httpx.Client(base_url=running.base, trust_env=False, timeout=10,
+                        transport=httpx.HTTPTransport(local_address=address), **kw)
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +58,10 @@ def test_generated_token_file_is_0640_and_found_by_workers(api):
                                           ("GET", "/proxy"), ("POST", "/report")])
 def test_every_route_but_healthz_needs_the_token(api, method, path):
     client, running, _, token = api
-    for headers in ({}, {"Authorization": "Bearer wrong-token"}, {"Authorization": token}, {"Authorization": f"Basic {token}"}):
-        answer = httpx.request(method, running.base + path, headers=headers, json={}, trust_env=False, timeout=10)
+    with from_address(running, next(SPARE_ADDRESSES)) as stranger:  # its wrong tokens count against its own address
+        answers = [(headers, stranger.request(method, path, headers=headers, json={})) for headers in (
+            {}, {"Authorization": "Bearer wrong-token"}, {"Authorization": token}, {"Authorization": f"Basic {token}"})]
+    for headers, answer in answers:
         assert answer.status_code == 401, (headers, answer.text)
         assert answer.json()["error"] == "unauthorized" and answer.headers["WWW-Authenticate"].startswith("Bearer")
         assert token not in answer.text
@@ -253,18 +266,93 @@ def test_lease_and_release_over_http(api):
     assert client.post("/lease", json=["socks5"]).status_code == 400
 
 
+def test_bearer_scheme_in_any_letter_case(api):
+    _, running, _, token = api
+    for scheme in ("Bearer", "bearer", "BEARER", "bEaReR"):
+        assert running.get("/status", headers={"Authorization": f"{scheme} {token}"}).status_code == 200, scheme
+    assert running.get("/status", headers={"Authorization": f"Bearer  {token}"}).status_code == 200  # RFC 9110: 1*SP
+
+
+def test_no_answer_may_be_cached(api):
+    """The answers that carry passwords above all (guard.py rule 6)."""
+    client, running, _, _ = api
+    lease = client.post("/lease", json={"ttl": 5})
+    answers = {"/proxy": client.get("/proxy"), "/proxies/healthy": client.get("/proxies/healthy"), "/lease": lease,
+               "/status": client.get("/status"), "/metrics": client.get("/metrics"), "/healthz": client.get("/healthz"),
+               "401": httpx.get(running.base + "/proxy", trust_env=False)}
+    client.post(f"/lease/{lease.json()['lease']}/release", json={})
+    assert lease.status_code == 200, lease.text
+    for route, answer in answers.items():
+        assert answer.headers.get("Cache-Control") == "no-store", (route, answer.status_code, answer.headers)
+
+
 # -- daemons of their own -----------------------------------------------------------------------
 def test_configured_token_and_allowed_hosts(world, tmp_path):
     with running_api(world, tmp_path, ["squid-anonymous"], checked=False,
-                     extra='token = "s3cret-token-from-config"\nallowed_hosts = ["proxycheck.internal"]\n') as running:
-        assert running.get("/status", token="s3cret-token-from-config").status_code == 200
+                     extra='token = "s3cret-token-from-config-at-least-32-chars"\nallowed_hosts = ["proxycheck.internal"]\n'
+                     ) as running:
+        assert running.get("/status", token="s3cret-token-from-config-at-least-32-chars").status_code == 200
         assert running.get("/status").status_code == 401
         assert running.get("/healthz", headers={"Host": "proxycheck.internal"}).status_code in (200, 503)
         assert running.get("/healthz", headers={"Host": "evil.example"}).status_code == 421
         assert not running.token_file.exists()  # nothing generated when the config gives a token
     code, err = running.code, running.err
     assert code == 0, err
-    assert "s3cret-token-from-config" not in err and "HTTP token from [http].token" in err
+    assert "s3cret-token-from-config-at-least-32-chars" not in err and "HTTP token from [http].token" in err
+
+
+def test_wrong_credentials_are_logged_and_throttled_per_address(world, tmp_path):
+    """guard.py rule 5: ten wrong tokens (bearer or the page's login form) from one address
+    within a minute, then 429 with Retry-After for that address only, the right token included;
+    each failure is logged with the address and never the value."""
+    guesses = [f"guess-{n}-{'x' * 40}" for n in range(10)]
+    with running_api(world, tmp_path, ["squid-anonymous"], checked=False) as running:
+        token = running.token_file.read_text().strip()
+        with from_address(running, "127.0.0.7") as guesser, from_address(running, "127.0.0.8") as neighbour:
+            assert [guesser.get("/status").status_code for _ in range(12)] == [401] * 12  # no credential: not counted
+            for guess in guesses[:7]:
+                assert guesser.get("/status", headers={"Authorization": f"Bearer {guess}"}).status_code == 401
+            assert guesser.get("/proxy", headers={"Authorization": guesses[7]}).status_code == 401  # no scheme
+            origin = {"Origin": running.base}
+            for guess in guesses[8:]:
+                assert guesser.post("/ui/login", data={"token": guess}, headers=origin).status_code == 401
+            # The 11th try: 429, whatever it sends, the right token and the login form included.
+            throttled = guesser.get("/status", headers={"Authorization": f"Bearer {token}"})
+            assert throttled.status_code == 429 and throttled.json()["error"] == "too_many_failures"
+            assert 1 <= int(throttled.headers["Retry-After"]) <= 60
+            assert guesser.post("/ui/login", data={"token": token}, headers=origin).status_code == 429
+            # Another address is not slowed down by it.
+            assert neighbour.get("/status", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+            assert neighbour.get("/status", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    code, err = running.code, running.err
+    assert code == 0, err
+    lines = [line for line in err.splitlines() if "127.0.0.7" in line]
+    assert sum("wrong bearer token" in line for line in lines) == 7, err
+    assert sum("Authorization is not `Bearer <token>`" in line for line in lines) == 1, err
+    assert sum("wrong token in the page's login form" in line for line in lines) == 2, err
+    assert any("answering 429" in line for line in lines), err
+    assert not any(guess in err for guess in guesses) and token not in err
+
+
+MALFORMED = [  # raw requests aiohttp's parser refuses; the last one carries a secret in a header
+    b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: x\r\n\r\n",
+    b"GET /\x00 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    b"GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer SECRET-in-a-bad\x01header\r\n\r\n",
+]
+
+
+def test_a_malformed_request_is_one_log_line(world, tmp_path):
+    """guard.py rule 7: 400, and one line naming the client, not aiohttp's traceback quoting the raw bytes."""
+    with running_api(world, tmp_path, ["squid-anonymous"], checked=False) as running:
+        for raw in MALFORMED:
+            with socket.create_connection(("127.0.0.1", running.port), timeout=10) as conn:
+                conn.sendall(raw)
+                assert conn.recv(100).startswith(b"HTTP/1.0 400"), raw
+    code, err = running.code, running.err
+    assert code == 0, err
+    lines = [line for line in err.splitlines() if "malformed request" in line]
+    assert len(lines) == len(MALFORMED) and all("from 127.0.0.1" in line for line in lines), err
+    assert "Traceback" not in err and "SECRET" not in err, err
 
 
 def test_healthz_503_while_the_checker_is_degraded(world, tmp_path):

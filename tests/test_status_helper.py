@@ -32,6 +32,7 @@ def daemon(tmp_path, judge):  # noqa: F811 - the fixture imported above
     port = free_port(HOST)
     config = write_config(tmp_path, judge.http_url, judge.https_url, judge.ca_file)
     config.write_text(config.read_text() + f'[http]\nenabled = true\nlisten = "{HOST}:{port}"\ntoken = "{TOKEN}"\n')
+    config.chmod(0o600)  # it holds the token: a config others can read is refused
     migrate(config)
     seen: list[int] = []
     # Leaving the block stops the daemon, and reads and closes its pipes when a test already ended it.

@@ -6,8 +6,9 @@ Rules:
    ``proxycheck.feedback``, ``/lease`` and ``/lease/{id}/release`` through
    ``proxycheck.worker.leasing`` (JSON bodies), ``/status`` is exactly ``proxycheck status --json`` (``?limit=N&after=KEY`` gives one page of it, with
    ``next_after`` for the next one).
-2. Locked (guard.py): the right ``Host:``, a bearer token on every route but ``/healthz``, JSON
-   bodies. The token is resolved in ``start()`` (http_token.py: ``$PROXYCHECK_TOKEN``,
+2. Locked (guard.py): the right ``Host:``, a bearer token on every route but ``/healthz`` (wrong
+   ones throttled per address), JSON bodies, ``Cache-Control: no-store``; every query and path
+   parameter is parsed by params.py (400, never 500). The token is resolved in ``start()`` (http_token.py: ``$PROXYCHECK_TOKEN``,
    ``[http].token``, else a generated ``<state_dir>/http-token``); its path is logged, never its value.
    The status page under ``/ui`` (page/) is opened with the same token, once, by a login form.
 3. No database call runs in the event loop; fleet-sized reads are bounded (reads.py), and
@@ -35,8 +36,10 @@ from ..config import Settings
 from ..errors import NoHealthyProxy, StorageError
 from ..http_token import ensure_token
 from ..metrics import DaemonMetrics
-from .guard import Handler, HostRule, auth_middleware, error, host_middleware, json_bodies_only
+from .guard import (Handler, HostRule, Throttle, auth_middleware, bad_input, error, host_middleware, json_bodies_only,
+                    no_store, server_log)
 from .page import Page
+from .params import number
 from .reads import Busy, Reads, Shared
 from .status_proc import StatusRenderer
 
@@ -101,13 +104,15 @@ class HttpApi:
         self._token = ""
         self._host_rule = HostRule.build("127.0.0.1", 0)
         self._runner: web.AppRunner | None = None
-        self.page = Page(settings, engine, self.reads, lambda: self._token, checker_state)
+        self.throttle = Throttle()
+        self.page = Page(settings, engine, self.reads, lambda: self._token, checker_state, self.throttle)
 
     def app(self) -> web.Application:
         app = web.Application(
-            middlewares=[host_middleware(lambda: self._host_rule), self.page.middleware(), auth_middleware(lambda: self._token),
-                         json_bodies_only, _our_trouble],
+            middlewares=[host_middleware(lambda: self._host_rule), self.page.middleware(),
+                         auth_middleware(lambda: self._token, self.throttle), json_bodies_only, bad_input, _our_trouble],
             client_max_size=64 * 1024)
+        app.on_response_prepare.append(no_store)
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/status", self.status)
         app.router.add_get("/metrics", self.metrics_page)
@@ -128,7 +133,7 @@ class HttpApi:
             log.info("HTTP token from %s", token.source)
         host, _, port = self.settings.http.listen.rpartition(":")
         host = host.strip("[]") or "127.0.0.1"
-        self._runner = web.AppRunner(self.app(), access_log=None)
+        self._runner = web.AppRunner(self.app(), access_log=None, logger=server_log())
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, int(port))
         await site.start()
@@ -302,9 +307,7 @@ FORMATS = ("", "anticaptcha", "2captcha")
 
 
 def _limit(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= MAX_PAGE:
-        raise ValueError(f"limit: a whole number from 1 to {MAX_PAGE}, not {text[:20]!r}")
-    return int(text)
+    return number(text, "limit", 1, MAX_PAGE)
 
 
 def _format(request: web.Request) -> str:

@@ -25,6 +25,7 @@ from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.exc import ArgumentError
 
 from ..errors import SchemaOutOfDate, StorageError
+from ..filemodes import create_file
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 _UPGRADE_HINT = "run `proxycheck db upgrade`"
@@ -104,14 +105,14 @@ def make_engine(
 
 
 def _create_sqlite_file(path: Path) -> None:
-    """Create the database file with mode 0666 minus the umask before SQLite does.
-
-    SQLite creates it 0644 minus the umask, so even under the unit's ``UMask=0007`` workers in
-    the service's group could read but not write (reports, counted picks). Its -wal and -shm files
-    copy the database file's mode, so this one file is enough.
+    """Create the database file before SQLite does, with the mode of filemodes.py (others never;
+    0660 when the group shares, as under the unit's ``UMask=0007``, else 0600). SQLite would
+    create it 0644 minus the umask: every proxy password readable by every user under the usual
+    umask 022, while workers in the service's group could not write (reports, counted picks).
+    Its -wal and -shm files copy the database file's mode, so this one file is enough.
     """
-    if path.parent.is_dir() and not path.exists():
-        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o666))
+    if path.parent.is_dir():
+        create_file(path)
 
 
 def _sqlite_engine(url: URL, *, writer: bool, foreign_keys: bool) -> Engine:

@@ -62,6 +62,7 @@ def test_defaults_point_at_public_endpoints():
         ({"probes": {"user_agent": "x\r\nX-Evil: 1"}}, "[probes].user_agent: control character '\\r'"),
         ({"http": {"enabled": 1}}, "[http].enabled: expected true or false, got 1"),
         ({"http": {"listen": "127.0.0.1:²"}}, "[http].listen: '127.0.0.1:²' is not HOST:PORT"),
+        ({"http": {"token": "S3cr3t-but-31-characters-long.."}}, "[http].token: must be at least 32 characters"),
         ({"worker": {"max_age": float("inf")}}, "[worker].max_age: must be a finite number greater than 0 and at most 604800, got inf"),
         ({"worker": {"max_age": 60}}, "[worker].max_age: must be at least [health].interval (300), got 60"),
         ({"worker": {"strategy": "fair"}}, "[worker].strategy: must be one of random, round_robin, least_used, fastest, got 'fair'"),
@@ -84,6 +85,7 @@ def test_bad_config_names_the_key(data, message):
     [
         {"http": {"token": 12345}},
         {"http": {"token": "S3cr3t\n"}},
+        {"http": {"token": "S3cr3t"}},
         {"database_url": "mysql://u:S3cr3t@db/x"},
         {"database_url": "postgresql://u:S3cr3t@db\x01/x"},
     ],

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import stat
 import threading
 
@@ -51,10 +52,13 @@ def test_two_daemons_starting_at_once_agree(tmp_path):
     assert len(set(got)) == 1
 
 
+ENV_TOKEN, CONFIG_TOKEN = "from-env-" + "e" * 32, "from-config-" + "c" * 32
+
+
 @pytest.mark.parametrize("environ, token, expected", [
-    ({"PROXYCHECK_TOKEN": "from-env"}, "from-config", ("from-env", "$PROXYCHECK_TOKEN")),
-    ({}, "from-config", ("from-config", "[http].token")),
-    ({"PROXYCHECK_TOKEN": "  "}, "from-config", ("from-config", "[http].token")),
+    ({"PROXYCHECK_TOKEN": ENV_TOKEN}, CONFIG_TOKEN, (ENV_TOKEN, "$PROXYCHECK_TOKEN")),
+    ({}, CONFIG_TOKEN, (CONFIG_TOKEN, "[http].token")),
+    ({"PROXYCHECK_TOKEN": "  "}, CONFIG_TOKEN, (CONFIG_TOKEN, "[http].token")),
 ])
 def test_order_env_then_config_then_file(tmp_path, environ, token, expected):
     s = settings_in(tmp_path, token)
@@ -108,3 +112,20 @@ def test_a_token_that_cannot_travel_in_a_header_is_refused_without_showing_it(tm
     with pytest.raises(ConfigError, match=r"from \[http\].token must be printable ASCII") as info:
         find_token(settings_in(tmp_path, value), environ={})
     assert value not in str(info.value)
+
+
+@pytest.mark.parametrize("environ, token, file_value, source", [
+    ({"PROXYCHECK_TOKEN": "Q7-env-value"}, "", None, "$PROXYCHECK_TOKEN"),
+    ({}, "", "Q7-file-value", "http-token"),
+])
+def test_a_short_token_is_refused_from_every_source(tmp_path, environ, token, file_value, source):
+    """At least 32 characters (config.MIN_TOKEN_LENGTH), wherever the token comes from."""
+    s = settings_in(tmp_path, token)
+    if file_value:
+        path = tmp_path / "state" / TOKEN_FILE
+        path.parent.mkdir()
+        path.write_text(file_value + "\n")
+        path.chmod(0o600)
+    with pytest.raises(ConfigError, match=f"the HTTP token from .*{re.escape(source)}.* must be at least 32 characters") as info:
+        find_token(s, environ=environ)
+    assert "Q7-" not in str(info.value)

@@ -35,6 +35,8 @@ from ...store.history import proxy_history
 from ...store.reports import WHY_NOT, feedback_summary, guard_rail, recent_reports
 from ...store.worker_leases import lease_counts
 from ...verdict import error_name
+from ..guard import Throttle, refused, too_many
+from ..params import BadParameter, number
 from ..reads import Reads, Shared
 from . import queries
 from .session import COOKIE, PREFIX, Sessions, redirect, session_middleware, set_cookie, token_matches
@@ -47,8 +49,9 @@ class Page:
     """The page bound to one daemon's reader engine, endpoint threads and token."""
 
     def __init__(self, settings: Settings, engine, reads: Reads, token: Callable[[], str],
-                 checker_state: Callable[[], tuple[str, str]]) -> None:
+                 checker_state: Callable[[], tuple[str, str]], throttle: Throttle | None = None) -> None:
         self.settings, self.engine, self.reads, self.token = settings, engine, reads, token
+        self.throttle = throttle or Throttle()  # the endpoint's, shared with the bearer check (guard.py rule 5)
         self.checker_state = checker_state
         self.sessions = Sessions()
         self.env = jinja2.Environment(loader=jinja2.PackageLoader(__package__, "templates"), autoescape=True,
@@ -89,9 +92,14 @@ class Page:
         return self._html(request, "login.html", failed=False)
 
     async def login(self, request: web.Request) -> web.Response:
+        wait = self.throttle.retry_after(request.remote or "unknown address")
+        if wait:
+            return too_many(wait, page=True)
         form = await request.post()
         given = form.get("token")
         if not isinstance(given, str) or not token_matches(given.strip(), self.token()):
+            if isinstance(given, str) and given.strip():  # an empty form guesses nothing (guard.py rule 5)
+                refused(request, self.throttle, "wrong token in the page's login form")
             return self._html(request, "login.html", status=401, failed=True)
         session = self.sessions.open()
         for shared in self._over_time.values():  # warm: the charts ask right after the first paint
@@ -134,17 +142,21 @@ class Page:
     async def table(self, request: web.Request) -> web.Response:
         q = request.query
         filters = {k: q.get(k, "").strip()[:200] for k in queries.FILTERS}
-        if not (filters["code"].isdigit() and len(filters["code"]) <= 3):  # codes are 25 to 49
-            filters["code"] = ""
+        if filters["code"]:  # params.py: ASCII digits (codes are 25 to 49), else 400
+            filters["code"] = str(number(filters["code"], "code", 0, 999))
         sort = q.get("sort", "proxy") if q.get("sort") in queries.SORTS else "proxy"
         descending = q.get("desc") == "1"
-        page = int(q["page"]) if q.get("page", "").isdigit() and len(q["page"]) <= 9 else 1
+        page = number(q.get("page", "").strip(), "page", 1, 10**9, default=1)
         result = await self.reads.heavy(queries.proxy_table, self.engine, filters, sort, descending, page)
         return self._html(request, "table.html", result=result, filters=filters, sort=sort, descending=descending,
                           sorts=list(queries.SORTS), query=_query)
 
     async def proxy(self, request: web.Request) -> web.Response:
-        found = await self.reads.light(queries.proxy_row, self.engine, int(request.match_info["id"]))
+        try:
+            proxy_id = number(request.match_info["id"], "proxy id", 1, 2**63 - 1)
+        except BadParameter:  # not an id we could have stored (params.py rule 3)
+            proxy_id = None
+        found = None if proxy_id is None else await self.reads.light(queries.proxy_row, self.engine, proxy_id)
         if found is None:
             raise web.HTTPNotFound(text="no such proxy")
         row, exits, leases = found

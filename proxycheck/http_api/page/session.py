@@ -4,7 +4,8 @@ Rules:
 1. ``POST /ui/login`` with the form field ``token`` (constant-time compare) opens a session: a
    random 256-bit id kept in memory (sessions end with the daemon, and after ``TTL`` seconds),
    sent as an ``HttpOnly; SameSite=Strict; Path=/ui`` cookie (``Secure`` when served over TLS).
-   The API routes never accept this cookie: they keep the bearer token (guard.py).
+   The API routes never accept this cookie: they keep the bearer token (guard.py). A wrong
+   token is logged and counted against the address like a wrong bearer (guard.py rule 5).
 2. Every ``POST`` under ``/ui`` must carry an ``Origin`` naming this endpoint (the Host rule has
    already checked ``Host:``), else 403. Together with SameSite=Strict a foreign page can neither
    submit the login form (login CSRF) nor ride a session. Logged-in POSTs (logout) must also
@@ -19,7 +20,6 @@ Rules:
 
 from __future__ import annotations
 
-import hmac
 import secrets
 import time
 from collections.abc import Callable
@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from ..guard import Handler, is_page
+from ..guard import Handler, is_page, token_matches
 
 PREFIX = "/ui"
 COOKIE = "proxycheck_session"
@@ -72,10 +72,6 @@ class Sessions:
 
     def close(self, session_id: str) -> None:
         self._live.pop(session_id, None)
-
-
-def token_matches(given: str, token: str) -> bool:
-    return bool(token) and hmac.compare_digest(given.encode("utf-8", "surrogateescape"), token.encode())
 
 
 def same_origin(request: web.Request) -> bool:
