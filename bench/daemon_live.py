@@ -41,7 +41,7 @@ from pathlib import Path
 
 from world import child_cpu, squid_child, squid_conf
 
-from proxycheck.world import Child
+from proxycheck.world import Child, stop_all
 
 
 
@@ -154,7 +154,7 @@ def run_live(world, args, helpers) -> list[str]:
     world_cpu = sum(child_cpu(sq) for sq in squids) + h.proc_cpu(world.judge.proc.pid) - squid_cpu0
     rss_now = h.proc_rss_kb(pid) or 0
     rc = child.stop(grace=60)  # SIGTERM, then SIGKILL after 60 s
-    h.stop_all(squids, grace=10)
+    stop_all(squids, grace=10)
 
     (t0, id0, c0), (t1, id1, c1) = samples[0], samples[-1]
     window, checks, cpu = t1 - t0, id1 - id0, c1 - c0

@@ -45,7 +45,7 @@ from proxycheck.store import make_engine
 from proxycheck.store.migrate import upgrade
 from proxycheck.world import free_port
 
-TOKEN = "bench-token-0123456789abcdef"
+TOKEN = "bench-token-0123456789abcdef-0123456789"  # [http].token takes 32 characters or more
 CODES = [25, 25, 25, 26, 27, 28, 29, 35, 36, 49]
 TARGETS = ["recaptcha", "turnstile", "hcaptcha"]
 
