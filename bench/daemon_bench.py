@@ -809,6 +809,12 @@ def main() -> None:
     live.add_argument("--warmup", type=float, default=30.0, help="seconds after READY before the window (default 30)")
     live.add_argument("--live-seconds", type=float, default=120.0, help="the measured window, seconds (default 120)")
     live.add_argument("--sample", type=float, default=10.0, help="seconds between samples in the window (default 10)")
+    live.add_argument("--flap-seconds", type=float, default=0.0,
+                      help="then this many seconds of the judge killed and restarted, in segments alternating with "
+                           "quiet ones (issue 16; 0: skip)")
+    live.add_argument("--flap-segment", type=float, default=12.0, help="seconds per quiet or flapping segment (default 12)")
+    live.add_argument("--flap-every", type=float, default=6.0, help="seconds between two judge kills (default 6)")
+    live.add_argument("--flap-down", type=float, default=1.5, help="seconds the judge stays dead each time (default 1.5)")
     args = ap.parse_args()
     parts = {p.strip() for p in args.parts.split(",") if p.strip()}
     n = args.proxies

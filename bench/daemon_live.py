@@ -28,14 +28,26 @@ What is measured, exactly:
 4. Figures: checks/s over the window (and min/max per sample interval), CPU ms per check
    (daemon CPU / checks stored in the window: dispatch included), the daemon's share of its core,
    codes of the window's checks (healthy should dominate), peak RSS.
+5. ``--flap-seconds F`` (issue 16): after the window, quiet and flapping segments of
+   ``--flap-segment`` seconds in turn (alternating cancels a shared box's drift: two quiet
+   windows one after the other differ by up to 2x here), F seconds of flapping in all. While
+   flapping, the judge dies for ``--flap-down`` seconds every ``--flap-every`` (± 0.5 s) seconds
+   (by default 1.5 s of every 6 s, the issue's blinking judge): ``flapjudge.py`` closes its
+   listeners and connections and opens them again on signals. Printed: checks/s quiet vs.
+   flapping (goal: flapping >= 70 % of quiet) and the failures stored over the whole run. Every
+   proxy is a healthy squid, so each stored failure (any code) is a healthy proxy blamed for our
+   trouble: the goal is 0.
 """
 
 from __future__ import annotations
 
 import os
+import random
+import signal
 import socket
 import sqlite3
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -133,6 +145,7 @@ def run_live(world, args, helpers) -> list[str]:
     config = world.config("live", url, csv, daemon={"drain_grace": 10.0})
     h.run_cli(["db", "upgrade", "--config", str(config)], workdir / "live-upgrade.log", "db upgrade")
 
+    flapper = JudgeFlapper(world, args.flap_every, args.flap_down, world_cpus, h) if args.flap_seconds > 0 else None
     log = workdir / "live-run.log"
     argv = [*h.proxycheck_cli(), "run", "--config", str(config)]
     if daemon_cpus:
@@ -141,18 +154,13 @@ def run_live(world, args, helpers) -> list[str]:
     ready_at = child.wait_ready(poll=0.2)
     time.sleep(args.warmup)
     pid = child.proc.pid
-    samples = []  # (monotonic, max check id, daemon cpu s)
     cpu0, load0 = cpu_times(), os.getloadavg()[0]
     squid_cpu0 = sum(child_cpu(sq) for sq in squids) + h.proc_cpu(world.judge.proc.pid)
-    end = time.monotonic() + args.live_seconds
-    while True:
-        samples.append((time.monotonic(), max_check_id(db), h.proc_cpu(pid)))
-        if samples[-1][0] >= end or child.proc.poll() is not None:
-            break
-        time.sleep(min(args.sample, max(0.0, end - time.monotonic())))
+    samples = sample_window(db, child, pid, args.live_seconds, args.sample, h)
     util = cpu_util(cpu0, cpu_times())
     world_cpu = sum(child_cpu(sq) for sq in squids) + h.proc_cpu(world.judge.proc.pid) - squid_cpu0
     rss_now = h.proc_rss_kb(pid) or 0
+    segments = flapper.alternate(db, child, args.flap_seconds, args.flap_segment) if flapper else []
     rc = child.stop(grace=60)  # SIGTERM, then SIGKILL after 60 s
     stop_all(squids, grace=10)
 
@@ -163,6 +171,7 @@ def run_live(world, args, helpers) -> list[str]:
     healthy = codes.get("healthy", 0)
     text = log.read_text(errors="replace")
     errors = [line for line in text.splitlines() if " ERROR " in line or "Traceback" in line][:5]
+    degraded = text.count("checker degraded, no proxy will be judged")
     out = [
         f"live daemon: N={n:,} distinct proxies on {s} squids (wildcard listeners, own netns), concurrency {args.concurrency}, "
         f"daemon on CPU {sorted(daemon_cpus) if daemon_cpus else 'any'}, world on CPU {sorted(world_cpus) if world_cpus else 'any'}",
@@ -177,6 +186,82 @@ def run_live(world, args, helpers) -> list[str]:
         f"  RSS at window end {h.mb(rss_now):.1f} MB; peak RSS (wait4) {h.mb(child.peak_rss_kb):.1f} MB; "
         f"exit code {rc}; errors in log: {len(errors)}",
     ]
+    if segments:
+        quiet = [seg for seg in segments if not seg[0]]
+        flapping = [seg for seg in segments if seg[0]]
+        q_checks, q_time = sum(b - a for _, _, a, b, _ in quiet), sum(t for _, t, _, _, _ in quiet)
+        f_checks, f_time = sum(b - a for _, _, a, b, _ in flapping), sum(t for _, t, _, _, _ in flapping)
+        q_rate, f_rate = q_checks / q_time, f_checks / f_time
+        blamed = sum(k for c, k in codes_between(db, id0, segments[-1][3]).items() if c != "healthy")
+        out += [
+            f"  alternating {args.flap_segment:g} s segments, quiet then flapping (the judge killed for {args.flap_down:g} s "
+            f"every {args.flap_every:g} s ± 0.5 s: {sum(seg[4] for seg in flapping)} outages); the daemon went degraded "
+            f"{degraded} times",
+            "  per segment (checks/s): " + ", ".join(f"{'F' if f else 'Q'} {(b - a) / t:.1f}" for f, t, a, b, _ in segments),
+            f"  **checks/s quiet {q_rate:.1f} ({q_checks:,} in {q_time:.0f} s), flapping {f_rate:.1f} ({f_checks:,} in "
+            f"{f_time:.0f} s) = {100 * f_rate / max(q_rate, 1e-9):.0f} % of quiet (goal >= 70 %); "
+            f"healthy proxies stored as failed, whole run: {blamed} (goal 0)**",
+        ]
     out += [f"    {e}" for e in errors]
     return out
+
+
+def sample_window(db: Path, child, pid: int, seconds: float, every: float, h) -> list[tuple[float, int, float]]:
+    """(monotonic, max check id, daemon CPU s) every ``every`` seconds for ``seconds``."""
+    samples = []
+    end = time.monotonic() + seconds
+    while True:
+        samples.append((time.monotonic(), max_check_id(db), h.proc_cpu(pid)))
+        if samples[-1][0] >= end or not child.running():
+            return samples
+        time.sleep(min(every, max(0.0, end - time.monotonic())))
+
+
+class JudgeFlapper:
+    """The judge process is ``flapjudge.py`` (started before the daemon, so quiet and flapping
+    segments share it), which stops and restarts its judge on SIGUSR1/SIGUSR2: an outage lasts
+    ``down`` s, not a Python start on a loaded box."""
+
+    def __init__(self, world, every: float, down: float, cpus: set[int] | None, h) -> None:
+        self.world, self.every, self.down = world, every, down
+        self.rng = random.Random(16)  # the kill's phase varies against the heartbeat; the same every run
+        old = world.judge
+        at = old.argv.index("judge")
+        flap = [sys.executable, str(Path(__file__).with_name("flapjudge.py")), *old.argv[at + 1:]]
+        old.stop(grace=10)
+        world.judge = h.Child("judge (flapping)", flap, old.log.with_name("flapjudge.log"), every=3600).spawn()
+        if cpus:
+            os.sched_setaffinity(world.judge.proc.pid, cpus)
+        deadline = time.monotonic() + 30
+        while "judge listening" not in world.judge.log.read_text(errors="replace"):
+            if not world.judge.running() or time.monotonic() > deadline:
+                raise SystemExit(f"flapjudge did not start:\n{world.judge.tail()}")
+            time.sleep(0.05)
+
+    def alternate(self, db: Path, child, flap_seconds: float, segment: float) -> list[tuple[bool, float, int, int, int]]:
+        """Quiet and flapping segments of ``segment`` s in turn until ``flap_seconds`` of flapping
+        (alternating cancels the drift of a shared box); each (flapping?, seconds, first id, last id, outages)."""
+        out = []
+        for k in range(max(1, round(flap_seconds / segment))):
+            for flapping in (False, True):
+                t0, id0 = time.monotonic(), max_check_id(db)
+                outages = self._flap(segment) if flapping else (time.sleep(segment) or 0)
+                out.append((flapping, time.monotonic() - t0, id0, max_check_id(db), outages))
+                if not child.running():
+                    return out
+        return out
+
+    def _flap(self, seconds: float) -> int:
+        pid = self.world.judge.proc.pid  # our own child, by PID
+        end, outages = time.monotonic() + seconds, 0
+        while True:
+            up = max(0.0, self.every - self.down + self.rng.uniform(-0.5, 0.5))
+            if time.monotonic() + up + self.down > end:
+                time.sleep(max(0.0, end - time.monotonic()))
+                return outages
+            time.sleep(up)
+            os.kill(pid, signal.SIGUSR1)
+            outages += 1
+            time.sleep(self.down)
+            os.kill(pid, signal.SIGUSR2)
 

@@ -11,6 +11,7 @@ from .proxy import Proxy, parse_proxy_url
 
 if TYPE_CHECKING:
     from .worker import (
+        Filters,
         ProxyPool,
         aget_healthy_proxies,
         aget_healthy_proxy,
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 
 __version__ = "0.1.0"
 __all__ = [
+    "Filters",
     "NoHealthyProxy",
     "Proxy",
     "ProxyPool",
@@ -46,6 +48,7 @@ __all__ = [
 ]
 
 _LAZY = {
+    "Filters": "worker",
     "ProxyPool": "worker",
     "aget_healthy_proxies": "worker",
     "aget_healthy_proxy": "worker",

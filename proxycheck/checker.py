@@ -13,14 +13,27 @@ Rules:
 5. Probe schedules (probes/schedule.py): given each probe's last result, only the due probes
    run and the rest carry their result forward; rate-limited probes wait for their target
    hosts' tokens before their deadline starts.
+6. A failure is the proxy's only if it survives a control, *at that moment* (this is the one
+   place that decides it, for every probe): when a probe that fetches targets fails (or is
+   unsure: a ban target's 5xx), the checker at once asks those targets directly what the probe
+   asked them (the probe's own ``selftest``: the control; one in flight per probe, shared by
+   every check that failed before it started). While the control fails the trouble is ours: it
+   is asked again, backing off, until the probe's deadline (a check caught by a short outage
+   resumes when the outage ends), and if it still fails the check is ``checker_unavailable``
+   (no state changes, the proxy is rescheduled). When it passes, the probe runs once more through the proxy, on fresh connections, told what the
+   control learnt (which judges answer; which ban targets answer us as they would a banned
+   exit, and so cannot judge: their verdict is unknown). The second run's outcome is the
+   probe's. A real failure thus costs one control request and one more try, and is stored at
+   its first check; tcp_connect fetches no target, so refused and connect timeouts need none.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -31,10 +44,16 @@ from .probes.base import ProbeContext, run_probe, skipped
 from .probes.schedule import HostRateLimit, carried, due_probes, target_hosts
 from .proxy import Proxy
 from .result import CheckResult, LastRun, ProbeOutcome
-from .selftest import CheckerStatus, preflight
+from .probes.base import ProbeSpec, SelfTestContext, TargetCheck
+from .selftest import CheckerStatus, cannot_judge, direct_session, judges_up, preflight
 from .transport import shared_ssl_context
 from .verdict import CHECKER_UNAVAILABLE, INTERNAL_ERROR
 from .wire import Session, Timeouts
+
+# For demonstrations only (tests/test_never_blame_flapping.py's docstring): "0" turns rule 6's
+# control off, to show that the flapping tests fail without it. Never set in production.
+CONFIRM = os.environ.get("PROXYCHECK_UNSAFE_CONFIRM", "1") != "0"
+CONTROL_RETRY = 0.25  # seconds before a failed control is asked again (rule 6)
 
 
 @dataclass
@@ -56,9 +75,34 @@ class Checker:
         # When a check starts, for its results and for which probes are due; a simulation
         # (bench/schedule_bench.py) replaces it with a simulated clock.
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+        self.judges: tuple[str, ...] = ()  # the judges up, as the latest self-test or control found them
+        # Ban target name (other targets: their key) -> what is wrong with it while the checker is
+        # still OK (a spare judge down, a ban target that cannot judge), as the latest self-test,
+        # control or verdict found it: status,
+        # /healthz and the page name these (daemon/monitor.py ``state``).
+        self.notes: dict[str, str] = {}
+        self.controls = _Controls()
 
     async def preflight(self) -> CheckerStatus:
-        return await preflight(self.settings, self.ssl_context)
+        status = await preflight(self.settings, self.ssl_context)
+        self.judges = status.judges
+        self.notes = {}
+        self._note(status.checks)
+        return status
+
+    def _note(self, checks: Iterable[TargetCheck]) -> None:
+        for c in checks:
+            name = c.facts.get("name", c.key)  # a ban target by its name: a verdict can clear it
+            if (not c.ok and not c.needed) or not c.judges:
+                self.notes[name] = f"{c.key}: {c.found}"
+            else:
+                self.notes.pop(name, None)
+
+    def _judged(self, outcome: ProbeOutcome) -> None:
+        """A ban target that gave a verdict through a proxy can judge again: its note goes."""
+        for name, verdict in (outcome.facts.get("targets") or {}).items():
+            if verdict.get("banned") is not None:
+                self.notes.pop(name, None)
 
     async def check(
         self, proxy: Proxy, own_ips: frozenset[str], *, last: Mapping[str, LastRun] | None = None
@@ -72,8 +116,9 @@ class Checker:
         summary: dict[str, Any] = {}
         failed: ProbeOutcome | None = None
         due = None if last is None else set(due_probes(self.settings, REGISTRY, last, started_at, proxy.key))
-        async with Session(proxy, self.ssl_context, self.timeouts, self.settings.probes.user_agent) as http:
-            ctx = ProbeContext(proxy, self.settings, own_ips, http)
+        ours: str | None = None  # a control request failed: the trouble is ours (rule 6)
+        ctx = ProbeContext(proxy, self.settings, own_ips, self._session(proxy), judges=self.judges)
+        try:
             for spec in REGISTRY:
                 if failed is not None:
                     outcomes.append(skipped(spec.name, f"{failed.name} failed"))
@@ -81,14 +126,23 @@ class Checker:
                 if due is not None and last is not None and spec.name not in due:
                     outcome = carried(last[spec.name], started_at)
                 else:
-                    if spec.rate_limited:  # before run_probe: the wait is not the proxy's time
-                        await self.rate_limit.acquire(target_hosts(self.settings, spec))
-                    outcome = await run_probe(spec, ctx)
+                    outcome = await self._run(spec, ctx)
+                    if CONFIRM and spec.selftest is not None and _doubtful(outcome):
+                        confirmed = await self._confirm(spec, ctx)
+                        if isinstance(confirmed, str):
+                            ours, failed = confirmed, outcome
+                            outcomes.append(outcome)
+                            continue
+                        outcome = confirmed
+                    if self.notes:
+                        self._judged(outcome)
                 outcomes.append(outcome)
                 for key in spec.summary:
                     summary[key] = outcome.detail if key == "detail" else outcome.facts.get(key)
                 if not outcome.ok:
                     failed = outcome
+        finally:
+            ctx.http.close()
         elapsed = (time.perf_counter() - started) * 1000
         warnings = tuple(proxy.address_warnings(ctx.resolved_ip))
         common = dict(
@@ -99,8 +153,52 @@ class Checker:
         if failed is None:
             return CheckResult(healthy=True, code=None, reason=None, detail=summary.get("detail") or "", probe=None, **common)
         healthy = None if failed.reason == INTERNAL_ERROR else False
-        return CheckResult(healthy=healthy, code=failed.code, reason=failed.reason, detail=failed.detail,
-                           probe=failed.name, **common)
+        result = CheckResult(healthy=healthy, code=failed.code, reason=failed.reason, detail=failed.detail,
+                             probe=failed.name, **common)
+        if ours is not None:
+            return unavailable_result(proxy, f"{failed.name} failed, then our own direct control request failed too "
+                                             f"({ours})", result)
+        return result
+
+    async def _control(self, spec: ProbeSpec, since: float) -> list[TargetCheck]:
+        async def ask() -> list[TargetCheck]:
+            async with direct_session(self.settings, self.ssl_context) as session:
+                return await spec.selftest(SelfTestContext(self.settings, session))  # type: ignore[misc]
+
+        return await self.controls.ask(spec, since, ask)
+
+    def _session(self, proxy: Proxy) -> Session:
+        return Session(proxy, self.ssl_context, self.timeouts, self.settings.probes.user_agent)
+
+    async def _run(self, spec: ProbeSpec, ctx: ProbeContext) -> ProbeOutcome:
+        if spec.rate_limited:  # before run_probe: the wait is not the proxy's time
+            await self.rate_limit.acquire(target_hosts(self.settings, spec))
+        return await run_probe(spec, ctx)
+
+    async def _confirm(self, spec: ProbeSpec, ctx: ProbeContext) -> ProbeOutcome | str:
+        """Rule 6: the control (the probe's targets, asked directly), then, if it passed, the
+        probe once more through the proxy on fresh connections. A control that fails is asked
+        again (after 0.25 s, doubling up to 2 s) until the probe's deadline: a check caught by a
+        short outage of ours resumes when it ends instead of starting over. A str: why the
+        control failed until the deadline."""
+        deadline = time.monotonic() + self.settings.timeouts.probe
+        delay = CONTROL_RETRY
+        while True:
+            checks = await self._control(spec, time.monotonic())
+            bad = next((c for c in checks if not c.ok and c.needed), None)
+            if bad is None:
+                break
+            if time.monotonic() + delay > deadline:
+                return f"{bad.key}: {bad.found}"
+            await asyncio.sleep(delay)
+            delay = min(2 * delay, 2.0)
+        self._note(checks)
+        if up := judges_up(checks):
+            ctx.judges = self.judges = up
+        ctx.cannot_judge = cannot_judge(checks)
+        stale, ctx.http = ctx.http, self._session(ctx.proxy)
+        stale.close()
+        return await self._run(spec, ctx)
 
     async def check_many(
         self,
@@ -145,6 +243,35 @@ class Checker:
                 results = [r if r.healthy else unavailable_result(r.proxy, after.reason, r) for r in results]
                 return Round(after, results)
         return Round(status, results)
+
+
+class _Controls:
+    """One control in flight per probe, shared (rule 6): a check whose probe failed at ``since``
+    takes the answer of a control that started at or after ``since``, else waits for the next.
+    A fleet failing at once (an outage of ours) sends one direct request per target, not one per
+    proxy: a ban target is never hammered from our own address."""
+
+    def __init__(self) -> None:
+        self._flights: dict[str, tuple[asyncio.AbstractEventLoop, float, asyncio.Task]] = {}
+
+    async def ask(self, spec: ProbeSpec, since: float, ask: Callable[[], Awaitable[list[TargetCheck]]]) -> list[TargetCheck]:
+        loop = asyncio.get_running_loop()
+        while True:
+            flight = self._flights.get(spec.name)
+            if flight is not None and flight[0] is loop and not flight[2].done():
+                if flight[1] >= since:
+                    return await asyncio.shield(flight[2])
+                await asyncio.wait([flight[2]])  # started before our failure: the next one is ours
+                continue
+            task = loop.create_task(ask(), name=f"control {spec.name}")
+            self._flights[spec.name] = (loop, time.monotonic(), task)
+            return await asyncio.shield(task)
+
+
+def _doubtful(outcome: ProbeOutcome) -> bool:
+    """A failure that may be ours (not a bug of ours: that is never the proxy's either), or an
+    answer the probe could not read as a verdict either way."""
+    return (not outcome.ok and outcome.reason != INTERNAL_ERROR) or bool(outcome.facts.get("unsure"))
 
 
 def unavailable_result(proxy: Proxy, why: str, original: CheckResult | None = None) -> CheckResult:

@@ -34,6 +34,7 @@ from . import bans
 from .config_keys import Validator, allowed, check_fields, coerce, key, shown
 from .errors import ConfigError, StorageError
 from .health import HealthPolicy
+from .sticky import DEFAULT_WINDOW
 from .wire import parse_target
 
 DEFAULT_CONFIG_FILE = "proxycheck.toml"
@@ -134,7 +135,11 @@ def _database_url(url: str) -> str | None:
 
 @dataclass(frozen=True)
 class Targets:
-    judge_url: str = _url_key("plain-HTTP header echo (httpbin /get JSON or azenv text)", "http://httpbin.org/get", "http")
+    judge_url: str = _url_key("plain-HTTP header echo (httpbin /get JSON or azenv text); shorthand for one judge, "
+                              "not with judge_urls", "http://httpbin.org/get", "http")
+    judge_urls: tuple[str, ...] = _url_key(
+        "judges, in order of preference: the anonymity probe asks the first one that answers the checker, and the "
+        "checker is degraded only when none does (empty: the one `judge_url`)", (), "http")
     ip_url: str = _url_key("direct IP echo: the checker's own public IP", "https://api.ipify.org/?format=json",
                            "http", "https")
     ssl_url: str = _url_key("HTTPS URL fetched through a CONNECT tunnel (TLS verified)",
@@ -157,6 +162,11 @@ class Targets:
     ca_file: str = key("extra CA bundle (PEM) trusted besides the system's; must load at start", "")
 
     @property
+    def judges(self) -> tuple[str, ...]:
+        """Every judge: ``judge_urls``, else ``judge_url`` as the one."""
+        return self.judge_urls or (self.judge_url,)
+
+    @property
     def ban_targets(self) -> tuple[bans.BanTarget, ...]:
         """Every ban target: the [[targets.ban]] tables, else ``ban_url`` as one ``recaptcha``."""
         return self.ban or (bans.from_ban_url(self.ban_url),)
@@ -165,6 +175,8 @@ class Targets:
         """The URLs the probes fetch for ``key`` (``ban_url`` is unused when tables are given)."""
         if key in ("ban", "ban_url"):
             return tuple(t.url for t in self.ban_targets if (t.config_key == "ban_url") == (key == "ban_url"))
+        if key == "judge_url":  # like ban_url: unused when the list is given
+            return () if self.judge_urls else (self.judge_url,)
         value = getattr(self, key)
         return value if isinstance(value, tuple) else (value,)
 
@@ -197,7 +209,7 @@ class Probes:
     image_max_bytes: int = key("largest image body accepted", 5_000_000, low=1, high=1_000_000_000)
     sticky_seconds: float = key(
         "seconds an exit IP must hold to count as sticky (about one solve); tag `rotating` marks gateways",
-        120.0, low=1, high=86400)
+        DEFAULT_WINDOW, low=1, high=86400)
     sticky_refresh: float = key(
         "seconds a stable or rotating verdict stands before the daemon re-reads the exit IP within sticky_seconds "
         "(follow-up visits sticky_seconds / 2 apart)", 3600.0, low=1, high=604800)
@@ -439,6 +451,13 @@ def _build(cls: type, table: dict[str, Any], where: str) -> Any:
                                   "(ban_url is shorthand for one entry with preset = \"recaptcha\")")
             values[name] = bans.parse_entries(value, f"{where}ban", _url("http", "https"))
             continue
+        if cls is Targets and name == "judge_urls":
+            if "judge_url" in table:
+                raise ConfigError(f"{where}judge_url: give either judge_url or judge_urls, not both "
+                                  "(judge_url is shorthand for judge_urls = [judge_url])")
+            if isinstance(value, list) and not value:
+                raise ConfigError(f"{where}judge_urls: the list is empty; name at least one judge "
+                                  "(or leave the key out to use judge_url)")
         values[name] = _value(cls, name, value, f"{where}{name}")
     return cls(**values)
 

@@ -188,7 +188,8 @@ async def _network_checks(settings: Settings) -> list[Line]:
     from .transport import shared_ssl_context
 
     status = await preflight(settings, shared_ssl_context(settings.targets.ca_file))
-    lines = [Line(c.ok, c.key, c.found, c.fix) for c in status.checks]
+    # A target that cannot judge (it answers us as a banned exit) works but gives no verdict: FAIL.
+    lines = [Line(c.ok and c.judges, c.key, c.found, c.fix) for c in status.checks]
     if status.ok:
         lines.append(Line(True, "own IP", f"{', '.join(sorted(status.own_ips))} (what a transparent proxy would leak)"))
     else:
@@ -214,7 +215,8 @@ def _daemon(settings: Settings) -> list[Line]:
         ago = max(0, int((now - _aware(inst.heartbeat_at)).total_seconds()))
         who = f"{inst.hostname} pid {inst.pid}, heartbeat {ago} s ago"
         if inst.checker_state == "ok":
-            lines.append(Line(True, "daemon", f"running ({who}), checker ok"))
+            but = f"; but {inst.checker_reason}" if inst.checker_reason else ""  # targets that cannot judge
+            lines.append(Line(True, "daemon", f"running ({who}), checker ok{but}"))
         else:
             lines.append(Line(False, "daemon", f"running ({who}) but its checker is DEGRADED: {inst.checker_reason}",
                               "fix the targets above; the daemon retries on its own"))

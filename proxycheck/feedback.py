@@ -83,7 +83,7 @@ def classify(outcome: Any) -> Classified:
         return _by_id(outcome)
     if isinstance(outcome, str):
         text = outcome.strip()
-        return _by_id(int(text)) if text.isdigit() else _by_name(text)
+        return _by_id(int(text)) if _ascii_number(text) else _by_name(text)
     if isinstance(outcome, Mapping):
         return _by_response(outcome)
     raise ValueError(f"outcome must be a response dict, an errorId or an errorCode, not {type(outcome).__name__}")
@@ -95,7 +95,7 @@ def _by_response(d: Mapping[str, Any]) -> Classified:
         return _by_name(code)  # CapMonster sends errorId 1 for every error: the name decides
     if "errorId" in d:
         error_id = d["errorId"]
-        if isinstance(error_id, bool) or not isinstance(error_id, (int, str)) or not str(error_id).strip().lstrip("-").isdigit():
+        if isinstance(error_id, bool) or not isinstance(error_id, (int, str)) or not _ascii_number(str(error_id).strip().lstrip("-")):
             raise ValueError(f"errorId must be a number, not {error_id!r}")
         if int(error_id) == 0 and not _solved(d):
             # createTask's {"errorId": 0, "taskId": ...} or a "processing" poll: the task was
@@ -105,7 +105,7 @@ def _by_response(d: Mapping[str, Any]) -> Classified:
     if "status" in d and "request" in d:  # 2captcha v1: {"status": 0, "request": "ERROR_..."}
         if d["status"] == 1:
             # in.php answers a task id (digits), res.php the solved token: only the token is evidence.
-            if str(d["request"]).strip().isdigit():
+            if _ascii_number(str(d["request"]).strip()):
                 return Classified("not_about_proxy", None, None, "1")
             return Classified("success", None, None, "1")
         return _by_name(str(d["request"]))
@@ -113,8 +113,13 @@ def _by_response(d: Mapping[str, Any]) -> Classified:
         return Classified("success", None, None, None)
     raise ValueError(
         "not a captcha service response: expected errorId/errorCode (anti-captcha, CapMonster, "
-        f"2captcha v2) or status/request (2captcha v1), got keys {sorted(d)}"
+        f"2captcha v2) or status/request (2captcha v1), got keys {sorted(map(str, d))}"
     )
+
+
+def _ascii_number(text: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` also takes "٢٨" and "²", which ``int`` reads as 28 and fails on."""
+    return text.isascii() and text.isdigit()
 
 
 def _solved(d: Mapping[str, Any]) -> bool:

@@ -110,7 +110,8 @@ class CheckResult:
     resolved_ip: str | None = None
     warnings: tuple[str, ...] = ()
     latency_ms: float | None = None  # the round trip of the probe whose spec declares "latency_ms"
-    # Ban target name -> {"banned": bool, "detail": str}, from the ban probe; None when it did not
+    # Ban target name -> {"banned": bool or None (unknown: the target cannot judge), "detail": str},
+    # from the ban probe; None when it did not
     # finish (an earlier probe failed, or the proxy failed to fetch a target).
     targets: dict[str, dict[str, Any]] | None = field(default=None, compare=False)
 
@@ -120,11 +121,11 @@ class CheckResult:
         it if the only failure is a ban (28); none if anything else failed."""
         if self.targets is None or not (self.healthy or self.reason == "banned"):
             return []
-        return [name for name, verdict in self.targets.items() if not verdict["banned"]]
+        return [name for name, verdict in self.targets.items() if verdict["banned"] is False]
 
     @property
     def banned_on(self) -> list[str]:
-        return [name for name, verdict in (self.targets or {}).items() if verdict["banned"]]
+        return [name for name, verdict in (self.targets or {}).items() if verdict["banned"] is True]
 
     @property
     def error(self) -> str | None:

@@ -6,10 +6,14 @@ Rules:
    through a proxy (each spec's ``selftest``: the judge must echo our nonce, images must be
    intact images, the long GET must get 200...). If one fails, the round is
    ``checker_unavailable`` with the reason and no proxy's state changes.
-2. The self-test also learns the checker's own IPs, the addresses a transparent proxy would
+2. A target that is down while another does its job (a second judge) does not degrade the
+   checker (``TargetCheck.needed``); nor does a ban target that answers us as it would a banned
+   exit (``TargetCheck.judges``): its verdict is unknown for every proxy. Both are the status's
+   ``warnings``, which status, doctor, /healthz and the page show.
+3. The self-test also learns the checker's own IPs, the addresses a transparent proxy would
    leak: what the IP echo (``[targets].ip_url``, the one target no probe uses) and the judge see
    when we call them directly, plus the local source address the kernel picks towards each target.
-3. It uses the probes' own wire (``proxycheck.wire``) with no proxy: same request bytes, same
+4. It uses the probes' own wire (``proxycheck.wire``) with no proxy: same request bytes, same
    TLS context, same deadlines.
 """
 
@@ -42,6 +46,30 @@ class CheckerStatus:
     @property
     def state(self) -> str:
         return "ok" if self.ok else "degraded"
+
+    @property
+    def judges(self) -> tuple[str, ...]:
+        """The judges that answered, in config order: the anonymity probe asks the first."""
+        return judges_up(self.checks)
+
+    @property
+    def cannot_judge(self) -> dict[str, str]:
+        return cannot_judge(self.checks)
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """Targets that are down or cannot judge while the checker is still OK (a spare judge, a
+        ban target that bans us too): what status, doctor, /healthz and the page name."""
+        return tuple(f"{c.key}: {c.found}" for c in self.checks if (not c.ok and not c.needed) or not c.judges)
+
+
+def judges_up(checks: tuple[TargetCheck, ...] | list[TargetCheck]) -> tuple[str, ...]:
+    return tuple(c.facts["judge"] for c in checks if c.ok and "judge" in c.facts)
+
+
+def cannot_judge(checks: tuple[TargetCheck, ...] | list[TargetCheck]) -> dict[str, str]:
+    """Ban target name -> why it cannot judge (it answers our direct request as a banned exit's)."""
+    return {c.facts["name"]: c.found for c in checks if not c.judges and "name" in c.facts}
 
 
 def parse_ip_echo(body: str) -> str:
@@ -108,7 +136,7 @@ async def run_selftest(settings: Settings, ssl_context: ssl.SSLContext) -> tuple
 
 async def preflight(settings: Settings, ssl_context: ssl.SSLContext) -> CheckerStatus:
     checks = await run_selftest(settings, ssl_context)
-    bad = next((c for c in checks if not c.ok), None)
+    bad = next((c for c in checks if not c.ok and c.needed), None)
     if bad is not None:
         return CheckerStatus(False, f"{bad.key}: {bad.found}", checks=checks)
     own: set[str] = set()

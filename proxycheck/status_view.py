@@ -28,6 +28,7 @@ from .store.history import ProxyHistory
 from .store.reports import WHY_NOT, FeedbackSummary
 from .store.status import ProxyStatus, StatusSummary
 from .store.worker_leases import LeaseSummary
+from .sticky import DEFAULT_WINDOW
 from .verdict import ERROR_NAMES, error_name
 
 
@@ -67,7 +68,7 @@ def leases_json(leases: LeaseSummary) -> dict[str, Any]:
 
 
 def as_json(summary: StatusSummary, rows: Sequence[ProxyStatus], feedback: FeedbackSummary | None = None,
-            sticky_seconds: float = 120.0, leases: LeaseSummary | None = None) -> dict[str, Any]:
+            sticky_seconds: float = DEFAULT_WINDOW, leases: LeaseSummary | None = None) -> dict[str, Any]:
     shaped = {
         "summary": {
             "counts": dict(summary.counts),
@@ -95,7 +96,7 @@ def as_json(summary: StatusSummary, rows: Sequence[ProxyStatus], feedback: Feedb
     return shaped
 
 
-def _row(r: ProxyStatus, sticky_seconds: float = 120.0) -> dict[str, Any]:
+def _row(r: ProxyStatus, sticky_seconds: float = DEFAULT_WINDOW) -> dict[str, Any]:
     failing = r.health.state == "unhealthy"
     return {
         "proxy": r.proxy.masked_url,
@@ -130,11 +131,12 @@ def age(dt: datetime | None, now: datetime) -> str:
 
 
 def render(summary: StatusSummary, rows: Sequence[ProxyStatus], console: Console, feedback: FeedbackSummary | None = None,
-           sticky_seconds: float = 120.0, leases: LeaseSummary | None = None) -> None:
+           sticky_seconds: float = DEFAULT_WINDOW, leases: LeaseSummary | None = None) -> None:
     now = datetime.now(UTC)
     c = summary.counts
     state = checker_state(summary)
-    checker = {"ok": "ok", "degraded": f"DEGRADED ({summary.checker_reason})"}.get(state, "daemon not running")
+    ok = f"ok, but {summary.checker_reason}" if summary.checker_reason else "ok"  # targets that cannot judge
+    checker = {"ok": ok, "degraded": f"DEGRADED ({summary.checker_reason})"}.get(state, "daemon not running")
     console.print(
         f"{summary.total} proxies: {c['healthy']} healthy, {c['unhealthy']} unhealthy, {c['unknown']} unknown, "
         f"{c['disabled']} disabled", markup=False, highlight=False, soft_wrap=True)

@@ -38,6 +38,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 GATEWAY_TAG = "rotating"  # a user's tag for a rotating gateway (rule 4)
+DEFAULT_WINDOW = 120.0  # [probes].sticky_seconds' default: about one solve
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,8 @@ Rules:
    variable and any NOTIFY_SOCKET of the host are removed before it starts.
 3. World proxies are labelled by neutral ids (``label_of``): fixture names contain words like
    "right-password", which would make "no password is ever printed" checks find the label.
+4. The daemon's stdout and stderr go to a log file next to the config, never to a pipe: a pipe
+   nobody reads until the end fills up in a long test and blocks the daemon mid-write.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import os
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -35,6 +38,11 @@ from world import EXPECTATIONS
 from proxycheck.world import free_port
 
 T = TypeVar("T")
+
+# Storage identifies a proxy by everything but its password, so a fixture pair that differs only
+# in the password is one stored proxy: a daemon's fleet takes the right-password ones (49 is
+# still covered by squid-auth-no-credentials and socks4-ident-rejected).
+FLEET = [e.name for e in EXPECTATIONS if not e.name.endswith("wrong-password")]
 
 
 # -- the config and what the daemon stored ---------------------------------------------------------
@@ -151,54 +159,47 @@ def daemon_env(notify: NotifyListener | None = None, **env: str) -> dict[str, st
     return full
 
 
-def start_daemon(config: Path, notify: NotifyListener | None = None, *, argv: list[str] | None = None,
+def start_daemon(config: Path, log: Path, notify: NotifyListener | None = None, *, argv: list[str] | None = None,
                  **env: str) -> subprocess.Popen:
-    """``proxycheck run --config CONFIG`` (or ``argv``), its stdout and stderr piped."""
-    return subprocess.Popen(argv or [PROXYCHECK, "run", "--config", str(config)], env=daemon_env(notify, **env),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 30) -> tuple[int, str]:
-    """Send ``sig`` unless it has exited, and wait; (exit code, stderr). AssertionError (after a
-    SIGKILL) when it does not stop within ``timeout``."""
-    if proc.poll() is None:
-        proc.send_signal(sig)
-    try:
-        _, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        _, err = proc.communicate()
-        raise AssertionError(f"daemon did not stop within {timeout} s:\n{err}") from None
-    return proc.returncode, err
+    """``proxycheck run --config CONFIG`` (or ``argv``), its stdout and stderr in ``log`` (rule 4)."""
+    with open(log, "wb") as out:
+        return subprocess.Popen(argv or [PROXYCHECK, "run", "--config", str(config)], env=daemon_env(notify, **env),
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
 
 
 @dataclass
 class RunningDaemon:
-    """A daemon started by ``running_daemon``; ``code`` and ``err`` are set once it has stopped."""
+    """A daemon started by ``running_daemon``; ``code`` and ``err`` (its log) are set once it has exited."""
 
     config: Path
     proc: subprocess.Popen
     notify: NotifyListener | None
+    log: Path
     code: int | None = None
     err: str = ""
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> tuple[int, str]:
-        """Stop it (once; later calls return the same) and keep its exit code and stderr."""
-        if self.code is None:
-            self.code, self.err = stop(self.proc, sig, timeout)
-        return self.code, self.err
+        """Send ``sig`` unless it has exited, and wait: (exit code, its log). Once stopped, later
+        calls return the same. AssertionError (after a SIGKILL) when it does not stop within ``timeout``."""
+        if self.code is None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.exited(timeout, f"the daemon to stop on signal {sig}")
 
     def exited(self, timeout: float, what: str = "the daemon to exit by itself") -> tuple[int, str]:
         """Wait for an exit the test expects without a signal; AssertionError (after a SIGKILL) if none."""
         if self.code is None:
             try:
-                _, self.err = self.proc.communicate(timeout=timeout)
+                self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
-                _, err = self.proc.communicate()
-                raise AssertionError(f"timed out after {timeout} s waiting for {what}:\n{err}") from None
-            self.code = self.proc.returncode
+                self.proc.wait()
+                raise AssertionError(f"timed out after {timeout} s waiting for {what}:\n{self.output()[-3000:]}") from None
+            self.code, self.err = self.proc.returncode, self.output()
         return self.code, self.err
+
+    def output(self) -> str:
+        """What the daemon has logged so far."""
+        return self.log.read_text(errors="replace")
 
     def reload(self, timeout: float = 10) -> None:
         """SIGHUP, then wait for RELOADING=1 and READY=1 again."""
@@ -225,7 +226,10 @@ def running_daemon(config: Path, *, upgrade: bool = True, notify: bool | Path = 
     listener = None
     if notify:
         listener = NotifyListener(notify if isinstance(notify, Path) else config.parent / "notify.sock")
-    daemon = RunningDaemon(config, start_daemon(config, listener, argv=argv, **env), listener)
+    fd, name = tempfile.mkstemp(prefix="daemon-", suffix=".log", dir=config.parent)  # one per daemon started here
+    os.close(fd)
+    log = Path(name)
+    daemon = RunningDaemon(config, start_daemon(config, log, listener, argv=argv, **env), listener, log)
     try:
         if listener is not None:
             listener.wait_for("READY=1", ready)

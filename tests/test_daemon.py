@@ -11,13 +11,9 @@ import json
 import re
 
 from cli import run_cli, run_json
-from daemons import assert_states_match, by_label, label_of, running_daemon, status_json, wait_until, write_daemon_config
+from daemons import FLEET, assert_states_match, by_label, label_of, running_daemon, status_json, wait_until, write_daemon_config
 from world import EXPECTATIONS
 
-# Storage identifies a proxy by everything but its password, so a fixture pair that differs only
-# in the password is one stored proxy: the daemon's fleet takes the right-password ones (49 is
-# still covered by squid-auth-no-credentials and socks4-ident-rejected).
-FLEET = [e.name for e in EXPECTATIONS if not e.name.endswith("wrong-password")]
 HEALTHY = {e.name for e in EXPECTATIONS if e.expected_code is None}
 
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
-from daemons import running_daemon, wait_until, write_daemon_config
+from daemons import label_of, running_daemon, wait_until, write_daemon_config
 from pgdb import admin_engine, throwaway_database
 from sqlalchemy import create_engine, make_url, text
 
@@ -134,7 +134,8 @@ def test_completed_checks_wait_for_the_database_to_come_back(world, tmp_path, pg
                 try:
                     with engine.connect() as conn:
                         return list(conn.scalars(text("SELECT label FROM proxies WHERE lease_owner IS NOT NULL "
-                                                      "AND label IN ('fixture-17', 'fixture-18')")))
+                                                      "AND label IN (:a, :b)"),
+                                                 {"a": label_of("silent-http"), "b": label_of("silent-socks5")}))
                 finally:
                     engine.dispose()
             leased = wait_until(slow_in_flight, 30, "a slow proxy in flight")

@@ -192,6 +192,16 @@ def test_status_page_in_a_browser(browser, daemon, world, shots):
     assert refused["detail"] in driver.find_element(By.ID, "checks").text  # in its timeline too
     assert "25 ERROR_PROXY_CONNECT_REFUSED" in driver.find_element(By.ID, "explain").text
     wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, "#phases .uplot"), 10, "the latency chart")
+    # Its time axis spans the checks, widened to at least 10 minutes (not 2027 to 2029 for one check).
+    chart = driver.find_element(By.ID, "phases")
+    wait_until(lambda: chart.get_attribute("data-x-max"), 10, "the chart's time window")
+    x_min, x_max = (float(chart.get_attribute(a)) for a in ("data-x-min", "data-x-max"))
+    times = json.loads(driver.find_element(By.ID, "phase-data").get_attribute("textContent"))["t"]
+    assert x_min <= min(times) and max(times) <= x_max
+    assert x_max - x_min == max(600, max(times) - min(times)), (x_min, x_max, times)
+    one = driver.execute_script("return proxycheckCharts.timeWindow(1800000000, 1800000000)")  # a single check
+    assert one == [1800000000 - 300, 1800000000 + 300]
+    assert driver.execute_script("return proxycheckCharts.timeWindow(1800000000, 1800003600)") == [1800000000, 1800003600]
     page_done("proxy-refused")
 
     # The one with a password: its page names it without the password.

@@ -35,7 +35,7 @@ def daemon(tmp_path, judge):  # noqa: F811 - the fixture imported above
     config.chmod(0o600)  # it holds the token: a config others can read is refused
     migrate(config)
     seen: list[int] = []
-    # Leaving the block stops the daemon, and reads and closes its pipes when a test already ended it.
+    # Leaving the block stops the daemon, unless a test already ended it.
     with running_daemon(config, upgrade=False, ready=30) as running:
         try:
             yield running.proc, config, f"http://{HOST}:{port}", seen

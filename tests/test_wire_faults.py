@@ -24,6 +24,7 @@ from world.scripted import (
     cut_body,
     garbage_after_connect,
     interim_first,
+    nth,
     only_for,
     replace_with,
     silence,
@@ -35,6 +36,7 @@ from proxycheck.config import load_settings
 from proxycheck.probes import REGISTRY
 from proxycheck.proxy import parse_proxy_url
 from proxycheck.verdict import code_for
+from proxycheck.wire import Session, Timeouts, WireError
 from proxycheck.wire.errors import ALL, PHASES
 
 HOST, EGRESS = "127.0.3.1", "127.0.3.250"
@@ -59,6 +61,9 @@ ROWS = [
     ("honest", Script(), None, None, None),
     ("connect-answered-http-1.0", Script(connect_answer=b"HTTP/1.0 200 Connection established\r\n\r\n"), None, None, None),
     ("no-keep-alive", Script(close_after_each=True), None, None, None),
+    # keep-alive closed under the next request, without a byte of answer (tinyproxy's way): retried
+    ("keep-alive-closed-after-1", Script(close_unanswered_after=1), None, None, None),
+    ("keep-alive-closed-after-2", Script(close_unanswered_after=2), None, None, None),
     ("head-in-7-byte-segments", Script(response=split_head(7)), None, None, None),
     ("chunked-image", Script(response=only_for("image/", chunked)), None, None, None),
     ("chunked-everything", Script(response=chunked), None, None, None),
@@ -77,6 +82,8 @@ ROWS = [
     ("tls-garbage", Script(after_connect=garbage_after_connect), "ssl", "tls_failed", "tls"),
     ("head-silence", Script(response=silence), "anonymity", "read_timeout", "response_head"),
     ("head-closed", Script(response=replace_with(None)), "anonymity", "connection_closed", "response_head"),
+    ("closed-unanswered-on-a-fresh-connection", Script(close_unanswered_after=0), "anonymity", "connection_closed",
+     "response_head"),
     ("head-garbage", Script(response=replace_with(b"HELLO WORLD\r\n\r\n")), "anonymity", "bad_response", "response_head"),
     ("body-cut", Script(response=cut_body(10)), "anonymity", "connection_closed", "body"),
     ("image-cut", Script(response=only_for("image/", cut_body(100))), "images", "image_corrupted", None),
@@ -169,6 +176,48 @@ def test_no_keep_alive_opens_a_connection_per_request(settings):
     # business and stays one.
     assert keep_alive == 1 + 1 + 1
     assert closing == 1 + 3 + 1
+
+
+HEAD_ONLY = b"HTTP/1.1 200 OK\r\n"  # a start of an answer, then the close
+# (id, script, GETs sent, what each GET gives, connections the proxy accepted): wire/session.py rule 6
+KEEP_ALIVE_ROWS = [
+    ("honest", Script(), 3, [200, 200, 200], 1),
+    ("closed-after-1-retried", Script(close_unanswered_after=1), 3, [200, 200, 200], 3),
+    ("closed-after-2-retried", Script(close_unanswered_after=2), 5, [200] * 5, 3),
+    ("fresh-connection-not-retried", Script(close_unanswered_after=0), 1,
+     ["ConnectionClosed: closed the connection without answering"], 1),
+    ("retry-fails-too-not-retried-again", Script(close_unanswered_after=1, response=nth(2, replace_with(None))), 2,
+     [200, "ConnectionClosed: closed the connection without answering"], 2),
+    ("bytes-arrived-not-retried", Script(response=nth(2, replace_with(HEAD_ONLY))), 2,
+     [200, "ConnectionClosed: closed the connection in the middle of the response head"], 1),
+    ("timeout-not-retried", Script(response=nth(2, silence)), 2,
+     [200, "ResponseTimeout: accepted the connection but sent no answer to {judge} within 0.5 s"], 1),
+]
+
+
+@pytest.mark.parametrize(("script", "gets", "outcomes", "connections"), [r[1:] for r in KEEP_ALIVE_ROWS],
+                         ids=[r[0] for r in KEEP_ALIVE_ROWS])
+def test_a_kept_alive_connection_closed_unanswered_is_retried_once(settings, script, gets, outcomes, connections):
+    """A GET on a reused connection that ends before any byte of answer goes once more on a new
+    connection; a fresh connection's failure, a second failure, a started answer and a timeout count."""
+    url = settings.targets.judge_url
+    judge = urlsplit(url).netloc
+
+    async def run():
+        ctx = ssl.create_default_context(cafile=settings.targets.ca_file)
+        async with ScriptedProxy(HOST, EGRESS, script) as proxy:
+            seen: list[int | str] = []
+            async with Session(parse_proxy_url(f"http://{HOST}:{proxy.port}"), ctx, Timeouts(0.5, 0.5), "test") as http:
+                for _ in range(gets):
+                    try:
+                        seen.append((await http.get(url)).status)
+                    except WireError as exc:
+                        seen.append(f"{type(exc).__name__}: {exc}")
+            return seen, proxy.connections
+
+    seen, accepted = asyncio.run(run())
+    assert seen == [o.format(judge=judge) if isinstance(o, str) else o for o in outcomes]
+    assert accepted == connections
 
 
 def test_an_https_proxy_carries_tls_inside_tls(settings, tmp_path):

@@ -31,6 +31,8 @@ HTTP_PROXIES_THAT_FORWARD = [
     "squid-forwarded-for",
     "squid-short-headers",
     "tinyproxy-xtinyproxy",
+    "tinyproxy-anonymous",
+    "squid-no-persistent",
     "tls-interceptor",
 ]
 

@@ -14,8 +14,10 @@ Rules:
    - ``reload.py``      what SIGHUP applies, and what needs a restart;
    - ``storage.py``     storage calls in threads; storage errors told apart from bugs;
    - ``lock.py`` and ``signals.py``.
-2. Never blame a proxy for our own trouble: a failure is stored only after a self-test that
-   started after it has passed, with no failed heartbeat since the check began (``monitor.py``).
+2. Never blame a proxy for our own trouble: a failure is the proxy's only after a direct control
+   request at that moment passed and a second try through the proxy failed too (``checker.py``
+   rule 6), and it is stored only after a self-test that started after it has passed, with no
+   failed heartbeat since the check began (``monitor.py``).
 3. Storage errors are retried or wait for the next turn; any other exception is a bug that stops
    the daemon with exit code 1 and its traceback in the log.
 """

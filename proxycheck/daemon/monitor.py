@@ -14,8 +14,10 @@ Rules (never blame a proxy for our own trouble, at every moment):
    full self-test also fetches the ban target, and hammering that from our own address would get
    us banned). A failed heartbeat voids every failure in flight and runs a full self-test at
    once, which decides the checker's state.
-   While degraded, the full self-test is repeated every interval: the judge coming back resumes
-   checking by itself.
+   While degraded, the full self-test is repeated, first after ``DEGRADED_RETRY`` seconds and
+   then twice as long each time up to the interval: the judge coming back resumes checking by
+   itself, within about a second after a short outage (the issue-16 flapping judge), while a
+   long one costs one self-test per interval.
 4. Every change of state is published at once (``on_change``: the instance row that ``status``
    reads, and sd_notify's STATUS); the HTTP endpoint reads ``state()``. A degraded checker is
    repeated in the log every ``DEGRADED_LOG_EVERY`` seconds with how long and what to do.
@@ -37,6 +39,7 @@ from ..wire import WireError
 log = logging.getLogger("proxycheck.daemon")
 
 DEGRADED_LOG_EVERY = 60.0
+DEGRADED_RETRY = 0.5  # seconds to the first repeated self-test while degraded (rule 3)
 FIX = ("run `proxycheck doctor` to see which target fails; without Internet access, run your own judge "
        "(`proxycheck judge`) and point [targets] at it. Proxies keep their states meanwhile")
 
@@ -55,11 +58,16 @@ class CheckerMonitor:
         self._last_selftest = -math.inf
         self._next_beat = 0.0
         self._last_degraded_log = -math.inf
+        self._failed_selftests = 0  # in a row: the repeat's backoff (rule 3)
 
     # -- what others ask -------------------------------------------------------------------------
     def state(self) -> tuple[str, str]:
-        """("ok"|"degraded", reason): what the HTTP endpoint's /healthz shows."""
-        return self.status.state, self.status.reason
+        """("ok"|"degraded", reason): what the HTTP endpoint's /healthz shows. While OK, the reason
+        names the targets that are down or cannot judge although the checker still works (a spare
+        judge, a ban target that answers everyone alike: ``Checker.notes``), else it is empty."""
+        if not self.status.ok:
+            return self.status.state, self.status.reason
+        return "ok", "; ".join(sorted(self.checker.notes.values()))
 
     async def confirm(self, check_started: float) -> bool:
         """Wait for the next self-test; True iff it passed and nothing failed since ``check_started``
@@ -98,6 +106,11 @@ class CheckerMonitor:
                 log.exception("checker self-test failed inside proxycheck")
                 status = CheckerStatus(False, f"self-test failed: {type(exc).__name__}: {exc}")
             await self._record(status)
+            if status.ok:
+                self._failed_selftests = 0
+            else:
+                self._next_beat = self._last_selftest + min(self.interval, DEGRADED_RETRY * 2 ** self._failed_selftests)
+                self._failed_selftests += 1
             for check_started, future in waiters:
                 if not future.done():
                     future.set_result(status.ok and self.last_bad_at < check_started)
@@ -109,7 +122,7 @@ class CheckerMonitor:
             await self.selftest()
             return
         self._next_beat = time.monotonic() + self.interval
-        url = self.checker.settings.targets.judge_url
+        url = (self.checker.judges or self.checker.settings.targets.judges)[0]  # a judge that is up
         try:
             async with direct_session(self.checker.settings, self.checker.ssl_context) as session:
                 response = await session.get(url)

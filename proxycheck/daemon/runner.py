@@ -244,8 +244,9 @@ class Daemon:
     async def publish(self, stopped: bool = False) -> None:
         """The instance row (``status``) and sd_notify's STATUS, with the checker's state now."""
         st = self.monitor.status
-        await self.storage.attempt(store.heartbeat, self.storage.engine, self.instance_id, checker_state=st.state,
-                                   checker_reason=st.reason or None, last_round_at=self.writer.last_round_at,
+        state, reason = self.monitor.state()
+        await self.storage.attempt(store.heartbeat, self.storage.engine, self.instance_id, checker_state=state,
+                                   checker_reason=reason or None, last_round_at=self.writer.last_round_at,
                                    own_ips=sorted(st.own_ips))
         if stopped:
             await self.storage.attempt(store.mark_stopped, self.storage.engine, self.instance_id)
@@ -261,10 +262,17 @@ class Daemon:
 
     def status_text(self) -> str:
         st = self.monitor.status
-        checker = "checker ok" if st.ok else f"checker DEGRADED: {st.reason}"
+        _, reason = self.monitor.state()
+        checker = (f"checker ok ({reason})" if reason else "checker ok") if st.ok else f"checker DEGRADED: {st.reason}"
         fleet = ", ".join(f"{n} {state}" for state, n in self.counts.items() if n)
+        storage = self.storage_problem()
         return (f"{fleet or 'no proxies yet'}; {checker}; {self.checks_done} checks, "
-                f"{len(self.dispatcher.inflight)} in flight")
+                f"{len(self.dispatcher.inflight)} in flight" + (f"; storage FAILING: {storage}" if storage else ""))
+
+    def storage_problem(self) -> str | None:
+        """What /healthz and STATUS say while the database takes no writes (or no calls at all):
+        held results first (writer.py rule 6), then any failing call (a claim, a heartbeat)."""
+        return self.writer.write_problem() or self.storage.outage.problem()
 
     def _summary_or_none(self):
         """What a scrape reads from the database: the fleet and the worker reports."""
@@ -291,7 +299,8 @@ class Daemon:
         from ..worker import ProxyPool
 
         pool = ProxyPool(self.url, config=self.config_path, settings=self.settings.worker)
-        self.http = HttpApi(self.settings, self.storage.reader, pool, self.metrics, self.monitor.state)
+        self.http = HttpApi(self.settings, self.storage.reader, pool, self.metrics, self.monitor.state,
+                            storage_problem=self.storage_problem)
         try:
             url = await self.http.start()
         except OSError as exc:

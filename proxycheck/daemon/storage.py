@@ -148,7 +148,8 @@ class Storage:
 
 class Outage:
     """Logs a failing storage call once, then every ``REPEAT`` seconds while it keeps failing,
-    and once when it works again: a database outage is a few lines, not one per dispatch."""
+    and once when it works again: a database outage is a few lines, not one per dispatch.
+    ``problem()`` says which calls fail right now (a claim on a full disk, a heartbeat)."""
 
     REPEAT = 30.0
 
@@ -163,6 +164,14 @@ class Outage:
             log.error("database call %s failed%s: %s", name, again, describe(exc))
             logged = now
         self._failing[name] = (since, logged, count + 1)
+
+    def problem(self) -> str | None:
+        """None when no call is failing; else one sentence for /healthz and STATUS (no path, no
+        URL: the log has the database's own words)."""
+        if not self._failing:
+            return None
+        since = min(since for since, _, _ in self._failing.values())
+        return f"database calls failing for {time.monotonic() - since:.0f} s ({', '.join(sorted(self._failing))})"
 
     def worked(self, name: str) -> None:
         if name in self._failing:

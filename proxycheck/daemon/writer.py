@@ -14,6 +14,13 @@ Rules:
    are only rescheduled. Released claims (checks cancelled at shutdown) only lose their lease.
 5. On stop, what is held is written until a deadline; what cannot be written is logged with its
    count (its proxies are checked again once their leases are reclaimed).
+6. Failing writes are told, not only logged: ``write_problem()`` is what ``/healthz`` (503) and
+   systemd's STATUS ("storage FAILING") say while a batch cannot be written (a full disk, a
+   locked or lost database; ``Daemon.storage_problem`` adds the other failing calls). The watchdog stays fed while the writer retries: its action is a kill,
+   which frees no disk and would drop every result held here (rule 2).
+7. On SQLite the WAL is checkpointed and truncated (``store.engine.checkpoint``) after a written
+   batch that left it over ``CHECKPOINT_ABOVE`` bytes, and after every failed one (a truncated
+   WAL gives its space back): the WAL never grows to fill a small disk.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from .. import health, store
 from ..config import Settings
 from ..metrics import DaemonMetrics
 from ..result import CheckResult
+from ..store.engine import CHECKPOINT_ABOVE, checkpoint
 from ..store.exits import FollowUp
 from ..store.leases import Claim
 from .storage import Storage, describe, is_storage_error
@@ -71,6 +79,14 @@ class Writer:
     @property
     def backpressure(self) -> bool:
         return len(self.held) >= self.cap
+
+    def write_problem(self) -> str | None:
+        """None while writes work; else one sentence for /healthz and STATUS (rule 6). No path,
+        no URL: the log line has the database's own words."""
+        if self._failing_since is None:
+            return None
+        return (f"completed results cannot be written for {time.monotonic() - self._failing_since:.0f} s "
+                f"({len(self.held)} held, written when the database takes them)")
 
     def put(self, done: Done) -> None:
         self.held.append(done)
@@ -128,6 +144,7 @@ class Writer:
         except Exception as exc:
             if not is_storage_error(exc):
                 raise
+            await self._checkpoint(force=True)
             now = time.monotonic()
             if self._failing_since is None:
                 self._failing_since = now
@@ -150,7 +167,12 @@ class Writer:
             if done.result is not None:
                 self.metrics.observe(done.result)
         self.last_written = time.monotonic()
+        await self._checkpoint()
         return True
+
+    async def _checkpoint(self, force: bool = False) -> None:
+        """Rule 7. A failing checkpoint is logged by ``attempt`` and tried again next time."""
+        await self.storage.attempt(checkpoint, self.storage.engine, above=0 if force else CHECKPOINT_ABOVE)
 
 
 def _write_batch(engine, judged, unjudged, released, instance_id, retry_at, now, follow_up=None) -> None:

@@ -14,8 +14,10 @@ Rules:
 3. No database call runs in the event loop; fleet-sized reads are bounded (reads.py), and
    ``/status`` is rendered in a helper process (status_proc.py).
 4. ``/healthz`` is open and holds no proxy data: the database (one cheap query, in a thread,
-   with a ``HEALTH_TIMEOUT``) and the checker (``checker_state()``); 200 when both are fine,
-   else 503 with the reason.
+   with a ``HEALTH_TIMEOUT``, and whether the daemon's own calls work: ``storage_problem()``,
+   daemon/writer.py rule 6) and the checker (``checker_state()``); 200 when
+   both are fine, else 503 with the reason. A database that answers reads but takes no writes
+   (a full disk) is unavailable.
 5. Proxy passwords appear only where a worker asked for proxies to use (``/proxy``,
    ``/proxies/healthy``, ``/lease``), never in ``/status``, ``/metrics``, ``/healthz`` or logs.
 """
@@ -90,8 +92,10 @@ class HttpApi:
     """Routes bound to one daemon's engine, metrics and checker state."""
 
     def __init__(self, settings: Settings, engine, pool, metrics: DaemonMetrics,
-                 checker_state: Callable[[], tuple[str, str]], *, heavy_slots: int = 2, heavy_wait: float = 2.0) -> None:
+                 checker_state: Callable[[], tuple[str, str]], *, heavy_slots: int = 2, heavy_wait: float = 2.0,
+                 storage_problem: Callable[[], str | None] = lambda: None) -> None:
         self.settings = settings
+        self.storage_problem = storage_problem
         self.engine = engine
         self.pool = pool  # a proxycheck.worker.ProxyPool on the daemon's own database
         self.metrics = metrics
@@ -151,7 +155,7 @@ class HttpApi:
     # -- /healthz --------------------------------------------------------------------------------
     async def healthz(self, request: web.Request) -> web.Response:
         state, reason = self.checker_state()
-        db_reason = await self._database_problem()
+        db_reason = await self._database_problem() or self.storage_problem()
         problems = [p for p in (db_reason, None if state == "ok" else f"checker {state}: {reason}") if p]
         body = {"daemon": "running", "checker": state, "checker_reason": reason or None,
                 "database": "unavailable" if db_reason else "ok", "database_reason": db_reason,

@@ -13,6 +13,7 @@ A gateway whose exit IP differs from its listening address is fine: only *our* I
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import ipaddress
 import json
@@ -135,7 +136,7 @@ FIX_ECHO = ("point [targets].judge_url at an endpoint that echoes the query stri
 
 async def run(ctx: ProbeContext) -> Finding:
     nonce = secrets.token_hex(8)
-    url = with_nonce(ctx.settings.targets.judge_url, nonce)
+    url = with_nonce((ctx.judges or ctx.settings.targets.judges)[0], nonce)  # the first judge that answers us
     response = await ctx.http.get(url)
     if response.status != 200:
         return fail("request_rejected", f"{ctx.who} answered {response.status} {response.reason} to GET {url.split('?')[0]}")
@@ -160,27 +161,36 @@ async def run(ctx: ProbeContext) -> Finding:
 
 
 async def selftest(st: SelfTestContext) -> list[TargetCheck]:
-    """The judge, asked directly what ``run`` asks it: a GET with a nonce in the query string,
-    which must come back in the answer (httpbin's /headers, for one, does not echo the query,
-    and every proxy would then fail with 36)."""
-    base = st.settings.targets.judge_url
+    """Every judge, asked directly what ``run`` asks it. While one judge passes, the others'
+    failures are not ``needed``: the checker asks the one that is up (``ProbeContext.judges``)."""
+    judges = st.settings.targets.judges
+    keys = ["judge_url"] if not st.settings.targets.judge_urls else [f"judge_urls[{i}]" for i in range(len(judges))]
+    checks = [await _ask_judge(st, key, base) for key, base in zip(keys, judges)]
+    if any(c.ok for c in checks):
+        checks = [c if c.ok else dataclasses.replace(c, needed=False) for c in checks]
+    return checks
+
+
+async def _ask_judge(st: SelfTestContext, key: str, base: str) -> TargetCheck:
+    """One judge: a GET with a nonce in the query string, which must come back in the answer
+    (httpbin's /headers, for one, does not echo the query, and every proxy would then fail with 36)."""
     nonce = secrets.token_hex(8)
-    response = await fetch(st, "judge_url", with_nonce(base, nonce), FIX, shown=base)
+    response = await fetch(st, key, with_nonce(base, nonce), FIX, shown=base)
     if isinstance(response, TargetCheck):
-        return [response]
+        return response
     if response.status != 200:
-        return [TargetCheck("judge_url", base, False, f"{base} answered {response.status}, not a judge's 200", FIX)]
+        return TargetCheck(key, base, False, f"{base} answered {response.status}, not a judge's 200", FIX)
     try:
         seen = parse_judge_answer(response.text(), response.headers.get("content-type", ""))
     except ValueError as exc:
-        return [TargetCheck("judge_url", base, False, f"{base} is not a judge: {exc}", FIX)]
+        return TargetCheck(key, base, False, f"{base} is not a judge: {exc}", FIX)
     if nonce not in seen.text:
-        return [TargetCheck("judge_url", base, False,
-                            f"{base} does not echo the query string (our nonce was not in its answer), "
-                            "so every proxy would fail with 36", FIX_ECHO)]
-    return [TargetCheck("judge_url", base, True, f"{base} is a judge (it saw us as {', '.join(seen.origin) or 'unknown'})",
-                        facts={"origin": seen.origin})]
+        return TargetCheck(key, base, False,
+                           f"{base} does not echo the query string (our nonce was not in its answer), "
+                           "so every proxy would fail with 36", FIX_ECHO)
+    return TargetCheck(key, base, True, f"{base} is a judge (it saw us as {', '.join(seen.origin) or 'unknown'})",
+                       facts={"origin": seen.origin, "judge": base})
 
 
-SPEC = ProbeSpec("anonymity", run, targets=("judge_url",), summary=("exit_ip", "anonymity", "latency_ms", "detail"),
+SPEC = ProbeSpec("anonymity", run, targets=("judge_url", "judge_urls"), summary=("exit_ip", "anonymity", "latency_ms", "detail"),
                  selftest=selftest)

@@ -29,33 +29,49 @@ from ..wire import Response, Session, parse_target
 from .base import Finding, ProbeContext, ProbeSpec, SelfTestContext, TargetCheck, fail, ok
 from .selftest_fetch import fetch
 
-BODY_LIMIT = 200_000  # characters of a page searched for ban phrases
+BODY_LIMIT = 200_000
+FIX_ALIKE = ("wait for the target to answer normally again, or point this [[targets.ban]] url at a page that "
+             "does not ban the checker's own address")  # characters of a page searched for ban phrases
 
 FIX = "point [targets].ban_url (or this [[targets.ban]] url) at a reachable URL (a judge serves /recaptcha/api2/anchor)"
 
 
 async def run(ctx: ProbeContext) -> Finding:
     exit_ip = ctx.facts.get("exit_ip") or "its exit IP"
-    targets = ctx.settings.targets.ban_targets
+    targets = [t for t in ctx.settings.targets.ban_targets if t.name not in ctx.cannot_judge]
     responses = await _fetch_all(ctx.http, targets)
     verdicts: dict[str, dict[str, object]] = {}
-    for target in targets:
+    unsure = []
+    for target in ctx.settings.targets.ban_targets:
+        if target.name in ctx.cannot_judge:
+            verdicts[target.name] = {"banned": None, "detail": f"unknown: {ctx.cannot_judge[target.name]}"}
+            continue
         response = responses[target.name]
         ban = target.rules.detect(response.status, response.headers, response.text()[:BODY_LIMIT])
-        if ban is None:
-            verdicts[target.name] = {"banned": False, "detail": f"answered {response.status}: not banned"}
-        else:
+        if ban is not None:
             verdicts[target.name] = {"banned": True, "detail": f"answered {ban}"}
+        elif response.status >= 500:  # the target's own error (or the proxy's): no verdict either way
+            verdicts[target.name] = {"banned": None, "detail": f"unknown: answered {response.status}, an error, not a verdict"}
+            unsure.append(target.name)
+        else:
+            verdicts[target.name] = {"banned": False, "detail": f"answered {response.status}: not banned"}
     banned = [name for name, v in verdicts.items() if v["banned"]]
     if banned:
         named = "; ".join(f"{name} {verdicts[name]['detail']}" for name in banned)
-        usable = [name for name in verdicts if name not in banned]
+        usable = [name for name, v in verdicts.items() if v["banned"] is False]
+        unknown = [name for name, v in verdicts.items() if v["banned"] is None]
         still = f" (still usable for {', '.join(usable)})" if usable else ""
+        still += f" (unknown on {', '.join(unknown)}: cannot judge)" if unknown else ""
         return fail("banned", f"through {ctx.who} (exit {exit_ip}) banned by {named}{still}", targets=verdicts)
+    extra = {"unsure": unsure} if unsure else {}  # the checker asks the target directly (checker.py rule 6)
     if len(verdicts) == 1:
-        return ok(f"the ban target answered {next(iter(verdicts.values()))['detail'].removeprefix('answered ')}",
-                  targets=verdicts)
-    return ok(f"no ban on {', '.join(verdicts)}", targets=verdicts)
+        (only,) = verdicts.values()
+        return ok(f"the ban target {str(only['detail']).removeprefix('answered ')}" if only["banned"] is None
+                  else f"the ban target answered {str(only['detail']).removeprefix('answered ')}", targets=verdicts, **extra)
+    unknown = [name for name, v in verdicts.items() if v["banned"] is None]
+    known = [name for name in verdicts if name not in unknown]
+    return ok(f"no ban on {', '.join(known) or 'any target'}" + (f"; unknown on {', '.join(unknown)}" if unknown else ""),
+              targets=verdicts, **extra)
 
 
 async def _fetch_all(http: Session, targets: Sequence[BanTarget]) -> dict[str, Response]:
@@ -92,15 +108,27 @@ async def _fetch_all(http: Session, targets: Sequence[BanTarget]) -> dict[str, R
 
 
 async def selftest(st: SelfTestContext) -> list[TargetCheck]:
-    """Every ban target, asked directly: it must answer (what it answers is the verdict's business)."""
+    """Every ban target, asked directly: it must answer. One that answers *us* with a ban (by its
+    own rules) or a 5xx cannot tell a banned exit from any other caller: it is up, but it cannot
+    judge (``judges=False``), and its verdict is unknown for every proxy."""
     checks = []
     for target in st.settings.targets.ban_targets:
         key = target.config_key
         response = await fetch(st, key, target.url, FIX)
         if isinstance(response, TargetCheck):
             checks.append(response)
+            continue
+        ban = target.rules.detect(response.status, response.headers, response.text()[:BODY_LIMIT])
+        alike = f"answered {ban}" if ban is not None else (f"answered {response.status}" if response.status >= 500 else None)
+        if alike is None:
+            checks.append(TargetCheck(key, target.url, True, f"{target.url} answered {response.status}",
+                                      facts={"name": target.name}))
         else:
-            checks.append(TargetCheck(key, target.url, True, f"{target.url} answered {response.status}"))
+            checks.append(TargetCheck(
+                key, target.url, True,
+                f"ban target {target.name} cannot judge: it {alike} to our own direct request too, as it would to a "
+                "banned exit, so its verdict is unknown for every proxy", FIX_ALIKE, facts={"name": target.name},
+                judges=False))
     return checks
 
 

@@ -64,6 +64,12 @@ class ProbeContext:
     http: Session
     resolved_ip: str | None = None
     facts: dict[str, Any] = field(default_factory=dict)
+    # What the checker knows of the targets (its latest self-test, or a control request made for
+    # this check: checker.py rule 6): the judges that answer us, in config order (the anonymity
+    # probe asks the first), and the ban targets that answer us as they would a banned exit,
+    # by name -> why (their verdict is unknown for every proxy).
+    judges: tuple[str, ...] = ()
+    cannot_judge: dict[str, str] = field(default_factory=dict)
 
     @property
     def who(self) -> str:
@@ -94,6 +100,12 @@ class TargetCheck:
     found: str  # OK: what it is; not OK: what is wrong
     fix: str = ""
     facts: dict[str, Any] = field(default_factory=dict, compare=False)
+    # False: the target is down but another one does its job (a second judge is up), so the
+    # checker is not degraded by it; it is still named in doctor and status.
+    needed: bool = True
+    # False: the target answers our own direct request as it answers a banned exit (a ban
+    # answer, a 5xx, an error): it cannot tell callers apart, so it cannot judge any proxy.
+    judges: bool = True
 
 
 @dataclass

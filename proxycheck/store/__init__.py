@@ -33,7 +33,7 @@ from .leases import (
 from .migrate import check_at_head, current_revision, head_revision, upgrade
 from .proxies import SyncReport, add_proxies, sync_source
 from .retention import apply_retention
-from .status import ProxyStatus, StatusSummary, healthy_proxies, list_proxies, status_summary
+from .status import ProxyStatus, StatusSummary, list_proxies, status_summary
 
 __all__ = [
     "Claim",
@@ -49,7 +49,6 @@ __all__ = [
     "first_checks_due",
     "database_url_default",
     "head_revision",
-    "healthy_proxies",
     "heartbeat",
     "list_proxies",
     "live_instances",

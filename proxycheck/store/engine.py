@@ -11,12 +11,17 @@ Rules:
    SQLite locked -> ``StorageError``; tables missing -> ``SchemaOutOfDate``. Messages name the
    URL with its password masked and say what to do. Anything else is a bug and propagates.
 4. Engines use ``hide_parameters``: a failing statement never puts a proxy password in a log.
+5. SQLite's WAL is kept small: the daemon's writer calls ``checkpoint()`` (``wal_checkpoint(TRUNCATE)``)
+   after a batch that left it over ``CHECKPOINT_ABOVE`` bytes, and ``journal_size_limit`` bounds what an automatic checkpoint leaves. Left
+   to itself SQLite lets the WAL grow to about 4 MB (1000 pages) before it checkpoints, and never
+   shrinks it: on a small volume that alone fills the disk.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +33,9 @@ from ..errors import SchemaOutOfDate, StorageError
 from ..filemodes import create_file
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+SQLITE_JOURNAL_SIZE_LIMIT = 1 << 20  # bytes the WAL keeps after a checkpoint that could not truncate it
+CHECKPOINT_ABOVE = 256 * 1024  # bytes of WAL the writer lets stand after a batch
+CHECKPOINT_BUSY_MS = 200  # a checkpoint waits this long for readers, then leaves the rest to the next one
 _UPGRADE_HINT = "run `proxycheck db upgrade`"
 
 
@@ -127,6 +135,7 @@ def _sqlite_engine(url: URL, *, writer: bool, foreign_keys: bool) -> Engine:
         f"busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",  # first: switching to WAL may itself be BUSY
         "journal_mode=WAL",
         "synchronous=NORMAL",
+        f"journal_size_limit={SQLITE_JOURNAL_SIZE_LIMIT}",
         f"foreign_keys={'ON' if foreign_keys else 'OFF'}",
     ]
 
@@ -147,6 +156,32 @@ def _sqlite_engine(url: URL, *, writer: bool, foreign_keys: bool) -> Engine:
         connection.exec_driver_sql(begin)
 
     return engine
+
+
+def checkpoint(engine: Engine, *, above: int = 0) -> bool:
+    """Rule 5: copy SQLite's WAL into the database and truncate it to zero bytes, when it holds
+    more than ``above`` bytes. Waits at most ``CHECKPOINT_BUSY_MS`` for readers on older
+    snapshots; False when they kept some of it (the next call finishes the job). Does nothing on
+    PostgreSQL. Pass the writer engine."""
+    if engine.dialect.name != "sqlite":
+        return True
+    try:
+        if os.path.getsize(f"{engine.url.database}-wal") <= above:
+            return True
+    except FileNotFoundError:
+        return True
+    with engine.connect() as conn:  # the DB-API connection itself: no BEGIN (a checkpoint runs outside one)
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        try:
+            raw.execute(f"PRAGMA busy_timeout={CHECKPOINT_BUSY_MS}")
+            try:
+                busy, _, _ = raw.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            finally:
+                raw.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot checkpoint the SQLite database {engine.url.database} ({_first_line(exc)})") from exc
+    return not busy
 
 
 def _translate_error(context: ExceptionContext) -> None:

@@ -13,8 +13,8 @@ Rules:
    (the shortest time between two consecutive readings that differ; None if none does). After
    ``[probes].sticky_seconds`` changes, each proxy is re-summarised at its next visit.
    With a ``FollowUp``, ``record_exits`` also says which proxies sticky.py rule 6 wants visited
-   again soon: usable ones (healthy, or banned only on some targets) not tagged as gateways.
-3. ``sticky_clauses`` is ``sticky.stability(...).state == "stable"`` in SQL.
+   again soon: usable ones (healthy, or banned only on some targets: ``eligibility.usable``)
+   not tagged as gateways. Which of them may be handed out as sticky is eligibility.py's rule.
 """
 
 from __future__ import annotations
@@ -24,11 +24,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, insert, not_, or_, select, update
+from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
 from ..result import CheckResult
-from ..sticky import GATEWAY_TAG, follow_up_at, summarise
-from ._rows import chunks, has_tag
+from ..sticky import DEFAULT_WINDOW, GATEWAY_TAG, follow_up_at, summarise
+from ._rows import chunks
+from .eligibility import usable
 from .models import ExitReadingRow as R
 from .models import ProxyRow as P
 
@@ -40,7 +41,7 @@ def target_values(result: CheckResult) -> dict[str, Any]:
     values: dict[str, Any] = {}
     if result.targets is not None:
         values.update(banned_on=result.banned_on, usable_for=result.usable_for)
-    if result.healthy or result.reason == "banned":
+    if usable(bool(result.healthy), result.reason):
         values["usable_at"] = result.started_at
     return values
 
@@ -49,7 +50,7 @@ def target_values(result: CheckResult) -> dict[str, Any]:
 class FollowUp:
     """``[probes].sticky_seconds`` and ``[probes].sticky_refresh``, as the write path needs them."""
 
-    window: float = 120.0
+    window: float = DEFAULT_WINDOW
     refresh: float = 3600.0
 
 
@@ -59,7 +60,7 @@ def record_exits(conn: Connection, checked: Sequence[tuple[int, CheckResult]],
     summaries: four statements per batch, whatever its size (record_results writes in batches).
     Returns when to visit again, by proxy id, the proxies sticky.py rule 6 wants read again soon
     ({} without ``follow_up``)."""
-    window = follow_up.window if follow_up else 120.0
+    window = follow_up.window if follow_up else DEFAULT_WINDOW
     readings = [{"proxy_id": pid, "seen_at": r.started_at, "ip": r.exit_ip} for pid, r in checked if r.exit_ip]
     if not readings:
         return {}
@@ -96,16 +97,7 @@ def record_exits(conn: Connection, checked: Sequence[tuple[int, CheckResult]],
 
 def _wants_follow_up(result: CheckResult) -> bool:
     """Rule 2: a usable proxy (one handed out for some target) the user did not tag a gateway."""
-    return (bool(result.healthy) or result.reason == "banned") and GATEWAY_TAG not in result.proxy.tags
+    return usable(bool(result.healthy), result.reason) and GATEWAY_TAG not in result.proxy.tags
 
 
-def sticky_clauses(conn: Connection, window: float) -> list[Any]:
-    """The SQL form of ``sticky.stability(...).state == "stable"``, for selection.eligible."""
-    return [
-        P.exit_run_seconds >= window,
-        or_(P.exit_change_gap.is_(None), P.exit_change_gap >= window),
-        not_(has_tag(conn, GATEWAY_TAG)),
-    ]
-
-
-__all__ = ["KEEP", "FollowUp", "record_exits", "sticky_clauses", "target_values"]
+__all__ = ["KEEP", "FollowUp", "record_exits", "target_values"]

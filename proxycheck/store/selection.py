@@ -1,21 +1,20 @@
-"""The read side of the worker API: which proxies may be handed out, as queries.
+"""The read side of the worker API: the queries that hand proxies out.
 
 Rules:
-1. *Eligible* = enabled, ``state = 'healthy'`` and ``last_success_at >= fresh_since``, and
-   matching every filter (``Filters``). With a ban ``target``: enabled, healthy or unhealthy
-   only for bans, passed everything but bans since ``fresh_since`` (``usable_at``) and usable
-   for that target (store/exits.py rule 1). ``sticky``: also an exit IP seen stable. Every function here applies that one definition
-   (``eligible``), so the snapshot, the per-hand-out check and the list agree.
+1. What may be handed out is eligibility.py's ``Eligibility``: every query here takes one and
+   uses its SQL form (``clause``) or, for a row already read, its Python form (``admits``), so
+   the snapshot, the per-hand-out check, the lists and the ``NoHealthyProxy`` counts agree.
 2. ``HotReads`` holds the worker's two hot reads, compiled once per engine and run on a raw
    DBAPI cursor (the Core execution layer costs ~0.4 ms a call; the query itself ~20 µs):
-   ``candidates`` is the per-process snapshot's bulk read (narrow columns, values left as the
-   driver returns them: no per-row conversion), ``fetch`` re-reads one proxy by id under the
-   full definition. A worker re-reads every proxy it is about to hand out, so a proxy that
+   ``candidates`` is the per-process snapshot's bulk read (the rule without filters, narrow
+   columns, values left as the driver returns them: no per-row conversion), ``fetch`` re-reads
+   one proxy by id and judges it with ``Eligibility.admits`` (every filter, the target and
+   sticky ones too). A worker re-reads every proxy it is about to hand out, so a proxy that
    turned unhealthy after the snapshot was taken is never handed out. On a driver error they
    fall back to the Core path (``fetch_eligible``), which translates errors (engine.py rule 3).
 3. Walking a strategy's index (usage.py): without statistics (SQLite always; PostgreSQL before
    its first ANALYZE) the planner prefers a range scan of ``ix_proxies_healthy`` plus a sort of
-   100,000 rows; ``eligible(..., walk_index=True)`` writes the freshness test as an expression
+   100,000 rows; ``clause(walk_index=True)`` writes the freshness test as an expression
    (``+last_success_at``, ``last_success_at + interval '0 seconds'``) that no index can serve.
 4. Read-only: safe on a SQLite reader engine while the daemon writes.
 """
@@ -24,71 +23,18 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Engine, Text, and_, bindparam, cast, func, literal_column, or_, select, true
+from sqlalchemy import Engine, Text, bindparam, case, cast, func, select
 
 from ..proxy import Proxy
-from ._rows import PROXY_COLUMNS, has_tag, list_has
-from .exits import sticky_clauses
+from ._rows import PROXY_COLUMNS, utcnow
+from .eligibility import ANONYMITY_LEVELS, FACT_COLUMNS, Eligibility, Facts, Filters
 from .models import ProxyRow as P
 from .models import UTCDateTime
 
-# Weakest first. A healthy proxy is never transparent (that is error 29), so "anonymous" and
-# "elite" are the useful minimums.
-ANONYMITY_LEVELS = ("transparent", "anonymous", "elite")
-
 WORKER_COLUMNS = (P.id, P.key, *PROXY_COLUMNS, P.exit_ip, P.latency_ms, P.resolved_ip)
-
-
-@dataclass(frozen=True)
-class Filters:
-    """What a worker asked for. ``exclude`` holds ``Proxy.key`` values (already tried)."""
-
-    tags: frozenset[str] = frozenset()
-    schemes: frozenset[str] | None = None  # None: any scheme
-    min_anonymity: str | None = None  # one of ANONYMITY_LEVELS; None: any
-    exclude: frozenset[str] = frozenset()
-    # A ban target's name: proxies usable for it, even if other targets ban them (exits.py rule 1).
-    target: str | None = None
-    # Only proxies whose exit IP was seen stable for ``sticky_seconds`` (exits.py rule 3).
-    sticky: bool = False
-    sticky_seconds: float = 120.0
-
-    @property
-    def needs_full_row(self) -> bool:
-        """Filters the snapshot's narrow candidates cannot judge: ask the database (rule 2)."""
-        return self.target is not None or self.sticky
-
-    def __post_init__(self) -> None:
-        if self.min_anonymity is not None and self.min_anonymity not in ANONYMITY_LEVELS:
-            raise ValueError(
-                f"anonymity: {self.min_anonymity!r} is not a level (known, weakest first: "
-                f"{', '.join(ANONYMITY_LEVELS)})"
-            )
-
-    @property
-    def anonymity_levels(self) -> tuple[str, ...] | None:
-        if self.min_anonymity is None:
-            return None
-        return ANONYMITY_LEVELS[ANONYMITY_LEVELS.index(self.min_anonymity) :]
-
-    def describe(self) -> str:
-        parts = []
-        if self.tags:
-            parts.append(f"tags {sorted(self.tags)}")
-        if self.schemes:
-            parts.append(f"scheme {' or '.join(sorted(self.schemes))}")
-        if self.min_anonymity:
-            parts.append(f"anonymity at least {self.min_anonymity}")
-        if self.exclude:
-            parts.append(f"{len(self.exclude)} excluded")
-        if self.target is not None:
-            parts.append(f"usable for ban target {self.target!r}")
-        if self.sticky:
-            parts.append(f"sticky exit (stable for {self.sticky_seconds:g} s)")
-        return ", ".join(parts)
 
 
 # One eligible proxy as a snapshot keeps it: a plain tuple straight from the driver (rule 2),
@@ -96,43 +42,6 @@ class Filters:
 # driver's form (text on SQLite, datetime on PostgreSQL): compare it with ``HotReads.cutoff``.
 Candidate = tuple[int, str, str, "str | None", str, "float | None", Any]
 C_ID, C_KEY, C_SCHEME, C_ANONYMITY, C_TAGS, C_LATENCY, C_LAST_SUCCESS = range(7)
-
-
-def eligible(
-    conn: Connection, fresh_since: datetime, filters: Filters | None = None, *, walk_index: bool = False
-) -> ColumnElement[bool]:
-    """The one definition of "may be handed out" (rule 1; ``walk_index``: rule 3)."""
-    last_success: Any = P.last_success_at
-    if walk_index:  # an expression, so no index serves the freshness test
-        column = f"{P.__tablename__}.last_success_at"
-        if conn.dialect.name == "sqlite":
-            last_success = literal_column(f"+{column}", UTCDateTime())
-        else:
-            last_success = literal_column(f"({column} + interval '0 seconds')", UTCDateTime())
-    clauses: list[ColumnElement[bool]] = [P.enabled == true()]
-    if filters is not None and filters.target is not None:
-        # Healthy but for bans on *other* targets: passed every other probe recently, and the
-        # latest ban check found this target fine (exits.py rule 1). A proxy whose latest
-        # failure is anything but a ban is out, as without a target.
-        clauses += [
-            or_(P.state == "healthy", P.reason == "banned"),
-            P.usable_at >= fresh_since,
-            list_has(conn, P.usable_for, filters.target),
-        ]
-    else:
-        clauses += [P.state == "healthy", last_success >= fresh_since]
-    if filters is not None and filters.sticky:
-        clauses += sticky_clauses(conn, filters.sticky_seconds)
-    if filters is not None:
-        clauses += [has_tag(conn, tag) for tag in sorted(filters.tags)]
-        if filters.schemes is not None:
-            clauses.append(P.scheme.in_(sorted(filters.schemes)))
-        levels = filters.anonymity_levels
-        if levels is not None:
-            clauses.append(P.anonymity.in_(levels))
-        if filters.exclude:
-            clauses.append(P.key.not_in(sorted(filters.exclude)))
-    return and_(*clauses)
 
 
 def worker_proxy(row: Any) -> Proxy:
@@ -151,10 +60,12 @@ def worker_proxy(row: Any) -> Proxy:
     )
 
 
-def raw_worker_proxy(row: tuple[Any, ...]) -> Proxy:
-    """``worker_proxy`` for a raw DBAPI row of ``WORKER_COLUMNS`` (tags as JSON text or a list)."""
+def raw_worker_proxy(row: tuple[Any, ...], tag_set: frozenset[str] | None = None) -> Proxy:
+    """``worker_proxy`` for a raw DBAPI row of ``WORKER_COLUMNS`` (tags as JSON text or a list,
+    or read already: ``tag_set``)."""
     _id, _key, scheme, host, port, username, password, tags, label, exit_ip, latency, resolved_ip = row[:12]
-    tag_set = frozenset(json.loads(tags) if isinstance(tags, str) else tags or ())
+    if tag_set is None:
+        tag_set = frozenset(json.loads(tags) if isinstance(tags, str) else tags or ())
     return Proxy(scheme, host, port, username, password, tag_set, label,
                  exit_ip=exit_ip, latency_ms=latency, resolved_ip=resolved_ip)
 
@@ -168,23 +79,27 @@ class HotReads:
         self._pg = dialect.name == "postgresql"
         self._to_db = UTCDateTime().dialect_impl(dialect).bind_processor(dialect) or (lambda v: v)
         cutoff = bindparam("cutoff", type_=UTCDateTime())
-        healthy = and_(P.enabled == true(), P.state == bindparam("state"), P.last_success_at >= cutoff)
-        tags_text = cast(P.tags, Text) if dialect.name == "postgresql" else P.tags
+        unfiltered = Eligibility(utcnow()).clause(engine, cutoff=cutoff)
+        tags_text = cast(P.tags, Text) if self._pg else P.tags
         self._candidates = self._compile(
-            select(P.id, P.key, P.scheme, P.anonymity, tags_text, P.latency_ms, P.last_success_at).where(healthy)
+            select(P.id, P.key, P.scheme, P.anonymity, tags_text, P.latency_ms, P.last_success_at).where(unfiltered)
         )
-        self._fetch = self._compile(select(*WORKER_COLUMNS, P.anonymity).where(P.id == bindparam("pid"), healthy))
+        self._fetch = self._compile(select(*WORKER_COLUMNS, *FACT_COLUMNS).where(P.id == bindparam("pid")))
+        self._sets: dict[Any, frozenset[str]] = {}  # JSON list text -> set (fleets share a few)
 
-    def _compile(self, stmt: Any) -> tuple[str, tuple[str, ...] | None]:
-        compiled = stmt.compile(dialect=self.engine.dialect)
-        return str(compiled), tuple(compiled.positiontup) if compiled.positional else None
+    def _compile(self, stmt: Any) -> tuple[str, tuple[str, ...] | None, dict[str, Any]]:
+        """SQL, the order of its positional parameters, and its constant ones ("healthy")."""
+        compiled = stmt.compile(dialect=self.engine.dialect, compile_kwargs={"render_postcompile": True})
+        constants = {k: v for k, v in compiled.params.items() if v is not None}
+        return str(compiled), tuple(compiled.positiontup) if compiled.positional else None, constants
 
     def cutoff(self, fresh_since: datetime) -> Any:
         """``fresh_since`` in the driver's form, to compare with ``Candidate[C_LAST_SUCCESS]``."""
         return self._to_db(fresh_since)
 
-    def _run(self, query: tuple[str, tuple[str, ...] | None], values: dict[str, Any], one: bool) -> Any:
-        sql, order = query
+    def _run(self, query: tuple[str, tuple[str, ...] | None, dict[str, Any]], values: dict[str, Any], one: bool) -> Any:
+        sql, order, constants = query
+        values = {**constants, **values}
         params: Any = tuple(values[name] for name in order) if order is not None else values
         raw = self.engine.raw_connection()
         try:
@@ -204,55 +119,76 @@ class HotReads:
         finally:
             raw.close()  # back to the pool
 
-    def candidates(self, fresh_since: datetime) -> list[Candidate]:
-        """Every eligible proxy (no filters), for a worker process's snapshot."""
-        values = {"state": "healthy", "cutoff": self.cutoff(fresh_since)}
+    def candidates(self, eligibility: Eligibility) -> list[Candidate]:
+        """Every proxy the rule without filters admits, for a worker process's snapshot."""
+        values = {"cutoff": self.cutoff(eligibility.fresh_since)}
         try:
             return self._run(self._candidates, values, one=False)
         except self.engine.dialect.loaded_dbapi.Error:
-            return _candidates_core(self.engine, fresh_since)
+            return _candidates_core(self.engine, eligibility)
 
-    def fetch(self, proxy_id: int, fresh_since: datetime, filters: Filters | None = None) -> Proxy | None:
-        """``fetch_eligible``, fast: filters other than freshness are checked on the row."""
-        if filters is not None and filters.needs_full_row:
-            return fetch_eligible(self.engine, proxy_id, fresh_since, filters)
-        values = {"pid": proxy_id, "state": "healthy", "cutoff": self.cutoff(fresh_since)}
+    def fetch(self, proxy_id: int, eligibility: Eligibility) -> Proxy | None:
+        """``fetch_eligible``, fast: one row by id, judged by ``Eligibility.admits``."""
+        if eligibility.leases is not None:  # lease counts live in another table
+            return fetch_eligible(self.engine, proxy_id, eligibility)
         try:
-            row = self._run(self._fetch, values, one=True)
+            row = self._run(self._fetch, {"pid": proxy_id}, one=True)
         except self.engine.dialect.loaded_dbapi.Error:
-            return fetch_eligible(self.engine, proxy_id, fresh_since, filters)
+            return fetch_eligible(self.engine, proxy_id, eligibility)
         if row is None:
             return None
-        proxy, anonymity = raw_worker_proxy(row), row[-1]
-        if filters is not None:
-            if not filters.tags <= proxy.tags or proxy.key in filters.exclude:
-                return None
-            if filters.schemes is not None and proxy.scheme not in filters.schemes:
-                return None
-            levels = filters.anonymity_levels
-            if levels is not None and anonymity not in levels:
-                return None
-        return proxy
+        facts = self.facts(row[len(WORKER_COLUMNS):])
+        return raw_worker_proxy(row, facts.tags) if eligibility.admits(facts) else None
+
+    def facts(self, raw: tuple[Any, ...]) -> Facts:
+        """``FACT_COLUMNS`` as the driver returned them, as ``Facts``. psycopg returns Python
+        values; SQLite returns times as UTCDateTime's fixed-width UTC text and JSON lists as
+        text, read here with the C parsers (SQLAlchemy's regex-based processors would cost
+        more than the query)."""
+        key, enabled, state, reason, last_success, usable_at, usable_for, tags, *rest = raw
+        if not self._pg:
+            last_success = last_success and _sqlite_time(last_success)
+            usable_at = usable_at and _sqlite_time(usable_at)
+        return Facts(key, bool(enabled), state, reason, last_success, usable_at, self._set(usable_for), self._set(tags), *rest)
+
+    def _set(self, value: Any) -> frozenset[str]:
+        if not isinstance(value, str):  # psycopg: a list already
+            return frozenset(value or ())
+        found = self._sets.get(value)
+        if found is None:
+            if len(self._sets) >= 4096:
+                self._sets = {}
+            found = self._sets[value] = frozenset(json.loads(value))
+        return found
 
 
-def _candidates_core(engine: Engine, fresh_since: datetime) -> list[Candidate]:
+def _sqlite_time(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
+
+
+def facts_of(row: Any) -> Facts:
+    """``Facts`` from a Core row holding ``FACT_COLUMNS``."""
+    return Facts(row.key, bool(row.enabled), row.state, row.reason, row.last_success_at, row.usable_at,
+                 frozenset(row.usable_for or ()), frozenset(row.tags or ()), row.scheme, row.anonymity,
+                 row.exit_run_seconds, row.exit_change_gap)
+
+
+def _candidates_core(engine: Engine, eligibility: Eligibility) -> list[Candidate]:
     """``HotReads.candidates`` through Core (errors translated), values in the driver's form."""
     with engine.begin() as conn:
         tags_text = cast(P.tags, Text) if conn.dialect.name == "postgresql" else func.json(P.tags)
         stmt = select(P.id, P.key, P.scheme, P.anonymity, tags_text, P.latency_ms, P.last_success_at).where(
-            eligible(conn, fresh_since)
+            Eligibility(eligibility.fresh_since).clause(conn)
         )
         to_db = UTCDateTime().dialect_impl(conn.dialect).bind_processor(conn.dialect) or (lambda v: v)
         return [(*row[:6], to_db(row[6])) for row in conn.execute(stmt)]
 
 
-def fetch_eligible(
-    engine: Engine, proxy_id: int, fresh_since: datetime, filters: Filters | None = None
-) -> Proxy | None:
-    """The proxy ``proxy_id`` if it is eligible right now, else None (rule 3)."""
+def fetch_eligible(engine: Engine, proxy_id: int, eligibility: Eligibility) -> Proxy | None:
+    """The proxy ``proxy_id`` if it is eligible right now, else None."""
     with engine.begin() as conn:
         row = conn.execute(
-            select(*WORKER_COLUMNS).where(P.id == proxy_id, eligible(conn, fresh_since, filters))
+            select(*WORKER_COLUMNS).where(P.id == proxy_id, eligibility.clause(conn))
         ).first()
     return None if row is None else worker_proxy(row)
 
@@ -268,24 +204,23 @@ ORDERS = {
 
 def select_eligible(
     engine: Engine,
-    fresh_since: datetime,
-    filters: Filters | None = None,
+    eligibility: Eligibility,
     *,
     order: str = "fastest",
     limit: int | None = None,
 ) -> list[Proxy]:
-    """Every eligible proxy matching ``filters``, in ``order`` (a key of ``ORDERS``)."""
+    """Every eligible proxy, in ``order`` (a key of ``ORDERS``)."""
     with engine.begin() as conn:
-        stmt = select(*WORKER_COLUMNS).where(eligible(conn, fresh_since, filters)).order_by(*ORDERS[order])
+        stmt = select(*WORKER_COLUMNS).where(eligibility.clause(conn)).order_by(*ORDERS[order])
         if limit is not None:
             stmt = stmt.limit(limit)
         return [worker_proxy(row) for row in conn.execute(stmt)]
 
 
-def eligible_ids(engine: Engine, fresh_since: datetime, filters: Filters | None = None) -> list[int]:
+def eligible_ids(engine: Engine, eligibility: Eligibility) -> list[int]:
     """Ids only: the no-snapshot path of the random strategy."""
     with engine.begin() as conn:
-        return list(conn.scalars(select(P.id).where(eligible(conn, fresh_since, filters))))
+        return list(conn.scalars(select(P.id).where(eligibility.clause(conn))))
 
 
 @dataclass(frozen=True)
@@ -299,22 +234,26 @@ class Shortage:
     unhealthy: int
     unknown: int
     codes: tuple[tuple[int | None, int], ...]  # (code, proxies) of enabled unhealthy, most first
+    matching: int = 0  # eligible under the whole rule asked about, filters included
 
 
-def shortage(engine: Engine, fresh_since: datetime) -> Shortage:
-    """Counts by state and freshness, for the ``NoHealthyProxy`` message."""
+def shortage(engine: Engine, rule: Eligibility) -> Shortage:
+    """Counts by state and freshness, and how many ``rule`` admits, for the ``NoHealthyProxy``
+    message: one statement. ``fresh``: the rule without filters (for an enabled healthy proxy,
+    that is its freshness)."""
     with engine.begin() as conn:
-        fresh_col = (P.last_success_at >= fresh_since).label("fresh")
+        fresh_col = Eligibility(rule.fresh_since).clause(conn).label("fresh")
+        admitted = func.sum(case((rule.clause(conn), 1), else_=0))
         counts: dict[tuple[bool, str, bool], int] = {}
-        by = select(P.enabled, P.state, fresh_col, func.count()).group_by(P.enabled, P.state, fresh_col)
-        for enabled, state, fresh, n in conn.execute(by):
+        by_code: dict[int | None, int] = {}  # enabled unhealthy proxies by failure code
+        matching = 0
+        groups = (P.enabled, P.state, fresh_col, P.code)
+        for enabled, state, fresh, code, n, m in conn.execute(select(*groups, func.count(), admitted).group_by(*groups)):
             counts[(bool(enabled), state, bool(fresh))] = counts.get((bool(enabled), state, bool(fresh)), 0) + n
-        codes = conn.execute(
-            select(P.code, func.count().label("n"))
-            .where(P.enabled == true(), P.state == "unhealthy")
-            .group_by(P.code)
-            .order_by(func.count().desc(), P.code)
-        ).all()
+            matching += int(m or 0)
+            if enabled and state == "unhealthy":
+                by_code[code] = by_code.get(code, 0) + n
+    codes = sorted(by_code.items(), key=lambda item: (-item[1], item[0] is None, item[0] or 0))
 
     def total(enabled: bool | None = None, state: str | None = None, fresh: bool | None = None) -> int:
         return sum(
@@ -330,7 +269,8 @@ def shortage(engine: Engine, fresh_since: datetime) -> Shortage:
         stale=total(True, "healthy", False),
         unhealthy=total(True, "unhealthy"),
         unknown=total(True, "unknown"),
-        codes=tuple((row.code, row.n) for row in codes),
+        codes=tuple(codes),
+        matching=matching,
     )
 
 
@@ -344,11 +284,12 @@ __all__ = [
     "C_SCHEME",
     "C_TAGS",
     "Candidate",
+    "Eligibility",
     "Filters",
     "ORDERS",
     "Shortage",
-    "eligible",
     "eligible_ids",
+    "facts_of",
     "fetch_eligible",
     "HotReads",
     "select_eligible",

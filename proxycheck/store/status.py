@@ -11,7 +11,6 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -53,7 +52,7 @@ class ProxyStatus:
     exit: ExitSummary = ExitSummary()
 
     def stability(self, window: float) -> Stability:
-        """Its exit IP's stability over ``[probes].sticky_seconds`` (exits.py rule 3)."""
+        """Its exit IP's stability over ``[probes].sticky_seconds`` (sticky.py rule 3)."""
         return stability(self.exit, window, gateway=GATEWAY_TAG in self.proxy.tags)
 
     @property
@@ -183,25 +182,6 @@ def list_proxies(
         return [_status(row) for row in conn.execute(stmt)]
 
 
-def healthy_proxies(
-    engine: Engine,
-    *,
-    fresh_since: datetime,
-    tags: Iterable[str] = (),
-    limit: int | None = None,
-) -> list[ProxyStatus]:
-    """Enabled healthy proxies whose last success is at or after ``fresh_since`` and that carry
-    every tag in ``tags``; fastest first (unknown latency last)."""
-    with engine.begin() as conn:
-        stmt = _status_select(conn, tags=list(tags)).where(
-            P.enabled == true(), P.state == "healthy", P.last_success_at >= fresh_since
-        )
-        stmt = stmt.order_by(P.latency_ms.is_(None), P.latency_ms, P.last_success_at.desc(), P.id)
-        if limit is not None:
-            stmt = stmt.limit(limit)
-        return [_status(row) for row in conn.execute(stmt)]
-
-
 def _status_select(conn: Connection, *, tags: list[str]) -> Any:
     stmt = select(
         P.id,
@@ -258,7 +238,6 @@ __all__ = [
     "DISPLAY_STATES",
     "ProxyStatus",
     "StatusSummary",
-    "healthy_proxies",
     "list_proxies",
     "status_summary",
 ]

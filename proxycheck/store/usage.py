@@ -10,7 +10,7 @@ Rules:
    ``FOR UPDATE SKIP LOCKED``, so a concurrent picker takes the next proxy instead of waiting.
 3. The ordering walks ``ix_proxies_least_used`` / ``ix_proxies_round_robin`` and stops at the
    first eligible row, so a pick costs about the same with 100 proxies or 100,000 (on SQLite
-   this needs ``eligible(walk_index=True)``: selection.py rule 3).
+   this needs ``Eligibility.clause(walk_index=True)``: selection.py rule 3).
 4. Only ``use_count`` and ``last_used_at`` are written: never the health columns or the lease,
    so the daemon's fenced write-back is unaffected.
 5. A selective filter (a rare tag) makes the index walk long: every row ahead in the order is
@@ -33,7 +33,8 @@ from ..proxy import Proxy
 from ._rows import is_postgresql, utcnow
 from .models import ProxyRow as P
 from .models import UTCDateTime
-from .selection import WORKER_COLUMNS, Filters, eligible, raw_worker_proxy, worker_proxy
+from .eligibility import Eligibility, Filters
+from .selection import WORKER_COLUMNS, raw_worker_proxy, worker_proxy
 
 COUNTED_STRATEGIES = ("least_used", "round_robin")
 
@@ -41,8 +42,7 @@ COUNTED_STRATEGIES = ("least_used", "round_robin")
 def take(
     writer: Engine,
     strategy: str,
-    fresh_since: datetime,
-    filters: Filters | None = None,
+    eligibility: Eligibility,
     *,
     among: tuple[int, ...] | None = None,
     now: datetime | None = None,
@@ -55,7 +55,7 @@ def take(
     with writer.begin() as conn:
         pg = is_postgresql(conn)
         stamp: Any = func.clock_timestamp() if pg and now is None else (now or utcnow())
-        for stmt in _statements(conn, strategy, fresh_since, filters, stamp, among):
+        for stmt in _statements(conn, strategy, eligibility, stamp, among):
             row = conn.execute(stmt).first()
             if row is not None:
                 return worker_proxy(row)
@@ -63,9 +63,10 @@ def take(
 
 
 def _statements(
-    conn: Any, strategy: str, fresh_since: Any, filters: Filters | None, stamp: Any, among: tuple[int, ...] | None = None
+    conn: Any, strategy: str, eligibility: Eligibility, stamp: Any, among: tuple[int, ...] | None = None,
+    cutoff: Any = None,
 ) -> list[Any]:
-    base = select(P.id).where(eligible(conn, fresh_since, filters, walk_index=True))
+    base = select(P.id).where(eligibility.clause(conn, walk_index=True, cutoff=cutoff))
     if among is not None:
         base = base.where(P.id.in_(among))
     if strategy == "least_used":
@@ -100,15 +101,13 @@ class CountedPicks:
         self._to_db = UTCDateTime().dialect_impl(writer.dialect).bind_processor(writer.dialect) or (lambda v: v)
         self._compiled: dict[tuple[str, Filters | None, tuple[int, ...] | None], list[tuple[str, tuple[str, ...], dict[str, Any]]]] = {}
 
-    def take(
-        self, strategy: str, fresh_since: datetime, filters: Filters | None = None, among: tuple[int, ...] | None = None
-    ) -> Proxy | None:
+    def take(self, strategy: str, eligibility: Eligibility, among: tuple[int, ...] | None = None) -> Proxy | None:
         if strategy not in COUNTED_STRATEGIES:
             raise ValueError(f"strategy {strategy!r} is not counted in the database ({COUNTED_STRATEGIES})")
-        if not self.sqlite:
-            return take(self.writer, strategy, fresh_since, filters, among=among)
-        statements = self._statements(strategy, filters, among)
-        values = {"cutoff": self._to_db(fresh_since), "stamp": self._to_db(utcnow())}
+        if not self.sqlite or eligibility.leases is not None:
+            return take(self.writer, strategy, eligibility, among=among)
+        statements = self._statements(strategy, eligibility.filters, among)
+        values = {"cutoff": self._to_db(eligibility.fresh_since), "stamp": self._to_db(utcnow())}
         raw = self.writer.raw_connection()
         try:
             cursor = raw.cursor()
@@ -125,7 +124,7 @@ class CountedPicks:
                 cursor.close()
         except self.writer.dialect.loaded_dbapi.Error:
             raw.invalidate()  # closes the connection: an open transaction is rolled back
-            return take(self.writer, strategy, fresh_since, filters, among=among)
+            return take(self.writer, strategy, eligibility, among=among)
         finally:
             raw.close()
         if row is None:
@@ -133,7 +132,7 @@ class CountedPicks:
         return raw_worker_proxy(row)
 
     def _statements(
-        self, strategy: str, filters: Filters | None, among: tuple[int, ...] | None
+        self, strategy: str, filters: Filters, among: tuple[int, ...] | None
     ) -> list[tuple[str, tuple[str, ...], dict[str, Any]]]:
         key = (strategy, filters, among)
         found = self._compiled.get(key)
@@ -144,7 +143,8 @@ class CountedPicks:
             cutoff = bindparam("cutoff", value=placeholder, type_=UTCDateTime())
             stamp = bindparam("stamp", value=placeholder, type_=UTCDateTime())
             found = []
-            for stmt in _statements(self.writer, strategy, cutoff, filters, stamp, among):
+            rule = Eligibility(placeholder, filters)
+            for stmt in _statements(self.writer, strategy, rule, stamp, among, cutoff=cutoff):
                 compiled = stmt.compile(dialect=self.writer.dialect, compile_kwargs={"render_postcompile": True})
                 found.append((str(compiled), tuple(compiled.positiontup or ()), dict(compiled.params)))
             self._compiled[key] = found

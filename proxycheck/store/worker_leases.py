@@ -8,10 +8,10 @@ Rules:
    nobody releases (the worker died, the solve hung) frees itself at ``expires_at``: nothing
    has to sweep it. Every lease then *cools* its proxy until ``cool_until`` (release time, or
    expiry, plus ``[worker].cooldown_seconds``).
-2. A proxy may be leased iff it is eligible (selection.py rule 1, the one definition, with the
-   caller's filters), fewer than ``max_concurrent`` leases on it are held, and no ended lease on
-   it is still cooling (``free``). So with ``cooldown_seconds`` a proxy rests after each use,
-   however many slots it has.
+2. A proxy may be leased iff ``Eligibility`` with ``leases`` admits it (eligibility.py, the one
+   definition: eligible for the caller's filters, fewer than ``max_concurrent`` leases on it
+   held, and no ended lease on it still cooling: ``free``). So with ``cooldown_seconds`` a
+   proxy rests after each use, however many slots it has.
 3. Acquiring is one transaction that picks, re-checks and inserts:
    - SQLite: the writer engine's ``BEGIN IMMEDIATE`` takes the one write lock first, so
      acquirers run one at a time and the pick sees every committed lease.
@@ -34,13 +34,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, and_, delete, exists, func, insert, or_, select, update
+from sqlalchemy import Engine, delete, func, insert, or_, select, update
 
 from ..proxy import Proxy
 from ._rows import is_postgresql
+from .eligibility import Eligibility, free, held
 from .models import ProxyRow as P
 from .models import WorkerLeaseRow as L
-from .selection import ORDERS, WORKER_COLUMNS, Filters, eligible, worker_proxy
+from .selection import ORDERS, WORKER_COLUMNS, worker_proxy
 
 MAX_ATTEMPTS = 8  # PostgreSQL: candidates re-checked per acquire before answering "none free"
 
@@ -66,32 +67,19 @@ class HeldLease:
     expires_at: datetime
 
 
-def held(now: datetime) -> ColumnElement[bool]:
-    """The lease row is held at ``now`` (rule 1)."""
-    return and_(L.released_at.is_(None), L.expires_at > now)
-
-
-def free(proxy_id: Any, now: datetime, max_concurrent: int) -> ColumnElement[bool]:
-    """The proxy ``proxy_id`` (a column or a value) has a free slot and is not cooling (rule 2)."""
-    held_here = select(func.count()).select_from(L).where(L.proxy_id == proxy_id, held(now)).scalar_subquery()
-    cooling = exists().where(L.proxy_id == proxy_id, L.cool_until > now, ~held(now))
-    return and_(held_here < max_concurrent, ~cooling)
-
-
 def acquire(
     writer: Engine,
+    eligibility: Eligibility,
     *,
-    fresh_since: datetime,
-    filters: Filters | None,
     ttl: float,
-    max_concurrent: int,
     cooldown: float,
-    now: datetime,
     worker: str | None = None,
     order: str = "least_used",
 ) -> Lease | None:
-    """Lease one eligible, free proxy for ``ttl`` seconds (rules 2-3); None when none is free.
-    ``order``: a key of ``selection.ORDERS`` or ``random``."""
+    """Lease one proxy ``eligibility`` (with its ``leases``) admits for ``ttl`` seconds (rules
+    2-3); None when none is free. ``order``: a key of ``selection.ORDERS`` or ``random``."""
+    assert eligibility.leases is not None, "a lease needs the lease limits"
+    now, max_concurrent = eligibility.leases.now, eligibility.leases.max_concurrent
     expires = now + timedelta(seconds=ttl)
     ordering: Iterable[Any] = (func.random(),) if order == "random" else ORDERS[order]
     tried: list[int] = []
@@ -99,8 +87,7 @@ def acquire(
         pg = is_postgresql(conn)
         conn.execute(delete(L).where(L.cool_until <= now))  # rule 4
         for _ in range(MAX_ATTEMPTS if pg else 1):
-            pick = select(P.id).where(eligible(conn, fresh_since, filters),
-                                      free(P.id, now, max_concurrent))
+            pick = select(P.id).where(eligibility.clause(conn))
             if tried:
                 pick = pick.where(P.id.not_in(tried))
             pick = pick.order_by(*ordering).limit(1)

@@ -130,7 +130,8 @@ def _close_delimited(headers: dict[str, str]) -> bool:
 
 
 class ResponseReader:
-    """Reads one response from ``reader``. ``phase`` tells a caller's deadline which phase it is in.
+    """Reads one response from ``reader``. ``phase`` tells a caller's deadline which phase it is in;
+    ``received`` how many bytes of the answer arrived (a retry is allowed only at 0).
 
     Bounds: a head over ``HEAD_LIMIT`` bytes is a ``BadResponse``; a body over ``limit`` stops
     the read (``truncated``), and with no ``limit`` given, a body over ``BODY_LIMIT`` is a
@@ -141,6 +142,7 @@ class ResponseReader:
         self.limit = limit
         self.partial = partial
         self.phase = "response_head"
+        self.received = 0  # bytes of the answer so far: 0 after a failure means "closed before answering"
 
     async def read(self, on_bytes: Callable[[bool], None]) -> Response:
         """Read the response; ``on_bytes(first)`` is called for every chunk that arrives (the
@@ -163,6 +165,7 @@ class ResponseReader:
                 raise ConnectionClosed(f"closed the connection after {col.size:,} bytes of the body", phase="body")
             on_bytes(not received)
             received += len(data)
+            self.received = received
             try:
                 parser.feed_data(data)
             except httptools.HttpParserUpgrade:

@@ -16,6 +16,16 @@ Rules:
    since the caller last replaced it: the probe runner gives each probe a fresh dict.
 5. TLS is ``ssl`` with the process's one context; for an ``https://`` proxy the tunnel's TLS runs
    inside the proxy's (``start_tls`` on a TLS transport: TLS-in-TLS).
+6. A kept-alive connection may be closed by the other side at any moment, and the close can cross
+   our next request on the wire (tinyproxy drops the upstream's ``Connection: close`` and then
+   closes; a keep-alive timeout can end just as we write). So a GET sent on a *reused* connection
+   that ends (EOF or reset) before any byte of the answer arrived is sent once more on a new
+   connection, as RFC 9110 §9.2.2 allows for an idempotent request and as browsers and urllib3
+   do for a connection taken from the pool; through a tunnel the new connection is a new CONNECT.
+   Only what happens on a fresh connection counts. Never retried: a request on a connection opened
+   for it, an answer of which any byte arrived, a timeout (the proxy may still be working), and
+   any second attempt. A CONNECT is always the first request on its connection (rule 1), so it
+   is never sent on a reused one.
 """
 
 from __future__ import annotations
@@ -101,6 +111,11 @@ class _Conn:
             transport.abort()  # no close_notify, as httpcore (standard_compatible=False): same bytes
         else:
             transport.close()
+
+
+class _Unanswered(Exception):
+    """A reused connection ended before any byte of the answer (rule 6): not an error of anyone's
+    yet, and never seen outside ``Session``."""
 
 
 class _Clock:
@@ -202,15 +217,25 @@ class Session:
     # -- inside -------------------------------------------------------------------------------
 
     async def _get(self, target: Target, clock: _Clock, limit: int | None, partial: bool) -> Response:
-        forward = self.proxy is not None and self.proxy.scheme in ("http", "https") and target.scheme == "http"
         key = f"{target.scheme}://{target.origin}"
         conn = self._conns.get(key)
         if conn is not None and not conn.reusable():
             self._retire(key)
             conn = None
-        if conn is None:
-            conn = await self._open(target, clock)
-            self._conns[key] = conn
+        if conn is not None:
+            try:
+                return await self._exchange(conn, key, target, clock, limit, partial, reused=True)
+            except _Unanswered:
+                pass  # rule 6: closed under our request before answering; once more on a new connection
+        conn = await self._open(target, clock)
+        self._conns[key] = conn
+        return await self._exchange(conn, key, target, clock, limit, partial, reused=False)
+
+    async def _exchange(self, conn: _Conn, key: str, target: Target, clock: _Clock, limit: int | None, partial: bool,
+                        *, reused: bool) -> Response:
+        """One request and its answer on ``conn``. ``reused``: an EOF or reset before any byte of
+        the answer raises ``_Unanswered`` (rule 6) instead of ``ConnectionClosed``."""
+        forward = self.proxy is not None and self.proxy.scheme in ("http", "https") and target.scheme == "http"
         request = http1.request_bytes(target.absolute if forward else target.path, target.host_header, self.user_agent,
                                       self._auth if forward else None)
         read = self.timeouts.read
@@ -230,10 +255,14 @@ class Session:
             response = await reader.read(on_bytes)
         except WireError as exc:
             self._retire(key)
+            if reused and reader.received == 0 and isinstance(exc, ConnectionClosed):
+                raise _Unanswered from exc
             exc.target = target.origin
             raise
         except OSError as exc:
             self._retire(key)
+            if reused and reader.received == 0:
+                raise _Unanswered from exc
             raise ConnectionClosed(f"dropped the connection while talking to {target.origin} ({_strerror(exc)})",
                                    target=target.origin, phase=reader.phase) from exc
         except BaseException:

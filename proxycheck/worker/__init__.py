@@ -7,9 +7,11 @@
     report(proxy, create_task(task))      # the service's JSON, an errorId or an errorCode
 
 Rules:
-1. A proxy is handed out iff it is enabled, healthy *now* and its last successful check is at
-   most ``[worker].max_age`` seconds old (default 3 × ``[health].interval``). Stale proxies are
-   never handed out, so workers stop getting proxies when the daemon stops checking.
+1. What is handed out is ``Eligibility``'s rule (store/eligibility.py, stated once there: healthy
+   now, fresh within ``[worker].max_age``, the target and sticky filters, and for leases their
+   limits). Stale proxies are never handed out, so workers stop getting proxies when the daemon
+   stops checking. Every function takes the filters as one ``Filters`` or as its keywords
+   (``FilterKeywords``, params.py); bad values are a ``ValueError`` naming the parameter.
 2. The database is found as the daemon finds it (``--config``-less: ``$PROXYCHECK_CONFIG``, then
    ``./proxycheck.toml``; ``$PROXYCHECK_DATABASE_URL`` wins), opened lazily, once per process, or
    set with ``configure()``; finding nothing is ``NoConfiguration`` saying what to set. Safe with
@@ -30,14 +32,14 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import Iterable
-from typing import Any
+from typing import Any, Unpack
 
 from ..feedback import ReportResult
 from ..proxy import Proxy
+from ..store.eligibility import Filters
 from ..store.reports import FeedbackSummary
 from .leasing import aacquire, acquire, alease, arelease, held_leases, lease, release
-from .params import filters_from_query, make_filters, proxy_from_reference
+from .params import FilterKeywords, filters_from_query, make_filters, proxy_from_reference
 from .pool import ProxyPool
 from .settings import STRATEGIES, NoConfiguration, WorkerSettings, http_token
 
@@ -74,44 +76,24 @@ def default_pool() -> ProxyPool:
     return pool
 
 
-def get_healthy_proxy(
-    *,
-    tags: str | Iterable[str] = (),
-    scheme: str | Iterable[str] | None = None,
-    anonymity: str | None = None,
-    exclude: Iterable[Proxy | str] | Proxy | str = (),
-    strategy: str | None = None,
-    target: str | None = None,
-    sticky: bool = False,
-) -> Proxy:
+def get_healthy_proxy(filters: Filters | None = None, *, strategy: str | None = None,
+                      **keywords: Unpack[FilterKeywords]) -> Proxy:
     """A healthy, fresh proxy. ``tags``: all must match; ``scheme``: one or several, exact;
     ``anonymity``: minimum level (``anonymous`` or ``elite``); ``exclude``: proxies (or their
     URLs/keys) this task already tried; ``strategy``: ``random`` (default), ``round_robin``,
     ``least_used`` or ``fastest``; ``target``: a ban target's name (``[[targets.ban]]``): a proxy
     fine there, even if other targets ban it; ``sticky``: only proxies whose exit IP was seen
-    stable for ``[probes].sticky_seconds``. Raises ``NoHealthyProxy`` (a ``LookupError``) saying why."""
-    return default_pool().get(tags=tags, scheme=scheme, anonymity=anonymity, exclude=exclude, strategy=strategy,
-                              target=target, sticky=sticky)
+    stable for ``[probes].sticky_seconds``. The filters may come as one ``Filters`` instead.
+    Raises ``NoHealthyProxy`` (a ``LookupError``) saying why, ``ValueError`` naming a bad argument."""
+    return default_pool().get(filters, strategy=strategy, **keywords)
 
 
-def get_healthy_proxies(
-    *,
-    tags: str | Iterable[str] = (),
-    scheme: str | Iterable[str] | None = None,
-    anonymity: str | None = None,
-    exclude: Iterable[Proxy | str] | Proxy | str = (),
-    strategy: str | None = None,
-    limit: int | None = None,
-    target: str | None = None,
-    sticky: bool = False,
-) -> list[Proxy]:
+def get_healthy_proxies(filters: Filters | None = None, *, strategy: str | None = None, limit: int | None = None,
+                        **keywords: Unpack[FilterKeywords]) -> list[Proxy]:
     """Every healthy, fresh proxy matching the filters, fastest first (or in ``strategy``'s
-    order, without counting hand-outs). An empty list when none qualifies. ``target`` and
-    ``sticky`` as for ``get_healthy_proxy``."""
-    return default_pool().get_all(
-        tags=tags, scheme=scheme, anonymity=anonymity, exclude=exclude, strategy=strategy, limit=limit,
-        target=target, sticky=sticky,
-    )
+    order, without counting hand-outs), at most ``limit``. An empty list when none qualifies.
+    Filters as for ``get_healthy_proxy``."""
+    return default_pool().get_all(filters, strategy=strategy, limit=limit, **keywords)
 
 
 async def aget_healthy_proxy(**filters: Any) -> Proxy:
@@ -151,6 +133,8 @@ os.register_at_fork(after_in_child=_reset_lock_in_child)
 
 __all__ = [
     "STRATEGIES",
+    "FilterKeywords",
+    "Filters",
     "NoConfiguration",
     "aacquire",
     "acquire",

@@ -4,8 +4,8 @@
         solve(task, **proxy.as_anticaptcha())
 
 Rules:
-1. ``lease()`` takes every filter of ``get_healthy_proxy()`` (passed through as ``**filters``,
-   so filters added there work here), acquires a lease (store/worker_leases.py: limits hold
+1. ``lease()`` takes every filter of ``get_healthy_proxy()`` (one ``Filters`` or its keywords,
+   ``FilterKeywords``, so filters added there work here), acquires a lease (store/worker_leases.py: limits hold
    across every worker process), hands out the ``Proxy`` and releases the lease when the block
    ends, however it ends.
 2. An ``Exception`` leaving the block is reported (``report()``'s machinery) before the release:
@@ -22,10 +22,12 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any
+from typing import Any, Unpack
 
 from ..proxy import Proxy
+from ..store.eligibility import Filters
 from ..store.worker_leases import HeldLease, Lease
+from .params import FilterKeywords
 from .pool import ProxyPool
 
 log = logging.getLogger(__name__)
@@ -39,11 +41,13 @@ def _pool(pool: ProxyPool | None) -> ProxyPool:
     return default_pool()
 
 
-def acquire(*, ttl: float | None = None, worker: str | None = None, pool: ProxyPool | None = None, **filters: Any) -> Lease:
-    """Lease a healthy, fresh proxy matching ``filters`` (``get_healthy_proxy()``'s) for ``ttl``
-    seconds (default ``[worker].lease_ttl``). Release it with ``release(lease)``. Raises
-    ``NoHealthyProxy`` saying why none could be leased (none healthy, or all leased/cooling)."""
-    return _pool(pool).acquire(ttl=ttl, worker=worker, **filters)
+def acquire(filters: Filters | None = None, *, ttl: float | None = None, worker: str | None = None,
+            pool: ProxyPool | None = None, strategy: str | None = None, **keywords: Unpack[FilterKeywords]) -> Lease:
+    """Lease a healthy, fresh proxy matching ``filters`` (``get_healthy_proxy()``'s: a ``Filters``
+    or its keywords) for ``ttl`` seconds (default ``[worker].lease_ttl``). Release it with
+    ``release(lease)``. Raises ``NoHealthyProxy`` saying why none could be leased (none healthy,
+    or all leased/cooling)."""
+    return _pool(pool).acquire(filters, ttl=ttl, worker=worker, strategy=strategy, **keywords)
 
 
 def release(lease: Lease | str, outcome: Any = None, *, worker: str | None = None, pool: ProxyPool | None = None) -> bool:
@@ -65,10 +69,11 @@ def _report_failure(pool: ProxyPool, held: Lease, exc: BaseException, worker: st
 
 
 @contextmanager
-def lease(*, ttl: float | None = None, worker: str | None = None, pool: ProxyPool | None = None, **filters: Any) -> Iterator[Proxy]:
+def lease(filters: Filters | None = None, *, ttl: float | None = None, worker: str | None = None,
+          pool: ProxyPool | None = None, strategy: str | None = None, **keywords: Unpack[FilterKeywords]) -> Iterator[Proxy]:
     """``with lease(ttl=180, tags=...) as proxy:``: the proxy is held for the block (rules 1-3)."""
     p = _pool(pool)
-    held = p.acquire(ttl=ttl, worker=worker, **filters)
+    held = p.acquire(filters, ttl=ttl, worker=worker, strategy=strategy, **keywords)
     try:
         yield held.proxy
     except Exception as exc:
@@ -89,11 +94,13 @@ async def arelease(lease: Lease | str, outcome: Any = None, **kwargs: Any) -> bo
 
 
 @asynccontextmanager
-async def alease(*, ttl: float | None = None, worker: str | None = None, pool: ProxyPool | None = None, **filters: Any) -> AsyncIterator[Proxy]:
+async def alease(filters: Filters | None = None, *, ttl: float | None = None, worker: str | None = None,
+                 pool: ProxyPool | None = None, strategy: str | None = None,
+                 **keywords: Unpack[FilterKeywords]) -> AsyncIterator[Proxy]:
     """``async with alease(...) as proxy:``: ``lease`` for asyncio workers. Cancelling the task
     inside the block releases the lease without reporting (rule 2)."""
     p = _pool(pool)
-    held = await asyncio.to_thread(p.acquire, ttl=ttl, worker=worker, **filters)
+    held = await asyncio.to_thread(p.acquire, filters, ttl=ttl, worker=worker, strategy=strategy, **keywords)
     try:
         yield held.proxy
     except Exception as exc:

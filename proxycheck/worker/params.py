@@ -1,59 +1,105 @@
 """What callers pass in: keyword filters, HTTP query strings, references to a proxy.
 
-Rule: every input is normalised here, once, into ``store.selection.Filters`` or a ``Proxy``;
-anything malformed is a ``ValueError`` whose message names the parameter (an HTTP handler turns
-it into a 400).
+Rule: every input is normalised here, once, into a ``Filters`` (store/eligibility.py, whose
+constructor checks the values), a ``Proxy``, a strategy or a limit; anything malformed is a
+``ValueError`` whose message names the parameter (an HTTP handler turns it into a 400). The
+worker functions take either one ``Filters`` or its keywords (``FilterKeywords``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, TypedDict
 
 from ..errors import ProxyParseError
 from ..proxy import Proxy, parse_proxy_url
-from ..store.selection import ANONYMITY_LEVELS, Filters
+from ..store.eligibility import Filters
 from .settings import STRATEGIES
 
 QUERY_KEYS = ("tags", "tag", "scheme", "anonymity", "exclude", "strategy", "target", "sticky")
 PASSED_THROUGH = ("format",)  # the HTTP layer's own parameters
+_NONE: tuple[str, ...] = ()
+_NO_FILTERS = Filters()
+MAX_LIMIT = 2**31 - 1  # get_healthy_proxies(limit=): more than any fleet, less than any SQL LIMIT
+
+
+class FilterKeywords(TypedDict, total=False):
+    """``make_filters``' keywords: what every worker function takes instead of a ``Filters``."""
+
+    tags: str | Iterable[str]
+    scheme: str | Iterable[str] | None
+    anonymity: str | None
+    exclude: Iterable[Proxy | str] | Proxy | str
+    target: str | None
+    sticky: bool
+
+
+def as_filters(filters: Filters | None, keywords: Mapping[str, Any]) -> Filters:
+    """The one ``Filters`` a worker function works with: the one given, or ``make_filters`` of
+    the keywords (not both)."""
+    if filters is None:
+        return make_filters(**keywords)
+    if not isinstance(filters, Filters):
+        raise ValueError(f"filters: expected a Filters, got {type(filters).__name__}")
+    if keywords:
+        raise ValueError(f"{sorted(keywords)[0]}: pass filters as a Filters or as keywords, not both")
+    return filters
+
+
+def _names(name: str, value: Any, *, lower: bool = False) -> frozenset[str]:
+    """A string (one) or an iterable of strings, stripped; anything else names ``name``."""
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple, set, frozenset)) and (isinstance(items, (bytes, Mapping))
+                                                                   or not isinstance(items, Iterable)):
+        raise ValueError(f"{name}: expected a string or a list of strings, got {value!r}")
+    found = set()
+    for item in items:
+        if not isinstance(item, str) or not item.strip():
+            raise ValueError(f"{name}: expected non-empty strings, got {item!r}")
+        found.add(item.strip().lower() if lower else item)
+    return frozenset(found)
 
 
 def make_filters(
     *,
-    tags: str | Iterable[str] = (),
+    tags: str | Iterable[str] = _NONE,
     scheme: str | Iterable[str] | None = None,
     anonymity: str | None = None,
-    exclude: Iterable[Proxy | str] | Proxy | str = (),
+    exclude: Iterable[Proxy | str] | Proxy | str = _NONE,
     target: str | None = None,
     sticky: bool = False,
 ) -> Filters:
     """``tags``: all must match (a string is one tag). ``scheme``: one or several, matched exactly
     (``socks5`` does not match ``socks5h``). ``anonymity``: the minimum level
     (``anonymous`` < ``elite``). ``exclude``: proxies, URLs or keys already tried."""
-    tag_set = frozenset([tags] if isinstance(tags, str) else (str(t) for t in tags))
-    schemes: frozenset[str] | None = None
-    if scheme is not None:
-        schemes = frozenset(s.strip().lower() for s in ([scheme] if isinstance(scheme, str) else scheme))
-    level = None
-    if anonymity is not None:
-        level = anonymity.strip().lower()
-        if level not in ANONYMITY_LEVELS:
-            raise ValueError(f"anonymity: {anonymity!r} is not a level (known, weakest first: {', '.join(ANONYMITY_LEVELS)})")
+    if tags is _NONE and exclude is _NONE and scheme is None and anonymity is None and target is None and sticky is False:
+        return _NO_FILTERS  # the common call, per hand-out: nothing to check
+    tag_set = _names("tags", tags)
+    schemes = None if scheme is None else _names("scheme", scheme, lower=True)
+    level = anonymity.strip().lower() if isinstance(anonymity, str) else anonymity
     if isinstance(exclude, (Proxy, str)):
         exclude = [exclude]
-    if target is not None and (not isinstance(target, str) or not target.strip()):
-        raise ValueError(f"target: expected a ban target's name, got {target!r}")
-    if not isinstance(sticky, bool):
-        raise ValueError(f"sticky: expected true or false, got {sticky!r}")
-    return Filters(tag_set, schemes, level, frozenset(proxy_key(e) for e in exclude),
-                   target=None if target is None else target.strip(), sticky=sticky)
+    if not isinstance(exclude, (list, tuple, set, frozenset)) and (isinstance(exclude, (bytes, Mapping))
+                                                                    or not isinstance(exclude, Iterable)):
+        raise ValueError(f"exclude: expected proxies, URLs or keys, got {exclude!r}")
+    if isinstance(target, str):
+        target = target.strip()
+    return Filters(tag_set, schemes, level, frozenset(proxy_key(e) for e in exclude), target=target, sticky=sticky)
 
 
-def check_strategy(strategy: str) -> str:
-    if strategy not in STRATEGIES:
+def check_strategy(strategy: Any) -> str:
+    if not isinstance(strategy, str) or strategy not in STRATEGIES:
         raise ValueError(f"strategy: {strategy!r} is not one of {', '.join(STRATEGIES)}")
     return strategy
+
+
+def check_limit(limit: Any) -> int | None:
+    """``get_healthy_proxies(limit=)``: None (all) or a whole number from 0 to ``MAX_LIMIT``."""
+    if limit is None:
+        return None
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 0 <= limit <= MAX_LIMIT:
+        raise ValueError(f"limit: expected a whole number from 0 to {MAX_LIMIT} (or None: all), got {limit!r}")
+    return limit
 
 
 def proxy_key(ref: Proxy | str) -> str:
@@ -135,4 +181,4 @@ def filters_from_query(query: Mapping[str, str]) -> dict[str, Any]:
     return kwargs
 
 
-__all__ = ["check_strategy", "filters_from_json", "filters_from_query", "make_filters", "proxy_from_reference", "proxy_key"]
+__all__ = ["FilterKeywords", "MAX_LIMIT", "as_filters", "check_limit", "check_strategy", "filters_from_json", "filters_from_query", "make_filters", "proxy_from_reference", "proxy_key"]

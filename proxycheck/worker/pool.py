@@ -27,24 +27,26 @@ import socket
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable
-from datetime import datetime, timedelta
-from typing import Any
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, Unpack
 
 from sqlalchemy import Engine
 
 from .. import feedback
 from ..config import Probes
+from ..errors import NoHealthyProxy
 from ..health import HealthPolicy
 from ..proxy import Proxy
 from ..store import migrate
 from ..store._rows import utcnow
 from ..store.engine import make_engine, masked_url
 from ..store.reports import FeedbackSummary, GuardRail, ReportFacts, feedback_summary, guard_rail, record_report
-from ..store.selection import C_ID, Filters, HotReads, eligible_ids, select_eligible
+from ..store.eligibility import Eligibility, Filters, LeaseLimits
+from ..store.selection import C_ID, HotReads, Shortage, eligible_ids, select_eligible, shortage
 from ..store import worker_leases
 from ..store.usage import COUNTED_STRATEGIES, CountedPicks
-from .params import check_strategy, make_filters, proxy_from_reference
+from .params import FilterKeywords, as_filters, check_limit, check_strategy, proxy_from_reference
 from .settings import WorkerSettings, load
 from .snapshot import Snapshot
 from .why import no_free_proxy, no_healthy_proxy
@@ -171,106 +173,93 @@ class ProxyPool:
         self._snapshot = None
 
     # -- selection ---------------------------------------------------------------------------------
-    def get(
-        self,
-        *,
-        tags: str | Iterable[str] = (),
-        scheme: str | Iterable[str] | None = None,
-        anonymity: str | None = None,
-        exclude: Iterable[Proxy | str] | Proxy | str = (),
-        strategy: str | None = None,
-        target: str | None = None,
-        sticky: bool = False,
-    ) -> Proxy:
-        """One eligible proxy by ``strategy``; ``NoHealthyProxy`` (a ``LookupError``) says why not."""
-        filters = self._filters(tags=tags, scheme=scheme, anonymity=anonymity, exclude=exclude, target=target, sticky=sticky)
+    def get(self, filters: Filters | None = None, *, strategy: str | None = None,
+            **keywords: Unpack[FilterKeywords]) -> Proxy:
+        """One eligible proxy by ``strategy``; ``NoHealthyProxy`` (a ``LookupError``) says why not.
+        ``filters``: a ``Filters``, or its keywords (params.py)."""
+        wanted = as_filters(filters, keywords)
+        if strategy is not None:  # bad arguments first: a ValueError even with no database
+            check_strategy(strategy)
+        rule = self._eligibility(wanted)
         reader = self._open()
-        strategy = check_strategy(strategy or self._settings.strategy)
-        now = self._clock()
-        fresh_since = now - timedelta(seconds=self._settings.max_age)
+        strategy = check_strategy(self._settings.strategy if strategy is None else strategy)
+        filters = rule.filters
         if strategy in COUNTED_STRATEGIES:
-            picks, among = self._counted_picks(), self._among(filters, fresh_since)
-            proxy = picks.take(strategy, fresh_since, filters, among)
+            picks, among = self._counted_picks(), self._among(rule)
+            proxy = picks.take(strategy, rule, among)
             if proxy is None and among is not None:
                 # The snapshot's ids have all turned ineligible; others matching may have turned
                 # eligible since it was read. Only the database itself can say "none" (rule 4).
-                proxy = picks.take(strategy, fresh_since, filters)
+                proxy = picks.take(strategy, rule)
         elif self._settings.snapshot_seconds > 0 and not filters.needs_full_row:
-            proxy = self._from_snapshot(reader, strategy, filters, now, fresh_since)
+            proxy = self._from_snapshot(reader, strategy, rule)
         else:
-            proxy = self._from_query(reader, strategy, filters, fresh_since)
+            proxy = self._from_query(reader, strategy, rule)
         if proxy is None:
-            raise no_healthy_proxy(
-                reader, filters, fresh_since=fresh_since, max_age=self._settings.max_age, where=masked_url(self._url), now=now
-            )
+            raise self._none_healthy(reader, rule)
         return proxy
 
-    def get_all(
-        self,
-        *,
-        tags: str | Iterable[str] = (),
-        scheme: str | Iterable[str] | None = None,
-        anonymity: str | None = None,
-        exclude: Iterable[Proxy | str] | Proxy | str = (),
-        strategy: str | None = None,
-        limit: int | None = None,
-        target: str | None = None,
-        sticky: bool = False,
-    ) -> list[Proxy]:
+    def get_all(self, filters: Filters | None = None, *, strategy: str | None = None, limit: int | None = None,
+                **keywords: Unpack[FilterKeywords]) -> list[Proxy]:
         """Every eligible proxy (exact: one query), ordered by ``strategy`` without counting
         hand-outs: fastest first by default, shuffled for ``random``. Empty list, no exception."""
-        filters = self._filters(tags=tags, scheme=scheme, anonymity=anonymity, exclude=exclude, target=target, sticky=sticky)
+        wanted, limit = as_filters(filters, keywords), check_limit(limit)
+        strategy = check_strategy("fastest" if strategy is None else strategy)
+        rule = self._eligibility(wanted)
         reader = self._open()
-        strategy = check_strategy(strategy or "fastest")
-        fresh_since = self._clock() - timedelta(seconds=self._settings.max_age)
         if strategy == "random":
-            proxies = select_eligible(reader, fresh_since, filters, order="id")
+            proxies = select_eligible(reader, rule, order="id")
             self._rng.shuffle(proxies)
             return proxies[:limit] if limit is not None else proxies
-        return select_eligible(reader, fresh_since, filters, order=strategy, limit=limit)
+        return select_eligible(reader, rule, order=strategy, limit=limit)
 
-    def _filters(self, *, sticky: bool = False, **given: Any) -> Filters:
-        """``make_filters``, with ``[probes].sticky_seconds`` from the config for ``sticky``."""
-        filters = make_filters(sticky=sticky, **given)
-        if sticky:
-            self._open()
+    def _eligibility(self, filters: Filters, leases: bool = False) -> Eligibility:
+        """The rule for this call: ``fresh_since`` from the clock once (eligibility.py rule 3), and
+        ``[probes].sticky_seconds`` from the config for ``sticky``."""
+        self._open()
+        if filters.sticky:
             filters = dataclasses.replace(filters, sticky_seconds=self._sticky_seconds)
-        return filters
+        now = self._clock()
+        limits = LeaseLimits(self._settings.max_concurrent_per_proxy, now) if leases else None
+        return Eligibility.at(now, self._settings.max_age, filters, limits)
 
-    def _among(self, filters: Filters, fresh_since: datetime) -> tuple[int, ...] | None:
+    def _none_healthy(self, reader: Engine, rule: Eligibility, counts: Shortage | None = None) -> NoHealthyProxy:
+        return no_healthy_proxy(reader, rule, max_age=self._settings.max_age, where=masked_url(self._url),
+                                now=self._clock(), counts=counts)
+
+    def _among(self, rule: Eligibility) -> tuple[int, ...] | None:
         """For a counted pick with a selective filter: the ids the snapshot says match, so the
         pick need not walk past every non-matching row (usage.py rule 5). None: walk."""
+        filters = rule.filters
         if filters.needs_full_row:
             return None
         if self._settings.snapshot_seconds <= 0 or not (filters.tags or filters.schemes or filters.min_anonymity):
             return None
-        snap = self._current_snapshot(fresh_since)
+        snap = self._current_snapshot(rule)
         view = snap.view(filters)
         if not view or len(view) > SMALL_VIEW:
             return None  # empty: the snapshot may be behind, so ask the database itself
         return tuple(c[C_ID] for c in view if c[C_ID] not in snap.discarded) or None
 
-    def _from_query(self, reader: Engine, strategy: str, filters: Filters, fresh_since: datetime) -> Proxy | None:
+    def _from_query(self, reader: Engine, strategy: str, rule: Eligibility) -> Proxy | None:
         if strategy == "fastest":
-            found = select_eligible(reader, fresh_since, filters, order="fastest", limit=1)
+            found = select_eligible(reader, rule, order="fastest", limit=1)
             return found[0] if found else None
         for _ in range(3):  # a proxy may turn ineligible between the two reads
-            ids = eligible_ids(reader, fresh_since, filters)
+            ids = eligible_ids(reader, rule)
             if not ids:
                 return None
-            proxy = self._hot_reads().fetch(self._rng.choice(ids), fresh_since, filters)
+            proxy = self._hot_reads().fetch(self._rng.choice(ids), rule)
             if proxy is not None:
                 return proxy
         return None
 
-    def _from_snapshot(
-        self, reader: Engine, strategy: str, filters: Filters, now: datetime, fresh_since: datetime
-    ) -> Proxy | None:
-        hot = self._hot_reads()
-        cutoff = hot.cutoff(fresh_since)
+    def _from_snapshot(self, reader: Engine, strategy: str, rule: Eligibility) -> Proxy | None:
+        hot, filters = self._hot_reads(), rule.filters
+        cutoff = hot.cutoff(rule.fresh_since)
         rechecked = False
         for _ in range(MAX_PROPOSALS):
-            snap = self._current_snapshot(fresh_since)
+            snap = self._current_snapshot(rule)
             if strategy == "fastest":
                 proposal = next(snap.by_latency(filters, cutoff), None)
             else:
@@ -280,29 +269,29 @@ class ProxyPool:
                 if rechecked or time.monotonic() - snap.taken_at < EMPTY_RECHECK:
                     return None
                 rechecked = True
-                self._reload(fresh_since, blocking=True)
+                self._reload(rule, blocking=True)
                 continue
-            proxy = hot.fetch(proposal[C_ID], fresh_since, filters)
+            proxy = hot.fetch(proposal[C_ID], rule)
             if proxy is not None:
                 return proxy
             snap.discard(proposal[C_ID])
-        return self._from_query(reader, strategy, filters, fresh_since)
+        return self._from_query(reader, strategy, rule)
 
     def _hot_reads(self) -> HotReads:
         self._open()
         assert self._hot is not None
         return self._hot
 
-    def _current_snapshot(self, fresh_since: datetime) -> Snapshot:
+    def _current_snapshot(self, rule: Eligibility) -> Snapshot:
         snap = self._snapshot
         if snap is None:
-            return self._reload(fresh_since, blocking=True)
+            return self._reload(rule, blocking=True)
         age = time.monotonic() - snap.taken_at
         if age >= max(self._settings.snapshot_seconds, RELOAD_FACTOR * snap.load_seconds):
-            return self._reload(fresh_since, blocking=False) or snap
+            return self._reload(rule, blocking=False) or snap
         return snap
 
-    def _reload(self, fresh_since: datetime, *, blocking: bool) -> Snapshot:
+    def _reload(self, rule: Eligibility, *, blocking: bool) -> Snapshot:
         before = self._snapshot
         if not self._reload_lock.acquire(blocking=blocking):
             return before  # type: ignore[return-value]  # another thread is reloading; keep using ours
@@ -310,7 +299,7 @@ class ProxyPool:
             if self._snapshot is not before and self._snapshot is not None:
                 return self._snapshot  # another thread reloaded while we waited
             started = time.monotonic()
-            candidates = self._hot_reads().candidates(fresh_since)
+            candidates = self._hot_reads().candidates(rule)
             snap = Snapshot(candidates, started, time.monotonic() - started)
             self._snapshot = snap
             return snap
@@ -320,34 +309,38 @@ class ProxyPool:
     # -- check-out leases (store/worker_leases.py) ---------------------------------------------------
     def acquire(
         self,
+        filters: Filters | None = None,
         *,
         ttl: float | None = None,
         worker: str | None = None,
         strategy: str | None = None,
-        **filters: Any,
+        **keywords: Unpack[FilterKeywords],
     ) -> worker_leases.Lease:
         """Lease one healthy, fresh proxy matching ``filters`` (``get``'s) for ``ttl`` seconds
         (default ``[worker].lease_ttl``), within ``max_concurrent_per_proxy`` and
         ``cooldown_seconds``. ``NoHealthyProxy`` says why none could be leased."""
-        wanted = self._filters(**filters)
-        reader = self._open()
-        settings, now = self._settings, self._clock()
-        ttl = self._check_ttl(ttl) or settings.lease_ttl
-        order = check_strategy(strategy or "least_used")
-        fresh_since = now - timedelta(seconds=settings.max_age)
+        wanted, ttl = as_filters(filters, keywords), self._check_ttl(ttl)
+        order = check_strategy("least_used" if strategy is None else strategy)
         who = self._who(worker)
+        rule = self._eligibility(wanted, leases=True)
+        reader = self._open()
+        settings = self._settings
+        ttl = ttl or settings.lease_ttl
         lease = worker_leases.acquire(
-            self._write_engine(), fresh_since=fresh_since, filters=wanted, ttl=ttl,
-            max_concurrent=settings.max_concurrent_per_proxy, cooldown=settings.cooldown_seconds,
-            now=now, worker=who, order=order,
+            self._write_engine(), rule, ttl=ttl, cooldown=settings.cooldown_seconds, worker=who, order=order,
         )
         if lease is not None:
             return lease
-        matching = len(eligible_ids(reader, fresh_since, wanted))
+        # Why not: one query says how many match without the lease limits (and, if none, why).
+        unleased = dataclasses.replace(rule, leases=None)
+        counts = shortage(reader, unleased)
+        matching = counts.matching
         where = masked_url(self._url)
         if not matching:
-            raise no_healthy_proxy(reader, wanted, fresh_since=fresh_since, max_age=settings.max_age, where=where, now=now)
-        held, cooling = worker_leases.lease_counts(reader, now=now)
+            raise self._none_healthy(reader, unleased, counts)
+        assert rule.leases is not None
+        held, cooling = worker_leases.lease_counts(reader, now=rule.leases.now)
+        wanted = rule.filters
         raise no_free_proxy(
             reader, wanted, matching=matching, held=held, cooling=cooling,
             max_concurrent=settings.max_concurrent_per_proxy, cooldown=settings.cooldown_seconds, where=where,

@@ -6,10 +6,13 @@ Rules:
    proposed proxy by id (``HotReads.fetch``) before handing it out, and discards it here if that
    read says no. So a stale snapshot can only *miss* newly healthy proxies, never hand out an
    unhealthy one.
-2. Freshness is re-checked in memory on every proposal (``last_success >= cutoff``, both in the
-   driver's form), so a snapshot older than ``max_age`` proposes nothing stale either.
-3. Filtered views (tags, schemes, anonymity) are built once per snapshot and cached; ``exclude``
-   is per call and checked per proposal. Picking is O(1) expected: a few random probes, then one
+2. The candidates are what ``Eligibility`` without filters admitted when the snapshot was read.
+   Its freshness term is re-checked in memory on every proposal (``last_success >= cutoff``,
+   both in the driver's form), so a snapshot older than ``max_age`` proposes nothing stale.
+   Target and sticky filters need columns a candidate does not carry: the pool asks the
+   database for those (``Filters.needs_full_row``).
+3. Filtered views (tags, schemes, anonymity: ``Filters.matches``, the rule's own test) are
+   built once per snapshot and cached; ``exclude`` is per call and checked per proposal. Picking is O(1) expected: a few random probes, then one
    pass that also compacts the view when many entries have been discarded.
 4. Thread-safe without locks: views and the discard set are only ever replaced or grown, under
    the GIL, and a snapshot is never reloaded in place (the pool swaps in a new one).
@@ -31,8 +34,8 @@ from ..store.selection import (
     C_SCHEME,
     C_TAGS,
     Candidate,
-    Filters,
 )
+from ..store.eligibility import Filters
 
 RANDOM_PROBES = 8  # random draws before one full pass over the view
 MAX_VIEWS = 256  # filter combinations cached per snapshot (HTTP clients can send anything)
@@ -94,17 +97,11 @@ class Snapshot:
                 yield c
 
     def matches(self, c: Candidate, filters: Filters) -> bool:
-        """Tags, schemes and anonymity (``exclude`` is checked per proposal)."""
-        if filters.tags:
-            tags = self._tag_sets.get(c[C_TAGS])
-            if tags is None:
-                tags = self._tag_sets[c[C_TAGS]] = frozenset(json.loads(c[C_TAGS] or "[]"))
-            if not filters.tags <= tags:
-                return False
-        if filters.schemes is not None and c[C_SCHEME] not in filters.schemes:
-            return False
-        levels = filters.anonymity_levels
-        return levels is None or c[C_ANONYMITY] in levels
+        """``Filters.matches`` on a candidate (``exclude`` is checked per proposal)."""
+        tags = self._tag_sets.get(c[C_TAGS])
+        if tags is None:
+            tags = self._tag_sets[c[C_TAGS]] = frozenset(json.loads(c[C_TAGS] or "[]"))
+        return filters.matches(c[C_SCHEME], c[C_ANONYMITY], tags)
 
 
 __all__ = ["Snapshot"]

@@ -12,7 +12,8 @@ from datetime import datetime
 from sqlalchemy import Engine
 
 from ..errors import NoHealthyProxy
-from ..store.selection import Filters, Shortage, shortage
+from ..store.eligibility import Eligibility, Filters
+from ..store.selection import Shortage, shortage
 from ..store.status import status_summary
 from ..verdict import ERROR_NAMES
 
@@ -20,10 +21,12 @@ LIVE_WITHIN = 60.0  # seconds without a heartbeat before a daemon counts as not 
 
 
 def no_healthy_proxy(
-    reader: Engine, filters: Filters, *, fresh_since: datetime, max_age: float, where: str, now: datetime
+    reader: Engine, rule: Eligibility, *, max_age: float, where: str, now: datetime, counts: Shortage | None = None
 ) -> NoHealthyProxy:
-    """The exception to raise, with its message and ``details`` (a dict, for the HTTP endpoint)."""
-    counts = shortage(reader, fresh_since)
+    """The exception to raise, with its message and ``details`` (a dict, for the HTTP endpoint).
+    ``counts``: ``shortage(reader, rule)`` when the caller has it already."""
+    filters = rule.filters
+    counts = counts or shortage(reader, rule)
     summary = status_summary(reader, now=now, live_within=LIVE_WITHIN)
     checker = summary.checker_state  # None: no live daemon
     message = explain(counts, filters, max_age=max_age, where=where, checker=checker, checker_reason=summary.checker_reason)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -11,7 +12,7 @@ from sqlalchemy import insert, select, text, update
 
 from proxycheck.errors import SchemaOutOfDate, StorageError
 from proxycheck.store import database_url_default, make_engine, masked_url, sync_source
-from proxycheck.store.engine import normalize_url
+from proxycheck.store.engine import SQLITE_JOURNAL_SIZE_LIMIT, checkpoint, normalize_url
 from proxycheck.store.models import InstanceRow, ProxyRow
 
 from .helpers import NOW, proxy
@@ -100,11 +101,32 @@ def test_sqlite_pragmas(sqlite_url):
         with engine.connect() as conn:
             pragmas = {
                 p: conn.exec_driver_sql(f"PRAGMA {p}").scalar()
-                for p in ("journal_mode", "busy_timeout", "synchronous", "foreign_keys")
+                for p in ("journal_mode", "busy_timeout", "synchronous", "foreign_keys", "journal_size_limit")
             }
     finally:
         engine.dispose()
-    assert pragmas == {"journal_mode": "wal", "busy_timeout": 10000, "synchronous": 1, "foreign_keys": 1}
+    assert pragmas == {"journal_mode": "wal", "busy_timeout": 10000, "synchronous": 1, "foreign_keys": 1,
+                       "journal_size_limit": SQLITE_JOURNAL_SIZE_LIMIT}
+
+
+def test_a_checkpoint_truncates_the_wal_past_its_threshold_and_keeps_the_busy_timeout(sqlite_url):
+    """engine.py rule 5; the daemon's WAL on a real small disk is tests/test_daemon_disk.py."""
+    writer = make_engine(sqlite_url, writer=True)
+    wal = Path(f"{writer.url.database}-wal")
+    try:
+        sync_source(writer, "s", [proxy(i) for i in range(300)], NOW)
+        grown = wal.stat().st_size
+        assert grown > 0
+        assert checkpoint(writer, above=grown) is True and wal.stat().st_size == grown  # under the threshold: left
+        assert checkpoint(writer) is True and wal.stat().st_size == 0
+        with writer.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 10000
+        sync_source(writer, "s", [proxy(i) for i in range(301)], NOW)  # still writes after it
+    finally:
+        writer.dispose()
+    postgres = make_engine("postgresql://nobody@127.0.0.1:1/none", writer=True)
+    assert checkpoint(postgres) is True  # nothing to do, and no connection made
+    postgres.dispose()
 
 
 def test_sqlite_readers_read_while_the_writer_holds_a_write_transaction(sqlite_url):

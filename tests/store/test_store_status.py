@@ -9,7 +9,6 @@ from sqlalchemy import update
 
 from proxycheck.store import (
     claim_due,
-    healthy_proxies,
     heartbeat,
     list_proxies,
     live_instances,
@@ -20,7 +19,9 @@ from proxycheck.store import (
     status_summary,
     sync_source,
 )
+from proxycheck.store.eligibility import Eligibility, Filters
 from proxycheck.store.models import ProxyRow
+from proxycheck.store.selection import select_eligible
 
 from .helpers import NOW, check_once, outcome, proxy
 
@@ -148,14 +149,15 @@ def test_list_proxies_rows_say_what_a_status_line_needs(writer, reader):
     assert "pw" not in repr(by_n[1]) and "pw" not in str(by_n[1].proxy)
 
 
-def test_healthy_proxies_are_fresh_and_tagged(writer, reader):
+def test_eligible_proxies_are_fresh_and_tagged(writer, reader):
     fleet(writer)
-    fresh = healthy_proxies(reader, fresh_since=LATER)
-    assert sorted(p.proxy.port - 8000 for p in fresh) == [1, 2]
-    assert fresh[0].proxy.password == "pw"  # workers get the credentials
-    assert [p.proxy.port - 8000 for p in healthy_proxies(reader, fresh_since=LATER, tags=["de"])] == [1]
-    assert healthy_proxies(reader, fresh_since=LATER + timedelta(seconds=1)) == []  # stale
-    assert len(healthy_proxies(reader, fresh_since=LATER, limit=1)) == 1
+    fresh = select_eligible(reader, Eligibility(LATER))
+    assert sorted(p.port - 8000 for p in fresh) == [1, 2]
+    assert fresh[0].password == "pw"  # workers get the credentials
+    de = Eligibility(LATER, Filters(tags=frozenset({"de"})))
+    assert [p.port - 8000 for p in select_eligible(reader, de)] == [1]
+    assert select_eligible(reader, Eligibility(LATER + timedelta(seconds=1))) == []  # stale
+    assert len(select_eligible(reader, Eligibility(LATER), limit=1)) == 1
 
 
 def test_oldest_due_at_is_the_longest_wait_of_an_unclaimed_proxy(writer, reader):

@@ -51,6 +51,8 @@ for _ in $(seq 60); do
     sleep 0.5
 done
 install -m 0640 -g proxycheck /judge/ca.pem /etc/proxycheck/judge-ca.pem
+# The installed file's own [targets] (the two public judges) gives way to the one below.
+sed -i '/^\[targets\]/,/^judge_urls = /d' /etc/proxycheck/proxycheck.toml
 cat >>/etc/proxycheck/proxycheck.toml <<'EOF'
 
 [targets]

@@ -256,3 +256,28 @@ def test_lease_takes_the_target_filter(make_pool, writer):
         pool.acquire(target="hcaptcha")
     held = pool.acquire(target="recaptcha", sticky=False)
     assert held.proxy == p
+
+
+@pytest.mark.parametrize("healthy", [True, False])
+def test_a_refused_lease_applies_the_rule_in_two_statements(make_pool, writer, healthy):
+    """The pick, then one statement that says how many match and why (selection.shortage);
+    before: the pick, the ids again, and the counts again when none was healthy. A statement
+    applies the rule when it holds its freshness term."""
+    from sqlalchemy import event
+
+    fleet(writer, [proxy(1)], healthy=healthy)
+    pool = make_pool(max_concurrent_per_proxy=1)
+    if healthy:
+        pool.acquire(ttl=60)  # the one slot
+    pool._write_engine()
+    seen: list[str] = []
+
+    def count(conn, cursor, statement, *args):
+        if "last_success_at >=" in statement:
+            seen.append(statement)
+
+    for engine in (pool._reader, pool._writer):
+        event.listen(engine, "before_cursor_execute", count)
+    with pytest.raises(NoHealthyProxy, match="no proxy free to lease" if healthy else "no healthy proxy"):
+        pool.acquire(ttl=60)
+    assert len(seen) == 2, "\n\n".join(seen)

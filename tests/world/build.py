@@ -76,6 +76,11 @@ EXPECTATIONS: tuple[Expectation, ...] = (
     Expectation("squid-forwarded-for", 7, 29, "ip_leaked", "forwarded_for on: X-Forwarded-For: 127.0.0.1"),
     Expectation("squid-short-headers", 8, 36, "long_get_rejected", "request_header_max_size 1 KB: a 2 KB GET gets 431"),
     Expectation("tinyproxy-xtinyproxy", 9, 29, "ip_leaked", "XTinyproxy Yes: X-Tinyproxy: 127.0.0.1"),
+    Expectation("tinyproxy-anonymous", 14, None, None,
+                "tinyproxy Anonymous header list: no keep-alive to clients, a reused connection is closed unanswered",
+                "anonymous"),
+    Expectation("squid-no-persistent", 15, None, None,
+                "squid client_persistent_connections off: closes each client connection after one answer", "anonymous"),
     Expectation("microsocks", 10, None, None, "SOCKS5 without auth", "elite"),
     Expectation("microsocks-auth-right-password", 11, None, None, "SOCKS5 username/password", "elite", "right"),
     Expectation("microsocks-auth-wrong-password", 11, 49, "auth_rejected", "same SOCKS5 port, wrong password", credentials="wrong"),
@@ -110,6 +115,8 @@ SLOTS: dict[int, Slot] = {
     7: Slot("http"),  # squid-forwarded-for
     8: Slot("http"),  # squid-short-headers
     9: Slot("http"),  # tinyproxy
+    14: Slot("http"),  # tinyproxy-anonymous
+    15: Slot("http"),  # squid-no-persistent
     10: Slot("socks5"),  # microsocks
     11: Slot("socks5", credentials=SOCKS_USER),  # microsocks -u -P
     12: Slot("socks4"),  # pproxy
@@ -224,9 +231,12 @@ def _daemons(workdir: Path, ports: dict[int, int]) -> list[Child]:
     elite = software.SquidInstance("squid-elite", (port(2, "elite"),), via=False, elite=True)
     leaky = software.SquidInstance("squid-forwarded-for", (port(7, "forwardedfor"),), forwarded_for="on")
     short = software.SquidInstance("squid-short-headers", (port(8, "short"),), request_header_max_size="1 KB")
+    oneshot = software.SquidInstance("squid-no-persistent", (port(15, "nopersistent"),), persistent=False)
     return [
-        *(software.squid(inst, workdir, htpasswd) for inst in (main, elite, leaky, short)),
+        *(software.squid(inst, workdir, htpasswd) for inst in (main, elite, leaky, short, oneshot)),
         software.tinyproxy("tinyproxy-xtinyproxy", listen_ip(9), ports[9], egress_ip(9), workdir, ["XTinyproxy Yes"]),
+        software.tinyproxy("tinyproxy-anonymous", listen_ip(14), ports[14], egress_ip(14), workdir,
+                           [f'Anonymous "{header}"' for header in ("Host", "Authorization", "Cookie")]),
         software.microsocks("microsocks", listen_ip(10), ports[10], egress_ip(10), workdir),
         software.microsocks("microsocks-auth", listen_ip(11), ports[11], egress_ip(11), workdir, auth=SOCKS_USER),
         software.pproxy("pproxy-socks4", "socks4", listen_ip(12), ports[12], egress_ip(12), workdir),

@@ -14,6 +14,7 @@ from __future__ import annotations
 import socket
 import ssl
 import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 import trustme
@@ -270,3 +271,54 @@ def _recv_until(conn: socket.socket, marker: bytes) -> bytes:
             raise ConnectionError("peer closed")
         data += chunk
     return bytes(data)
+
+
+class AlikeTarget:
+    """A plain-HTTP target that, when switched, answers *every* caller alike (the checker's own
+    direct request included): ``answer = 429`` or ``503`` for a ban target rate-limiting everyone or
+    a target having a bad day; ``answer = None`` for normal service (200 and a small page for any
+    path, long query strings included). Real software can be configured into one of these, but
+    not switched between them every second without dropping its listening socket.
+    """
+
+    def __init__(self, host: str) -> None:
+        self.host, self.port = host, 0
+        self.answer: int | None = None
+        self.served = 0
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> AlikeTarget:
+        target = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                target.served += 1
+                status = target.answer or 200
+                body = b"<html><body>ok</body></html>" if status == 200 else f"<html>{status}</html>".encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer((self.host, 0), Handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join()

@@ -33,6 +33,10 @@ class Script:
     # Forwarded GETs: (origin's raw response) -> bytes to send, or a coroutine that sends them.
     response: Callable[[bytes, Writer], Awaitable[None]] | None = None
     close_after_each: bool = False
+    # Keep-alive that ends under the client: answer this many forwarded GETs on a connection (no
+    # "Connection: close"), then read the next request and close without a byte of answer, as
+    # tinyproxy or a keep-alive timeout does when the close crosses the client's next request.
+    close_unanswered_after: int | None = None
     # Reset (RST) every connection as soon as it is accepted, before reading a byte.
     reset_on_accept: bool = False
     # SOCKS5: the two-byte answer to the greeting; None: close.
@@ -45,6 +49,7 @@ class ScriptedProxy:
         self.host, self.port, self.script, self.egress = host, 0, script, egress
         self.ssl_context = ssl_context  # set: an https:// proxy (TLS to the proxy itself)
         self.connections = 0
+        self.unanswered = 0  # requests closed unanswered by ``close_unanswered_after``
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task] = set()
         self._writers: set[Writer] = set()
@@ -88,9 +93,14 @@ class ScriptedProxy:
             writer.transport.abort()
 
     async def _http(self, reader: Reader, writer: Writer) -> None:
+        answered = 0
         while True:
             head = await reader.readuntil(b"\r\n\r\n")
             method, target, _ = head.split(b"\r\n", 1)[0].decode().split(" ", 2)
+            if method != "CONNECT" and answered == self.script.close_unanswered_after:
+                self.unanswered += 1
+                return
+            answered += 1
             if method == "CONNECT":
                 host, port = target.rsplit(":", 1)
                 if self.script.connect_answer is None:
@@ -240,6 +250,21 @@ def only_for(content_type: str, hook: Callable[[bytes, Writer], Awaitable[None]]
 
     async def send(raw: bytes, writer: Writer) -> None:
         if f"content-type: {content_type}".encode() in raw.split(b"\r\n\r\n", 1)[0].lower():
+            await hook(raw, writer)
+        else:
+            writer.write(raw)
+
+    return send
+
+
+def nth(n: int, hook: Callable[[bytes, Writer], Awaitable[None]]) -> Callable[[bytes, Writer], Awaitable[None]]:
+    """Apply ``hook`` to the ``n``-th forwarded response only (counted over the whole proxy, from 1)."""
+    seen = 0
+
+    async def send(raw: bytes, writer: Writer) -> None:
+        nonlocal seen
+        seen += 1
+        if seen == n:
             await hook(raw, writer)
         else:
             writer.write(raw)

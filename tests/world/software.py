@@ -59,6 +59,7 @@ class SquidInstance:
     via: bool = True
     elite: bool = False  # also strip every request header that shows a proxy is in the path
     request_header_max_size: str | None = None
+    persistent: bool = True  # False: client_persistent_connections off (a reused connection is closed)
 
 
 def write_htpasswd(path: Path, user: str, password: str) -> None:
@@ -104,6 +105,8 @@ def squid_conf(inst: SquidInstance, workdir: Path, htpasswd: Path) -> str:
             lines.append(f"request_header_access {header} deny all")
     if inst.request_header_max_size:
         lines.append(f"request_header_max_size {inst.request_header_max_size}")
+    if not inst.persistent:
+        lines.append("client_persistent_connections off")
     lines += [
         "visible_hostname proxycheck-world",
         "cache deny all",

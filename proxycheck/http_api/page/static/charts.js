@@ -8,7 +8,18 @@
   var COLOURS = { healthy: "#2e7d32", unhealthy: "#c62828", unknown: "#9e9e9e" };
   var PALETTE = ["#c62828", "#ef6c00", "#6a1b9a", "#1565c0", "#00838f", "#5d4037", "#ad1457", "#558b2f"];
 
+  var MIN_WINDOW = 600; // seconds: the narrowest time axis drawn (a proxy's first check, a fresh fleet)
+
   function width(el) { return Math.max(320, el.clientWidth || 600); }
+
+  // The x scale's range: the data's own span, widened around its middle to MIN_WINDOW when
+  // shorter. uPlot pads a zero span (one point) by a share of the value itself, which for a time
+  // in seconds is years (an axis from 2027 to 2029).
+  function timeWindow(min, max) {
+    if (max - min >= MIN_WINDOW) { return [min, max]; }
+    var mid = (min + max) / 2;
+    return [mid - MIN_WINDOW / 2, mid + MIN_WINDOW / 2];
+  }
 
   function draw(el, title, t, named, colours) {
     var series = [{}], data = [t];
@@ -18,8 +29,15 @@
     });
     el.textContent = "";
     if (series.length === 1) { el.textContent = title + ": nothing to show"; return; }
-    new uPlot({ title: title, width: width(el), height: 220, series: series, scales: { x: { time: true } } }, data, el);
+    var x = { time: true, range: function (u, min, max) { return timeWindow(min, max); } };
+    var shown = function (u, key) {  // the window drawn, in seconds (the browser test reads it)
+      if (key === "x") { el.dataset.xMin = u.scales.x.min; el.dataset.xMax = u.scales.x.max; }
+    };
+    new uPlot({ title: title, width: width(el), height: 220, series: series, scales: { x: x },
+                hooks: { setScale: [shown] } }, data, el);
   }
+
+  window.proxycheckCharts = { timeWindow: timeWindow, MIN_WINDOW: MIN_WINDOW };
 
   var fetched = {};
   function load(src) {

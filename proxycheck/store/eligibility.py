@@ -1,0 +1,258 @@
+"""What may be handed out to a worker: one rule, as a value, a SQL expression and a predicate.
+
+Rules:
+1. ``Eligibility`` states the rule once (its docstring); ``clause`` is its only SQL form and
+   ``admits`` its only Python form. Every read that hands out or counts proxies builds one of
+   the two from an ``Eligibility``: the lists and picks (selection.py, usage.py), the hot re-read
+   and the snapshot's views (selection.py ``HotReads``, worker/snapshot.py), leases
+   (worker_leases.py) and the ``NoHealthyProxy`` counts (selection.py ``shortage``).
+   tests/store/test_eligibility.py runs one table of rows through every form and asserts the
+   same sets.
+2. ``Filters`` is what a worker asked for. Its constructor is the one place that checks the
+   values' types and ranges: anything else is a ``ValueError`` naming the parameter
+   (worker/params.py turns keywords and query strings into one).
+3. ``fresh_since`` is computed once per call (``Eligibility.at``), from the caller's clock.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple
+
+from sqlalchemy import ColumnElement, Connection, and_, exists, func, literal_column, not_, or_, select, true
+
+from ..sticky import DEFAULT_WINDOW, GATEWAY_TAG, ExitSummary, stability
+from ._rows import has_tag, list_has
+from .models import ProxyRow as P
+from .models import UTCDateTime
+from .models import WorkerLeaseRow as L
+
+# Weakest first. A healthy proxy is never transparent (that is error 29), so "anonymous" and
+# "elite" are the useful minimums.
+ANONYMITY_LEVELS = ("transparent", "anonymous", "elite")
+
+
+def _strings(name: str, value: Any, *, optional: bool = False) -> None:
+    if (optional and value is None) or (type(value) is frozenset and not value):  # the common cases: per hand-out
+        return
+    if not isinstance(value, frozenset) or not all(isinstance(v, str) and v for v in value):
+        what = "a set of non-empty strings" + (" or None" if optional else "")
+        raise ValueError(f"{name}: expected {what}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What a worker asked for (rule 2). ``exclude`` holds ``Proxy.key`` values (already tried)."""
+
+    tags: frozenset[str] = frozenset()
+    schemes: frozenset[str] | None = None  # None: any scheme
+    min_anonymity: str | None = None  # one of ANONYMITY_LEVELS; None: any
+    exclude: frozenset[str] = frozenset()
+    # A ban target's name: proxies usable for it, even if other targets ban them (exits.py rule 1).
+    target: str | None = None
+    # Only proxies whose exit IP was seen stable for ``sticky_seconds`` (sticky.py rule 3).
+    sticky: bool = False
+    sticky_seconds: float = DEFAULT_WINDOW
+
+    def __post_init__(self) -> None:
+        _strings("tags", self.tags)
+        _strings("scheme", self.schemes, optional=True)
+        _strings("exclude", self.exclude)
+        if self.min_anonymity is not None and (
+            not isinstance(self.min_anonymity, str) or self.min_anonymity not in ANONYMITY_LEVELS
+        ):
+            raise ValueError(
+                f"anonymity: {self.min_anonymity!r} is not a level (known, weakest first: "
+                f"{', '.join(ANONYMITY_LEVELS)})"
+            )
+        if self.target is not None and (not isinstance(self.target, str) or not self.target.strip()):
+            raise ValueError(f"target: expected a ban target's name, got {self.target!r}")
+        if not isinstance(self.sticky, bool):
+            raise ValueError(f"sticky: expected true or false, got {self.sticky!r}")
+        seconds = self.sticky_seconds
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not (0 < seconds < math.inf):
+            raise ValueError(f"sticky_seconds: expected a positive number of seconds, got {seconds!r}")
+
+    @property
+    def needs_full_row(self) -> bool:
+        """Filters the snapshot's narrow candidates cannot judge: ask the database."""
+        return self.target is not None or self.sticky
+
+    @property
+    def anonymity_levels(self) -> tuple[str, ...] | None:
+        if self.min_anonymity is None:
+            return None
+        return ANONYMITY_LEVELS[ANONYMITY_LEVELS.index(self.min_anonymity) :]
+
+    def matches(self, scheme: str, anonymity: str | None, tags: frozenset[str]) -> bool:
+        """Tags, schemes and anonymity: the part of ``Eligibility.admits`` a snapshot's narrow
+        candidate can answer (``exclude`` is per call, so the snapshot checks it per proposal)."""
+        if self.tags and not self.tags <= tags:
+            return False
+        if self.schemes is not None and scheme not in self.schemes:
+            return False
+        levels = self.anonymity_levels
+        return levels is None or anonymity in levels
+
+    def describe(self) -> str:
+        parts = []
+        if self.tags:
+            parts.append(f"tags {sorted(self.tags)}")
+        if self.schemes:
+            parts.append(f"scheme {' or '.join(sorted(self.schemes))}")
+        if self.min_anonymity:
+            parts.append(f"anonymity at least {self.min_anonymity}")
+        if self.exclude:
+            parts.append(f"{len(self.exclude)} excluded")
+        if self.target is not None:
+            parts.append(f"usable for ban target {self.target!r}")
+        if self.sticky:
+            parts.append(f"sticky exit (stable for {self.sticky_seconds:g} s)")
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class LeaseLimits:
+    """``[worker].max_concurrent_per_proxy`` at ``now``. ``cooldown_seconds`` is in each ended
+    lease's ``cool_until`` (store/worker_leases.py rule 1)."""
+
+    max_concurrent: int
+    now: datetime
+
+
+class Facts(NamedTuple):
+    """One proxy as ``Eligibility.admits`` judges it: ``FACT_COLUMNS`` as Python values, and
+    (for a lease) how many leases on it are held and whether an ended one is still cooling."""
+
+    key: str
+    enabled: bool
+    state: str
+    reason: str | None
+    last_success_at: datetime | None
+    usable_at: datetime | None
+    usable_for: frozenset[str]
+    tags: frozenset[str]
+    scheme: str
+    anonymity: str | None
+    exit_run_seconds: float | None
+    exit_change_gap: float | None
+    leases_held: int = 0
+    cooling: bool = False
+
+
+FACT_COLUMNS = (P.key, P.enabled, P.state, P.reason, P.last_success_at, P.usable_at, P.usable_for, P.tags,
+                P.scheme, P.anonymity, P.exit_run_seconds, P.exit_change_gap)
+
+
+def usable(healthy: bool, reason: str | None) -> bool:
+    """Handed out for some target: healthy, or failing only on bans (exits.py rule 1)."""
+    return healthy or reason == "banned"
+
+
+def held(now: datetime) -> ColumnElement[bool]:
+    """The lease row is held at ``now`` (worker_leases.py rule 1)."""
+    return and_(L.released_at.is_(None), L.expires_at > now)
+
+
+def free(proxy_id: Any, now: datetime, max_concurrent: int) -> ColumnElement[bool]:
+    """The proxy ``proxy_id`` (a column or a value) has a free slot and is not cooling."""
+    held_here = select(func.count()).select_from(L).where(L.proxy_id == proxy_id, held(now)).scalar_subquery()
+    cooling = exists().where(L.proxy_id == proxy_id, L.cool_until > now, ~held(now))
+    return and_(held_here < max_concurrent, ~cooling)
+
+
+@dataclass(frozen=True)
+class Eligibility:
+    """A proxy may be handed out iff all of these hold:
+
+    - it is enabled;
+    - without a ``target``: it is ``healthy`` and its last successful check is at or after
+      ``fresh_since`` (now minus ``[worker].max_age``), so workers stop getting proxies when the
+      daemon stops checking;
+    - with a ``target`` (a ban target's name): it is healthy, or unhealthy only for bans; it
+      passed every probe but the ban probe at or after ``fresh_since`` (``usable_at``), and its
+      latest ban check found that target fine (``usable_for``), even if other targets ban it;
+    - with ``sticky``: its exit IP is ``stable`` for ``sticky_seconds`` (sticky.py rule 3: a
+      chain of readings of the latest IP spans the window, no change within the window, not
+      tagged ``rotating``);
+    - it carries every tag asked for, has one of the schemes asked for, at least the anonymity
+      asked for, and is not in ``exclude``;
+    - with ``leases`` (a lease being acquired): fewer than ``max_concurrent`` leases on it are
+      held and no ended lease on it is still cooling down (worker_leases.py rule 2).
+    """
+
+    fresh_since: datetime
+    filters: Filters = field(default_factory=Filters)
+    leases: LeaseLimits | None = None
+
+    @classmethod
+    def at(cls, now: datetime, max_age: float, filters: Filters | None = None,
+           leases: LeaseLimits | None = None) -> Eligibility:
+        """The rule for a call at ``now`` (rule 3)."""
+        return cls(now - timedelta(seconds=max_age), filters or Filters(), leases)
+
+    def clause(self, conn: Connection | Any, *, walk_index: bool = False, cutoff: Any = None) -> ColumnElement[bool]:
+        """The rule in SQL. ``walk_index``: selection.py rule 3. ``cutoff``: a bind parameter to
+        compile in place of ``fresh_since`` (statements compiled once and run many times)."""
+        fresh_since = self.fresh_since if cutoff is None else cutoff
+        f = self.filters
+        last_success: Any = P.last_success_at
+        if walk_index:  # an expression, so no index serves the freshness test
+            column = f"{P.__tablename__}.last_success_at"
+            if conn.dialect.name == "sqlite":
+                last_success = literal_column(f"+{column}", UTCDateTime())
+            else:
+                last_success = literal_column(f"({column} + interval '0 seconds')", UTCDateTime())
+        clauses: list[ColumnElement[bool]] = [P.enabled == true()]
+        if f.target is not None:
+            clauses += [
+                or_(P.state == "healthy", P.reason == "banned"),
+                P.usable_at >= fresh_since,
+                list_has(conn, P.usable_for, f.target),
+            ]
+        else:
+            clauses += [P.state == "healthy", last_success >= fresh_since]
+        if f.sticky:  # stability(...).state == "stable", as admits() asks it
+            window = f.sticky_seconds
+            clauses += [
+                P.exit_run_seconds >= window,
+                or_(P.exit_change_gap.is_(None), P.exit_change_gap >= window),
+                not_(has_tag(conn, GATEWAY_TAG)),
+            ]
+        clauses += [has_tag(conn, tag) for tag in sorted(f.tags)]
+        if f.schemes is not None:
+            clauses.append(P.scheme.in_(sorted(f.schemes)))
+        levels = f.anonymity_levels
+        if levels is not None:
+            clauses.append(P.anonymity.in_(levels))
+        if f.exclude:
+            clauses.append(P.key.not_in(sorted(f.exclude)))
+        if self.leases is not None:
+            clauses.append(free(P.id, self.leases.now, self.leases.max_concurrent))
+        return and_(*clauses)
+
+    def admits(self, p: Facts) -> bool:
+        """The rule in Python, for in-memory paths (``HotReads.fetch``, the snapshot)."""
+        f = self.filters
+        if not p.enabled:
+            return False
+        if f.target is not None:
+            fresh = p.usable_at is not None and p.usable_at >= self.fresh_since
+            if not (usable(p.state == "healthy", p.reason) and fresh and f.target in p.usable_for):
+                return False
+        elif not (p.state == "healthy" and p.last_success_at is not None and p.last_success_at >= self.fresh_since):
+            return False
+        if f.sticky:
+            summary = ExitSummary(("?",) if p.exit_run_seconds is not None else (), p.exit_run_seconds, p.exit_change_gap)
+            if stability(summary, f.sticky_seconds, gateway=GATEWAY_TAG in p.tags).state != "stable":
+                return False
+        if not f.matches(p.scheme, p.anonymity, p.tags) or p.key in f.exclude:
+            return False
+        if self.leases is not None:
+            return p.leases_held < self.leases.max_concurrent and not p.cooling
+        return True
+
+
+__all__ = ["ANONYMITY_LEVELS", "FACT_COLUMNS", "Eligibility", "Facts", "Filters", "LeaseLimits", "free", "held", "usable"]

@@ -1,0 +1,181 @@
+"""One definition of "may be handed out" (store/eligibility.py rule 1): the same rows through
+every form of the rule give the same sets.
+
+The forms: the SQL expression (``Eligibility.clause``, on SQLite and PostgreSQL), the Python
+predicate (``Eligibility.admits``), the worker's hot re-read by id (``HotReads.fetch``) and a
+worker's snapshot (``Snapshot``, for the filters it answers; target and sticky filters it leaves
+to the database: ``Filters.needs_full_row``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import insert, select, update
+
+from proxycheck.proxy import Proxy
+from proxycheck.sticky import DEFAULT_WINDOW
+from proxycheck.store import add_proxies
+from proxycheck.store.eligibility import FACT_COLUMNS, Eligibility, Facts, Filters, LeaseLimits
+from proxycheck.store.models import ProxyRow as P
+from proxycheck.store.models import WorkerLeaseRow as L
+from proxycheck.store.selection import HotReads, facts_of, select_eligible
+from proxycheck.worker.snapshot import Snapshot
+
+from .helpers import NOW
+
+MAX_AGE = 300.0
+FRESH, STALE = NOW - timedelta(seconds=10), NOW - timedelta(seconds=1000)
+BASE: dict[str, Any] = dict(
+    enabled=True, state="healthy", reason=None, last_success_at=FRESH, usable_at=FRESH, usable_for=["google"],
+    tags=["us"], scheme="http", anonymity="elite", exit_run_seconds=200.0, exit_change_gap=None, latency_ms=100.0,
+)
+# name: (columns that differ from BASE, leases on it: "held" / "ended" (cooling) per lease)
+ROWS: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
+    "healthy": ({}, ()),
+    "stale": ({"last_success_at": STALE, "usable_at": STALE}, ()),
+    "never_succeeded": ({"last_success_at": None, "usable_at": None}, ()),
+    "disabled": ({"enabled": False}, ()),
+    "unknown": ({"state": "unknown", "last_success_at": None, "usable_at": None}, ()),
+    "unhealthy": ({"state": "unhealthy", "reason": "connect_refused", "usable_for": ["google"]}, ()),
+    "banned_elsewhere": ({"state": "unhealthy", "reason": "banned", "last_success_at": STALE,
+                          "usable_for": ["google"]}, ()),
+    "banned_here": ({"state": "unhealthy", "reason": "banned", "usable_for": ["cloudflare"]}, ()),
+    "banned_stale": ({"state": "unhealthy", "reason": "banned", "usable_at": STALE}, ()),
+    "healthy_not_usable_for_google": ({"usable_for": []}, ()),
+    "socks_anonymous_de": ({"scheme": "socks5", "anonymity": "anonymous", "tags": ["de"]}, ()),
+    "no_anonymity_known": ({"anonymity": None, "tags": ["us", "de"]}, ()),
+    "rotating": ({"exit_run_seconds": 30.0, "exit_change_gap": 20.0}, ()),
+    "gateway": ({"tags": ["us", "rotating"], "exit_run_seconds": 500.0}, ()),
+    "unconfirmed": ({"exit_run_seconds": 50.0}, ()),
+    "changed_slowly": ({"exit_run_seconds": 200.0, "exit_change_gap": 500.0}, ()),
+    "changed_at_window": ({"exit_run_seconds": DEFAULT_WINDOW, "exit_change_gap": DEFAULT_WINDOW}, ()),
+    "no_exit_read": ({"exit_run_seconds": None}, ()),
+    "leased_one": ({}, ("held",)),
+    "leased_full": ({}, ("held", "held")),
+    "cooling": ({}, ("ended",)),
+    "expired_cooled": ({}, ("cooled",)),
+}
+
+US, DE = frozenset({"us"}), frozenset({"de"})
+LIMITS = LeaseLimits(max_concurrent=2, now=NOW)
+# (filters, with lease limits)
+CASES = [
+    (Filters(), False),
+    (Filters(tags=US), False),
+    (Filters(tags=US | DE), False),
+    (Filters(schemes=frozenset({"socks5"})), False),
+    (Filters(schemes=frozenset({"http", "socks5"}), tags=DE), False),
+    (Filters(min_anonymity="elite"), False),
+    (Filters(min_anonymity="anonymous"), False),
+    (Filters(exclude=frozenset({"healthy", "rotating"})), False),
+    (Filters(target="google"), False),
+    (Filters(target="cloudflare"), False),
+    (Filters(target="google", tags=US, min_anonymity="elite"), False),
+    (Filters(sticky=True), False),
+    (Filters(sticky=True, sticky_seconds=40.0), False),
+    (Filters(sticky=True, target="google"), False),
+    (Filters(), True),
+    (Filters(target="google", sticky=True), True),
+]
+
+
+def key_of(name: str) -> str:
+    return Proxy("http", "203.0.113.9", 8000 + list(ROWS).index(name), None, None).key
+
+
+@pytest.fixture
+def table(writer) -> dict[str, int]:
+    """ROWS in the database; name -> id. Keys in ``exclude`` are row names, so rows are keyed
+    by name in the result sets (``key`` is the proxy's)."""
+    proxies = {name: Proxy("http", "203.0.113.9", 8000 + i, None, None) for i, name in enumerate(ROWS)}
+    add_proxies(writer, proxies.values(), now=NOW - timedelta(hours=1))
+    ids = {}
+    with writer.begin() as conn:
+        for name, (columns, leases) in ROWS.items():
+            values = {**BASE, **columns}
+            pid = conn.scalar(update(P).where(P.key == proxies[name].key).values(**values).returning(P.id))
+            ids[name] = pid
+            for n, kind in enumerate(leases):
+                ends = {"held": NOW + timedelta(seconds=60), "ended": NOW - timedelta(seconds=5),
+                        "cooled": NOW - timedelta(seconds=50)}[kind]
+                conn.execute(insert(L).values(
+                    id=f"{name}-{n}", proxy_id=pid, worker="test", acquired_at=NOW - timedelta(seconds=90),
+                    expires_at=ends, released_at=None, cool_until=ends + timedelta(seconds=30)))
+    return ids
+
+
+def names_excluding(filters: Filters, ids: dict[str, int]) -> Filters:
+    """``exclude`` holds row names in CASES; the rule wants proxy keys."""
+    if not filters.exclude:
+        return filters
+    return dataclasses.replace(filters, exclude=frozenset(key_of(n) for n in filters.exclude))
+
+
+def lease_facts(name: str) -> dict[str, Any]:
+    leases = ROWS[name][1]
+    return {"leases_held": leases.count("held"), "cooling": "ended" in leases}
+
+
+def facts(name: str) -> Facts:
+    """A row of ROWS as ``Facts``, without a database."""
+    v = {**BASE, **ROWS[name][0]}
+    return Facts(key_of(name), v["enabled"], v["state"], v["reason"], v["last_success_at"], v["usable_at"],
+                 frozenset(v["usable_for"]), frozenset(v["tags"]), v["scheme"], v["anonymity"],
+                 v["exit_run_seconds"], v["exit_change_gap"], **lease_facts(name))
+
+
+@pytest.mark.parametrize(("filters", "leased"), CASES, ids=[f"{c[0].describe() or 'no filters'}{' leased' if c[1] else ''}"
+                                                              for c in CASES])
+def test_every_form_of_the_rule_admits_the_same_rows(writer, table, filters, leased):
+    by_id = {pid: name for name, pid in table.items()}
+    rule = Eligibility.at(NOW, MAX_AGE, names_excluding(filters, table), LIMITS if leased else None)
+    with writer.begin() as conn:
+        in_sql = {by_id[pid] for pid in conn.scalars(select(P.id).where(rule.clause(conn)))}
+        in_python = {by_id[row.id] for row in conn.execute(select(P.id, *FACT_COLUMNS))
+                     if rule.admits(facts_of(row)._replace(**lease_facts(by_id[row.id])))}
+    assert in_sql == in_python
+    assert in_sql, "every case admits some row: a vacuous case proves nothing"
+    assert in_sql != set(ROWS), "every case refuses some row"
+    if not leased:
+        assert {p.port - 8000 for p in select_eligible(writer, rule)} == {list(ROWS).index(n) for n in in_sql}
+        hot = HotReads(writer)
+        assert {name for name, pid in table.items() if hot.fetch(pid, rule) is not None} == in_sql
+        if not rule.filters.needs_full_row:
+            snap = Snapshot(hot.candidates(rule), 0.0, 0.0)
+            proposed = {by_id[c[0]] for c in snap.by_latency(rule.filters, hot.cutoff(rule.fresh_since))}
+            assert proposed == in_sql
+
+
+def test_the_table_covers_every_branch():
+    """The rows above reach each clause of the rule: target, sticky (rotating, gateway,
+    unconfirmed, never read), freshness, leases (held to the limit, cooling)."""
+    expected = {
+        Filters(): {"healthy", "healthy_not_usable_for_google", "socks_anonymous_de", "no_anonymity_known",
+                    "rotating", "gateway", "unconfirmed", "changed_slowly", "changed_at_window", "no_exit_read",
+                    "leased_one", "leased_full", "cooling", "expired_cooled"},
+        Filters(target="google"): {"healthy", "banned_elsewhere", "socks_anonymous_de", "no_anonymity_known",
+                                   "rotating", "gateway", "unconfirmed", "changed_slowly", "changed_at_window",
+                                   "no_exit_read", "leased_one", "leased_full", "cooling", "expired_cooled"},
+        Filters(sticky=True): {"healthy", "healthy_not_usable_for_google", "socks_anonymous_de",
+                               "no_anonymity_known", "changed_slowly", "changed_at_window", "leased_one",
+                               "leased_full", "cooling", "expired_cooled"},
+    }
+    for filters, names in expected.items():
+        rule = Eligibility.at(NOW, MAX_AGE, filters)
+        assert {n for n in ROWS if rule.admits(facts(n))} == names, filters.describe()
+    leased = Eligibility.at(NOW, MAX_AGE, Filters(), LIMITS)
+    assert not leased.admits(facts("leased_full")) and not leased.admits(facts("cooling"))
+    assert leased.admits(facts("leased_one")) and leased.admits(facts("expired_cooled"))
+
+
+def test_the_docs_quote_the_rule_as_the_code_states_it():
+    """docs/handing-out.md quotes ``Eligibility``'s docstring: the rule has one wording."""
+    import inspect
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parents[2] / "docs" / "handing-out.md").read_text()
+    assert inspect.cleandoc(Eligibility.__doc__ or "") in page
