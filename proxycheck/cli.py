@@ -227,7 +227,7 @@ def run(config: str | None, once: bool) -> None:
 @click.option("--unhealthy", is_flag=True, help="Only unhealthy proxies.")
 @click.option("--tag", help="Only proxies with this tag.")
 @click.option("--code", "code_text", metavar="CODE", help="Only proxies failing with this code (29 or ERROR_PROXY_TRANSPARENT).")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object: summary and proxies (see README).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object: summary and proxies (see docs/output.md).")
 def status(config: str | None, unhealthy: bool, tag: str | None, code_text: str | None, as_json: bool) -> None:
     """Show the fleet from the database (works whether or not the daemon runs).
 
