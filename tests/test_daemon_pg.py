@@ -155,7 +155,7 @@ def test_completed_checks_wait_for_the_database_to_come_back(world, tmp_path, pg
         set_connections(db_name, True)
     code, err = daemon.code, daemon.err
     assert code == 0, err
-    assert "the database is back: wrote" in err, err
+    assert "database call write_results works again after" in err and "held results)" in err, err
     assert "gave up" not in err and "Traceback" not in err, err
 
 
