@@ -44,13 +44,11 @@ import dataclasses
 import json
 import os
 import random
-import resource
 import shutil
 import signal
 import socket
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -62,6 +60,8 @@ from pathlib import Path
 from world import judge_targets  # bench/world.py: the same judge layout as check_bench
 
 from proxycheck.config_targets import targets_toml
+from proxycheck.world import Child as WorldChild
+from proxycheck.world import free_port, stop_all, tail
 
 HERE = Path(__file__).resolve().parent
 JUDGE_HOST = "127.0.0.2"
@@ -87,12 +87,6 @@ def proxycheck_cli() -> list[str]:
 def child_env() -> dict[str, str]:
     # The daemon must read our config only, and never talk to a systemd of the host.
     return {k: v for k, v in os.environ.items() if not k.startswith("PROXYCHECK_") and k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "JOURNAL_STREAM")}
-
-
-def free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 def refused(host: str, port: int) -> bool:
@@ -155,56 +149,33 @@ def slope_per_min(points: list[tuple[float, float]]) -> float:
 
 
 # -- children ------------------------------------------------------------------------------------
-@dataclass
-class Child:
-    """One process we started: stdout+stderr to a log file, RSS sampled every ``every`` seconds."""
+class Child(WorldChild):
+    """A ``proxycheck.world.Child`` (spawned, stopped and reaped with ``wait4`` there) whose RSS is
+    sampled every ``every`` seconds, with our cleanup list and the daemon's clean environment."""
 
-    name: str
-    argv: list[str]
-    log: Path
-    every: float = 1.0
-    proc: subprocess.Popen | None = None
-    started: float = 0.0
-    rss: list[tuple[float, int]] = field(default_factory=list)  # (seconds since start, KB)
-    usage: resource.struct_rusage | None = None
-    returncode: int | None = None
-    _sampler: threading.Thread | None = None
+    def __init__(self, name: str, argv: list[str], log: Path, every: float = 1.0) -> None:
+        super().__init__(name, argv, log, env=child_env(), cwd=log.parent)
+        self.every = every
+        self.rss: list[tuple[float, int]] = []  # (seconds since start, KB)
 
     def spawn(self) -> Child:
-        with open(self.log, "wb") as out:
-            self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                         env=child_env(), cwd=self.log.parent)
-        self.started = time.monotonic()
+        super().spawn()
         CHILDREN.append(self)
-        self._sampler = threading.Thread(target=self._sample, daemon=True)
-        self._sampler.start()
+        threading.Thread(target=self._sample, daemon=True).start()
         return self
 
     def _sample(self) -> None:
-        while self.returncode is None:
+        assert self.proc is not None
+        while self.proc.returncode is None:
             kb = proc_rss_kb(self.proc.pid)
             if kb:
                 self.rss.append((time.monotonic() - self.started, kb))
             time.sleep(self.every)
 
-    def wait(self, timeout: float | None = None) -> int:
-        """Reap with wait4 (this child's own rusage, nobody else's)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            pid, status, usage = os.wait4(self.proc.pid, os.WNOHANG)
-            if pid:
-                self.usage, self.returncode = usage, os.waitstatus_to_exitcode(status)
-                self.proc.returncode = self.returncode
-                return self.returncode
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"{self.name} still running after {timeout:g} s")
-            time.sleep(0.05)
-
     def wait_ready(self, poll: float = 0.1) -> float:
         """Seconds from spawn until the daemon logged ``ready:``; SystemExit if it exits first."""
         while "ready: " not in self.log.read_text(errors="replace"):
-            if self.proc.poll() is not None:
-                self.wait()
+            if not self.running():
                 raise SystemExit(f"`proxycheck run` exited {self.returncode} before ready:\n{self.tail()}")
             time.sleep(poll)
         return self.wall
@@ -215,31 +186,16 @@ class Child:
 
     @property
     def cpu_s(self) -> float:
+        assert self.usage is not None
         return self.usage.ru_utime + self.usage.ru_stime
 
     @property
     def peak_rss_kb(self) -> int:
+        assert self.usage is not None
         return self.usage.ru_maxrss  # KB on Linux
 
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc is not None and self.returncode is None and self.proc.poll() is None:
-            os.kill(self.proc.pid, sig)  # our own child, by PID
-
-    def kill_and_reap(self) -> None:
-        if self.proc is None or self.returncode is not None:
-            return
-        self.stop(signal.SIGTERM)
-        try:
-            self.wait(10)
-        except TimeoutError:
-            self.stop(signal.SIGKILL)
-            self.wait(10)
-
     def tail(self, lines: int = 15) -> str:
-        try:
-            return "\n".join("    " + x for x in self.log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "    (no log)"
+        return tail(self.log, lines)
 
 
 def run_cli(args: list[str], log: Path, name: str) -> Child:
@@ -402,14 +358,14 @@ class World:
         deadline = time.monotonic() + 30
         for port in (http_port, tls_port):
             while refused(JUDGE_HOST, port):
-                if self.judge.proc.poll() is not None or time.monotonic() > deadline:
+                if not self.judge.running() or time.monotonic() > deadline:
                     raise SystemExit(f"the judge did not start:\n{self.judge.tail()}")
                 time.sleep(0.05)
         self.port = closed_port(self.n)
 
     def stop(self) -> None:
         if self.judge:
-            self.judge.kill_and_reap()
+            self.judge.stop(grace=10)
 
     def csv(self, n: int) -> Path:
         path = self.workdir / f"proxies-{n}.csv"
@@ -501,13 +457,8 @@ def run_long(world: World, once: dict, seconds: float) -> dict:
         time.sleep(seconds)
         cpu_end = proc_cpu(child.proc.pid)
         window = child.wall - ready_at
-        child.stop(signal.SIGTERM)
         term_at = time.monotonic()
-        try:
-            rc = child.wait(60)
-        except TimeoutError:
-            child.kill_and_reap()
-            rc = child.returncode
+        rc = child.stop(grace=60)  # SIGTERM, then SIGKILL after 60 s
         exit_s = time.monotonic() - term_at
     engine = make_engine(url, writer=False)
     try:
@@ -1003,8 +954,7 @@ def main() -> None:
                                   ["next hourly apply_retention: CPU / wall", f"{ss['hourly'][0]:.2f} s / {ss['hourly'][1]:.2f} s",
                                    f"{ss['hourly'][0] * n / k:,.0f} s / {ss['hourly'][1] * n / k:,.0f} s"]]))
     finally:
-        for child in CHILDREN:
-            child.kill_and_reap()
+        stop_all(CHILDREN, grace=10)
         world.stop()
         dbs.drop_all()
         if not args.keep:

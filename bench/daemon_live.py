@@ -51,10 +51,10 @@ import sys
 import time
 from pathlib import Path
 
-from world import Child as WorldChild
-from world import squid_conf
+from world import child_cpu, squid_child, squid_conf
 
-SQUID = "/usr/sbin/squid"
+from proxycheck.world import Child, stop_all
+
 
 
 def in_private_netns() -> str | None:
@@ -84,13 +84,12 @@ def cpu_util(a: dict, b: dict) -> dict[str, float]:
     return {k: (b[k][0] - a[k][0]) / max(1, b[k][1] - a[k][1]) for k in a}
 
 
-def start_squids(workdir: Path, port: int, count: int, cpus: set[int] | None) -> list[WorldChild]:
+def start_squids(workdir: Path, port: int, count: int, cpus: set[int] | None) -> list[Child]:
     squids = []
     for k in range(count):
         conf = workdir / f"live-squid-{k}.conf"
         conf.write_text(f"http_port {port + k}\n" + squid_conf(k, port + k, 0, workdir, access_log=False))
-        squid = WorldChild(f"squid {k}", [SQUID, "-N", "-f", str(conf)], workdir / f"live-squid-{k}.out",
-                           workdir / f"cache-{k}.log", raise_nofile=True, cpus=cpus)
+        squid = squid_child(f"squid {k}", conf, workdir / f"live-squid-{k}.out", workdir / f"cache-{k}.log", cpus)
         squid.spawn()
         squids.append(squid)
     return squids
@@ -128,7 +127,7 @@ def run_live(world, args, helpers) -> list[str]:
     os.chmod(workdir, 0o777)  # squid drops privileges to `proxy` and writes its logs here
     port = args.live_port
     squids = start_squids(workdir, port, s, world_cpus)
-    h.CHILDREN.extend(_Reaper(sq) for sq in squids)
+    h.CHILDREN.extend(squids)
     deadline = time.monotonic() + 60
     for k in range(s):
         while h.refused(h.address(k), port + k):
@@ -156,23 +155,14 @@ def run_live(world, args, helpers) -> list[str]:
     time.sleep(args.warmup)
     pid = child.proc.pid
     cpu0, load0 = cpu_times(), os.getloadavg()[0]
-    squid_cpu0 = sum(sq.cpu() for sq in squids) + h.proc_cpu(world.judge.proc.pid)
+    squid_cpu0 = sum(child_cpu(sq) for sq in squids) + h.proc_cpu(world.judge.proc.pid)
     samples = sample_window(db, child, pid, args.live_seconds, args.sample, h)
     util = cpu_util(cpu0, cpu_times())
-    world_cpu = sum(sq.cpu() for sq in squids) + h.proc_cpu(world.judge.proc.pid) - squid_cpu0
+    world_cpu = sum(child_cpu(sq) for sq in squids) + h.proc_cpu(world.judge.proc.pid) - squid_cpu0
     rss_now = h.proc_rss_kb(pid) or 0
     segments = flapper.alternate(db, child, args.flap_seconds, args.flap_segment) if flapper else []
-    child.stop(signal.SIGTERM)
-    try:
-        rc = child.wait(60)
-    except TimeoutError:
-        child.kill_and_reap()
-        rc = child.returncode
-    for sq in squids:
-        sq.stop()
-    stop_by = time.monotonic() + 10
-    for sq in squids:
-        sq.reap(stop_by)
+    rc = child.stop(grace=60)  # SIGTERM, then SIGKILL after 60 s
+    stop_all(squids, grace=10)
 
     (t0, id0, c0), (t1, id1, c1) = samples[0], samples[-1]
     window, checks, cpu = t1 - t0, id1 - id0, c1 - c0
@@ -222,7 +212,7 @@ def sample_window(db: Path, child, pid: int, seconds: float, every: float, h) ->
     end = time.monotonic() + seconds
     while True:
         samples.append((time.monotonic(), max_check_id(db), h.proc_cpu(pid)))
-        if samples[-1][0] >= end or child.proc.poll() is not None:
+        if samples[-1][0] >= end or not child.running():
             return samples
         time.sleep(min(every, max(0.0, end - time.monotonic())))
 
@@ -238,13 +228,13 @@ class JudgeFlapper:
         old = world.judge
         at = old.argv.index("judge")
         flap = [sys.executable, str(Path(__file__).with_name("flapjudge.py")), *old.argv[at + 1:]]
-        old.kill_and_reap()
+        old.stop(grace=10)
         world.judge = h.Child("judge (flapping)", flap, old.log.with_name("flapjudge.log"), every=3600).spawn()
         if cpus:
             os.sched_setaffinity(world.judge.proc.pid, cpus)
         deadline = time.monotonic() + 30
         while "judge listening" not in world.judge.log.read_text(errors="replace"):
-            if world.judge.proc.poll() is not None or time.monotonic() > deadline:
+            if not world.judge.running() or time.monotonic() > deadline:
                 raise SystemExit(f"flapjudge did not start:\n{world.judge.tail()}")
             time.sleep(0.05)
 
@@ -257,7 +247,7 @@ class JudgeFlapper:
                 t0, id0 = time.monotonic(), max_check_id(db)
                 outages = self._flap(segment) if flapping else (time.sleep(segment) or 0)
                 out.append((flapping, time.monotonic() - t0, id0, max_check_id(db), outages))
-                if child.proc.poll() is not None:
+                if not child.running():
                     return out
         return out
 
@@ -275,13 +265,3 @@ class JudgeFlapper:
             time.sleep(self.down)
             os.kill(pid, signal.SIGUSR2)
 
-
-class _Reaper:
-    """Adapts a world.Child to daemon_bench's cleanup list (``kill_and_reap``)."""
-
-    def __init__(self, child: WorldChild) -> None:
-        self.child = child
-
-    def kill_and_reap(self) -> None:
-        self.child.stop()
-        self.child.reap(time.monotonic() + 10)

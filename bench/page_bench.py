@@ -28,7 +28,6 @@ import json
 import random
 import re
 import shutil
-import socket
 import sqlite3
 import statistics
 import sys
@@ -44,8 +43,9 @@ from proxycheck.config import settings_from_dict
 from proxycheck.http_api import HttpApi
 from proxycheck.store import make_engine
 from proxycheck.store.migrate import upgrade
+from proxycheck.world import free_port
 
-TOKEN = "bench-token-0123456789abcdef"
+TOKEN = "bench-token-0123456789abcdef-0123456789"  # [http].token takes 32 characters or more
 CODES = [25, 25, 25, 26, 27, 28, 29, 35, 36, 49]
 TARGETS = ["recaptcha", "turnstile", "hcaptcha"]
 
@@ -110,12 +110,6 @@ def build(path: Path, proxies: int, checks_per_proxy: int, days: float, seed: in
     db.close()
     return {"proxies": proxies, "checks": total, "build_s": round(time.perf_counter() - began, 1),
             "db_mb": round(path.stat().st_size / 1e6, 1)}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Endpoint:

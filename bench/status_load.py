@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import signal
 import subprocess
 import sys
 import threading
@@ -38,7 +37,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from daemon_bench import address, child_env, closed_port, proc_cpu, proc_rss_kb  # noqa: E402 - same loopback layout
-from world import World, free_port
+from world import World
+
+from proxycheck.world import Child, free_port
 
 from proxycheck.config_targets import targets_toml
 
@@ -196,7 +197,7 @@ def main() -> None:
 
     began = time.monotonic()
     world = World(max_proxies=args.squid_proxies, count=False, pin=False)
-    proc = None
+    daemon: Child | None = None
     try:
         world.start()
         config, http_port = write_files(world, args.proxies, args.squid_proxies, args.interval, args.concurrency)
@@ -208,16 +209,14 @@ def main() -> None:
         if up.returncode != 0:
             raise SystemExit(f"db upgrade failed:\n{up.stderr}")
         log = world.workdir / "daemon.log"
-        with open(log, "wb") as out:
-            proc = subprocess.Popen([*cli, "run", "--config", str(config)], env=env, stdout=out, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, cwd=world.workdir)
+        daemon = Child("run", [*cli, "run", "--config", str(config)], log, env=env, cwd=world.workdir).spawn()
         t0 = time.monotonic()
         while "ready: " not in log.read_text(errors="replace"):
-            if proc.poll() is not None or time.monotonic() - t0 > 120:
+            if not daemon.running() or time.monotonic() - t0 > 120:
                 raise SystemExit(f"the daemon did not get ready:\n{log.read_text(errors='replace')[-3000:]}")
             time.sleep(0.2)
         print(f"ready after {time.monotonic() - t0:.1f} s; warming up for one interval ({args.interval:g} s)", flush=True)
-        with Sampler(world.workdir / "state" / "proxycheck.db", proc.pid) as sampler:
+        with Sampler(world.workdir / "state" / "proxycheck.db", daemon.proc.pid) as sampler:
             time.sleep(args.interval + 2)
             b0 = time.monotonic()
             time.sleep(args.quiet)
@@ -229,20 +228,14 @@ def main() -> None:
             e0 = time.monotonic()
         phases = {"before": sampler.phase(b0, d0), "during": sampler.phase(d0, a0), "after": sampler.phase(a0, e0)}
         stop_at = time.monotonic()
-        proc.send_signal(signal.SIGTERM)  # our own child, by PID
-        try:
-            rc = proc.wait(90)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            rc = proc.wait()
+        rc = daemon.stop(grace=90)  # SIGTERM to our own child, by PID; SIGKILL after 90 s
         exit_s = time.monotonic() - stop_at
         text = log.read_text(errors="replace")
         problems = {"ERROR lines": text.count(" ERROR "), "tracebacks": text.count("Traceback")}
         errors = {k: v for k, v in problems.items() if v}
     finally:
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        if daemon is not None:
+            daemon.stop(grace=0)
         world.stop()
         if not args.keep:
             world.remove()

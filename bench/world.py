@@ -1,9 +1,10 @@
 """The bench's loopback world: a trustme CA, one judge process and ceil(N/128) squid processes.
 
 Rules:
-1. Everything runs as our direct child, with its files in one private temp dir (mode 0777:
-   squid drops privileges to ``proxy`` and must write its cache.log and pid file there). We stop
-   exactly the PIDs we started: SIGTERM, then SIGKILL after a grace period.
+1. Everything runs as our direct child (``proxycheck.world.Child``, the loopback world's one
+   child helper: stopped by PID, SIGTERM then SIGKILL, always reaped), with its files in one
+   private temp dir (mode 0777: squid drops privileges to ``proxy`` and must write its
+   cache.log and pid file there).
 2. Squid K listens on 127.42.K.1 ... 127.42.K.128, all on one port (squid takes at most 128
    ``http_port`` lines), and leaves from 127.42.K.250. So the client->proxy 4-tuples spread over
    many destination addresses, the squid->judge ones over one source address per squid, and the
@@ -26,9 +27,7 @@ import os
 import re
 import resource
 import shutil
-import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,6 +37,7 @@ from pathlib import Path
 
 from proxycheck.config_targets import judge_targets as config_judge_targets
 from proxycheck.config_targets import targets_toml
+from proxycheck.world import Child, WorldError, accepts, free_port, stop_all
 
 SQUID = "/usr/sbin/squid"
 PORTS_PER_SQUID = 128  # squid refuses more http_port lines per instance
@@ -48,31 +48,6 @@ SQUID_NOFILE = 16384
 
 _SQUID_LOG_RE = re.compile(r"^\S+ (?P<client>\S+) (?P<cport>\d+) (?P<local>\S+) (?P<lport>\d+) (?P<method>\S+) (?P<url>\S+) "
                            r"(?P<status>\d+) (?P<up>\d+) (?P<down>\d+)$")
-
-
-class WorldError(RuntimeError):
-    """The bench world could not be built; the message says which part and why."""
-
-
-def free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-def accepts(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.2):
-            return True
-    except OSError:
-        return False
-
-
-def tail(path: Path, lines: int = 12) -> str:
-    try:
-        return "\n".join("    " + x for x in path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return f"    ({path} missing)"
 
 
 def cpu_seconds(pid: int) -> float:
@@ -93,51 +68,21 @@ def listen_drops() -> int:
     return 0
 
 
-@dataclass
-class Child:
-    name: str
-    argv: list[str]
-    log: Path
-    extra_log: Path | None = None
-    raise_nofile: bool = False
-    cpus: set[int] | None = None  # CPU affinity (rule 4)
-    proc: subprocess.Popen | None = None
+def squid_child(name: str, conf: Path, out: Path, cache_log: Path, cpus: set[int] | None) -> Child:
+    """A squid in the foreground, with a raised descriptor limit and, when given, CPU affinity (rule 4)."""
 
-    def spawn(self) -> None:
-        def preexec() -> None:
-            if self.cpus:
-                os.sched_setaffinity(0, self.cpus)
-            if self.raise_nofile:
-                _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-                resource.setrlimit(resource.RLIMIT_NOFILE, (min(SQUID_NOFILE, hard), hard))
+    def preexec() -> None:
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(SQUID_NOFILE, hard), hard))
 
-        with open(self.log, "wb") as out:
-            self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                         cwd=self.log.parent, preexec_fn=preexec)
+    return Child(name, [SQUID, "-N", "-f", str(conf)], out, extra_logs=[cache_log], cwd=out.parent, preexec=preexec)
 
-    def check_alive(self) -> None:
-        if self.proc is not None and self.proc.poll() is not None:
-            logs = tail(self.log) + ("\n" + tail(self.extra_log) if self.extra_log else "")
-            raise WorldError(f"{self.name} exited with status {self.proc.returncode}:\n{logs}")
 
-    def cpu(self) -> float:
-        return cpu_seconds(self.proc.pid) if self.proc and self.proc.poll() is None else 0.0
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            try:
-                os.kill(self.proc.pid, sig)  # our own child, by PID
-            except ProcessLookupError:
-                pass
-
-    def reap(self, deadline: float) -> None:
-        if self.proc is None:
-            return
-        try:
-            self.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            self.stop(signal.SIGKILL)
-            self.proc.wait(timeout=5)
+def child_cpu(child: Child) -> float:
+    """user+sys seconds of a running child so far (0 once it has exited)."""
+    return cpu_seconds(child.proc.pid) if child.proc is not None and child.running() else 0.0
 
 
 def squid_conf(index: int, port: int, count: int, workdir: Path, access_log: bool) -> str:
@@ -233,16 +178,18 @@ class World:
         http_port, tls_port = free_port(JUDGE_HOST), free_port(JUDGE_HOST)
         plain, tls = f"http://{JUDGE_HOST}:{http_port}", f"https://{JUDGE_HOST}:{tls_port}"
         self.targets = judge_targets(plain, tls, ca)
+        cpus = self.world_cpus
         self.judge = Child("judge", [*proxycheck_cli(), "judge", "--listen", f"{JUDGE_HOST}:{http_port}",
                                      "--tls-listen", f"{JUDGE_HOST}:{tls_port}", "--cert", str(cert), "--key", str(key)],
-                           self.workdir / "judge.log", cpus=self.world_cpus)
+                           self.workdir / "judge.log", cwd=self.workdir,
+                           preexec=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
         self.children.append(self.judge)
         per = [len(range(k, self.max_proxies, self.n_squids)) for k in range(self.n_squids)]
         for k, count in enumerate(per):
             conf = self.workdir / f"squid-{k}.conf"
             conf.write_text(squid_conf(k, self.port, count, self.workdir, access_log=self.count and k == 0))
-            squid = Child(f"squid {k}", [SQUID, "-N", "-f", str(conf)], self.workdir / f"squid-{k}.out",
-                          self.workdir / f"cache-{k}.log", raise_nofile=True, cpus=self.world_cpus)
+            squid = squid_child(f"squid {k}", conf, self.workdir / f"squid-{k}.out", self.workdir / f"cache-{k}.log",
+                                self.world_cpus)
             self.squids.append(squid)
             self.children.append(squid)
         for child in self.children:
@@ -288,11 +235,7 @@ class World:
             time.sleep(0.05)
 
     def stop(self, grace: float = 5.0) -> None:
-        for child in self.children:
-            child.stop()
-        deadline = time.monotonic() + grace
-        for child in self.children:
-            child.reap(deadline)
+        stop_all(self.children, grace)
 
     def remove(self) -> None:
         shutil.rmtree(self.workdir, ignore_errors=True)
@@ -308,8 +251,8 @@ class World:
     # -- measuring around a run ----------------------------------------------------------------------
     def mark(self) -> dict:
         return {
-            "judge_cpu": self.judge.cpu() if self.judge else 0.0,
-            "squid_cpu": sum(s.cpu() for s in self.squids),
+            "judge_cpu": child_cpu(self.judge) if self.judge else 0.0,
+            "squid_cpu": sum(child_cpu(s) for s in self.squids),
             "listen_drops": listen_drops(),
             "squid_log": _size(self.workdir / "access-0.log"),
         }

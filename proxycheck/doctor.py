@@ -34,7 +34,6 @@ from .errors import ProxycheckError
 
 log = logging.getLogger("proxycheck.doctor")
 
-LIVE_WITHIN = 60.0  # seconds: a daemon heartbeats every 10 s; `status` uses the same window
 FIX_UPGRADE = "run `proxycheck db upgrade`"
 FIX_DAEMON = "start the daemon: `systemctl start proxycheck` or `proxycheck run`"
 FIX_RESTART = "the daemon reads [http] only at start: `systemctl restart proxycheck` (or restart `proxycheck run`)"
@@ -199,16 +198,18 @@ async def _network_checks(settings: Settings) -> list[Line]:
 
 def _daemon(settings: Settings) -> list[Line]:
     from .store import live_instances, make_engine
+    from .store.instances import STALE_BEATS
 
     engine = make_engine(settings.resolved_database_url, writer=False)
     try:
-        live = live_instances(engine, LIVE_WITHIN)
+        live = live_instances(engine)  # the one liveness rule (store/instances.py rule 1)
     except ProxycheckError as exc:
         return [Line(False, "daemon", f"cannot read heartbeats: {exc}")]
     finally:
         engine.dispose()
     if not live:
-        return [Line(False, "daemon", f"no daemon heartbeat in the last {LIVE_WITHIN:g} s", FIX_DAEMON)]
+        return [Line(False, "daemon", f"no daemon running (none has heartbeated within {STALE_BEATS} of its "
+                     "heartbeat intervals)", FIX_DAEMON)]
     now = datetime.now(UTC)
     lines = []
     for inst in live:

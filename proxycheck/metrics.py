@@ -77,7 +77,7 @@ class FleetCollector(Collector):
         degraded = GaugeMetricFamily("proxycheck_checker_degraded", "1 when the checker cannot judge proxies (judge or network down)")
         degraded.add_metric([], 0 if summary.checker_state == "ok" else 1)
         yield degraded
-        yield _gauge("proxycheck_live_daemons", "Daemons that sent a heartbeat in the last minute", len(summary.instances))
+        yield _gauge("proxycheck_live_daemons", "Daemons running (store/instances.py: heartbeat within 3 of their own intervals)", len(summary.instances))
         reports = GaugeMetricFamily("proxycheck_worker_reports", "Worker reports in the guard rail's window, by error",
                                     labels=["error"])
         for error, n in feedback.by_error:

@@ -75,7 +75,7 @@ def as_json(summary: StatusSummary, rows: Sequence[ProxyStatus], feedback: Feedb
             "total": summary.total,
             "checker": {
                 "state": checker_state(summary),
-                "reason": summary.checker_reason if summary.checker_state else "no daemon heartbeat in the last minute",
+                "reason": summary.checker_reason if summary.checker_state else "no daemon running",
                 "daemons": [
                     {"id": i.id, "hostname": i.hostname, "pid": i.pid, "heartbeat_at": _iso(i.heartbeat_at),
                      "checker_state": i.checker_state, "own_ips": list(i.own_ips)}

@@ -21,9 +21,10 @@ from pathlib import Path
 
 import pytest
 from cli import run_cli, run_json
-from test_daemon import start_daemon, status_json, stop, wait_until
+from daemons import running_daemon, status_json, wait_until
 from world.faults import AlikeTarget, RefusedPort
-from world.procs import free_port
+
+from proxycheck.world import free_port
 
 pytestmark = pytest.mark.world
 
@@ -83,9 +84,7 @@ def test_status_healthz_and_doctor_name_the_target_that_cannot_judge(world, tmp_
                          extra=f'\n[daemon]\nsources = ["{csv}"]\ndispatch_interval = 0.2\ndrain_grace = 2.0\n'
                                f'\n[http]\nenabled = true\nlisten = "127.0.0.1:{port}"\n')
     config.write_text(f'state_dir = "{tmp_path / "state"}"\n' + config.read_text())  # a top-level key: first
-    assert run_cli("db", "upgrade", "--config", str(config)).returncode == 0
-    proc = start_daemon(config)
-    try:
+    with running_daemon(config, notify=False) as daemon:
         summary = wait_until(lambda: (s := status_json(config)["summary"])["checker"]["state"] == "ok"
                              and s["checker"]["reason"] and s, 30, "status --json to name the target")
         assert "everyone429" in summary["checker"]["reason"] and "cannot judge" in summary["checker"]["reason"]
@@ -101,8 +100,7 @@ def test_status_healthz_and_doctor_name_the_target_that_cannot_judge(world, tmp_
         lines = doctor.stdout.splitlines()
         assert any(line.startswith("FAIL ban[") and "everyone429 cannot judge" in line for line in lines), doctor.stdout
         assert any(line.startswith("OK   daemon") and "everyone429 cannot judge" in line for line in lines), doctor.stdout
-    finally:
-        code, err = stop(proc)
+    code, err = daemon.code, daemon.err
     assert code == 0, err
 
 

@@ -7,7 +7,6 @@ SIGHUP with such a file it still sends READY=1.
 
 from __future__ import annotations
 
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,16 +14,7 @@ import pytest
 from pgdb import throwaway_database
 
 from cli import run_cli
-from test_daemon import (
-    NotifyListener,
-    assert_states_match,
-    by_label,
-    label_of,
-    start_daemon,
-    status_json,
-    stop,
-    write_daemon_config,
-)
+from daemons import assert_states_match, by_label, label_of, running_daemon, status_json, write_daemon_config
 
 GOOD = ["squid-anonymous", "squid-elite", "microsocks"]
 
@@ -87,20 +77,10 @@ def test_run_and_sighup_with_bad_rows_send_ready(world, tmp_path, database_url):
     config = write_daemon_config(world, tmp_path, GOOD, database_url=database_url)
     csv = tmp_path / "proxies.csv"
     bad = write_bad_source(world, csv, GOOD)
-    assert run_cli("db", "upgrade", "--config", str(config)).returncode == 0
-    notify = NotifyListener(tmp_path / "notify.sock")
-    proc = start_daemon(config, notify)
-    try:
-        notify.wait_for("READY=1", 30)  # a `²` port used to make `run` exit 2 here
-        notify.messages.clear()
-        proc.send_signal(signal.SIGHUP)
-        notify.wait_for("RELOADING=1", 10)
-        notify.wait_for("READY=1", 20)
-        assert proc.poll() is None
-    finally:
-        code, err = stop(proc)
-        notify.close()
-    assert code == 0, err
-    assert_each_bad_row_reported_once(err, csv, bad, times=2)  # at start and at SIGHUP
-    assert "Task exception was never retrieved" not in err
+    with running_daemon(config, ready=30) as daemon:  # a `²` port used to make `run` exit 2 before READY
+        daemon.reload(timeout=20)
+        assert daemon.proc.poll() is None
+    assert daemon.code == 0, daemon.err
+    assert_each_bad_row_reported_once(daemon.err, csv, bad, times=2)  # at start and at SIGHUP
+    assert "Task exception was never retrieved" not in daemon.err
     assert sorted(by_label(status_json(config))) == sorted(GOOD)

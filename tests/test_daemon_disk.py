@@ -19,15 +19,14 @@ import os
 import re
 import sqlite3
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from cli import run_cli
-from test_daemon import FLEET, NotifyListener, label_of, start_daemon, stop, wait_until, write_daemon_config
-from world.procs import free_port
+from daemons import FLEET, label_of, running_daemon, wait_until, write_daemon_config
+
+from proxycheck.world import free_port
 
 from proxycheck.store.engine import CHECKPOINT_ABOVE
 
@@ -90,14 +89,9 @@ def test_a_small_disk_keeps_a_small_wal_tells_a_full_one_and_loses_nothing(world
     config = write_daemon_config(world, tmp_path, FLEET, database_url=f"sqlite:///{db}",
                                  extra="heartbeat_interval = 0.5")
     config.write_text(config.read_text() + f'\n[http]\nenabled = true\nlisten = "127.0.0.1:{port}"\n')
-    up = run_cli("db", "upgrade", "--config", str(config))
-    assert up.returncode == 0, up.stderr
-    notify = NotifyListener(tmp_path / "notify.sock")
-    proc = start_daemon(config, notify)
     wal = Path(f"{db}-wal")
-    stack = contextlib.ExitStack()  # the filler file
-    try:
-        notify.wait_for("READY=1", 20)
+    stack = contextlib.ExitStack()  # the filler file, closed before the daemon is stopped
+    with running_daemon(config) as daemon, stack:
         # 1. writing: watch the WAL while the daemon stores a few hundred checks
         largest = 0
 
@@ -133,7 +127,7 @@ def test_a_small_disk_keeps_a_small_wal_tells_a_full_one_and_loses_nothing(world
 
         wait_until(told, 30, "/healthz to say that results are held unwritten")
         assert str(volume) not in healthz(port)[1]["database_reason"]  # the open endpoint names no path
-        wait_until(lambda: top_up(filler) or any("storage FAILING" in m for m in notify.messages), 10,
+        wait_until(lambda: top_up(filler) or any("storage FAILING" in m for m in daemon.notify.messages), 10,
                    "STATUS= to say writes fail")
 
         # 3. space returns: everything held is written
@@ -141,10 +135,7 @@ def test_a_small_disk_keeps_a_small_wal_tells_a_full_one_and_loses_nothing(world
         (volume / "filler").unlink()
         wait_until(lambda: healthz(port)[0] == 200, 30, "/healthz 200 once the disk has room")
         wait_until(lambda: checks_stored(db) >= stored_at_fill + held_seen, 30, "the held results stored")
-    finally:
-        stack.close()
-        code, err = stop(proc)
-        notify.close()
+    code, err = daemon.code, daemon.err
     assert code == 0, err
     assert "were not written" not in err, err
     assert re.search(r"database call write_results works again after \d+ s \(\d+ failed attempts; wrote \d+ held results\)", err), err

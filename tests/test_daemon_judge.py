@@ -21,8 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
-from cli import run_cli
-from test_daemon import NotifyListener, label_of, start_daemon, status_json, stop, wait_until
+from daemons import label_of, running_daemon, status_json, wait_until
 from world.build import JUDGE_HOST, config_toml
 
 from proxycheck.judge import Judge, JudgeOptions
@@ -113,11 +112,7 @@ def checker_state(config: Path) -> str:
 def test_a_dying_judge_is_never_blamed_on_healthy_proxies(world, judge, tmp_path, moment):
     config = write_config(world, judge.judge, tmp_path)
     db = tmp_path / "state" / "proxycheck.db"
-    assert run_cli("db", "upgrade", "--config", str(config)).returncode == 0
-    notify = NotifyListener(tmp_path / "notify.sock")
-    proc = start_daemon(config, notify)
-    try:
-        notify.wait_for("READY=1", 20)
+    with running_daemon(config) as daemon:
         wait_until(lambda: all(r["state"] == "healthy" for r in status_json(config)["proxies"] if r["label"] != label_of("refused")),
                    30, "every healthy proxy checked healthy")
         for _ in range(REPEATS):
@@ -139,11 +134,9 @@ def test_a_dying_judge_is_never_blamed_on_healthy_proxies(world, judge, tmp_path
         rows = {r["label"]: r for r in status_json(config)["proxies"]}
         assert all(rows[label_of(n)]["state"] == "healthy" for n in HEALTHY), rows
         assert (rows[label_of("refused")]["state"], rows[label_of("refused")]["code"]) == ("unhealthy", 25)
-    finally:
-        code, err = stop(proc)
-        notify.close()
+    code, err = daemon.code, daemon.err
     assert code == 0, err
     assert err.count("checker degraded, no proxy will be judged") >= REPEATS, err
     assert "proxycheck doctor" in err
-    degraded = [m for m in notify.messages if "checker DEGRADED" in m]
-    assert degraded, notify.messages
+    degraded = [m for m in daemon.notify.messages if "checker DEGRADED" in m]
+    assert degraded, daemon.notify.messages

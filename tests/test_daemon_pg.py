@@ -13,17 +13,9 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
-from cli import run_cli
+from daemons import label_of, running_daemon, wait_until, write_daemon_config
 from pgdb import admin_engine, throwaway_database
 from sqlalchemy import create_engine, make_url, text
-from test_daemon import (
-    NotifyListener,
-    label_of,
-    start_daemon,
-    stop,
-    wait_until,
-    write_daemon_config,
-)
 
 pytestmark = pytest.mark.postgres
 GOOD = ["squid-anonymous", "squid-elite", "microsocks", "pproxy-socks4", "squid-forwarded-for", "refused"]
@@ -57,13 +49,8 @@ def instances(checks: dict[str, list[tuple[datetime, str]]]) -> set[str]:
 def test_two_daemons_share_the_fleet_and_survive_a_sigkill(world, tmp_path, pg_db):
     extra = "heartbeat_interval = 0.5\n"  # lease_seconds stays 180 s: takeover must not wait for it
     config = write_daemon_config(world, tmp_path, GOOD + ["silent-http", "silent-socks5"], database_url=pg_db, extra=extra)
-    assert run_cli("db", "upgrade", "--config", str(config)).returncode == 0
-    notify_a, notify_b = NotifyListener(tmp_path / "a.sock"), NotifyListener(tmp_path / "b.sock")
-    a = start_daemon(config, notify_a)
-    b = start_daemon(config, notify_b)
-    try:
-        notify_a.wait_for("READY=1", 20)
-        notify_b.wait_for("READY=1", 20)
+    with (running_daemon(config, notify=tmp_path / "a.sock") as a,
+          running_daemon(config, upgrade=False, notify=tmp_path / "b.sock") as b):
         # Both share the work: whichever dispatch comes first claims a due proxy, so within a few
         # intervals each daemon has checked something (waited for, not slept: a loaded CI box is slow).
         wait_until(lambda: len(instances(checks_by_proxy(pg_db))) == 2, 40, "both daemons to check something")
@@ -81,12 +68,11 @@ def test_two_daemons_share_the_fleet_and_survive_a_sigkill(world, tmp_path, pg_d
             try:
                 with engine.connect() as conn:
                     return conn.execute(text("SELECT count(*) FROM proxies p JOIN instances i ON p.lease_owner = i.id "
-                                             "WHERE i.pid = :pid"), {"pid": a.pid}).scalar()
+                                             "WHERE i.pid = :pid"), {"pid": a.proc.pid}).scalar()
             finally:
                 engine.dispose()
         wait_until(leases_of_a, 30, "daemon A to hold leases")
-        a.send_signal(signal.SIGKILL)
-        a.wait()
+        a.stop(signal.SIGKILL)
         killed_at = datetime.now(UTC)
         # B takes over everything, including A's leases: A's heartbeat stopped, so B takes them back
         # after three heartbeat intervals instead of waiting for the 180 s lease.
@@ -96,43 +82,30 @@ def test_two_daemons_share_the_fleet_and_survive_a_sigkill(world, tmp_path, pg_d
         wait_until(all_taken_over, 20, "daemon B to check every proxy after A was killed")
         survivor = {inst for checks in checks_by_proxy(pg_db).values() for t, inst in checks if t > killed_at}
         assert len(survivor) == 1
-    finally:
-        if a.poll() is None:
-            a.kill()
-            a.communicate()
-        else:
-            a.communicate()
-        code, err = stop(b)
-        notify_a.close()
-        notify_b.close()
+    code, err = b.code, b.err
     assert code == 0, err
     assert "took back" in err and "silent for more than" in err, err
 
 
 def test_daemon_survives_a_terminated_database_connection(world, tmp_path, pg_db):
     config = write_daemon_config(world, tmp_path, ["squid-anonymous", "microsocks", "refused"], database_url=pg_db)
-    assert run_cli("db", "upgrade", "--config", str(config)).returncode == 0
-    notify = NotifyListener(tmp_path / "n.sock")
-    proc = start_daemon(config, notify)
     db_name = make_url(pg_db).database
     admin = admin_engine()
     try:
-        notify.wait_for("READY=1", 20)
-        wait_until(lambda: len(checks_by_proxy(pg_db)) == 3, 20, "first checks")
-        with admin.connect() as conn:
-            killed = conn.execute(text(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE datname = :db AND application_name LIKE 'proxycheck%'"), {"db": db_name}).scalar()
-        assert killed >= 1
-        terminated_at = datetime.now(UTC)
-        wait_until(lambda: all(any(t > terminated_at for t, _ in c) for c in checks_by_proxy(pg_db).values()), 30,
-                   "checks after the connection was terminated")
-        assert proc.poll() is None
+        with running_daemon(config) as daemon:
+            wait_until(lambda: len(checks_by_proxy(pg_db)) == 3, 20, "first checks")
+            with admin.connect() as conn:
+                killed = conn.execute(text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = :db AND application_name LIKE 'proxycheck%'"), {"db": db_name}).scalar()
+            assert killed >= 1
+            terminated_at = datetime.now(UTC)
+            wait_until(lambda: all(any(t > terminated_at for t, _ in c) for c in checks_by_proxy(pg_db).values()), 30,
+                       "checks after the connection was terminated")
+            assert daemon.proc.poll() is None
     finally:
         admin.dispose()
-        code, err = stop(proc)
-        notify.close()
-    assert code == 0, err
+    assert daemon.code == 0, daemon.err
 
 
 def set_connections(db_name: str, allowed: bool) -> None:
@@ -151,40 +124,36 @@ def set_connections(db_name: str, allowed: bool) -> None:
 def test_completed_checks_wait_for_the_database_to_come_back(world, tmp_path, pg_db):
     """A 40 s outage (the old writer gave up after ~34 s): checks finished meanwhile are written."""
     config = write_daemon_config(world, tmp_path, ["silent-http", "silent-socks5", "squid-anonymous"], database_url=pg_db)
-    assert run_cli("db", "upgrade", "--config", str(config)).returncode == 0
-    notify = NotifyListener(tmp_path / "n.sock")
-    proc = start_daemon(config, notify)
     db_name = make_url(pg_db).database
     try:
-        notify.wait_for("READY=1", 20)
-        wait_until(lambda: len(checks_by_proxy(pg_db)) == 3, 30, "first checks")
-        # Wait for the slow proxies to be in flight again, then take the database away.
-        def slow_in_flight() -> list[str]:
-            engine = create_engine(pg_db)
-            try:
-                with engine.connect() as conn:
-                    return list(conn.scalars(text("SELECT label FROM proxies WHERE lease_owner IS NOT NULL "
-                                                  "AND label IN (:a, :b)"),
-                                             {"a": label_of("silent-http"), "b": label_of("silent-socks5")}))
-            finally:
-                engine.dispose()
-        leased = wait_until(slow_in_flight, 30, "a slow proxy in flight")
-        before = checks_by_proxy(pg_db)
-        down_at = datetime.now(UTC)
-        set_connections(db_name, False)
-        time.sleep(40)
-        set_connections(db_name, True)
-        # Their checks (started before the outage, finished during it: read timeout 2 s) were held
-        # and written now, not dropped. A check's time is when it started.
-        def written_from_the_outage() -> bool:
-            checks = checks_by_proxy(pg_db)
-            return all(any(t < down_at and (t, i) not in before[label] for t, i in checks[label]) for label in leased)
-        wait_until(written_from_the_outage, 30, "the checks finished during the outage to be written")
-        assert proc.poll() is None
+        with running_daemon(config) as daemon:
+            wait_until(lambda: len(checks_by_proxy(pg_db)) == 3, 30, "first checks")
+            # Wait for the slow proxies to be in flight again, then take the database away.
+            def slow_in_flight() -> list[str]:
+                engine = create_engine(pg_db)
+                try:
+                    with engine.connect() as conn:
+                        return list(conn.scalars(text("SELECT label FROM proxies WHERE lease_owner IS NOT NULL "
+                                                      "AND label IN (:a, :b)"),
+                                                 {"a": label_of("silent-http"), "b": label_of("silent-socks5")}))
+                finally:
+                    engine.dispose()
+            leased = wait_until(slow_in_flight, 30, "a slow proxy in flight")
+            before = checks_by_proxy(pg_db)
+            down_at = datetime.now(UTC)
+            set_connections(db_name, False)
+            time.sleep(40)
+            set_connections(db_name, True)
+            # Their checks (started before the outage, finished during it: read timeout 2 s) were held
+            # and written now, not dropped. A check's time is when it started.
+            def written_from_the_outage() -> bool:
+                checks = checks_by_proxy(pg_db)
+                return all(any(t < down_at and (t, i) not in before[label] for t, i in checks[label]) for label in leased)
+            wait_until(written_from_the_outage, 30, "the checks finished during the outage to be written")
+            assert daemon.proc.poll() is None
     finally:
         set_connections(db_name, True)
-        code, err = stop(proc)
-        notify.close()
+    code, err = daemon.code, daemon.err
     assert code == 0, err
     assert "database call write_results works again after" in err and "held results)" in err, err
     assert "gave up" not in err and "Traceback" not in err, err
@@ -198,26 +167,19 @@ def test_sigterm_with_the_database_gone_exits_within_the_grace(world, tmp_path, 
                                  ).read_text().replace("drain_grace = 10.0\n", "")
     path = tmp_path / "proxycheck.toml"
     path.write_text(config)
-    assert run_cli("db", "upgrade", "--config", str(path)).returncode == 0
-    notify = NotifyListener(tmp_path / "n.sock")
-    proc = start_daemon(path, notify)
     db_name = make_url(pg_db).database
     try:
-        notify.wait_for("READY=1", 20)
-        wait_until(lambda: len(checks_by_proxy(pg_db)) == 3, 30, "first checks")
-        set_connections(db_name, False)
-        if not in_flight:
-            time.sleep(3)  # the writer is retrying, claims fail: the daemon waits for its database
-        sent = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
-        code, err = stop(proc, timeout=grace + 20)
-        took = time.monotonic() - sent
+        with running_daemon(path) as daemon:
+            wait_until(lambda: len(checks_by_proxy(pg_db)) == 3, 30, "first checks")
+            set_connections(db_name, False)
+            if not in_flight:
+                time.sleep(3)  # the writer is retrying, claims fail: the daemon waits for its database
+            sent = time.monotonic()
+            daemon.proc.send_signal(signal.SIGTERM)
+            code, err = daemon.stop(timeout=grace + 20)
+            took = time.monotonic() - sent
     finally:
         set_connections(db_name, True)
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-        notify.close()
     assert code == 0, err
     assert took < grace + 5, (took, err)
     assert "Traceback" not in err and "CancelledError" not in err, err

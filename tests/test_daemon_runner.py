@@ -9,9 +9,7 @@ function before starting the CLI: the runner under test is untouched.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
 import sys
 import textwrap
 import time
@@ -19,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from cli import run_cli
-from test_daemon import NotifyListener, start_daemon, status_json, stop, wait_until, write_daemon_config
+from daemons import running_daemon, status_json, wait_until, write_daemon_config
 
 from proxycheck.config import load_settings
 from proxycheck.daemon import Daemon
@@ -31,7 +29,7 @@ BROKEN_RETENTION = {
 }
 
 
-def start_with_broken_retention(config: Path, kind: str, notify: NotifyListener | None = None) -> subprocess.Popen:
+def broken_retention(config: Path, kind: str) -> list[str]:
     """``proxycheck run`` in a process whose ``store.apply_retention`` raises (``BROKEN_RETENTION``)."""
     program = textwrap.dedent(f"""
         import sys
@@ -44,34 +42,27 @@ def start_with_broken_retention(config: Path, kind: str, notify: NotifyListener 
         sys.argv = ["proxycheck", "run", "--config", {str(config)!r}]
         cli()
     """)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PROXYCHECK_", "NOTIFY_SOCKET"))}
-    if notify:
-        env["NOTIFY_SOCKET"] = notify.path
-    return subprocess.Popen([sys.executable, "-c", program], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    return [sys.executable, "-c", program]
 
 
 @pytest.mark.parametrize("kind", ["bug", "storage"])
 def test_a_bug_stops_the_daemon_with_exit_1_and_a_storage_error_does_not(world, tmp_path, kind):
     """Retention is a periodic job on APScheduler, which would log an exception and go on."""
     config = write_daemon_config(world, tmp_path, ["squid-anonymous"], extra="retention_interval = 1.0\n")
-    assert run_cli("db", "upgrade", "--config", str(config)).returncode == 0
-    proc = start_with_broken_retention(config, kind)
+    with running_daemon(config, notify=False, argv=broken_retention(config, kind)) as daemon:
+        if kind == "bug":
+            code, err = daemon.exited(30, "the daemon to stop after a bug")
+        else:
+            wait_until(lambda: any(r["last_checked_at"] for r in status_json(config)["proxies"]), 20, "a check")
+            time.sleep(3)  # retention (every 1 s) has failed a few times: logged once, the daemon goes on
+            assert daemon.proc.poll() is None
+            code, err = daemon.stop()
     if kind == "bug":
-        try:
-            _, err = proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            raise AssertionError(f"the daemon kept running after a bug:\n{proc.communicate()[1]}") from None
-        assert proc.returncode == 1, err
+        assert code == 1, err
         assert "retention failed with a bug; stopping the daemon (exit code 1)" in err, err
         assert "Traceback" in err and "ZeroDivisionError: a bug in retention" in err, err
         assert "stopped after" in err  # an orderly stop: results written, instance marked stopped
     else:
-        wait_until(lambda: any(r["last_checked_at"] for r in status_json(config)["proxies"]), 20, "a check")
-        time.sleep(3)  # retention (every 1 s) has failed a few times: logged once, the daemon goes on
-        assert proc.poll() is None
-        code, err = stop(proc)
         assert code == 0, err
         assert "database call apply_retention failed" in err and "database or disk is full" in err, err
         assert err.count("database call apply_retention failed") == 1, err  # not once per turn
@@ -82,22 +73,13 @@ def test_sighup_reschedules_a_job_whose_interval_changed(world, tmp_path):
     """Retention has a bug but runs hourly: the daemon runs. A SIGHUP setting its interval to 1 s
     reschedules it from now, and its next run (within seconds, not an hour) stops the daemon."""
     config = write_daemon_config(world, tmp_path, ["squid-anonymous"], extra="retention_interval = 3600.0\n")
-    assert run_cli("db", "upgrade", "--config", str(config)).returncode == 0
-    notify = NotifyListener(tmp_path / "notify.sock")
-    proc = start_with_broken_retention(config, "bug", notify)
-    try:
-        notify.wait_for("READY=1", 20)
+    with running_daemon(config, argv=broken_retention(config, "bug")) as daemon:
         wait_until(lambda: any(r["last_checked_at"] for r in status_json(config)["proxies"]), 20, "a check")
-        assert proc.poll() is None
+        assert daemon.proc.poll() is None
         config.write_text(config.read_text().replace("retention_interval = 3600.0", "retention_interval = 1.0"))
-        proc.send_signal(signal.SIGHUP)
-        _, err = proc.communicate(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        raise AssertionError(f"retention was not rescheduled:\n{proc.communicate()[1]}") from None
-    finally:
-        notify.close()
-    assert proc.returncode == 1, err
+        daemon.proc.send_signal(signal.SIGHUP)
+        code, err = daemon.exited(15, "retention to be rescheduled (and to stop the daemon)")
+    assert code == 1, err
     assert "retention now runs every 1 s (was 3600 s)" in err, err
     assert "retention failed with a bug; stopping the daemon (exit code 1)" in err, err
     assert err.count("Traceback") == 1, err  # once, from the daemon; APScheduler's own copy is dropped
@@ -107,13 +89,10 @@ def test_a_job_running_at_sigterm_ends_quietly(world, tmp_path):
     """SIGTERM while retention waits on a hung database call: the scheduler stops, the job is
     cancelled without a traceback (APScheduler would report the CancelledError as a failure), exit 0."""
     config = write_daemon_config(world, tmp_path, ["squid-anonymous"], extra="retention_interval = 1.0\n")
-    assert run_cli("db", "upgrade", "--config", str(config)).returncode == 0
-    proc = start_with_broken_retention(config, "hung")
-    try:
+    with running_daemon(config, notify=False, argv=broken_retention(config, "hung")) as daemon:
         wait_until(lambda: any(r["last_checked_at"] for r in status_json(config)["proxies"]), 20, "a check")
         time.sleep(2)  # retention (every 1 s) is running, stuck in its database call
-    finally:
-        code, err = stop(proc)
+    code, err = daemon.code, daemon.err
     assert code == 0, err
     assert "exiting without waiting for 1 database calls still running" in err, err  # it was in flight
     assert "Traceback" not in err and "CancelledError" not in err, err
@@ -136,42 +115,31 @@ def test_signal_handlers_are_given_back(world, tmp_path):
 
 def test_sighup_applies_settings_and_names_those_that_need_a_restart(world, tmp_path):
     config = write_daemon_config(world, tmp_path, ["squid-anonymous"])
-    assert run_cli("db", "upgrade", "--config", str(config)).returncode == 0
-    notify = NotifyListener(tmp_path / "notify.sock")
-    proc = start_daemon(config, notify)
     original = config.read_text()
     reader = tmp_path / "status.toml"  # `status` keeps reading the running daemon's database
     reader.write_text(original)
     try:
-        notify.wait_for("READY=1", 20)
-        wait_until(lambda: status_json(reader)["summary"]["checker"]["state"] == "ok", 10, "checker ok")
-        # A judge nobody listens on (applied: the checker turns degraded) and a new state_dir
-        # (needs a restart: kept).
-        judge = world.judge.http_url + "/get"
-        dead = "http://127.0.0.2:9/get"
-        config.write_text(original.replace(judge, dead).replace('state_dir = "', 'state_dir = "/elsewhere/', 1))
-        reload_and_wait(proc, notify)
-        wait_until(lambda: status_json(reader)["summary"]["checker"]["state"] == "degraded", 10, "the new judge URL to be used")
-        config.write_text("this is [not toml")
-        reload_and_wait(proc, notify)  # a broken file keeps the old settings, and still READY=1
-        config.write_text(original)
-        reload_and_wait(proc, notify)
-        wait_until(lambda: status_json(reader)["summary"]["checker"]["state"] == "ok", 10, "the old judge again")
+        with running_daemon(config) as daemon:
+            wait_until(lambda: status_json(reader)["summary"]["checker"]["state"] == "ok", 10, "checker ok")
+            # A judge nobody listens on (applied: the checker turns degraded) and a new state_dir
+            # (needs a restart: kept).
+            judge = world.judge.http_url + "/get"
+            dead = "http://127.0.0.2:9/get"
+            config.write_text(original.replace(judge, dead).replace('state_dir = "', 'state_dir = "/elsewhere/', 1))
+            daemon.reload()
+            wait_until(lambda: status_json(reader)["summary"]["checker"]["state"] == "degraded", 10, "the new judge URL to be used")
+            config.write_text("this is [not toml")
+            daemon.reload()  # a broken file keeps the old settings, and still READY=1
+            config.write_text(original)
+            daemon.reload()
+            wait_until(lambda: status_json(reader)["summary"]["checker"]["state"] == "ok", 10, "the old judge again")
     finally:
         config.write_text(original)
-        code, err = stop(proc)
-        notify.close()
+    code, err = daemon.code, daemon.err
     assert code == 0, err
     assert "changed settings that need a restart" in err and "state_dir" in err, err
     assert "reloaded: applied [targets]" in err, err
     assert "configuration not reloaded, keeping the old one" in err, err
-
-
-def reload_and_wait(proc: subprocess.Popen, notify: NotifyListener) -> None:
-    notify.messages.clear()
-    proc.send_signal(signal.SIGHUP)
-    notify.wait_for("RELOADING=1", 10)
-    notify.wait_for("READY=1", 10)
 
 
 def test_ready_line_counts_and_documentation_ranges(world, tmp_path):
@@ -180,11 +148,7 @@ def test_ready_line_counts_and_documentation_ranges(world, tmp_path):
     config = write_daemon_config(world, tmp_path, ["squid-anonymous", "microsocks"])
     csv = tmp_path / "proxies.csv"
     csv.write_text(csv.read_text() + "http://192.0.2.10:3128,example-1\nsocks5://[2001:db8::1]:1080,example-2\n")
-    assert run_cli("db", "upgrade", "--config", str(config)).returncode == 0
-    notify = NotifyListener(tmp_path / "notify.sock")
-    proc = start_daemon(config, notify)
-    try:
-        notify.wait_for("READY=1", 20)
+    with running_daemon(config) as daemon:
         data = wait_until(lambda: (d := status_json(config)) and all(
             r["last_checked_at"] for r in d["proxies"] if r["label"].startswith("fixture")) and d, 20, "checks stored")
         assert data["summary"]["last_round_at"] is not None  # stored with the checks, not 10 s later
@@ -194,9 +158,7 @@ def test_ready_line_counts_and_documentation_ranges(world, tmp_path):
         assert imported.returncode == 0, imported.stderr
         wait_until(lambda: any(r["state"] == "healthy" and r["proxy"].startswith("http://127.0.1.2:")
                                for r in status_json(config)["proxies"]), 5, "the imported proxy checked")
-    finally:
-        code, err = stop(proc)
-        notify.close()
+    code, err = daemon.code, daemon.err
     assert code == 0, err
     assert "ready: 4 unknown; checker ok" in err, err
     assert ("2 of the 4 proxies in " in err and "are in documentation address ranges" in err
@@ -213,26 +175,22 @@ def test_sqlite_sigterm_while_the_database_is_locked_exits_within_the_grace(worl
     grace = 2.0
     config = write_daemon_config(world, tmp_path, ["squid-anonymous", "microsocks", "refused"])
     config.write_text(config.read_text().replace("drain_grace = 10.0", f"drain_grace = {grace}"))
-    assert run_cli("db", "upgrade", "--config", str(config)).returncode == 0
-    proc = start_daemon(config)
     db = Path(tmp_path / "state" / "proxycheck.db")
     locker = None
     try:
-        wait_until(lambda: [r["last_checked_at"] for r in status_json(config)["proxies"]].count(None) == 0
-                   and len(status_json(config)["proxies"]) == 3, 20, "first checks")
-        locker = sqlite3.connect(db, timeout=30, isolation_level=None)
-        locker.execute("BEGIN EXCLUSIVE")
-        time.sleep(4)  # checks complete and wait in the writer; claims block on the lock
-        sent = time.monotonic()
-        code, err = stop(proc, timeout=grace + 20)
-        took = time.monotonic() - sent
+        with running_daemon(config, notify=False) as daemon:
+            wait_until(lambda: [r["last_checked_at"] for r in status_json(config)["proxies"]].count(None) == 0
+                       and len(status_json(config)["proxies"]) == 3, 20, "first checks")
+            locker = sqlite3.connect(db, timeout=30, isolation_level=None)
+            locker.execute("BEGIN EXCLUSIVE")
+            time.sleep(4)  # checks complete and wait in the writer; claims block on the lock
+            sent = time.monotonic()
+            code, err = daemon.stop(timeout=grace + 20)
+            took = time.monotonic() - sent
     finally:
         if locker is not None:
             locker.rollback()
             locker.close()
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
     assert code == 0, err
     assert took < grace + 5, (took, err)
     assert "Traceback" not in err and "CancelledError" not in err, err

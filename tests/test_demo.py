@@ -27,8 +27,8 @@ from pathlib import Path
 import pytest
 
 from proxycheck.demo import FLEET, run_demo
-from proxycheck.demo.certs import make_certificates
-from proxycheck.demo.proxies import Behaviour, blocked_reply, parse_head, refusal, upstream_request
+from proxycheck.world.certs import make_certificates
+from proxycheck.world.servers import Behaviour, blocked_reply, parse_head, refusal, upstream_request
 from proxycheck.demo.run import EXPECTED_CODES
 from proxycheck.verdict import ERROR_NAMES
 

@@ -1,6 +1,6 @@
 """`proxycheck doctor`: a healthy setup is all OK; each broken part is one FAIL line naming its fix.
 
-Real parts throughout: a judge in-process on loopback (HTTP and HTTPS, trustme CA), SQLite
+Real parts throughout: the loopback world's judge in-process (HTTP and HTTPS, ``proxycheck.world.judge``), SQLite
 migrated by Alembic, daemon instances registered through the store's own functions.
 """
 
@@ -20,22 +20,18 @@ import trustme
 from proxycheck import doctor
 from proxycheck.config import judge_targets, load_settings
 from proxycheck.config_targets import targets_toml
-from proxycheck.judge import Judge, JudgeOptions
 from proxycheck.store import heartbeat, make_engine, mark_stopped, register_instance, upgrade
 from proxycheck.store._rows import utcnow
+from proxycheck.world import free_port
+from proxycheck.world.judge import start_judge
 
 HOST = "127.0.0.1"
 
 
 @pytest.fixture(scope="module")
 def judge(tmp_path_factory):
-    d = tmp_path_factory.mktemp("judge")
-    ca = trustme.CA()
-    ca.cert_pem.write_to_path(str(d / "ca.pem"))
-    ca.issue_cert(HOST).private_key_and_cert_chain_pem.write_to_path(str(d / "judge.pem"))
-    j = Judge(JudgeOptions(listen=(HOST, 0), tls_listen=(HOST, 0), cert_file=str(d / "judge.pem"),
-                           key_file=str(d / "judge.pem"))).start()
-    j.ca_file = d / "ca.pem"
+    j, ca_file = start_judge(tmp_path_factory.mktemp("judge"), HOST)
+    j.ca_file = ca_file
     yield j
     j.stop()
 
@@ -156,7 +152,7 @@ def test_no_daemon_says_so(config, daemon):
     code, _, lines = run(config)
     assert code == 1
     assert lines["daemon"] == [
-        "FAIL daemon: no daemon heartbeat in the last 60 s: start the daemon: `systemctl start proxycheck` or `proxycheck run`"
+        "FAIL daemon: no daemon running (none has heartbeated within 3 of its heartbeat intervals): start the daemon: `systemctl start proxycheck` or `proxycheck run`"
     ]
 
 
@@ -199,14 +195,8 @@ def test_bad_rows_in_a_source_are_a_warning(tmp_path, judge):
     assert text.rstrip().endswith("all 11 checks OK, 1 with a WARNING"), text
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
 def test_http_enabled_but_nothing_answers(config):
-    port = free_port()
+    port = free_port(HOST)
     config.write_text(config.read_text() + f'[http]\nenabled = true\nlisten = "{HOST}:{port}"\ntoken = "{"t" * 40}"\n')
     config.chmod(0o600)  # it holds the token: a config others can read is refused
     register_daemon(migrate(config))

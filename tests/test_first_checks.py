@@ -10,8 +10,7 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
-from cli import run_cli
-from test_daemon import NotifyListener, start_daemon, status_json, stop, wait_until
+from daemons import running_daemon, status_json, wait_until
 
 FIRST = ["squid-anonymous", "squid-elite", "microsocks", "refused", "pproxy-socks4", "squid-no-images"]
 
@@ -32,11 +31,7 @@ def checked(config: Path) -> dict[str, str | None]:
 def test_new_proxies_are_checked_within_seconds_at_start_and_after_sighup(world, tmp_path):
     names = FIRST
     config = write_config(world, tmp_path, names)
-    assert run_cli("db", "upgrade", "--config", str(config)).returncode == 0
-    notify = NotifyListener(tmp_path / "notify.sock")
-    proc = start_daemon(config, notify)
-    try:
-        notify.wait_for("READY=1", 20)
+    with running_daemon(config) as daemon:
         wait_until(lambda: all(checked(config).values()), 30, f"all {len(names)} new proxies checked")
         # The moment a check is stored, status shows a last round (not "never" until a heartbeat).
         summary = status_json(config)["summary"]
@@ -45,9 +40,7 @@ def test_new_proxies_are_checked_within_seconds_at_start_and_after_sighup(world,
         added = world.by_name("squid-forwarded-for")
         with (tmp_path / "proxies.csv").open("a") as csv:
             csv.write(f"{added.url},{added.name}\n")
-        proc.send_signal(signal.SIGHUP)
+        daemon.proc.send_signal(signal.SIGHUP)
         wait_until(lambda: checked(config).get(added.name), 30, "the proxy added on SIGHUP checked")
-    finally:
-        code, err = stop(proc)
-        notify.close()
+    code, err = daemon.code, daemon.err
     assert code == 0, err

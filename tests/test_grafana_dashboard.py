@@ -24,9 +24,10 @@ import promql_parser
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from daemons import running_api, wait_until
+
 from proxycheck.config import load_settings
-from test_daemon import stop, wait_until
-from test_http_api import free_port, start_api
+from proxycheck.world import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD = ROOT / "deploy" / "grafana" / "proxycheck.json"
@@ -133,8 +134,7 @@ def test_dashboard_has_the_issue_13_panels():
 @pytest.fixture(scope="module")
 def served(world, tmp_path_factory):
     """``/metrics`` of a real daemon after its first round, with one worker report stored."""
-    running = start_api(world, tmp_path_factory.mktemp("grafana"), NAMES)  # returns once every proxy is checked
-    try:
+    with running_api(world, tmp_path_factory.mktemp("grafana"), NAMES) as running:  # once every proxy is checked
         token = running.token_file.read_text().strip()
         report = httpx.post(running.base + "/report", headers={"Authorization": f"Bearer {token}"}, trust_env=False, timeout=10,
                             json={"proxy": world.by_name("refused").url, "outcome": 25})  # stored; it is unhealthy already
@@ -142,9 +142,7 @@ def served(world, tmp_path_factory):
         metrics = running.get("/metrics", token=token)
         assert metrics.status_code == 200, metrics.text
         yield running, metrics.text, token
-    finally:
-        code, err = stop(running.proc)
-        running.notify.close()
+    code, err = running.code, running.err
     assert code == 0, err
 
 

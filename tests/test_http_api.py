@@ -8,60 +8,16 @@ import json
 import re
 import socket
 import stat
-from pathlib import Path
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from cli import run_cli, run_json
-from test_daemon import NotifyListener, by_label, start_daemon, status_json, stop, wait_until, write_daemon_config
+from daemons import Api, by_label, running_api, running_daemon, secrets_of, status_json, wait_until
 
 NAMES = ["squid-anonymous", "squid-elite", "microsocks", "squid-forwarded-for", "refused", "squid-auth-right-password",
          "squid-turnstile-banned"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Api:
-    """One running daemon with [http] enabled, and what a test needs to talk to it."""
-
-    def __init__(self, config: Path, port: int, proc, notify) -> None:
-        self.config, self.port, self.proc, self.notify = config, port, proc, notify
-        self.base = f"http://127.0.0.1:{port}"
-        self.token_file = config.parent / "state" / "http-token"
-
-    def get(self, path: str, token: str | None = None, **kw) -> httpx.Response:
-        headers = kw.pop("headers", {})
-        if token is not None:
-            headers["Authorization"] = f"Bearer {token}"
-        return httpx.get(self.base + path, headers=headers, trust_env=False, timeout=10, **kw)
-
-
-def start_api(world, tmp_path: Path, names=NAMES, *, extra: str = "", database_url: str = "", wait_checked=True) -> Api:
-    port = free_port()
-    config = write_daemon_config(world, tmp_path, names, database_url=database_url)
-    config.write_text(config.read_text() + f'\n[http]\nenabled = true\nlisten = "127.0.0.1:{port}"\n{extra}'
-                      '\n[worker]\nreprobe_after = 0.5\n')
-    config.chmod(0o600)  # it may hold [http].token: others must not read it (config.py refuses)
-    up = run_cli("db", "upgrade", "--config", str(config))
-    assert up.returncode == 0, up.stderr
-    notify = NotifyListener(tmp_path / "notify.sock")
-    proc = start_daemon(config, notify)
-    api = Api(config, port, proc, notify)
-    try:
-        notify.wait_for("READY=1", 20)
-        if wait_checked:
-            wait_until(lambda: all(r["last_checked_at"] for r in status_json(config)["proxies"]), 30, "first checks")
-    except BaseException:
-        stop(proc)
-        notify.close()
-        raise
-    return api
 
 
 SPARE_ADDRESSES = (f"127.0.0.{n}" for n in range(10, 250))  # loopback source addresses, one per client that errs
@@ -74,21 +30,15 @@ def from_address(running: Api, address: str, **kw) -> httpx.Client:
                         transport=httpx.HTTPTransport(local_address=address), **kw)
 
 
-def secrets_of(world, names) -> set[str]:
-    return {f.url.split(":")[2].split("@")[0] for f in world.fixtures if f.name in names and "@" in f.url}
-
-
 @pytest.fixture(scope="module")
 def api(world, tmp_path_factory):
     """No [http].token: the daemon generates one into state/http-token."""
-    tmp_path = tmp_path_factory.mktemp("http")
-    running = start_api(world, tmp_path)
-    token = running.token_file.read_text().strip()
-    client = httpx.Client(base_url=running.base, trust_env=False, timeout=10, headers={"Authorization": f"Bearer {token}"})
-    yield client, running, world, token
-    client.close()
-    code, err = stop(running.proc)
-    running.notify.close()
+    with running_api(world, tmp_path_factory.mktemp("http"), NAMES) as running:
+        token = running.token_file.read_text().strip()
+        with httpx.Client(base_url=running.base, trust_env=False, timeout=10,
+                          headers={"Authorization": f"Bearer {token}"}) as client:
+            yield client, running, world, token
+    code, err = running.code, running.err
     assert code == 0, err
     assert token not in err  # the generated token is never logged...
     assert f"HTTP token generated in {running.token_file}" in err  # ...its path is
@@ -309,9 +259,14 @@ def test_lease_and_release_over_http(api):
     shown = status_json(config)["summary"]["leases"]
     assert shown["held"] == 1 and shown["list"][0]["worker"] == "w-http" and shown["list"][0]["proxy"] == socks
     assert client.get("/status", params={"limit": 10}).json()["summary"]["leases"]["held"] == 1  # a fresh page
-    done = client.post(f"/lease/{body['lease']}/release", json={"outcome": {"errorId": 0, "solution": {}}})
+    # A soft failure is always stored (store/reports.py rule 4; a success is stored only when it
+    # changes something, so "reported" would depend on the proxy's past).
+    done = client.post(f"/lease/{body['lease']}/release", json={"outcome": "ERROR_RECAPTCHA_TIMEOUT"})
     assert done.status_code == 200 and done.json() == {"lease": body["lease"], "released": True, "reported": True}
-    assert client.post(f"/lease/{body['lease']}/release", json={}).json()["released"] is False
+    again = client.post(f"/lease/{body['lease']}/release", json={"outcome": "ERROR_PROXY_BANNED"})
+    assert again.json() == {"lease": body["lease"], "released": False, "reported": False}  # one report per lease
+    unknown = client.post("/lease/no-such-lease/release", json={"outcome": "ERROR_PROXY_BANNED"})
+    assert unknown.json() == {"lease": "no-such-lease", "released": False, "reported": False}
     ac = client.post("/lease", json={"scheme": "socks5", "format": "anticaptcha"}).json()
     assert ac["proxy"]["proxyType"] == "socks5"
     assert client.post(f"/lease/{ac['lease']}/release", json={}).json()["released"]
@@ -343,17 +298,15 @@ def test_no_answer_may_be_cached(api):
 
 # -- daemons of their own -----------------------------------------------------------------------
 def test_configured_token_and_allowed_hosts(world, tmp_path):
-    running = start_api(world, tmp_path, ["squid-anonymous"], wait_checked=False,
-                        extra='token = "s3cret-token-from-config-at-least-32-chars"\nallowed_hosts = ["proxycheck.internal"]\n')
-    try:
+    with running_api(world, tmp_path, ["squid-anonymous"], checked=False,
+                     extra='token = "s3cret-token-from-config-at-least-32-chars"\nallowed_hosts = ["proxycheck.internal"]\n'
+                     ) as running:
         assert running.get("/status", token="s3cret-token-from-config-at-least-32-chars").status_code == 200
         assert running.get("/status").status_code == 401
         assert running.get("/healthz", headers={"Host": "proxycheck.internal"}).status_code in (200, 503)
         assert running.get("/healthz", headers={"Host": "evil.example"}).status_code == 421
         assert not running.token_file.exists()  # nothing generated when the config gives a token
-    finally:
-        code, err = stop(running.proc)
-        running.notify.close()
+    code, err = running.code, running.err
     assert code == 0, err
     assert "s3cret-token-from-config-at-least-32-chars" not in err and "HTTP token from [http].token" in err
 
@@ -362,10 +315,9 @@ def test_wrong_credentials_are_logged_and_throttled_per_address(world, tmp_path)
     """guard.py rule 5: ten wrong tokens (bearer or the page's login form) from one address
     within a minute, then 429 with Retry-After for that address only, the right token included;
     each failure is logged with the address and never the value."""
-    running = start_api(world, tmp_path, ["squid-anonymous"], wait_checked=False)
-    token = running.token_file.read_text().strip()
     guesses = [f"guess-{n}-{'x' * 40}" for n in range(10)]
-    try:
+    with running_api(world, tmp_path, ["squid-anonymous"], checked=False) as running:
+        token = running.token_file.read_text().strip()
         with from_address(running, "127.0.0.7") as guesser, from_address(running, "127.0.0.8") as neighbour:
             assert [guesser.get("/status").status_code for _ in range(12)] == [401] * 12  # no credential: not counted
             for guess in guesses[:7]:
@@ -382,9 +334,7 @@ def test_wrong_credentials_are_logged_and_throttled_per_address(world, tmp_path)
             # Another address is not slowed down by it.
             assert neighbour.get("/status", headers={"Authorization": f"Bearer {token}"}).status_code == 200
             assert neighbour.get("/status", headers={"Authorization": "Bearer wrong"}).status_code == 401
-    finally:
-        code, err = stop(running.proc)
-        running.notify.close()
+    code, err = running.code, running.err
     assert code == 0, err
     lines = [line for line in err.splitlines() if "127.0.0.7" in line]
     assert sum("wrong bearer token" in line for line in lines) == 7, err
@@ -403,15 +353,12 @@ MALFORMED = [  # raw requests aiohttp's parser refuses; the last one carries a s
 
 def test_a_malformed_request_is_one_log_line(world, tmp_path):
     """guard.py rule 7: 400, and one line naming the client, not aiohttp's traceback quoting the raw bytes."""
-    running = start_api(world, tmp_path, ["squid-anonymous"], wait_checked=False)
-    try:
+    with running_api(world, tmp_path, ["squid-anonymous"], checked=False) as running:
         for raw in MALFORMED:
             with socket.create_connection(("127.0.0.1", running.port), timeout=10) as conn:
                 conn.sendall(raw)
                 assert conn.recv(100).startswith(b"HTTP/1.0 400"), raw
-    finally:
-        code, err = stop(running.proc)
-        running.notify.close()
+    code, err = running.code, running.err
     assert code == 0, err
     lines = [line for line in err.splitlines() if "malformed request" in line]
     assert len(lines) == len(MALFORMED) and all("from 127.0.0.1" in line for line in lines), err
@@ -419,27 +366,17 @@ def test_a_malformed_request_is_one_log_line(world, tmp_path):
 
 
 def test_healthz_503_while_the_checker_is_degraded(world, tmp_path):
-    running = start_api(world, tmp_path, ["squid-anonymous"], wait_checked=False)
-    try:
+    with running_api(world, tmp_path, ["squid-anonymous"], checked=False) as running:
         pass
-    finally:
-        stop(running.proc)
-        running.notify.close()
     # Same database, the judge now on a closed port: the self-test fails from the start.
     text = running.config.read_text()
     running.config.write_text(re.sub(r'judge_url = "[^"]*"', 'judge_url = "http://127.0.0.1:9/get"', text))
-    notify = NotifyListener(tmp_path / "notify2.sock")
-    proc = start_daemon(running.config, notify)
-    try:
-        notify.wait_for("READY=1", 20)
+    with running_daemon(running.config, upgrade=False, notify=tmp_path / "notify2.sock") as daemon:
         health = wait_until(lambda: (r := running.get("/healthz")).status_code == 503 and r, 20, "healthz 503")
         body = health.json()
         assert body["checker"] == "degraded" and body["database"] == "ok"
         assert body["reason"].startswith("checker degraded: ") and body["checker_reason"]
-    finally:
-        code, err = stop(proc)
-        notify.close()
-    assert code == 0, err
+    assert daemon.code == 0, daemon.err
 
 
 @pytest.mark.postgres
@@ -449,36 +386,36 @@ def test_healthz_503_while_the_database_refuses_connections(world, tmp_path):
 
     with throwaway_database("proxycheck_http") as url:
         name = make_url(url).database
-        running = start_api(world, tmp_path, ["squid-anonymous"], database_url=url, wait_checked=False)
         admin = admin_engine()
         try:
-            assert running.get("/healthz").status_code == 200
-            with admin.connect() as conn:
-                conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'))
-                conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"), {"n": name})
-            down = wait_until(lambda: (r := running.get("/healthz")).status_code == 503 and r, 20, "healthz 503")
-            body = down.json()
-            assert body["database"] == "unavailable" and body["database_reason"].startswith("the database")
-            assert name not in down.text and "postgres" not in down.text.lower()  # the open endpoint names no database
-            with admin.connect() as conn:
-                conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
-            wait_until(lambda: running.get("/healthz").status_code == 200, 30, "healthz 200 again")
-            # A database that hangs instead of refusing: the query waits on a lock, /healthz does not.
-            locker = create_engine(url)
-            with locker.connect() as conn:
-                conn.execute(text("LOCK TABLE alembic_version IN ACCESS EXCLUSIVE MODE"))
-                hung = [running.get("/healthz") for _ in range(3)]  # one query in flight, shared
-                assert {r.status_code for r in hung} == {503}
-                assert hung[0].json()["database_reason"] == "the database did not answer within 2 s"
-                conn.rollback()
-            locker.dispose()
-            wait_until(lambda: running.get("/healthz").status_code == 200, 30, "healthz 200 after the lock")
+            with running_api(world, tmp_path, ["squid-anonymous"], database_url=url, checked=False,
+                             stop_timeout=90) as running:
+                assert running.get("/healthz").status_code == 200
+                with admin.connect() as conn:
+                    conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'))
+                    conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"), {"n": name})
+                down = wait_until(lambda: (r := running.get("/healthz")).status_code == 503 and r, 20, "healthz 503")
+                body = down.json()
+                assert body["database"] == "unavailable" and body["database_reason"].startswith("the database")
+                assert name not in down.text and "postgres" not in down.text.lower()  # the open endpoint names no database
+                with admin.connect() as conn:
+                    conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
+                wait_until(lambda: running.get("/healthz").status_code == 200, 30, "healthz 200 again")
+                # A database that hangs instead of refusing: the query waits on a lock, /healthz does not.
+                locker = create_engine(url)
+                with locker.connect() as conn:
+                    conn.execute(text("LOCK TABLE alembic_version IN ACCESS EXCLUSIVE MODE"))
+                    hung = [running.get("/healthz") for _ in range(3)]  # one query in flight, shared
+                    assert {r.status_code for r in hung} == {503}
+                    assert hung[0].json()["database_reason"] == "the database did not answer within 2 s"
+                    conn.rollback()
+                locker.dispose()
+                wait_until(lambda: running.get("/healthz").status_code == 200, 30, "healthz 200 after the lock")
         finally:
             with admin.connect() as conn:
                 conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
             admin.dispose()
-            code, err = stop(running.proc, timeout=90)
-            running.notify.close()
+        code, err = running.code, running.err
         assert code == 0, err
         assert "/healthz: database unavailable" in err
 

@@ -20,8 +20,7 @@ from proxycheck.http_api.app import HttpApi
 from proxycheck.http_api.guard import is_page
 from proxycheck.http_api.page import queries
 from proxycheck.worker.params import QUERY_KEYS
-from test_daemon import stop
-from test_http_api import start_api
+from daemons import running_api
 
 NAMES = ["squid-anonymous", "refused", "squid-auth-right-password"]
 
@@ -78,16 +77,14 @@ def endpoint(request, world, tmp_path_factory):
 
 
 def _endpoint(world, tmp_path_factory, database_url: str):
-    running = start_api(world, tmp_path_factory.mktemp("http-input"), NAMES, database_url=database_url)
-    token = running.token_file.read_text().strip()
-    api = httpx.Client(base_url=running.base, trust_env=False, timeout=20, headers={"Authorization": f"Bearer {token}"})
-    page = httpx.Client(base_url=running.base, trust_env=False, timeout=20, follow_redirects=False)
-    assert page.post("/ui/login", data={"token": token}, headers={"Origin": running.base}).status_code == 303
-    yield running, api, page
-    api.close()
-    page.close()
-    code, err = stop(running.proc)
-    running.notify.close()
+    with running_api(world, tmp_path_factory.mktemp("http-input"), NAMES, database_url=database_url) as running:
+        token = running.token_file.read_text().strip()
+        with (httpx.Client(base_url=running.base, trust_env=False, timeout=20,
+                           headers={"Authorization": f"Bearer {token}"}) as api,
+              httpx.Client(base_url=running.base, trust_env=False, timeout=20, follow_redirects=False) as page):
+            assert page.post("/ui/login", data={"token": token}, headers={"Origin": running.base}).status_code == 303
+            yield running, api, page
+    code, err = running.code, running.err
     assert code == 0, err
     assert "Traceback" not in err, err[-3000:]
 

@@ -26,17 +26,18 @@ import json
 import os
 import random
 import sqlite3
-import subprocess
 import threading
 import time
 from pathlib import Path
 
 import pytest
-from cli import PROXYCHECK, run_json
+from cli import run_json
+from daemons import running_daemon
 from test_daemon_judge import RestartableJudge
 from world import software
 from world.faults import AlikeTarget
-from world.procs import free_port, wait_all
+
+from proxycheck.world import free_port, wait_all
 
 pytestmark = pytest.mark.world
 
@@ -163,20 +164,13 @@ class Flapper(threading.Thread):
 def test_short_outages_of_ours_blame_no_healthy_proxy(world, fleet, judge, target, tmp_path, case):
     config = write_config(tmp_path, world, judge, target, case, fleet)
     db = tmp_path / "state" / "proxycheck.db"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PROXYCHECK_", "NOTIFY_SOCKET"))}
-    if "PROXYCHECK_UNSAFE_CONFIRM" in os.environ:  # the demonstration that this test can fail
-        env["PROXYCHECK_UNSAFE_CONFIRM"] = os.environ["PROXYCHECK_UNSAFE_CONFIRM"]
-    assert subprocess.run([PROXYCHECK, "db", "upgrade", "--config", str(config)], env=env,
-                          capture_output=True).returncode == 0
-    log = tmp_path / "daemon.log"
-    with open(log, "w") as err:
-        daemon = subprocess.Popen([PROXYCHECK, "run", "--config", str(config)], env=env,
-                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
-    try:
+    # The demonstration that this test can fail passes its switch through to the daemon.
+    unsafe = {k: v for k, v in os.environ.items() if k == "PROXYCHECK_UNSAFE_CONFIRM"}
+    with running_daemon(config, notify=False, stop_timeout=20, **unsafe) as daemon:
         deadline = time.monotonic() + 60
         while sum(r["state"] == "healthy" for r in status(config)["proxies"]) < N_PROXIES:
-            assert time.monotonic() < deadline, f"the fleet never became healthy:\n{log.read_text()[-3000:]}"
-            assert daemon.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, f"the fleet never became healthy:\n{daemon.output()[-3000:]}"
+            assert daemon.proc.poll() is None, daemon.output()[-3000:]
             time.sleep(0.5)
         before = query(db, "SELECT count(*) FROM checks")[0][0]
         flapper = Flapper(case, judge, target)
@@ -215,12 +209,4 @@ def test_short_outages_of_ours_blame_no_healthy_proxy(world, fleet, judge, targe
             assert time.monotonic() - steady < INTERVAL * 1.1 + PROBE_DEADLINE + 2, (
                 f"{fresh} of {N_PROXIES} checked healthy within one interval after the trouble ended")
             time.sleep(0.3)
-    finally:
-        if daemon.poll() is None:
-            daemon.terminate()
-        try:
-            daemon.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
-            daemon.wait()
-    assert daemon.returncode == 0, log.read_text()[-3000:]
+    assert daemon.code == 0, daemon.err[-3000:]

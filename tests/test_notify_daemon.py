@@ -15,9 +15,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from cli import run_cli
+from daemons import label_of, running_daemon, status_json, wait_until
 from notify_receiver import Receiver
-from test_daemon import NotifyListener, label_of, start_daemon, status_json, stop, wait_until
 from test_daemon_judge import RestartableJudge
 from world.build import config_toml
 from world.faults import AlikeTarget
@@ -78,12 +77,8 @@ def passwords(world) -> set[str]:
 
 def test_one_signed_message_per_transition(world, judge, alike, receiver, tmp_path):
     config = write_config(world, judge, alike, receiver, tmp_path)
-    assert run_cli("db", "upgrade", "--config", str(config)).returncode == 0
     receiver.statuses = [500, 500]  # the first message is refused twice, then taken
-    notify = NotifyListener(tmp_path / "notify.sock")
-    proc = start_daemon(config, notify)
-    try:
-        notify.wait_for("READY=1", 20)
+    with running_daemon(config) as daemon:
         healthy = [label_of(n) for n in PROXIES[:3]]
         wait_until(lambda: all(r["state"] == "healthy" for r in status_json(config)["proxies"] if r["label"] in healthy),
                    30, "the healthy proxies checked healthy")
@@ -102,9 +97,7 @@ def test_one_signed_message_per_transition(world, judge, alike, receiver, tmp_pa
                    "a target_judging message")
         time.sleep(1.5)  # a few more observations: nothing new
         delivered = receiver.delivered()
-    finally:
-        code, err = stop(proc)
-        notify.close()
+    code, err = daemon.stop()
     assert code == 0, err
     subjects = [m["subject"] for m in delivered]
     assert subjects.count("checker") == 4 and subjects.count("target:everyone429") == 2, delivered

@@ -23,8 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from test_daemon import label_of, status_json, stop, wait_until
-from test_http_api import secrets_of, start_api
+from daemons import label_of, running_api, secrets_of, status_json, wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -78,17 +77,16 @@ def daemon(world, tmp_path_factory):
     """The daemon, plus one proxy with a password found nowhere else (the refused port, with
     credentials), added to its CSV and picked up on SIGHUP."""
     tmp_path = tmp_path_factory.mktemp("page")
-    running = start_api(world, tmp_path, NAMES)
-    token = running.token_file.read_text().strip()
-    refused = world.by_name("refused").url.removeprefix("http://")
-    with (tmp_path / "proxies.csv").open("a") as csv:
-        csv.write(f"http://pageuser:{DISTINCTIVE}@{refused},with-password\n")
-    running.proc.send_signal(signal.SIGHUP)
-    wait_until(lambda: by_name(status_json(running.config)).get("with-password", {}).get("last_checked_at"), 30,
-               "the proxy with the distinctive password checked")
-    yield running, token
-    code, err = stop(running.proc)
-    running.notify.close()
+    with running_api(world, tmp_path, NAMES) as running:
+        token = running.token_file.read_text().strip()
+        refused = world.by_name("refused").url.removeprefix("http://")
+        with (tmp_path / "proxies.csv").open("a") as csv:
+            csv.write(f"http://pageuser:{DISTINCTIVE}@{refused},with-password\n")
+        running.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: by_name(status_json(running.config)).get("with-password", {}).get("last_checked_at"), 30,
+                   "the proxy with the distinctive password checked")
+        yield running, token
+    code, err = running.code, running.err
     assert code == 0, err
 
 

@@ -10,19 +10,17 @@ import re
 import httpx
 import pytest
 
-from test_daemon import stop
-from test_http_api import secrets_of, start_api
+from daemons import running_api, secrets_of
 
 NAMES = ["squid-anonymous", "refused", "squid-auth-right-password"]
 
 
 @pytest.fixture(scope="module")
 def page(world, tmp_path_factory):
-    running = start_api(world, tmp_path_factory.mktemp("page-http"), NAMES)
-    token = running.token_file.read_text().strip()
-    yield running, token, secrets_of(world, NAMES)
-    code, err = stop(running.proc)
-    running.notify.close()
+    with running_api(world, tmp_path_factory.mktemp("page-http"), NAMES) as running:
+        token = running.token_file.read_text().strip()
+        yield running, token, secrets_of(world, NAMES)
+    code, err = running.code, running.err
     assert code == 0, err
 
 

@@ -18,8 +18,9 @@ import httpx
 import pytest
 
 from proxycheck import doctor
-from test_daemon import NotifyListener, start_daemon, stop, wait_until
-from test_doctor import HOST, free_port, judge, migrate, write_config  # noqa: F401 - judge is a fixture
+from proxycheck.world import free_port
+from daemons import running_daemon, wait_until
+from test_doctor import HOST, judge, migrate, write_config  # noqa: F401 - judge is a fixture
 
 TOKEN = "status-helper-test-token-" + "x" * 20
 
@@ -28,23 +29,20 @@ TOKEN = "status-helper-test-token-" + "x" * 20
 def daemon(tmp_path, judge):  # noqa: F811 - the fixture imported above
     """(daemon, config, base URL, its children seen by the test); children still alive at the
     end are killed before the daemon's pipes are read (they would hold them open)."""
-    port = free_port()
+    port = free_port(HOST)
     config = write_config(tmp_path, judge.http_url, judge.https_url, judge.ca_file)
     config.write_text(config.read_text() + f'[http]\nenabled = true\nlisten = "{HOST}:{port}"\ntoken = "{TOKEN}"\n')
     config.chmod(0o600)  # it holds the token: a config others can read is refused
     migrate(config)
-    notify = NotifyListener(tmp_path / "notify.sock")
-    proc = start_daemon(config, notify)
     seen: list[int] = []
-    try:
-        notify.wait_for("READY=1", 30)
-        yield proc, config, f"http://{HOST}:{port}", seen
-    finally:
-        for pid in seen:
-            if alive(pid):
-                os.kill(pid, signal.SIGKILL)
-        stop(proc)  # also reads and closes its pipes when a test already ended it
-        notify.close()
+    # Leaving the block stops the daemon, unless a test already ended it.
+    with running_daemon(config, upgrade=False, ready=30) as running:
+        try:
+            yield running.proc, config, f"http://{HOST}:{port}", seen
+        finally:
+            for pid in seen:
+                if alive(pid):
+                    os.kill(pid, signal.SIGKILL)
 
 
 def get_status(base: str) -> httpx.Response:

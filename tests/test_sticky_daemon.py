@@ -20,8 +20,7 @@ from proxycheck import NoHealthyProxy
 from proxycheck.proxy import parse_proxy_url
 from proxycheck.store import make_engine
 from proxycheck.store.models import ExitReadingRow, ProxyRow
-from cli import run_cli
-from test_daemon import start_daemon, status_json, stop, wait_until
+from daemons import running_daemon, status_json, wait_until
 
 pytestmark = pytest.mark.world
 
@@ -89,10 +88,8 @@ def rotating_clock(world):
 
 def test_the_daemon_reads_exits_within_the_window_and_judges_them(world, tmp_path, rotating_clock):
     config = write_config(world, tmp_path, dispatch_interval=0.2)
-    assert run_cli("db", "upgrade", "--config", str(config)).returncode == 0
     squid = parse_proxy_url(world.by_name("squid-anonymous").url)
-    proc = start_daemon(config)
-    try:
+    with running_daemon(config, notify=False) as daemon:
         judged = wait_until(lambda: (e := exits(config)) and e["squid"]["state"] == "stable"
                             and e["rotator"]["state"] == "rotating" and e, 40, "squid stable and the rotator rotating")
         assert judged["gateway"]["state"] == "gateway", judged
@@ -120,9 +117,7 @@ def test_the_daemon_reads_exits_within_the_window_and_judges_them(world, tmp_pat
         assert all(gap >= INTERVAL * (1 - JITTER) - 0.5 for gap in gaps(seen["squid"])[2:]), seen["squid"]
         assert all(gap >= INTERVAL * (1 - JITTER) - 0.5 for gap in gaps(seen["gateway"])), seen["gateway"]
         assert exits(config)["squid"]["state"] == "stable"
-    finally:
-        code, err = stop(proc)
-    assert code == 0, err
+    assert daemon.code == 0, daemon.err
 
 
 def test_readings_an_interval_apart_never_make_a_proxy_stable(world, tmp_path):
@@ -130,9 +125,7 @@ def test_readings_an_interval_apart_never_make_a_proxy_stable(world, tmp_path):
     forward: every reading is an interval apart, as before follow-up visits existed. However
     long one IP holds, nothing was seen in between: squid stays unconfirmed, never sticky."""
     config = write_config(world, tmp_path, dispatch_interval=INTERVAL)
-    assert run_cli("db", "upgrade", "--config", str(config)).returncode == 0
-    proc = start_daemon(config)
-    try:
+    with running_daemon(config, notify=False) as daemon:
         def settled() -> bool:
             seen = readings(tmp_path).get("squid", [])
             if seen:
@@ -152,6 +145,4 @@ def test_readings_an_interval_apart_never_make_a_proxy_stable(world, tmp_path):
         finally:
             pool.close()
             proxycheck.worker._default = None
-    finally:
-        code, err = stop(proc)
-    assert code == 0, err
+    assert daemon.code == 0, daemon.err

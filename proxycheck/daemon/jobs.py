@@ -12,8 +12,8 @@ Rules:
    proxies are picked up at once (the dispatcher is woken) and the log says when their first
    checks are due.
 3. The heartbeat writes the instance row (``status`` reads it) and refreshes sd_notify's STATUS
-   (``publish.py``), and on PostgreSQL takes back the leases of daemons silent for
-   ``STALE_BEATS`` heartbeats.
+   (``publish.py``), and on PostgreSQL takes back the leases of daemons that are not live
+   (store/instances.py rule 1).
 """
 
 from __future__ import annotations
@@ -25,18 +25,17 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 from .. import store
-from ..config import Daemon as DaemonSettings
 from ..config import Settings
 from ..errors import ProxycheckError
 from ..proxy import DOCUMENTATION_NETS
 from ..sources import read_csv_file
+from ..store.instances import STALE_BEATS
 from ..store.reports import prune_reports
 from .monitor import CheckerMonitor
 from .storage import Storage
 
 log = logging.getLogger("proxycheck.daemon")
 
-STALE_BEATS = 3
 
 
 async def sync_sources(storage: Storage, settings: Settings, rng: random.Random, *, spread: bool,
@@ -101,15 +100,14 @@ async def retention(storage: Storage, settings: Settings) -> None:
         log.info("retention removed %d old worker reports", pruned)
 
 
-async def heartbeat(storage: Storage, settings: DaemonSettings, publish: Callable[[], Awaitable[None]], *,
+async def heartbeat(storage: Storage, publish: Callable[[], Awaitable[None]], *,
                     reclaim: bool, wake: Callable[[], None]) -> None:
     """The instance row and sd_notify's STATUS (``publish``); with ``reclaim`` (PostgreSQL, where
-    daemons share the database), the leases of peers silent for ``STALE_BEATS`` heartbeats."""
+    daemons share the database), the leases of peers that are not live (store/instances.py rule 1)."""
     await publish()
     if reclaim:
-        silent = STALE_BEATS * settings.heartbeat_interval
-        taken = await storage.attempt(store.reclaim_stale_leases, storage.engine, silent)
+        taken = await storage.attempt(store.reclaim_stale_leases, storage.engine)
         if taken:
-            log.warning("took back %d leases of daemons silent for more than %.0f s; their proxies are due again",
-                        taken, silent)
+            log.warning("took back %d leases of daemons stopped or silent for more than %d of their heartbeats; "
+                        "their proxies are due again", taken, STALE_BEATS)
             wake()

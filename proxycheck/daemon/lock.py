@@ -1,7 +1,8 @@
 """One daemon per SQLite file, enforced by an flock next to it.
 
 Rule: SQLite allows one writer daemon per database. Holding the flock also *proves* that no
-other daemon runs, so leases left in the file are a dead daemon's and are taken back at start.
+other daemon runs, so leases left in the file are a dead daemon's and are taken back at start,
+and ``status`` reads it too (store/instances.py rule 2).
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ import socket
 from pathlib import Path
 
 from ..errors import ProxycheckError
+from ..store.instances import daemon_lock_path
 
 
 class SingleDaemonLock:
     """SQLite supports one writer daemon per database file: an flock next to it enforces that."""
 
     def __init__(self, db_path: Path) -> None:
-        self.path = db_path.with_name(db_path.name + ".daemon.lock")
+        self.path = daemon_lock_path(db_path)
         self._fh = None
 
     def acquire(self) -> None:

@@ -31,8 +31,9 @@ log = logging.getLogger("proxycheck.daemon")
 
 class Publisher:
     def __init__(self, storage: Storage, instance_id: str, notifier: Notifier, monitor: CheckerMonitor, writer: Writer,
-                 in_flight: Callable[[], int]) -> None:
+                 in_flight: Callable[[], int], heartbeat_interval: Callable[[], float]) -> None:
         self.storage = storage
+        self.heartbeat_interval = heartbeat_interval  # stored with the row: liveness is judged by it
         self.instance_id = instance_id
         self.notifier = notifier
         self.monitor = monitor
@@ -46,7 +47,7 @@ class Publisher:
         state, reason = self.monitor.state()
         await self.storage.attempt(store.heartbeat, self.storage.engine, self.instance_id, checker_state=state,
                                    checker_reason=reason or None, last_round_at=self.writer.last_round_at,
-                                   own_ips=sorted(st.own_ips))
+                                   own_ips=sorted(st.own_ips), heartbeat_interval=self.heartbeat_interval())
         if stopped:
             await self.storage.attempt(store.mark_stopped, self.storage.engine, self.instance_id)
             return

@@ -13,7 +13,9 @@ Rules:
    even when the database is down (what cannot be written is counted in the log). SIGHUP: the
    file is loaded again and ``reload.plan`` applied; the reload always ends with READY=1.
 3. On SQLite the flock proves no other daemon runs: leases left in the file are a dead daemon's
-   and are taken back at once, so its in-flight proxies are checked again right after a restart.
+   and are taken back at once, so its in-flight proxies are checked again right after a restart
+   (taken back *after* overdue proxies are spread over one ``[health].interval``, so they stay
+   due now), and every other instance row not marked stopped is marked stopped (it is dead).
 """
 
 from __future__ import annotations
@@ -132,13 +134,13 @@ class Daemon:
         self.dispatcher = Dispatcher(self.storage, settings, self.instance_id, self.monitor, self.writer,
                                      self.metrics, self.stopping)
         self.publisher = Publisher(self.storage, self.instance_id, self.notifier, self.monitor, self.writer,
-                                   lambda: len(self.dispatcher.inflight))
+                                   lambda: len(self.dispatcher.inflight), lambda: self.settings.daemon.heartbeat_interval)
         self.notifications = Notifications(self.settings.notify, {"id": self.instance_id[:8], "host": socket.gethostname()})
         self.periodic = Periodic({
             "source_sync": self._sync_sources,
             "retention": lambda: jobs.retention(self.storage, self.settings),
             "own_ip_refresh": self.monitor.selftest,
-            "heartbeat": lambda: jobs.heartbeat(self.storage, self.settings.daemon, self.publisher.publish,
+            "heartbeat": lambda: jobs.heartbeat(self.storage, self.publisher.publish,
                                                 reclaim=self.postgresql, wake=self.dispatcher.wake.set),
             "notify": lambda: notifying.observe(self.notifications, self.storage, self.monitor),
         }, on_bug=self.side.bug)
@@ -151,12 +153,11 @@ class Daemon:
         self._build()
         engine = self.storage.engine
         await self.storage.call(store.register_instance, engine, instance_id=self.instance_id,
-                                hostname=socket.gethostname(), pid=os.getpid())
+                                hostname=socket.gethostname(), pid=os.getpid(),
+                                heartbeat_interval=self.settings.daemon.heartbeat_interval)
         log.info("proxycheck daemon %s starting on %s", self.instance_id[:8], masked_url(self.url))
-        if self._lock is not None:
-            taken = await self.storage.call(store.release_all_leases, engine)
-            if taken:
-                log.warning("took back %d leases of a daemon that did not stop cleanly; those proxies are due now", taken)
+        if self._lock is not None:  # rule 3: every other instance row is a dead daemon's
+            await self.storage.call(store.mark_others_stopped, engine, self.instance_id)
         handlers = {signal.SIGTERM: self.stopping.set, signal.SIGINT: self.stopping.set, signal.SIGHUP: self._on_sighup}
         with signals.handled(handlers):
             await self._start()
@@ -171,6 +172,10 @@ class Daemon:
                                                 self.settings.health.interval, self.rng)
             if spread:
                 log.info("spread %d overdue proxies over the next %g s", spread, self.settings.health.interval)
+        if self._lock is not None:  # rule 3, after the spread, which leaves leased proxies alone
+            taken = await self.storage.call(store.release_all_leases, self.storage.engine)
+            if taken:
+                log.warning("took back %d leases of a daemon that did not stop cleanly; those proxies are due now", taken)
         await self.monitor.selftest()
         self.side.start(self.writer.run(), "result writer")
         self.side.start(self.monitor.run(), "checker monitor")

@@ -1,7 +1,8 @@
 """``proxycheck demo``: the whole product on loopback, with no network (see ``run.py``).
 
-``proxies.py`` holds the small misbehaving proxies, ``certs.py`` the throwaway HTTPS certificate
-authority, ``run.py`` the orchestration and the ``FLEET`` table.
+``run.py`` holds the orchestration and the ``FLEET`` table; the misbehaving proxies, the judge
+and its throwaway certificate authority are the loopback world's (``proxycheck.world``), which the
+tests and the benches use too.
 """
 
 from .run import FLEET, run_demo

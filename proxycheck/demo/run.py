@@ -37,11 +37,12 @@ from rich.console import Console
 from ..config import judge_targets_toml, load_settings
 from ..daemon import Daemon
 from ..errors import ProxycheckError
-from ..judge import Judge, JudgeOptions
+from ..judge import Judge
 from ..status_view import render
 from ..store import list_proxies, make_engine, status_summary, upgrade
-from .certs import make_certificates
-from .proxies import Behaviour, Blackhole, DemoSetupError, ForwardProxy, RefusedPort, SilentListener
+from ..world import WorldError
+from ..world.judge import start_judge
+from ..world.servers import Behaviour, Blackhole, ForwardProxy, RefusedPort, SilentListener
 
 JUDGE_IP = "127.0.3.1"
 DEMO_LOGIN = ("demo", "right-pass")
@@ -107,7 +108,7 @@ def run_demo(*, keep: bool = False, out: TextIO | None = None) -> int:
     try:
         with _quiet_daemon_logs():
             ok = asyncio.run(_demo(workdir, out))
-    except (DemoSetupError, ProxycheckError) as exc:
+    except (WorldError, ProxycheckError) as exc:
         print(f"proxycheck demo: {exc}", file=out)
     finally:
         if keep:
@@ -164,20 +165,7 @@ async def _demo(workdir: Path, out: TextIO) -> bool:
 
 
 async def _start_judge(workdir: Path, stack: contextlib.AsyncExitStack) -> Judge:
-    certs = await asyncio.to_thread(make_certificates, JUDGE_IP)
-    (workdir / "ca.pem").write_text(certs.ca_pem)
-    key_file = workdir / "judge.pem"
-    key_file.touch(mode=0o600)
-    key_file.write_text(certs.server_pem)
-    judge = Judge(JudgeOptions(
-        listen=(JUDGE_IP, 0), tls_listen=(JUDGE_IP, 0), cert_file=str(key_file), key_file=str(key_file),
-        ban_ips=frozenset({egress_ip(BANNED_SLOT)}), ban_mode="sorry",
-    ))
-    try:
-        await asyncio.to_thread(judge.start)
-    except OSError as exc:
-        raise DemoSetupError(f"cannot start the judge on {JUDGE_IP}: {exc.strerror or exc} (the demo needs the "
-                             "whole 127.0.0.0/8 loopback range, as Linux has it)") from None
+    judge, _ = await asyncio.to_thread(start_judge, workdir, JUDGE_IP, ban_ips=frozenset({egress_ip(BANNED_SLOT)}))
     stack.push_async_callback(asyncio.to_thread, judge.stop)
     return judge
 

@@ -295,7 +295,8 @@ class HttpApi:
 
     async def release(self, request: web.Request) -> web.Response:
         """``POST /lease/{id}/release``, optionally ``{"outcome": <the service's answer>}``, which
-        is reported first. ``released`` is false when the lease had expired or was released."""
+        is reported by the release that ends the lease, once. ``released`` is false when the lease
+        was unknown, had expired or was released; ``reported`` says whether a report was stored."""
         try:
             body = await request.json() if request.can_read_body else {}
             if not isinstance(body, dict):
@@ -304,7 +305,7 @@ class HttpApi:
             released = await self.reads.light(self.pool.release, request.match_info["id"], outcome, worker=worker)
         except ValueError as exc:
             return error(400, "bad_request", str(exc))
-        return _json({"lease": request.match_info["id"], "released": released, "reported": outcome is not None})
+        return _json({"lease": request.match_info["id"], "released": released.released, "reported": released.reported})
 
 
 FORMATS = ("", "anticaptcha", "2captcha")

@@ -17,7 +17,7 @@ Rules:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
@@ -116,10 +116,17 @@ class Filters:
 @dataclass(frozen=True)
 class LeaseLimits:
     """``[worker].max_concurrent_per_proxy`` at ``now``. ``cooldown_seconds`` is in each ended
-    lease's ``cool_until`` (store/worker_leases.py rule 1)."""
+    lease's ``cool_until`` (store/worker_leases.py rule 1). ``now`` is the lease clock
+    (worker_leases.py rule 5): a datetime, or on PostgreSQL a SQL clock expression
+    (``LEASE_CLOCK``) that ``clause`` compiles in; ``admits`` needs a datetime (it is given the
+    lease facts, ``Facts.leases_held`` and ``Facts.cooling``, already judged at it)."""
 
     max_concurrent: int
-    now: datetime
+    now: datetime | ColumnElement[Any]
+
+
+# PostgreSQL's lease clock for a pick: the statement's start, the time its snapshot was taken.
+LEASE_CLOCK: ColumnElement[Any] = func.statement_timestamp()
 
 
 class Facts(NamedTuple):
@@ -151,16 +158,23 @@ def usable(healthy: bool, reason: str | None) -> bool:
     return healthy or reason == "banned"
 
 
-def held(now: datetime) -> ColumnElement[bool]:
-    """The lease row is held at ``now`` (worker_leases.py rule 1)."""
+def held(now: datetime | ColumnElement[Any]) -> ColumnElement[bool]:
+    """The lease row is held at ``now`` (a datetime or a SQL clock expression; worker_leases.py
+    rule 1)."""
     return and_(L.released_at.is_(None), L.expires_at > now)
 
 
-def free(proxy_id: Any, now: datetime, max_concurrent: int) -> ColumnElement[bool]:
-    """The proxy ``proxy_id`` (a column or a value) has a free slot and is not cooling."""
+def cooling(now: datetime | ColumnElement[Any]) -> ColumnElement[bool]:
+    """The lease row has ended and still cools its proxy at ``now`` (worker_leases.py rules 1
+    and 4: with ``cooldown_seconds = 0`` it never cools, however the clocks compare)."""
+    has_cooldown = L.cool_until > func.coalesce(L.released_at, L.expires_at)
+    return and_(L.cool_until > now, has_cooldown, ~held(now))
+
+
+def free(proxy_id: Any, now: datetime | ColumnElement[Any], max_concurrent: int) -> ColumnElement[bool]:
+    """The proxy ``proxy_id`` (a column or a value) has a free slot at ``now`` and is not cooling."""
     held_here = select(func.count()).select_from(L).where(L.proxy_id == proxy_id, held(now)).scalar_subquery()
-    cooling = exists().where(L.proxy_id == proxy_id, L.cool_until > now, ~held(now))
-    return and_(held_here < max_concurrent, ~cooling)
+    return and_(held_here < max_concurrent, ~exists().where(L.proxy_id == proxy_id, cooling(now)))
 
 
 @dataclass(frozen=True)
@@ -180,7 +194,8 @@ class Eligibility:
     - it carries every tag asked for, has one of the schemes asked for, at least the anonymity
       asked for, and is not in ``exclude``;
     - with ``leases`` (a lease being acquired): fewer than ``max_concurrent`` leases on it are
-      held and no ended lease on it is still cooling down (worker_leases.py rule 2).
+      held at ``leases.now`` and no ended lease on it is still cooling down then: ended with a
+      ``cool_until`` after its end, still ahead (worker_leases.py rule 2).
     """
 
     fresh_since: datetime
@@ -192,6 +207,12 @@ class Eligibility:
            leases: LeaseLimits | None = None) -> Eligibility:
         """The rule for a call at ``now`` (rule 3)."""
         return cls(now - timedelta(seconds=max_age), filters or Filters(), leases)
+
+    def leased_at(self, now: datetime | ColumnElement[Any]) -> Eligibility:
+        """The same rule with the lease limits judged at ``now`` (worker_leases.py rule 5: the
+        lease clock is read once the acquirer holds its lock)."""
+        assert self.leases is not None, "a lease needs the lease limits"
+        return replace(self, leases=replace(self.leases, now=now))
 
     def clause(self, conn: Connection | Any, *, walk_index: bool = False, cutoff: Any = None) -> ColumnElement[bool]:
         """The rule in SQL. ``walk_index``: selection.py rule 3. ``cutoff``: a bind parameter to
@@ -250,9 +271,10 @@ class Eligibility:
                 return False
         if not f.matches(p.scheme, p.anonymity, p.tags) or p.key in f.exclude:
             return False
-        if self.leases is not None:
+        if self.leases is not None:  # the facts are judged at leases.now already
             return p.leases_held < self.leases.max_concurrent and not p.cooling
         return True
 
 
-__all__ = ["ANONYMITY_LEVELS", "FACT_COLUMNS", "Eligibility", "Facts", "Filters", "LeaseLimits", "free", "held", "usable"]
+__all__ = ["ANONYMITY_LEVELS", "FACT_COLUMNS", "LEASE_CLOCK", "Eligibility", "Facts", "Filters", "LeaseLimits", "cooling", "free",
+           "held", "usable"]

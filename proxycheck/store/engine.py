@@ -15,6 +15,10 @@ Rules:
    after a batch that left it over ``CHECKPOINT_ABOVE`` bytes, and ``journal_size_limit`` bounds what an automatic checkpoint leaves. Left
    to itself SQLite lets the WAL grow to about 4 MB (1000 pages) before it checkpoints, and never
    shrinks it: on a small volume that alone fills the disk.
+6. PostgreSQL sessions run at READ COMMITTED whatever the database's
+   ``default_transaction_isolation`` says: the claim and lease queries rely on its "a new
+   statement sees every commit" (leases.py, worker_leases.py rule 3), and under REPEATABLE READ
+   or SERIALIZABLE they would fail with ``SerializationFailure`` instead of waiting.
 """
 
 from __future__ import annotations
@@ -106,6 +110,7 @@ def make_engine(
             pool_pre_ping=True,
             pool_recycle=1800,
             hide_parameters=True,
+            isolation_level="READ COMMITTED",  # rule 6
             connect_args={"application_name": name[:63], "connect_timeout": 10},
         )
     event.listen(engine, "handle_error", _translate_error)

@@ -13,8 +13,8 @@ Rules:
    function says so. Results are idempotent, so at-least-once checking is fine.
 4. A lease is taken back before it expires only when its owner is proven gone: on SQLite the
    daemon flock proves no other daemon runs (``release_all_leases`` at start); on PostgreSQL
-   an owner whose instance row stopped, went silent for longer than a few heartbeats, or does
-   not exist (``reclaim_stale_leases``). A wrongly presumed-dead owner loses nothing but the
+   an owner that is not live (instances.py rule 1: stopped, silent for longer than a few of its
+   own heartbeats, or without an instance row: ``reclaim_stale_leases``). A wrongly presumed-dead owner loses nothing but the
    write-back of that check (rule 3), so the proxy is checked again: at-least-once still holds.
 5. Probe schedules: a claim carries each probe's latest result (read in the claim's
    transaction) and the write-back stores the probes that ran (probe_results.py).
@@ -34,6 +34,7 @@ from ..proxy import Proxy
 from ..result import CheckResult, LastRun, history_probes
 from . import exits, probe_results
 from ._rows import PROXY_COLUMNS, STATE_COLUMNS, is_postgresql, proxy_from_row, state_from_row, utcnow
+from .instances import live_instances
 from .models import CheckRow, InstanceRow
 from .models import ProxyRow as P
 
@@ -242,11 +243,10 @@ def release_all_leases(engine: Engine) -> int:
         return conn.execute(update(P).where(P.lease_owner.is_not(None)).values(**_NO_LEASE)).rowcount
 
 
-def reclaim_stale_leases(engine: Engine, silent_seconds: float, *, now: datetime | None = None) -> int:
-    """Clear leases whose owner stopped, has not heartbeaten for ``silent_seconds``, or has no
-    instance row at all. Returns how many were taken back."""
-    cutoff = (now or utcnow()) - timedelta(seconds=silent_seconds)
-    alive = select(InstanceRow.id).where(InstanceRow.stopped_at.is_(None), InstanceRow.heartbeat_at >= cutoff)
+def reclaim_stale_leases(engine: Engine, *, now: datetime | None = None) -> int:
+    """Clear leases whose owner is not live (instances.py rule 1: stopped, silent for longer than
+    its own heartbeats allow, or no instance row at all). Returns how many were taken back."""
+    alive = [i.id for i in live_instances(engine, now=now)]
     with engine.begin() as conn:
         stmt = update(P).where(P.lease_owner.is_not(None), P.lease_owner.not_in(alive)).values(**_NO_LEASE)
         return conn.execute(stmt).rowcount

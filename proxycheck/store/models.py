@@ -205,6 +205,8 @@ class InstanceRow(Base):
     checker_reason: Mapped[str | None] = mapped_column(Text)
     last_round_at: Mapped[datetime | None]
     own_ips: Mapped[list[Any]] = mapped_column(server_default=text("'[]'"))
+    # [daemon].heartbeat_interval it runs with (instances.py rule 1); NULL: a row from before 0005.
+    heartbeat_interval: Mapped[float | None] = mapped_column(Float)
 
     __table_args__ = (Index("ix_instances_heartbeat_at", "heartbeat_at"),)
 

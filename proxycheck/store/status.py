@@ -86,14 +86,13 @@ def status_summary(
     engine: Engine,
     *,
     now: datetime | None = None,
-    live_within: float = 60.0,
     overdue_after: float = 300.0,
     top: int | None = None,
 ) -> StatusSummary:
     """Counts by state, the checker's health from the latest live instance, the failure codes
     (all of them, or the ``top`` most common)."""
     now = now or utcnow()
-    live = live_instances(engine, live_within, now=now)
+    live = live_instances(engine, now=now)  # instances.py rules 1-2
     with engine.begin() as conn:
         counts = dict.fromkeys(DISPLAY_STATES, 0)
         checked: list[datetime] = []

@@ -10,40 +10,56 @@ Rules:
    expiry, plus ``[worker].cooldown_seconds``).
 2. A proxy may be leased iff ``Eligibility`` with ``leases`` admits it (eligibility.py, the one
    definition: eligible for the caller's filters, fewer than ``max_concurrent`` leases on it
-   held, and no ended lease on it still cooling: ``free``). So with ``cooldown_seconds`` a
-   proxy rests after each use, however many slots it has.
-3. Acquiring is one transaction that picks, re-checks and inserts:
-   - SQLite: the writer engine's ``BEGIN IMMEDIATE`` takes the one write lock first, so
-     acquirers run one at a time and the pick sees every committed lease.
-   - PostgreSQL: the pick locks the proxy row ``FOR UPDATE SKIP LOCKED`` (a concurrent acquirer
-     takes the next proxy instead of waiting), then ``free`` is re-read in a new statement. Under
-     READ COMMITTED that statement sees every lease committed by whoever held the row lock before
-     us; the pick's own snapshot may be older. Every acquirer locks the row before inserting, so
+   held, and no ended lease on it still cooling: ``free``, ``held``, ``cooling`` live there too).
+   So with ``cooldown_seconds`` a proxy rests after each use, however many slots it has.
+3. Acquiring picks, re-checks and inserts:
+   - SQLite: one transaction; the writer engine's ``BEGIN IMMEDIATE`` takes the one write lock
+     first, so acquirers run one at a time and the pick sees every committed lease.
+   - PostgreSQL: one short transaction per candidate. The pick reads the first
+     ``CANDIDATES`` the rule admits *without* locking, so a proxy another acquirer has locked
+     still counts (its lease is not committed): "none free" is only ever the answer of a pick
+     that skipped nothing, and a refusal applies the rule once. Then the first of them not
+     locked is locked ``FOR UPDATE SKIP LOCKED`` (a concurrent acquirer takes the next proxy
+     instead of waiting), or, when all are, the first is locked *waiting* (``FOR UPDATE``).
+     After the lock the rule (``free`` included) is re-read for that row in a new statement,
+     which under READ COMMITTED (engine.py rule 6) sees every lease committed by whoever held
+     the row lock before us; if the slot went meanwhile, the transaction ends (releasing the
+     lock) and the next candidate is tried. Every acquirer locks the row before inserting, so
      the count cannot go over ``max_concurrent``.
    The pick also counts a hand-out (``use_count``, ``last_used_at``), like ``least_used``.
-4. Ended, cooled rows are deleted by the next acquire (indexed on ``cool_until``).
-5. Times come from the caller's clock (one clock per pool, so tests can use a fake one); the
-   hosts of a multi-host fleet should keep their clocks in sync (NTP), as for ``max_age``.
+4. Ended, cooled rows are deleted by the next acquire (indexed on ``cool_until``). With
+   ``cooldown_seconds = 0`` an ended lease never cools, however the clocks compare.
+5. Lease times (acquired, expires, released, cools until, and the "now" they are compared with)
+   come from one clock per database, read once the acquirer or releaser holds its lock: the
+   database's own clock on PostgreSQL, so workers on hosts whose clocks disagree still agree on
+   who holds what; the caller's clock on SQLite (one host). ``clock=`` overrides it (tests).
+   Freshness (``max_age``) is judged by the worker's clock, so hosts should still run NTP.
+6. ``release`` ends a held lease once: a second release, or one of an unknown or expired id,
+   changes nothing and says so, and the caller reports the outcome only for the release that
+   ended the lease (worker/pool.py), so one lease gives at most one report.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, delete, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, Connection, Engine, case, delete, func, insert, select, update
 
 from ..proxy import Proxy
-from ._rows import is_postgresql
-from .eligibility import Eligibility, free, held
+from ._rows import is_postgresql, utcnow
+from .eligibility import LEASE_CLOCK, Eligibility, cooling, free, held
 from .models import ProxyRow as P
 from .models import WorkerLeaseRow as L
 from .selection import ORDERS, WORKER_COLUMNS, worker_proxy
 
-MAX_ATTEMPTS = 8  # PostgreSQL: candidates re-checked per acquire before answering "none free"
+if TYPE_CHECKING:
+    from ..feedback import ReportResult
+
+CANDIDATES = 16  # PostgreSQL: candidates a pick reads, so concurrent acquirers lock different ones
 
 
 @dataclass(frozen=True)
@@ -57,6 +73,22 @@ class Lease:
 
 
 @dataclass(frozen=True)
+class Released:
+    """What ``release`` did: ``released`` when this call ended the held lease (true as a bool),
+    ``report`` the outcome's report, made only then (rule 6). ``reported``: a report was stored."""
+
+    released: bool
+    report: ReportResult | None = None
+
+    def __bool__(self) -> bool:
+        return self.released
+
+    @property
+    def reported(self) -> bool:
+        return self.report is not None and self.report.stored
+
+
+@dataclass(frozen=True)
 class HeldLease:
     """A lease as ``status`` shows it (no password)."""
 
@@ -67,38 +99,68 @@ class HeldLease:
     expires_at: datetime
 
 
+Clock = Callable[[], datetime]
+
+
+def _now(conn: Connection, clock: Clock | None) -> datetime:
+    """The lease clock (rule 5), read now: call it once the caller holds its lock."""
+    if clock is not None:
+        return clock()
+    if is_postgresql(conn):
+        return conn.scalar(select(func.clock_timestamp()))  # type: ignore[no-any-return]
+    return utcnow()
+
+
 def acquire(
     writer: Engine,
     eligibility: Eligibility,
     *,
     ttl: float,
     cooldown: float,
+    clock: Clock | None = None,
     worker: str | None = None,
     order: str = "least_used",
 ) -> Lease | None:
     """Lease one proxy ``eligibility`` (with its ``leases``) admits for ``ttl`` seconds (rules
-    2-3); None when none is free. ``order``: a key of ``selection.ORDERS`` or ``random``."""
+    2-3); None when none is free. The lease limits are judged at the lease clock read inside the
+    transaction (rule 5; ``clock`` overrides it), whatever ``eligibility.leases.now`` was.
+    ``order``: a key of ``selection.ORDERS`` or ``random``."""
     assert eligibility.leases is not None, "a lease needs the lease limits"
-    now, max_concurrent = eligibility.leases.now, eligibility.leases.max_concurrent
-    expires = now + timedelta(seconds=ttl)
     ordering: Iterable[Any] = (func.random(),) if order == "random" else ORDERS[order]
     tried: list[int] = []
-    with writer.begin() as conn:
-        pg = is_postgresql(conn)
-        conn.execute(delete(L).where(L.cool_until <= now))  # rule 4
-        for _ in range(MAX_ATTEMPTS if pg else 1):
-            pick = select(P.id).where(eligibility.clause(conn))
+    while True:
+        with writer.begin() as conn:
+            pg = is_postgresql(conn)
+            # SQLite holds the write lock already: its clock is read after every committed lease.
+            # PostgreSQL's pick compares with the time its snapshot was taken.
+            pick_now: Any = LEASE_CLOCK if pg and clock is None else _now(conn, clock)
+            conn.execute(delete(L).where(L.cool_until <= pick_now))  # rule 4
+            pick = select(P.id).where(eligibility.leased_at(pick_now).clause(conn))
             if tried:
                 pick = pick.where(P.id.not_in(tried))
             pick = pick.order_by(*ordering).limit(1)
-            if pg:
-                pick = pick.with_for_update(of=P, skip_locked=True)
-            proxy_id = conn.scalar(pick)
+            if not pg:
+                proxy_id, now = conn.scalar(pick), pick_now
+            else:
+                # The rule is applied once, without locking: a row another acquirer holds locked is
+                # still a candidate here (its lease is not committed), so no candidate means none free.
+                candidates = list(conn.scalars(pick.limit(CANDIDATES)))
+                if not candidates:
+                    return None
+                ranks = {proxy: rank for rank, proxy in enumerate(candidates)}
+                lock = select(P.id).where(P.id.in_(candidates)).order_by(case(ranks, value=P.id)).limit(1)
+                proxy_id = conn.scalar(lock.with_for_update(of=P, skip_locked=True))
+                if proxy_id is None:  # all locked by other acquirers: wait for the first (rule 3)
+                    proxy_id = conn.scalar(lock.with_for_update(of=P))
+                if proxy_id is None:  # deleted (sync) while we waited: pick again
+                    continue
+                now = _now(conn, clock)
+                if conn.scalar(select(P.id).where(P.id == proxy_id, eligibility.leased_at(now).clause(conn))) is None:
+                    tried.append(proxy_id)  # its slot went while we waited: commit, unlock, try the next
+                    continue
             if proxy_id is None:
                 return None
-            if pg and not conn.scalar(select(free(proxy_id, now, max_concurrent))):
-                tried.append(proxy_id)  # taken since our snapshot: rule 3
-                continue
+            expires = now + timedelta(seconds=ttl)
             lease_id = uuid.uuid4().hex
             conn.execute(insert(L).values(
                 id=lease_id, proxy_id=proxy_id, worker=worker, acquired_at=now, expires_at=expires,
@@ -109,13 +171,14 @@ def acquire(
                 .returning(*WORKER_COLUMNS)
             ).one()
             return Lease(lease_id, worker_proxy(row), now, expires)
-    return None
 
 
-def release(writer: Engine, lease_id: str, *, cooldown: float, now: datetime) -> bool:
+def release(writer: Engine, lease_id: str, *, cooldown: float, clock: Clock | None = None) -> bool:
     """End a held lease now; its proxy cools for ``cooldown`` seconds. False when the lease is
-    unknown, already released or expired (an expired lease already freed itself: rule 1)."""
+    unknown, already released or expired (an expired lease already freed itself: rule 1), so
+    only one release of a lease answers True (rule 6)."""
     with writer.begin() as conn:
+        now = _now(conn, clock)
         done = conn.execute(
             update(L).where(L.id == lease_id, held(now))
             .values(released_at=now, cool_until=now + timedelta(seconds=cooldown))
@@ -129,9 +192,10 @@ def proxy_key_of(engine: Engine, lease_id: str) -> str | None:
         return conn.scalar(select(P.key).join(L, L.proxy_id == P.id).where(L.id == lease_id))
 
 
-def held_leases(engine: Engine, *, now: datetime, limit: int | None = None) -> list[HeldLease]:
-    """Leases held at ``now``, oldest first (for ``status``)."""
+def held_leases(engine: Engine, *, now: datetime | None = None, limit: int | None = None) -> list[HeldLease]:
+    """Leases held at ``now`` (default: the lease clock, rule 5), oldest first (for ``status``)."""
     with engine.begin() as conn:
+        now = now or _now(conn, None)
         stmt = (select(L.id, P.key, L.worker, L.acquired_at, L.expires_at).join(P, P.id == L.proxy_id)
                 .where(held(now)).order_by(L.acquired_at, L.id))
         if limit is not None:
@@ -148,19 +212,20 @@ class LeaseSummary:
     leases: tuple[HeldLease, ...]
 
 
-def lease_summary(engine: Engine, *, now: datetime, limit: int = 200) -> LeaseSummary:
+def lease_summary(engine: Engine, *, now: datetime | None = None, limit: int = 200) -> LeaseSummary:
     n_held, cooling = lease_counts(engine, now=now)
     return LeaseSummary(n_held, cooling, tuple(held_leases(engine, now=now, limit=limit)) if n_held else ())
 
 
-def lease_counts(engine: Engine, *, now: datetime) -> tuple[int, int]:
-    """(leases held, proxies cooling down after a lease) at ``now``."""
+def lease_counts(engine: Engine, *, now: datetime | ColumnElement[Any] | None = None) -> tuple[int, int]:
+    """(leases held, proxies cooling down after a lease) at ``now`` (default: the lease clock;
+    ``LeaseLimits.now``, a SQL clock expression on PostgreSQL, is taken as it is)."""
     with engine.begin() as conn:
+        if now is None:
+            now = _now(conn, None)
         n_held = conn.scalar(select(func.count()).select_from(L).where(held(now)))
-        cooling = conn.scalar(
-            select(func.count(func.distinct(L.proxy_id))).where(L.cool_until > now, or_(L.released_at.is_not(None), L.expires_at <= now))
-        )
-    return int(n_held or 0), int(cooling or 0)
+        n_cooling = conn.scalar(select(func.count(func.distinct(L.proxy_id))).where(cooling(now)))
+    return int(n_held or 0), int(n_cooling or 0)
 
 
-__all__ = ["HeldLease", "Lease", "LeaseSummary", "acquire", "free", "held", "held_leases", "lease_counts", "lease_summary", "proxy_key_of", "release"]
+__all__ = ["HeldLease", "Lease", "LeaseSummary", "Released", "acquire", "cooling", "free", "held", "held_leases", "lease_counts", "lease_summary", "proxy_key_of", "release"]

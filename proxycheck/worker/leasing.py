@@ -26,7 +26,7 @@ from typing import Any, Unpack
 
 from ..proxy import Proxy
 from ..store.eligibility import Filters
-from ..store.worker_leases import HeldLease, Lease
+from ..store.worker_leases import HeldLease, Lease, Released
 from .params import FilterKeywords
 from .pool import ProxyPool
 
@@ -50,9 +50,11 @@ def acquire(filters: Filters | None = None, *, ttl: float | None = None, worker:
     return _pool(pool).acquire(filters, ttl=ttl, worker=worker, strategy=strategy, **keywords)
 
 
-def release(lease: Lease | str, outcome: Any = None, *, worker: str | None = None, pool: ProxyPool | None = None) -> bool:
+def release(lease: Lease | str, outcome: Any = None, *, worker: str | None = None, pool: ProxyPool | None = None) -> Released:
     """End ``lease`` (a ``Lease`` or its id). With ``outcome`` (what the service answered), the
-    proxy is ``report()``-ed first. False when the lease had already expired or been released."""
+    proxy is ``report()``-ed by the release that ends the lease, once. False (``Released`` is
+    true or false like a bool) when the lease was unknown, had expired or had been released;
+    ``.reported`` says whether a report was stored, ``.report`` is ``report()``'s answer."""
     return _pool(pool).release(lease, outcome, worker=worker)
 
 
@@ -88,7 +90,7 @@ async def aacquire(**kwargs: Any) -> Lease:
     return await asyncio.to_thread(acquire, **kwargs)
 
 
-async def arelease(lease: Lease | str, outcome: Any = None, **kwargs: Any) -> bool:
+async def arelease(lease: Lease | str, outcome: Any = None, **kwargs: Any) -> Released:
     """``release`` for asyncio workers."""
     return await asyncio.to_thread(release, lease, outcome, **kwargs)
 

@@ -42,7 +42,7 @@ from ..store import migrate
 from ..store._rows import utcnow
 from ..store.engine import make_engine, masked_url
 from ..store.reports import FeedbackSummary, GuardRail, ReportFacts, feedback_summary, guard_rail, record_report
-from ..store.eligibility import Eligibility, Filters, LeaseLimits
+from ..store.eligibility import LEASE_CLOCK, Eligibility, Filters, LeaseLimits
 from ..store.selection import C_ID, HotReads, Shortage, eligible_ids, select_eligible, shortage
 from ..store import worker_leases
 from ..store.usage import COUNTED_STRATEGIES, CountedPicks
@@ -220,7 +220,10 @@ class ProxyPool:
         if filters.sticky:
             filters = dataclasses.replace(filters, sticky_seconds=self._sticky_seconds)
         now = self._clock()
-        limits = LeaseLimits(self._settings.max_concurrent_per_proxy, now) if leases else None
+        limits = None
+        if leases:  # at the lease clock: the database's on PostgreSQL (worker_leases.py rule 5)
+            lease_now = LEASE_CLOCK if self._lease_clock() is None else now
+            limits = LeaseLimits(self._settings.max_concurrent_per_proxy, lease_now)
         return Eligibility.at(now, self._settings.max_age, filters, limits)
 
     def _none_healthy(self, reader: Engine, rule: Eligibility, counts: Shortage | None = None) -> NoHealthyProxy:
@@ -327,7 +330,8 @@ class ProxyPool:
         settings = self._settings
         ttl = ttl or settings.lease_ttl
         lease = worker_leases.acquire(
-            self._write_engine(), rule, ttl=ttl, cooldown=settings.cooldown_seconds, worker=who, order=order,
+            self._write_engine(), rule, ttl=ttl, cooldown=settings.cooldown_seconds, clock=self._lease_clock(),
+            worker=who, order=order,
         )
         if lease is not None:
             return lease
@@ -346,24 +350,35 @@ class ProxyPool:
             max_concurrent=settings.max_concurrent_per_proxy, cooldown=settings.cooldown_seconds, where=where,
         )
 
-    def release(self, lease: worker_leases.Lease | str, outcome: Any = None, *, worker: str | None = None) -> bool:
-        """End ``lease`` (a ``Lease`` or its id); with ``outcome``, ``report`` its proxy first.
-        False when it had already expired or been released."""
+    def release(self, lease: worker_leases.Lease | str, outcome: Any = None, *, worker: str | None = None) -> worker_leases.Released:
+        """End ``lease`` (a ``Lease`` or its id); with ``outcome``, ``report`` its proxy, once:
+        only the release that ends a held lease reports (worker_leases.py rule 6). The answer is
+        false when the lease was unknown, had expired or had been released; ``.reported`` says
+        whether a report was stored."""
         lease_id = lease.id if isinstance(lease, worker_leases.Lease) else lease
         if not isinstance(lease_id, str) or not lease_id:
             raise ValueError(f"lease: expected a Lease or its id, got {lease!r}")
+        proxy: Proxy | str | None = None
         if outcome is not None:
+            feedback.classify(outcome)  # a malformed outcome is refused before the lease ends
             proxy = lease.proxy if isinstance(lease, worker_leases.Lease) else worker_leases.proxy_key_of(self._open(), lease_id)
-            if proxy is not None:
-                self.report(proxy, outcome, worker=worker)
         self._open()
-        return worker_leases.release(
-            self._write_engine(), lease_id, cooldown=self._settings.cooldown_seconds, now=self._clock()
+        released = worker_leases.release(
+            self._write_engine(), lease_id, cooldown=self._settings.cooldown_seconds, clock=self._lease_clock()
         )
+        if not released or proxy is None:
+            return worker_leases.Released(released)
+        return worker_leases.Released(True, self.report(proxy, outcome, worker=worker))
 
     def held_leases(self, limit: int | None = None) -> list[worker_leases.HeldLease]:
         """Leases held now, oldest first."""
-        return worker_leases.held_leases(self._open(), now=self._clock(), limit=limit)
+        clock = self._lease_clock(self._open())
+        return worker_leases.held_leases(self._open(), now=clock and clock(), limit=limit)
+
+    def _lease_clock(self, engine: Engine | None = None) -> Callable[[], datetime] | None:
+        """Lease times: the database's clock on PostgreSQL (None), ours on SQLite (worker_leases.py rule 5)."""
+        engine = engine or self._write_engine()
+        return None if engine.dialect.name == "postgresql" else self._clock
 
     def report_exception(self, proxy: Proxy | str, exc: BaseException, *, worker: str | None = None) -> feedback.ReportResult:
         """Report what an exception inside a lease says: a captcha service's proxy error (its

@@ -13,11 +13,10 @@ from sqlalchemy import Engine
 
 from ..errors import NoHealthyProxy
 from ..store.eligibility import Eligibility, Filters
+from ..store.instances import STALE_BEATS
 from ..store.selection import Shortage, shortage
 from ..store.status import status_summary
 from ..verdict import ERROR_NAMES
-
-LIVE_WITHIN = 60.0  # seconds without a heartbeat before a daemon counts as not running
 
 
 def no_healthy_proxy(
@@ -27,7 +26,7 @@ def no_healthy_proxy(
     ``counts``: ``shortage(reader, rule)`` when the caller has it already."""
     filters = rule.filters
     counts = counts or shortage(reader, rule)
-    summary = status_summary(reader, now=now, live_within=LIVE_WITHIN)
+    summary = status_summary(reader, now=now)
     checker = summary.checker_state  # None: no live daemon
     message = explain(counts, filters, max_age=max_age, where=where, checker=checker, checker_reason=summary.checker_reason)
     exc = NoHealthyProxy(message)
@@ -80,8 +79,8 @@ def explain(
     text = f"{head}; {', '.join(parts)}"
     if checker is None:
         text += (
-            f"; no proxycheck daemon is running against {where} (no heartbeat in the last "
-            f"{LIVE_WITHIN:g} s): start it with `proxycheck run`, or check `proxycheck status`"
+            f"; no proxycheck daemon is running against {where} (none has heartbeated within "
+            f"{STALE_BEATS} of its heartbeat intervals): start it with `proxycheck run`, or check `proxycheck status`"
         )
     elif checker == "degraded":
         text += (

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from proxycheck.store import (
     claim_due,
@@ -20,7 +20,7 @@ from proxycheck.store import (
     sync_source,
 )
 from proxycheck.store.eligibility import Eligibility, Filters
-from proxycheck.store.models import ProxyRow
+from proxycheck.store.models import InstanceRow, ProxyRow
 from proxycheck.store.selection import select_eligible
 
 from .helpers import NOW, check_once, outcome, proxy
@@ -29,23 +29,23 @@ LATER = NOW + timedelta(hours=1)
 
 
 def test_instances_are_live_while_they_heartbeat(writer, reader):
-    a = register_instance(writer, now=NOW, hostname="a", pid=10)
-    b = register_instance(writer, now=NOW, hostname="b", pid=11)
+    a = register_instance(writer, now=NOW, hostname="a", pid=10, heartbeat_interval=10)  # live for 30 s
+    b = register_instance(writer, now=NOW, hostname="b", pid=11, heartbeat_interval=10)
     assert heartbeat(
         writer, a, "degraded", "judge unreachable", NOW, ["192.0.2.1"], now=NOW + timedelta(seconds=20)
     )
     assert heartbeat(writer, b, now=NOW + timedelta(seconds=10))
 
-    live = live_instances(reader, 30, now=NOW + timedelta(seconds=25))
+    live = live_instances(reader, now=NOW + timedelta(seconds=25))
     assert [(i.id, i.hostname, i.pid) for i in live] == [(a, "a", 10), (b, "b", 11)]  # latest first
     assert (live[0].checker_state, live[0].checker_reason, live[0].own_ips) == (
         "degraded",
         "judge unreachable",
         ("192.0.2.1",),
     )
-    assert [i.id for i in live_instances(reader, 30, now=NOW + timedelta(seconds=45))] == [a]  # b is silent
+    assert [i.id for i in live_instances(reader, now=NOW + timedelta(seconds=45))] == [a]  # b is silent
     mark_stopped(writer, a, now=NOW + timedelta(seconds=46))
-    assert live_instances(reader, 30, now=NOW + timedelta(seconds=47)) == []
+    assert live_instances(reader, now=NOW + timedelta(seconds=47)) == []
 
 
 def test_heartbeat_rejects_unknown_checker_states_and_reports_missing_rows(writer):
@@ -60,8 +60,35 @@ def test_prune_instances_forgets_long_gone_ones(writer):
     mark_stopped(writer, stopped, now=NOW - timedelta(days=1))
     current = register_instance(writer, now=NOW)
     assert prune_instances(writer, NOW, older_than_days=7) == 1
-    assert {i.id for i in live_instances(writer, 10 * 86400, now=NOW)} == {current}
-    assert old not in {i.id for i in live_instances(writer, 100 * 86400, now=NOW)}
+    assert {i.id for i in live_instances(writer, now=NOW)} == {current}
+    with writer.begin() as conn:
+        assert old not in set(conn.scalars(select(InstanceRow.id)))
+
+
+@pytest.mark.parametrize("interval, silent, live", [
+    (600.0, 1000.0, True),  # a long heartbeat: live for 3 of them (1800 s), not a fixed 60 s
+    (600.0, 1900.0, False),
+    (5.0, 14.0, True),  # never less than MIN_SILENCE (15 s)
+    (5.0, 16.0, False),
+    (None, 59.0, True),  # a row from before the interval was stored: the old 60 s
+    (None, 61.0, False),
+])
+def test_every_liveness_answer_uses_the_instances_own_interval(writer, reader, interval, silent, live):
+    """status, doctor (live_instances), NoHealthyProxy (status_summary) and the lease take-back
+    all answer from the stored interval (instances.py rule 1)."""
+    from proxycheck.store import reclaim_stale_leases
+    from proxycheck.store.instances import is_live
+
+    sync_source(writer, "a.csv", [proxy(1)], NOW)
+    daemon = register_instance(writer, now=NOW, heartbeat_interval=interval)
+    at = NOW + timedelta(seconds=silent)
+    with writer.begin() as conn:
+        conn.execute(update(ProxyRow).values(next_check_at=NOW))
+    assert len(claim_due(writer, daemon, 1, 86400, now=NOW)) == 1
+    assert is_live(None, NOW, interval, at) is live
+    assert ([i.id for i in live_instances(reader, now=at)] == [daemon]) is live
+    assert (status_summary(reader, now=at).checker_state == "ok") is live
+    assert reclaim_stale_leases(writer, now=at) == (0 if live else 1)
 
 
 def fleet(writer):

@@ -31,7 +31,7 @@ MIXED = Shortage(enabled=9, disabled=1, fresh=2, stale=3, unhealthy=3, unknown=1
             r"proxies, 2 healthy, 3 healthy but stale \(last successful check more than 900 s ago\), 3 unhealthy "
             r"\(26 ERROR_PROXY_CONNECT_TIMEOUT x2, no code x1\), 1 not checked yet, 1 disabled$",
         ),
-        (MIXED, Filters(), None, r"; no proxycheck daemon is running against DB \(no heartbeat in the last 60 s\): start it with `proxycheck run`"),
+        (MIXED, Filters(), None, r"; no proxycheck daemon is running against DB \(none has heartbeated within 3 of its heartbeat intervals\): start it with `proxycheck run`"),
         (MIXED, Filters(), "degraded", r"; the checker is degraded \(judge down\), so verdicts are on hold: see `proxycheck status`$"),
     ],
 )

@@ -2,8 +2,8 @@
 
 Rules:
 1. Addresses tell who is who. The checker is 127.0.0.1, the judge 127.0.0.2 (HTTP and HTTPS,
-   certificate from a trustme CA), proxy slot N listens on 127.0.1.N and leaves from
-   127.0.2.N. The judge bans exactly the exit of the "banned" slot (Google's /sorry/ on the
+   certificate from a CA made at start by ``proxycheck.world.judge``), proxy slot N listens on
+   127.0.1.N and leaves from 127.0.2.N. The judge bans exactly the exit of the "banned" slot (Google's /sorry/ on the
    recaptcha target), and the "turnstile-banned" slot's exit on the Turnstile-like target only.
    The config has one ban target per preset (``proxycheck.bans.PRESETS``), each at the judge's
    stand-in for that provider (``judge.PRESET_ROUTES``).
@@ -21,13 +21,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import trustme
-
 from proxycheck.config import judge_targets_toml
-from proxycheck.judge import PRESET_ROUTES, Judge, JudgeOptions
+from proxycheck.judge import PRESET_ROUTES, Judge
+from proxycheck.world import Child, free_port, stop_all, wait_all
+from proxycheck.world.judge import start_judge
 
 from . import faults, software
-from .procs import Daemon, free_port, stop_all, wait_all
 
 CHECKER_IP = "127.0.0.1"
 JUDGE_HOST = "127.0.0.2"
@@ -173,21 +172,11 @@ def start_world() -> World:
     workdir.chmod(0o777)  # squid runs as proxy, tinyproxy as nobody
     stack = contextlib.ExitStack()
     try:
-        ca = trustme.CA(organization_name="proxycheck world")
-        ca_file, cert_file = workdir / "ca.pem", workdir / "judge.pem"
-        ca.cert_pem.write_to_path(str(ca_file))
-        ca.issue_cert(JUDGE_HOST).private_key_and_cert_chain_pem.write_to_path(str(cert_file))
-        judge = Judge(
-            JudgeOptions(
-                listen=(JUDGE_HOST, 0),
-                tls_listen=(JUDGE_HOST, 0),
-                cert_file=str(cert_file),
-                key_file=str(cert_file),
-                ban_ips=frozenset({egress_ip(BANNED_SLOT)}),
-                ban_mode="sorry",
-                target_bans=(("turnstile", frozenset({egress_ip(TURNSTILE_BANNED_SLOT)})),),
-            )
-        ).start()
+        judge, ca_file = start_judge(
+            workdir, JUDGE_HOST,
+            ban_ips=frozenset({egress_ip(BANNED_SLOT)}),
+            target_bans=(("turnstile", frozenset({egress_ip(TURNSTILE_BANNED_SLOT)})),),
+        )
         stack.callback(judge.stop)
 
         fault_servers = {
@@ -221,7 +210,7 @@ def start_world() -> World:
                  rotating_exit=rotating, rotating_url=f"http://{listen_ip(ROTATING_SLOT)}:{rotating.port}")
 
 
-def _daemons(workdir: Path, ports: dict[int, int]) -> list[Daemon]:
+def _daemons(workdir: Path, ports: dict[int, int]) -> list[Child]:
     htpasswd = workdir / "htpasswd"
     software.write_htpasswd(htpasswd, *SQUID_USER)
 

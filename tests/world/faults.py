@@ -1,5 +1,9 @@
 """Fault servers: the misbehaviours no real proxy software can be configured into on loopback.
 
+The port-level ones (refused, blackhole) are the loopback world's (``proxycheck.world.servers``,
+shared with the demo); the ones here that speak a protocol are threaded, because the test world
+runs without an event loop of its own.
+
 Each class has ``start()`` (binds port 0 on its own 127.0.1.N address, then sets ``port``) and
 ``stop()`` (closes every socket it opened and joins its threads, so nothing leaks into the
 ResourceWarning check). Each docstring says what real software cannot do here.
@@ -15,35 +19,25 @@ from urllib.parse import urlsplit
 
 import trustme
 
-from proxycheck.demo.proxies import SynDropPort
+from proxycheck.world import servers
 
 _HEAD_LIMIT = 65536
 
 
-class RefusedPort:
-    """A port where TCP connects are refused (RST): code 25.
+class RefusedPort(servers.RefusedPort):
+    """A port where TCP connects are refused (RST): code 25. The loopback world's
+    ``RefusedPort`` (proxycheck/world/servers.py), with the test world's blocking start/stop."""
 
-    A socket bound but never listening holds the port, so nothing else can take it while the
-    kernel still answers every SYN with a reset. (Real software cannot "listen and refuse".)
-    """
+    def start(self) -> None:  # type: ignore[override]
+        self.open()
 
-    def __init__(self, host: str) -> None:
-        self.host, self.port = host, 0
-        self._sock: socket.socket | None = None
-
-    def start(self) -> None:
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._sock.bind((self.host, 0))
-        self.port = self._sock.getsockname()[1]
-
-    def stop(self) -> None:
-        if self._sock is not None:
-            self._sock.close()
+    def stop(self) -> None:  # type: ignore[override]
+        self.close()
 
 
-class Blackhole(SynDropPort):
-    """A port whose SYNs go unanswered, so a TCP connect times out: code 26. The demo's
-    ``SynDropPort`` (proxycheck/demo/proxies.py), with the world's blocking start/stop."""
+class Blackhole(servers.SynDropPort):
+    """A port whose SYNs go unanswered, so a TCP connect times out: code 26. The loopback world's
+    ``SynDropPort`` (proxycheck/world/servers.py), with the test world's blocking start/stop."""
 
     def start(self) -> None:
         self.open()

@@ -19,7 +19,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .procs import Daemon
+from proxycheck.world import Child
 
 SQUID = "/usr/sbin/squid"
 SQUID_NCSA_AUTH = "/usr/lib/squid/basic_ncsa_auth"
@@ -122,19 +122,19 @@ def squid_conf(inst: SquidInstance, workdir: Path, htpasswd: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def squid(inst: SquidInstance, workdir: Path, htpasswd: Path) -> Daemon:
+def squid(inst: SquidInstance, workdir: Path, htpasswd: Path) -> Child:
     conf = workdir / f"{inst.name}.conf"
     conf.write_text(squid_conf(inst, workdir, htpasswd))
-    return Daemon(
+    return Child(
         name=inst.name,
         argv=[SQUID, "-N", "-f", str(conf)],
-        listens=[(p.host, p.port) for p in inst.ports],
         log=workdir / f"{inst.name}.out",
+        listens=[(p.host, p.port) for p in inst.ports],
         extra_logs=[workdir / f"{inst.name}-cache.log"],
     )
 
 
-def tinyproxy(name: str, host: str, port: int, egress: str, workdir: Path, extra: list[str]) -> Daemon:
+def tinyproxy(name: str, host: str, port: int, egress: str, workdir: Path, extra: list[str]) -> Child:
     conf = workdir / f"{name}.conf"
     log = workdir / f"{name}.log"
     conf.write_text(
@@ -155,18 +155,18 @@ def tinyproxy(name: str, host: str, port: int, egress: str, workdir: Path, extra
         )
         + "\n"
     )
-    return Daemon(name, [TINYPROXY, "-d", "-c", str(conf)], [(host, port)], workdir / f"{name}.out", [log])
+    return Child(name, [TINYPROXY, "-d", "-c", str(conf)], workdir / f"{name}.out", [(host, port)], [log])
 
 
-def microsocks(name: str, host: str, port: int, egress: str, workdir: Path, auth: tuple[str, str] | None = None) -> Daemon:
+def microsocks(name: str, host: str, port: int, egress: str, workdir: Path, auth: tuple[str, str] | None = None) -> Child:
     argv = [MICROSOCKS, "-i", host, "-p", str(port), "-b", egress]
     if auth is not None:
         argv += ["-u", auth[0], "-P", auth[1]]
-    return Daemon(name, argv, [(host, port)], workdir / f"{name}.out")
+    return Child(name, argv, workdir / f"{name}.out", [(host, port)])
 
 
-def pproxy(name: str, scheme: str, host: str, port: int, egress: str, workdir: Path) -> Daemon:
+def pproxy(name: str, scheme: str, host: str, port: int, egress: str, workdir: Path) -> Child:
     # "/@ADDR" after the listen URI binds pproxy's outgoing connections to ADDR.
     listen = f"{scheme}://{host}:{port}/@{egress}"
-    return Daemon(name, [sys.executable, "-m", "pproxy", "-l", listen], [(host, port)], workdir / f"{name}.out")
+    return Child(name, [sys.executable, "-m", "pproxy", "-l", listen], workdir / f"{name}.out", [(host, port)])
 

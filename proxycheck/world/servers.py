@@ -1,9 +1,14 @@
-"""The demo's misbehaving proxies: small asyncio servers on loopback, one misbehaviour each.
+"""The world's own misbehaving proxies: small servers on loopback, one misbehaviour each.
+
+``proxycheck demo`` stages its whole fleet with them; the test world (tests/world) uses the
+port-level faults (``RefusedPort``, ``SynDropPort``) and adds real proxy software.
 
 Rules:
 1. One generic HTTP forward proxy (absolute-form requests forwarded, CONNECT tunnelled) whose
    misbehaviours are flags (``Behaviour``); the three that never speak HTTP — a refused port, a
-   blackhole, a silent listener — are their own small classes. All share ``start()``/``stop()``.
+   blackhole, a silent listener — are their own small classes. All share async ``start()``/
+   ``stop()``; the two port-level faults also open and close synchronously (``open()``/``close()``)
+   for worlds without an event loop.
 2. A proxy listens on its own loopback address and leaves from another one (``egress``), so the
    judge sees the proxy's exit address, never the checker's 127.0.0.1 — that is how the judge
    can ban one proxy and how a leaked client address stands out.
@@ -24,15 +29,13 @@ import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from .procs import WorldError
+
 HEAD_LIMIT = 65536
 UPSTREAM_CONNECT_TIMEOUT = 5.0
 VIA = "1.1 proxycheck-demo"
 _HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "proxy-authorization", "proxy-authenticate", "te",
                "trailer", "transfer-encoding", "upgrade"}
-
-
-class DemoSetupError(RuntimeError):
-    """A demo server could not start the way the demo needs (one sentence, with the fix)."""
 
 
 @dataclass(frozen=True)
@@ -165,12 +168,12 @@ def client_response_head(response_head: bytes) -> bytes:
 # --- the I/O shell -----------------------------------------------------------------------------
 
 
-def _bind_error(host: str, exc: OSError) -> DemoSetupError:
+def _bind_error(host: str, exc: OSError) -> WorldError:
     if exc.errno == errno.EADDRNOTAVAIL:
-        return DemoSetupError(
-            f"cannot use the loopback address {host}: the demo needs all of 127.0.0.0/8 on the loopback "
+        return WorldError(
+            f"cannot use the loopback address {host}: the loopback world needs all of 127.0.0.0/8 on the loopback "
             f"interface (Linux has it; on macOS first run `sudo ifconfig lo0 alias {host} up`)")
-    return DemoSetupError(f"cannot listen on {host}: {exc.strerror or exc}")
+    return WorldError(f"cannot listen on {host}: {exc.strerror or exc}")
 
 
 class _AsyncServer:
@@ -339,13 +342,16 @@ class SilentListener(_AsyncServer):
 
 
 class RefusedPort:
-    """A port bound but never listening, so the kernel answers every SYN with a reset (25)."""
+    """A port bound but never listening, so the kernel answers every SYN with a reset (25).
+
+    The socket holds the port, so nothing else can take it; real software cannot "listen and refuse".
+    """
 
     def __init__(self, host: str) -> None:
         self.host, self.port = host, 0
         self._sock: socket.socket | None = None
 
-    async def start(self) -> None:
+    def open(self) -> None:
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
             self._sock.bind((self.host, 0))
@@ -355,15 +361,20 @@ class RefusedPort:
             raise _bind_error(self.host, exc) from None
         self.port = self._sock.getsockname()[1]
 
-    async def stop(self) -> None:
+    def close(self) -> None:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
 
+    async def start(self) -> None:
+        self.open()
+
+    async def stop(self) -> None:
+        self.close()
+
 
 class SynDropPort:
-    """A port where a TCP connect never completes (26), without root or a firewall. The test
-    world (tests/world/faults.py) uses it too.
+    """A port where a TCP connect never completes (26), without root or a firewall.
 
     Loopback never drops packets on its own, but Linux drops a SYN when the listener's accept
     queue is full: listen with backlog 0, fill the queue with connections that are never
@@ -398,7 +409,7 @@ class SynDropPort:
                 raise
             self._fillers.append(probe)
         self.close()
-        raise DemoSetupError(
+        raise WorldError(
             f"blackhole on {self.host}: 8 connects into a backlog-0 listener all succeeded; this kernel does not "
             "drop SYNs on a full accept queue, so a connect-timeout (26) port cannot be staged here")
 
@@ -412,7 +423,7 @@ class SynDropPort:
 
 
 class Blackhole(SynDropPort):
-    """``SynDropPort`` with the demo's async ``start``/``stop``."""
+    """``SynDropPort`` with async ``start``/``stop``, like the other servers here."""
 
     async def start(self) -> None:
         await asyncio.to_thread(self.open)

@@ -1,4 +1,4 @@
-"""A throw-away certificate authority for the demo's HTTPS judge, made with ``cryptography``.
+"""A throw-away certificate authority for a world's HTTPS judge, made with ``cryptography``.
 
 The demo must work offline on a machine that has only Python, and its judge serves HTTPS (the
 CONNECT, TLS and ban probes need it). ``cryptography`` is the well-kept library for this (trustme,
