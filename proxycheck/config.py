@@ -292,6 +292,28 @@ class Worker:
 
 
 @dataclass(frozen=True)
+class ServiceBudget:
+    """``[guard.<service>]``: one captcha service's error budget (guard.py rule 2). Keys left out
+    keep the service's documented default (``guard.DOCUMENTED``), else this class's."""
+
+    max_proxy_errors: int = key("proxy errors this service may see per window before hand-out for it stops "
+                                "(0: no limit)", 10, low=0, high=1_000_000)
+    window: float = key("seconds of this service's error window", 600.0, low=1, high=86400)
+
+
+@dataclass(frozen=True)
+class Guard:
+    """The account guard (guard.py, docs/guard.md): at most ``max_proxy_errors`` proxy errors per
+    ``window`` seconds per captcha service; ``[guard.<service>]`` tables set one service's."""
+
+    max_proxy_errors: int = key("proxy errors a service without its own [guard.<service>] (and not documented) may "
+                                "see per window (0: no limit)", 10, low=0, high=1_000_000)
+    window: float = key("seconds of the window of such a service", 600.0, low=1, high=86400)
+    # ``[guard.<service>]`` tables, only those the file sets; ``guard.budget_for`` is the one reader.
+    services: dict[str, ServiceBudget] = field(default_factory=dict, metadata={"subtables": ServiceBudget})
+
+
+@dataclass(frozen=True)
 class Settings:
     database_url: str = key("SQLAlchemy URL, SQLite or PostgreSQL; empty = SQLite in state_dir", "",
                             check=_database_url, accepts="sqlite:///FILE or postgresql://...", secret=True)
@@ -304,6 +326,7 @@ class Settings:
     daemon: Daemon = field(default_factory=Daemon)
     http: Http = field(default_factory=Http)
     worker: Worker = field(default_factory=Worker)
+    guard: Guard = field(default_factory=Guard)
     source_file: str | None = None  # where the settings came from (not a key)
 
     @property
@@ -313,7 +336,7 @@ class Settings:
         return f"sqlite:///{Path(self.state_dir).resolve() / 'proxycheck.db'}"
 
 
-SECTIONS = ("targets", "timeouts", "probes", "check", "health", "daemon", "http", "worker")
+SECTIONS = ("targets", "timeouts", "probes", "check", "health", "daemon", "http", "worker", "guard")
 _NOT_KEYS = {"source_file"}
 
 
@@ -443,7 +466,8 @@ def _build(cls: type, table: dict[str, Any], where: str) -> Any:
             values.setdefault(field_name, {})[name] = _subtable(sub_cls, name, value, where)
             continue
         if name not in _fields(cls) or name in subtables:
-            known = sorted(set(_fields(cls)) - set(subtables)) + [f"[{where.split('[')[-1][:-2]}.<probe>]" for _ in subtables]
+            what = "<service>" if cls is Guard else "<probe>"
+            known = sorted(set(_fields(cls)) - set(subtables)) + [f"[{where.split('[')[-1][:-2]}.{what}]" for _ in subtables]
             raise ConfigError(f"{where[:-1]}: unknown key {name!r} (known: {', '.join(known)})")
         if cls is Targets and name == "ban":  # an array of tables, not a key of one type
             if "ban_url" in table:
@@ -464,7 +488,10 @@ def _build(cls: type, table: dict[str, Any], where: str) -> Any:
 
 def _subtable(cls: type, name: str, table: dict[str, Any], where: str) -> Any:
     """``[probes.<name>]``: ``name`` must be a registered probe; keys it leaves out keep the
-    probe's own defaults."""
+    probe's own defaults. ``[guard.<service>]``: any service name (guard.py rule 1); keys it
+    leaves out keep the service's documented default."""
+    if cls is ServiceBudget:
+        return _service_budget(name, table, where)
     from .probes import REGISTRY  # late: the probes import this module
 
     specs = {spec.name: spec for spec in REGISTRY}
@@ -474,6 +501,21 @@ def _subtable(cls: type, name: str, table: dict[str, Any], where: str) -> Any:
     built = _build(cls, table, inner)
     given = {k: getattr(built, k) for k in table}
     return dataclasses.replace(cls(every=specs[name].every, jitter=specs[name].jitter), **given)
+
+
+def _service_budget(name: str, table: dict[str, Any], where: str) -> ServiceBudget:
+    from .guard import DOCUMENTED, service_name
+
+    inner = f"{where[:-2]}.{name}]."
+    try:
+        service = service_name(name)
+    except ValueError as exc:
+        raise ConfigError(f"{inner[:-1]}: {exc}") from None
+    if service != name:
+        raise ConfigError(f"{inner[:-1]}: write the service's name as {service!r} (lower case, no spaces)")
+    built = _build(ServiceBudget, table, inner)
+    base = ServiceBudget(*DOCUMENTED[name]) if name in DOCUMENTED else ServiceBudget()
+    return dataclasses.replace(base, **{k: getattr(built, k) for k in table})
 
 
 def _value(cls: type, name: str, value: Any, where: str) -> Any:
@@ -524,6 +566,13 @@ def _every_key() -> list[tuple[str, dataclasses.Field, Any, Any]]:
                 sub = sf.metadata.get("subtables")
                 if sub is None:
                     rows.append((f.name, sf, _field_types(cls)[sf.name], _default(sf)))
+                    continue
+                if sub is ServiceBudget:
+                    from .guard import DOCUMENTED
+
+                    rows += [(f"{f.name}.{service}", kf, _field_types(sub)[kf.name], documented[i])
+                             for service, documented in DOCUMENTED.items()
+                             for i, kf in enumerate(dataclasses.fields(sub))]
                     continue
                 for spec in REGISTRY:
                     rows += [(f"{f.name}.{spec.name}", kf, _field_types(sub)[kf.name], getattr(spec, kf.name))

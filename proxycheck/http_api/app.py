@@ -28,6 +28,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable
+from datetime import datetime, timezone
 from typing import Any
 
 from aiohttp import web
@@ -35,7 +36,7 @@ from multidict import MultiDict
 from sqlalchemy import text
 
 from ..config import Settings
-from ..errors import NoHealthyProxy, StorageError
+from ..errors import GuardTripped, NoHealthyProxy, StorageError
 from ..http_token import ensure_token
 from ..metrics import DaemonMetrics
 from .guard import (Handler, HostRule, Throttle, auth_middleware, bad_input, error, host_middleware, json_bodies_only,
@@ -54,6 +55,15 @@ SLICE = 256 * 1024  # bytes written at a time of a large body (_send)
 
 def _json(data: Any, status: int = 200) -> web.Response:
     return web.Response(text=json.dumps(data, default=str), status=status, content_type="application/json")
+
+
+def _guard_tripped(exc: GuardTripped) -> web.Response:
+    """429 with ``Retry-After``: the service's error budget is spent until ``resumes_at`` (guard.py)."""
+    response = _json({"error": "guard_tripped", "detail": str(exc), **exc.details}, 429)
+    if exc.resumes_at is not None:
+        wait = (exc.resumes_at - datetime.now(timezone.utc)).total_seconds()  # type: ignore[operator]
+        response.headers["Retry-After"] = str(max(1, int(wait) + 1))
+    return response
 
 
 def _json_bytes(data: Any) -> bytes:
@@ -226,7 +236,10 @@ class HttpApi:
                 filters["limit"] = _limit(request.query["limit"])
         except ValueError as exc:
             return error(400, "bad_request", str(exc))
-        body = await self.reads.heavy(self._render_healthy, fmt, filters)
+        try:
+            body = await self.reads.heavy(self._render_healthy, fmt, filters)
+        except GuardTripped as exc:
+            return _guard_tripped(exc)
         return web.Response(body=body, content_type="application/json")
 
     def _render_healthy(self, fmt: str, filters: dict[str, Any]) -> bytes:
@@ -247,6 +260,8 @@ class HttpApi:
             fmt = _format(request)
             filters = filters_from_query(request.query)
             proxy = await self.reads.light(self.pool.get, **filters)
+        except GuardTripped as exc:
+            return _guard_tripped(exc)
         except NoHealthyProxy as exc:
             return _json({"error": "no_healthy_proxy", "detail": str(exc), **getattr(exc, "details", {})}, 404)
         except ValueError as exc:
@@ -263,7 +278,8 @@ class HttpApi:
         except (ValueError, KeyError, TypeError) as exc:
             return error(400, "bad_request", f"expected JSON {{\"proxy\": URL, \"outcome\": ...}}: {exc}")
         try:
-            result = await self.reads.light(self.pool.report, proxy, outcome, worker=body.get("worker") or request.remote)
+            result = await self.reads.light(self.pool.report, proxy, outcome, worker=body.get("worker") or request.remote,
+                                            service=body.get("service"))
         except ValueError as exc:
             return error(400, "bad_request", str(exc))
         return _json(result.as_dict())
@@ -282,6 +298,8 @@ class HttpApi:
                 raise ValueError(f"format: {fmt!r} is not one of anticaptcha, 2captcha (or leave it out)")
             filters = filters_from_json(body)
             held = await self.reads.light(self.pool.acquire, ttl=ttl, worker=worker, **filters)
+        except GuardTripped as exc:
+            return _guard_tripped(exc)
         except NoHealthyProxy as exc:
             return _json({"error": "no_healthy_proxy", "detail": str(exc), **getattr(exc, "details", {})}, 404)
         except ValueError as exc:
@@ -301,7 +319,8 @@ class HttpApi:
             if not isinstance(body, dict):
                 raise ValueError(f"expected a JSON object, got {type(body).__name__}")
             outcome, worker = body.get("outcome"), body.get("worker") or request.remote
-            released = await self.reads.light(self.pool.release, request.match_info["id"], outcome, worker=worker)
+            released = await self.reads.light(self.pool.release, request.match_info["id"], outcome, worker=worker,
+                                              service=body.get("service"))
         except ValueError as exc:
             return error(400, "bad_request", str(exc))
         return _json({"lease": request.match_info["id"], "released": released, "reported": outcome is not None})

@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import ColumnElement, Connection, and_, exists, func, literal_column, not_, or_, select, true
 
+from ..guard import service_name
 from ..sticky import DEFAULT_WINDOW, GATEWAY_TAG, ExitSummary, stability
 from ._rows import has_tag, list_has
 from .models import ProxyRow as P
@@ -55,6 +56,9 @@ class Filters:
     # Only proxies whose exit IP was seen stable for ``sticky_seconds`` (sticky.py rule 3).
     sticky: bool = False
     sticky_seconds: float = DEFAULT_WINDOW
+    # The captcha service the proxy is for (guard.py). Not part of ``Eligibility``: its budget is
+    # a gate checked once before selection (worker/pool.py ``_eligibility``), not a row's property.
+    service: str | None = None
 
     def __post_init__(self) -> None:
         _strings("tags", self.tags)
@@ -74,6 +78,8 @@ class Filters:
         seconds = self.sticky_seconds
         if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not (0 < seconds < math.inf):
             raise ValueError(f"sticky_seconds: expected a positive number of seconds, got {seconds!r}")
+        if self.service is not None:
+            object.__setattr__(self, "service", service_name(self.service))
 
     @property
     def needs_full_row(self) -> bool:

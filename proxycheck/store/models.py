@@ -226,10 +226,12 @@ class ReportRow(Base):
     applied: Mapped[bool] = mapped_column(Boolean)
     took_out: Mapped[bool] = mapped_column(Boolean)  # made a healthy proxy unhealthy (guard rail)
     why_not: Mapped[str | None] = mapped_column(String(32))  # guard_rail | not_healthy | disabled
+    service: Mapped[str | None] = mapped_column(String(64))  # the captcha service (guard.py), if the worker named it
 
     __table_args__ = (
         Index("ix_reports_reported_at", "reported_at"),
         Index("ix_reports_proxy_id_reported_at", "proxy_id", "reported_at"),
+        Index("ix_reports_service_reported_at", "service", "reported_at"),
     )
 
 

@@ -83,6 +83,7 @@ class ReportFacts:
     error: str | None
     service_code: str | None
     worker: str | None
+    service: str | None = None  # the captcha service (guard.py), when the worker named it
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,7 @@ def record_report(
                     applied=decision.applied,
                     took_out=decision.applied and decision.takes_out,
                     why_not=decision.why_not,
+                    service=facts.service,
                 )
             )
     return Recorded(

@@ -34,8 +34,9 @@ from typing import Any, Unpack
 from sqlalchemy import Engine
 
 from .. import feedback
-from ..config import Probes
+from ..config import Guard, Probes
 from ..errors import NoHealthyProxy
+from ..guard import GuardState, budget_for, service_name
 from ..health import HealthPolicy
 from ..proxy import Proxy
 from ..store import migrate
@@ -44,6 +45,7 @@ from ..store.engine import make_engine, masked_url
 from ..store.reports import FeedbackSummary, GuardRail, ReportFacts, feedback_summary, guard_rail, record_report
 from ..store.eligibility import Eligibility, Filters, LeaseLimits
 from ..store.selection import C_ID, HotReads, Shortage, eligible_ids, select_eligible, shortage
+from ..store import guard as guard_store
 from ..store import worker_leases
 from ..store.usage import COUNTED_STRATEGIES, CountedPicks
 from .params import FilterKeywords, as_filters, check_limit, check_strategy, proxy_from_reference
@@ -90,6 +92,7 @@ class ProxyPool:
         self._settings = settings or WorkerSettings()
         self._health = HealthPolicy()
         self._sticky_seconds = Probes().sticky_seconds
+        self._guard = Guard()
         self._url = database_url or ""
         self._snapshot: Snapshot | None = None
         self._worker_name = f"{socket.gethostname()}:{os.getpid()}"
@@ -126,6 +129,7 @@ class ProxyPool:
                     raise
                 self._url, self._health = url, settings.health
                 self._sticky_seconds = settings.probes.sticky_seconds
+                self._guard = settings.guard
                 given = self._settings_given
                 self._settings = given.resolved(settings) if isinstance(given, WorkerSettings) else (given or worker)
                 self._hot = HotReads(engine)
@@ -215,11 +219,15 @@ class ProxyPool:
 
     def _eligibility(self, filters: Filters, leases: bool = False) -> Eligibility:
         """The rule for this call: ``fresh_since`` from the clock once (eligibility.py rule 3), and
-        ``[probes].sticky_seconds`` from the config for ``sticky``."""
-        self._open()
+        ``[probes].sticky_seconds`` from the config for ``sticky``. Every hand-out comes through
+        here, so this is where a service's spent error budget refuses (``GuardTripped``, once per
+        call, before any selection: store/guard.py rule 2)."""
+        reader = self._open()
         if filters.sticky:
             filters = dataclasses.replace(filters, sticky_seconds=self._sticky_seconds)
         now = self._clock()
+        if filters.service is not None:
+            guard_store.check(reader, budget_for(self._guard, filters.service), now=now)
         limits = LeaseLimits(self._settings.max_concurrent_per_proxy, now) if leases else None
         return Eligibility.at(now, self._settings.max_age, filters, limits)
 
@@ -346,16 +354,17 @@ class ProxyPool:
             max_concurrent=settings.max_concurrent_per_proxy, cooldown=settings.cooldown_seconds, where=where,
         )
 
-    def release(self, lease: worker_leases.Lease | str, outcome: Any = None, *, worker: str | None = None) -> bool:
-        """End ``lease`` (a ``Lease`` or its id); with ``outcome``, ``report`` its proxy first.
-        False when it had already expired or been released."""
+    def release(self, lease: worker_leases.Lease | str, outcome: Any = None, *, worker: str | None = None,
+                service: str | None = None) -> bool:
+        """End ``lease`` (a ``Lease`` or its id); with ``outcome``, ``report`` its proxy first
+        (for ``service``). False when it had already expired or been released."""
         lease_id = lease.id if isinstance(lease, worker_leases.Lease) else lease
         if not isinstance(lease_id, str) or not lease_id:
             raise ValueError(f"lease: expected a Lease or its id, got {lease!r}")
         if outcome is not None:
             proxy = lease.proxy if isinstance(lease, worker_leases.Lease) else worker_leases.proxy_key_of(self._open(), lease_id)
             if proxy is not None:
-                self.report(proxy, outcome, worker=worker)
+                self.report(proxy, outcome, worker=worker, service=service)
         self._open()
         return worker_leases.release(
             self._write_engine(), lease_id, cooldown=self._settings.cooldown_seconds, now=self._clock()
@@ -365,15 +374,16 @@ class ProxyPool:
         """Leases held now, oldest first."""
         return worker_leases.held_leases(self._open(), now=self._clock(), limit=limit)
 
-    def report_exception(self, proxy: Proxy | str, exc: BaseException, *, worker: str | None = None) -> feedback.ReportResult:
+    def report_exception(self, proxy: Proxy | str, exc: BaseException, *, worker: str | None = None,
+                         service: str | None = None) -> feedback.ReportResult:
         """Report what an exception inside a lease says: a captcha service's proxy error (its
         response, ``errorCode`` or ``errorId`` found on the exception: ``feedback.outcome_in``)
         as such, anything else as a soft failure naming the exception's type."""
         outcome = feedback.outcome_in(exc)
         if outcome is not None:
-            return self.report(proxy, outcome, worker=worker)
+            return self.report(proxy, outcome, worker=worker, service=service)
         kind = feedback.Classified("soft_failure", None, None, f"exception {type(exc).__name__}"[:64])
-        return self._apply(proxy, kind, worker)
+        return self._apply(proxy, kind, worker, service)
 
     @staticmethod
     def _check_ttl(ttl: float | None) -> float | None:
@@ -389,14 +399,18 @@ class ProxyPool:
         return (worker or self._worker_name)[:MAX_WORKER_NAME]
 
     # -- feedback ---------------------------------------------------------------------------------
-    def report(self, proxy: Proxy | str, outcome: Any, *, worker: str | None = None) -> feedback.ReportResult:
-        """Apply what the captcha service said about ``proxy`` (feedback.py, store/reports.py)."""
-        return self._apply(proxy, feedback.classify(outcome), worker)
+    def report(self, proxy: Proxy | str, outcome: Any, *, worker: str | None = None,
+               service: str | None = None) -> feedback.ReportResult:
+        """Apply what the captcha service said about ``proxy`` (feedback.py, store/reports.py).
+        ``service`` names that service: its proxy errors count toward its budget (guard.py)."""
+        return self._apply(proxy, feedback.classify(outcome), worker, service)
 
-    def _apply(self, proxy: Proxy | str, c: feedback.Classified, worker: str | None) -> feedback.ReportResult:
+    def _apply(self, proxy: Proxy | str, c: feedback.Classified, worker: str | None,
+               service: str | None = None) -> feedback.ReportResult:
         ref = proxy_from_reference(proxy)
         key, masked = ref.key, ref.masked_url
         who = self._who(worker)
+        service = None if service is None else service_name(service)
         if c.kind == "not_about_proxy":
             return feedback.ReportResult(masked, c.kind, c.error, c.code, False, False, False, None, None)
         self._open()
@@ -410,7 +424,7 @@ class ProxyPool:
                 policy=self._health, reprobe_after=settings.reprobe_after, rng=rng,
             )
 
-        facts = ReportFacts(c.kind, c.code, c.error, c.service_code, who)
+        facts = ReportFacts(c.kind, c.code, c.error, c.service_code, who, service)
         done = record_report(self._write_engine(), key, facts, decide, self.guard_rail, now=now)
         # No snapshot invalidation needed: every proposal is re-read by id before it is handed out.
         why_not = "unknown_proxy" if not done.found else done.why_not
@@ -422,6 +436,11 @@ class ProxyPool:
 
     def feedback_summary(self) -> FeedbackSummary:
         return feedback_summary(self._open(), self.guard_rail, now=self._clock())
+
+    def guard_state(self, service: str) -> GuardState:
+        """``service``'s error budget now (guard.py), as every process on the database sees it."""
+        reader = self._open()
+        return guard_store.guard_state(reader, budget_for(self._guard, service_name(service)), now=self._clock())
 
 
 def _after_fork_in_child() -> None:

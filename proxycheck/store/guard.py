@@ -1,0 +1,94 @@
+"""The account guard's reads: each captcha service's proxy errors in its window (guard.py).
+
+Rules:
+1. The ``reports`` table is the guard's only state: a report names its ``service`` and kind
+   (store/reports.py), so every worker process and every daemon on the database sees the same
+   budget, and nothing has to be reset: errors leave the window by themselves.
+2. ``check`` is the hand-out gate (worker/pool.py runs it once per call, before selection): one
+   indexed count while the budget holds; the details of a refusal only when it is spent.
+3. ``guard_states`` is every service worth showing: the documented ones, those the config names
+   and those reports named within the longest window; the status, the page, ``/healthz`` and
+   ``/metrics`` read it (and the notifier, through ``GuardState.tripped`` and ``reason``).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, func, select
+
+from ..guard import DOCUMENTED, Budget, GuardState, budget_for, subnet_of
+from ._rows import utcnow
+from .models import ProxyRow as P
+from .models import ReportRow as R
+
+
+def _counted(service: str, since: datetime) -> Any:
+    """guard.py rules 3, 4: proxy errors reported for ``service`` after ``since``."""
+    return (R.service == service, R.kind == "proxy_error", R.reported_at > since)
+
+
+def check(engine: Engine, budget: Budget, *, now: datetime | None = None) -> None:
+    """Raise ``GuardTripped`` when ``budget`` is spent (rule 2)."""
+    if not budget.enabled:
+        return
+    now = now or utcnow()
+    since = now - timedelta(seconds=budget.window)
+    with engine.connect() as conn:
+        errors = int(conn.scalar(select(func.count()).select_from(R).where(*_counted(budget.service, since))) or 0)
+        if errors < budget.max_proxy_errors:
+            return
+        state = _state(conn, budget, now)
+    if state.tripped:  # an error may have left the window between the two reads
+        raise state.refusal()
+
+
+def guard_state(engine: Engine, budget: Budget, *, now: datetime | None = None) -> GuardState:
+    with engine.connect() as conn:
+        return _state(conn, budget, now or utcnow())
+
+
+def _state(conn: Connection, budget: Budget, now: datetime) -> GuardState:
+    since = now - timedelta(seconds=budget.window)
+    rows = conn.execute(
+        select(R.reported_at, R.error, P.key, P.host)
+        .join(P, P.id == R.proxy_id)
+        .where(*_counted(budget.service, since))
+        .order_by(R.reported_at.desc(), R.id.desc())
+    ).all()
+    n, errors = budget.max_proxy_errors, len(rows)
+    tripped = budget.enabled and errors >= n
+    # guard.py rule 4: it holds until the n-th newest error leaves the window.
+    resumes_at = rows[n - 1].reported_at + timedelta(seconds=budget.window) if tripped else None
+    by_error = Counter(r.error or "?" for r in rows)
+    proxies = Counter(r.key for r in rows)
+    subnets = Counter(s for s in (subnet_of(r.host) for r in rows) if s is not None)
+    return GuardState(
+        service=budget.service,
+        budget=n,
+        window=budget.window,
+        errors=errors,
+        tripped=tripped,
+        resumes_at=resumes_at,
+        by_error=tuple(by_error.most_common()),
+        proxies=tuple(proxies.most_common()),
+        subnets=tuple(subnets.most_common()),
+    )
+
+
+def guard_states(engine: Engine, settings: Any, *, now: datetime | None = None) -> dict[str, GuardState]:
+    """Every service worth showing (rule 3), by name. ``settings``: ``config.Settings``."""
+    now = now or utcnow()
+    guard = settings.guard
+    longest = max([guard.window, *(b.window for b in guard.services.values()), *(w for _, w in DOCUMENTED.values())])
+    with engine.connect() as conn:
+        named = conn.scalars(
+            select(R.service).distinct().where(R.service.is_not(None), R.reported_at >= now - timedelta(seconds=longest))
+        ).all()
+        services = sorted({*DOCUMENTED, *guard.services, *named})
+        return {s: _state(conn, budget_for(guard, s), now) for s in services}
+
+
+__all__ = ["check", "guard_state", "guard_states"]
