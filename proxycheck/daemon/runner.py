@@ -42,6 +42,8 @@ from ..selftest import CheckerStatus
 from ..sdnotify import Notifier, watchdog_interval
 from ..store.engine import make_engine, masked_url
 from ..store.migrate import check_at_head
+from ..guard import GuardState
+from ..store.guard import guard_states
 from ..store.reports import feedback_summary, guard_rail
 from ..store.schedule import spread_overdue
 from ..verdict import ERROR_NAMES
@@ -72,7 +74,8 @@ class Daemon:
         self.instance_id = uuid.uuid4().hex
         self.notifier = Notifier()
         self.rng = random.Random()
-        self.metrics = DaemonMetrics(self._summary_or_none, targets=lambda: [t.name for t in self.settings.targets.ban_targets])
+        self.metrics = DaemonMetrics(self._summary_or_none, targets=lambda: [t.name for t in self.settings.targets.ban_targets],
+                                     guards=self.guard_states)
         self.http: HttpApi | None = None
         self.counts: dict[str, int] = {}
         self.exit_code = 0
@@ -281,6 +284,15 @@ class Daemon:
             return summary, feedback_summary(self.storage.reader, guard_rail(self.settings.worker))
         except Exception as exc:  # noqa: BLE001 - a scrape must not fail because the DB blinked
             log.warning("metrics: cannot read the fleet summary: %s", exc)
+            return None
+
+    def guard_states(self) -> dict[str, GuardState] | None:
+        """Each captcha service's error budget (store/guard.py), for /metrics and /healthz; None
+        when the database cannot say (a scrape must not fail because the DB blinked)."""
+        try:
+            return guard_states(self.storage.reader, self.settings)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("guard: cannot read the error budgets: %s", exc)
             return None
 
     async def _watchdog(self) -> None:

@@ -17,7 +17,9 @@ Rules:
    with a ``HEALTH_TIMEOUT``, and whether the daemon's own calls work: ``storage_problem()``,
    daemon/writer.py rule 6) and the checker (``checker_state()``); 200 when
    both are fine, else 503 with the reason. A database that answers reads but takes no writes
-   (a full disk) is unavailable.
+   (a full disk) is unavailable. ``guards``: each captcha service's error budget (tripped,
+   errors, budget, resumes_at: no proxy names); a tripped guard is the guard working, not a
+   failing daemon, so it alone never makes /healthz fail.
 5. Proxy passwords appear only where a worker asked for proxies to use (``/proxy``,
    ``/proxies/healthy``, ``/lease``), never in ``/status``, ``/metrics``, ``/healthz`` or logs.
 """
@@ -112,7 +114,8 @@ class HttpApi:
         self.checker_state = checker_state
         self.reads = Reads(slots=heavy_slots, wait=heavy_wait)
         self._full_status = Shared(self._build_status)
-        self._status = StatusRenderer(engine.url.render_as_string(hide_password=False), settings.worker, self.reads.light)
+        self._status = StatusRenderer(engine.url.render_as_string(hide_password=False), settings.worker, self.reads.light,
+                                      settings.guard)
         self._db_probe: asyncio.Future | None = None
         self._db_ok = True
         self._token = ""
@@ -169,8 +172,19 @@ class HttpApi:
         problems = [p for p in (db_reason, None if state == "ok" else f"checker {state}: {reason}") if p]
         body = {"daemon": "running", "checker": state, "checker_reason": reason or None,
                 "database": "unavailable" if db_reason else "ok", "database_reason": db_reason,
-                "reason": "; ".join(problems) or None}
+                "reason": "; ".join(problems) or None, "guards": None if db_reason else await self._guards()}
         return _json(body, 503 if problems else 200)
+
+    async def _guards(self) -> dict[str, Any] | None:
+        """Rule 4's ``guards``: None when the database cannot say in time."""
+        from ..store.guard import guard_states
+
+        try:
+            states = await asyncio.wait_for(self.reads.light(guard_states, self.engine, self.settings), HEALTH_TIMEOUT)
+        except Exception:  # noqa: BLE001 - /healthz answers about the database above; this is detail
+            return None
+        return {s: {"tripped": g.tripped, "errors": g.errors, "budget": g.budget, "window": g.window,
+                    "resumes_at": g.resumes_at.isoformat() if g.resumes_at else None} for s, g in states.items()}
 
     async def _database_problem(self) -> str | None:
         """None when one cheap query answered in time. At most one query is in flight: a hung
