@@ -308,7 +308,10 @@ class Guard:
 
     max_proxy_errors: int = key("proxy errors a service without its own [guard.<service>] (and not documented) may "
                                 "see per window (0: no limit)", 10, low=0, high=1_000_000)
-    window: float = key("seconds of the window of such a service", 600.0, low=1, high=86400)
+    window: float = key("seconds of the window of such a service, and of the subnet rule", 600.0, low=1, high=86400)
+    subnet_errors: int = key("proxy errors reported on the proxies of one /24 (IPv4) or /48 (IPv6), from two or more "
+                             "of them, within [guard].window that hold that subnet's proxies back until a check of one "
+                             "passes (0: off)", 3, low=0, high=1_000_000)
     # ``[guard.<service>]`` tables, only those the file sets; ``guard.budget_for`` is the one reader.
     services: dict[str, ServiceBudget] = field(default_factory=dict, metadata={"subtables": ServiceBudget})
 

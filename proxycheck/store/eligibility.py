@@ -144,12 +144,13 @@ class Facts(NamedTuple):
     anonymity: str | None
     exit_run_seconds: float | None
     exit_change_gap: float | None
+    held_back: str | None
     leases_held: int = 0
     cooling: bool = False
 
 
 FACT_COLUMNS = (P.key, P.enabled, P.state, P.reason, P.last_success_at, P.usable_at, P.usable_for, P.tags,
-                P.scheme, P.anonymity, P.exit_run_seconds, P.exit_change_gap)
+                P.scheme, P.anonymity, P.exit_run_seconds, P.exit_change_gap, P.held_back)
 
 
 def usable(healthy: bool, reason: str | None) -> bool:
@@ -173,7 +174,9 @@ def free(proxy_id: Any, now: datetime, max_concurrent: int) -> ColumnElement[boo
 class Eligibility:
     """A proxy may be handed out iff all of these hold:
 
-    - it is enabled;
+    - it is enabled, and not held back with its subnet (``held_back``: worker reports of proxy
+      errors concentrated on its /24 or /48 until a check through one of them passes:
+      store/guard.py rule 4);
     - without a ``target``: it is ``healthy`` and its last successful check is at or after
       ``fresh_since`` (now minus ``[worker].max_age``), so workers stop getting proxies when the
       daemon stops checking;
@@ -211,7 +214,7 @@ class Eligibility:
                 last_success = literal_column(f"+{column}", UTCDateTime())
             else:
                 last_success = literal_column(f"({column} + interval '0 seconds')", UTCDateTime())
-        clauses: list[ColumnElement[bool]] = [P.enabled == true()]
+        clauses: list[ColumnElement[bool]] = [P.enabled == true(), P.held_back.is_(None)]
         if f.target is not None:
             clauses += [
                 or_(P.state == "healthy", P.reason == "banned"),
@@ -242,7 +245,7 @@ class Eligibility:
     def admits(self, p: Facts) -> bool:
         """The rule in Python, for in-memory paths (``HotReads.fetch``, the snapshot)."""
         f = self.filters
-        if not p.enabled:
+        if not p.enabled or p.held_back is not None:
             return False
         if f.target is not None:
             fresh = p.usable_at is not None and p.usable_at >= self.fresh_since

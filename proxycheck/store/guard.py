@@ -9,15 +9,25 @@ Rules:
 3. ``guard_states`` is every service worth showing: the documented ones, those the config names
    and those reports named within the longest window; the status, the page, ``/healthz`` and
    ``/metrics`` read it (and the notifier, through ``GuardState.tripped`` and ``reason``).
+4. Subnets (``SubnetRule``): when a proxy error is reported (any service, or none) and the proxy
+   errors reported in the last ``window`` seconds on proxies of its /24 (IPv4) or /48 (IPv6)
+   number at least ``errors``, from at least two of its proxies, every proxy of that subnet is
+   held back together (``proxies.held_back`` holds the reason; ``Eligibility`` refuses them), in
+   the report's own transaction. With the defaults (3 against budgets of 5 and more) that comes
+   before a budget trips. A passing check through any proxy of the subnet lets them all back
+   (``release_subnets``, in the check's write-back); errors still in the window count again if
+   another is reported. Host names have no subnet; ASNs are not looked at (no geo database yet).
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy import Connection, Engine, func, select, update
 
 from ..guard import DOCUMENTED, Budget, GuardState, budget_for, subnet_of
 from ._rows import utcnow
@@ -91,4 +101,55 @@ def guard_states(engine: Engine, settings: Any, *, now: datetime | None = None) 
         return {s: _state(conn, budget_for(guard, s), now) for s in services}
 
 
-__all__ = ["check", "guard_state", "guard_states"]
+@dataclass(frozen=True)
+class SubnetRule:
+    """Rule 4: ``errors`` proxy errors (0: off) from two or more proxies of one subnet within
+    ``window`` seconds hold the subnet back."""
+
+    errors: int = 3
+    window: float = 600.0
+
+
+def hold_subnet(conn: Connection, proxy_id: int, rule: SubnetRule, now: datetime) -> str | None:
+    """Rule 4, after a proxy error on ``proxy_id`` was stored in ``conn``'s transaction: the
+    reason the subnet is now held back, or None."""
+    if rule.errors <= 0:
+        return None
+    subnet = conn.scalar(select(P.subnet).where(P.id == proxy_id))
+    if subnet is None:
+        return None
+    errors, proxies = conn.execute(
+        select(func.count(), func.count(func.distinct(R.proxy_id)))
+        .select_from(R)
+        .join(P, P.id == R.proxy_id)
+        .where(P.subnet == subnet, R.kind == "proxy_error", R.reported_at > now - timedelta(seconds=rule.window))
+    ).one()
+    if errors < rule.errors or proxies < 2:
+        return None
+    reason = (f"held back with its subnet {subnet}: workers reported {errors} proxy errors on {proxies} of its proxies "
+              f"in the last {rule.window / 60:g} min (since {now:%H:%M:%S} UTC); a passing check of any of them lets "
+              "them back")
+    conn.execute(update(P).where(P.subnet == subnet, P.held_back.is_(None)).values(held_back=reason))
+    return reason
+
+
+def release_subnets(conn: Connection, passed: Iterable[int]) -> None:
+    """Rule 4: the subnets of proxies whose checks just passed are let back, in one statement."""
+    ids = list(passed)
+    if not ids:
+        return
+    held = select(P.subnet).where(P.id.in_(ids), P.held_back.is_not(None)).scalar_subquery()
+    conn.execute(update(P).where(P.held_back.is_not(None), P.subnet.in_(held)).values(held_back=None))
+
+
+def held_subnets(engine: Engine) -> list[tuple[str, int, str]]:
+    """(subnet, proxies, reason) of every subnet held back now, for ``status`` and the page."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(P.subnet, func.count(), func.min(P.held_back)).where(P.held_back.is_not(None)).group_by(P.subnet)
+            .order_by(P.subnet)
+        ).all()
+    return [(r[0], int(r[1]), r[2]) for r in rows]
+
+
+__all__ = ["SubnetRule", "check", "guard_state", "guard_states", "held_subnets", "hold_subnet", "release_subnets"]

@@ -425,7 +425,8 @@ class ProxyPool:
             )
 
         facts = ReportFacts(c.kind, c.code, c.error, c.service_code, who, service)
-        done = record_report(self._write_engine(), key, facts, decide, self.guard_rail, now=now)
+        subnets = guard_store.SubnetRule(self._guard.subnet_errors, self._guard.window)
+        done = record_report(self._write_engine(), key, facts, decide, self.guard_rail, now=now, subnets=subnets)
         # No snapshot invalidation needed: every proposal is re-read by id before it is handed out.
         why_not = "unknown_proxy" if not done.found else done.why_not
         return feedback.ReportResult(masked, c.kind, c.error, c.code, done.stored, done.applied, done.took_out, why_not, done.state)
