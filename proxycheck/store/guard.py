@@ -12,7 +12,9 @@ Rules:
 4. Subnets (``SubnetRule``): when a proxy error is reported (any service, or none) and the proxy
    errors reported in the last ``window`` seconds on proxies of its /24 (IPv4) or /48 (IPv6)
    number at least ``errors``, from at least two of its proxies, every proxy of that subnet is
-   held back together (``proxies.held_back`` holds the reason; ``Eligibility`` refuses them), in
+   held back together, unless the subnet has more enabled proxies than the guard rail lets
+   reports take out (store/reports.py rule 2: feedback alone never takes out more of the pool;
+   the service's budget still guards the account then) (``proxies.held_back`` holds the reason; ``Eligibility`` refuses them), in
    the report's own transaction. With the defaults (3 against budgets of 5 and more) that comes
    before a budget trips. A passing check through any proxy of the subnet lets them all back
    (``release_subnets``, in the check's write-back); errors still in the window count again if
@@ -22,12 +24,12 @@ Rules:
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, select, update
+from sqlalchemy import Connection, Engine, func, select, true, update
 
 from ..guard import DOCUMENTED, Budget, GuardState, budget_for, subnet_of
 from ._rows import utcnow
@@ -110,9 +112,9 @@ class SubnetRule:
     window: float = 600.0
 
 
-def hold_subnet(conn: Connection, proxy_id: int, rule: SubnetRule, now: datetime) -> str | None:
+def hold_subnet(conn: Connection, proxy_id: int, rule: SubnetRule, now: datetime, most: Callable[[int], int]) -> str | None:
     """Rule 4, after a proxy error on ``proxy_id`` was stored in ``conn``'s transaction: the
-    reason the subnet is now held back, or None."""
+    reason the subnet is now held back, or None. ``most(enabled)``: the guard rail's budget."""
     if rule.errors <= 0:
         return None
     subnet = conn.scalar(select(P.subnet).where(P.id == proxy_id))
@@ -125,6 +127,11 @@ def hold_subnet(conn: Connection, proxy_id: int, rule: SubnetRule, now: datetime
         .where(P.subnet == subnet, R.kind == "proxy_error", R.reported_at > now - timedelta(seconds=rule.window))
     ).one()
     if errors < rule.errors or proxies < 2:
+        return None
+    members, enabled = conn.execute(
+        select(func.count().filter(P.subnet == subnet), func.count()).where(P.enabled == true())
+    ).one()
+    if members > most(int(enabled)):
         return None
     reason = (f"held back with its subnet {subnet}: workers reported {errors} proxy errors on {proxies} of its proxies "
               f"in the last {rule.window / 60:g} min (since {now:%H:%M:%S} UTC); a passing check of any of them lets "

@@ -159,7 +159,7 @@ def record_report(
                 )
             )
             if facts.kind == "proxy_error" and subnets is not None:
-                hold_subnet(conn, row.id, subnets, now)  # store/guard.py rule 4
+                hold_subnet(conn, row.id, subnets, now, guard.budget)  # store/guard.py rule 4
     return Recorded(
         True, store, decision.applied, decision.applied and decision.takes_out, decision.why_not, health.state
     )

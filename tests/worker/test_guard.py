@@ -23,9 +23,11 @@ T0 = utcnow()
 N = 6
 
 
-def _config(tmp_path: Path, url: str) -> Path:
+def _config(tmp_path: Path, url: str, subnet_errors: int = 0, reported_percent: float = 10) -> Path:
+    """The budgets' tests turn the subnet rule off: helpers.proxy puts every proxy in one /24."""
     path = tmp_path / "proxycheck.toml"
-    path.write_text(f'database_url = "{url}"\n\n[guard.capmonster]\nmax_proxy_errors = {N}\nwindow = 600\n'
+    path.write_text(f'database_url = "{url}"\n\n[worker]\nmax_reported_percent = {reported_percent}\n'
+                    f'\n[guard]\nsubnet_errors = {subnet_errors}\n\n[guard.capmonster]\nmax_proxy_errors = {N}\nwindow = 600\n'
                     '\n[guard.my-service]\nmax_proxy_errors = 2\nwindow = 60\n')
     path.chmod(0o600)
     return path
@@ -155,5 +157,51 @@ def test_bad_service_names_are_a_value_error_naming_service(migrated_url, servic
             pool.get(service=service)
         with pytest.raises(ValueError, match=r"^service: "):
             pool.report("http://203.0.113.2:8001", 25, service=service)
+    finally:
+        pool.close()
+
+
+def test_errors_concentrated_on_one_subnet_hold_it_back_before_the_budget_trips(migrated_url, writer, tmp_path):
+    """store/guard.py rule 4: three proxy errors from two or more proxies of one /24 hold all of
+    its proxies back (capmonster's budget of 5 still open); errors on one proxy alone, or spread
+    over subnets, do not; a passing check through any of them lets them all back."""
+    from proxycheck.proxy import Proxy
+    from proxycheck.store.guard import held_subnets
+
+    from .helpers import check
+
+    a = [Proxy("http", f"192.0.2.{n}", 8100 + n, "user", "pw") for n in range(1, 5)]
+    b = [Proxy("http", f"198.51.100.{n}", 8200 + n, "user", "pw") for n in range(1, 4)]
+    c = [Proxy("http", "2001:db8:1:2::5", 8300, None, None), Proxy("http", "2001:db8:1:ffff::9", 8301, None, None)]
+    fleet(writer, a + b + c)
+    pool = ProxyPool(migrated_url, config=_config(tmp_path, migrated_url, subnet_errors=3, reported_percent=60))
+    try:
+        def handed() -> set[Proxy]:
+            return set(pool.get_all(service="capmonster"))
+
+        pool.report(a[0], 28, service="capmonster")
+        pool.report(a[1], "ERROR_PROXY_BANNED", service="anti-captcha")  # any service: the subnet is one
+        for _ in range(3):
+            pool.report(b[1], 25)  # one proxy alone: its own business (take-out), not its subnet's
+        pool.report(c[0], 130, service="2captcha")
+        assert held_subnets(writer) == [] and {a[2], a[3], b[0], b[2], c[1]} <= handed()  # the others: taken out
+        pool.report(a[2], {"errorId": 1, "errorCode": "ERROR_PROXY_CONNECT_REFUSED"}, service="capmonster")
+        (held,) = held_subnets(writer)
+        assert held[:2] == ("192.0.2.0/24", 4)
+        assert "held back with its subnet 192.0.2.0/24: workers reported 3 proxy errors on 3 of its proxies" in held[2]
+        assert not handed() & set(a) and {b[0], b[2], c[1]} <= handed()
+        assert not pool.guard_state("capmonster").tripped and pool.guard_state("capmonster").errors == 2
+        pool.report(c[1], 27)  # a second proxy of the /48: two errors, not yet
+        assert [h[0] for h in held_subnets(writer)] == ["192.0.2.0/24"]
+        pool.report(c[1], 27)  # the third: 2001:db8:1::/48 goes too
+        assert [h[:2] for h in held_subnets(writer)] == [("192.0.2.0/24", 4), ("2001:db8:1::/48", 2)]
+        assert not handed() & set(a + c)
+        with pytest.raises(NoHealthyProxy, match="; 9 enabled proxies, 2 healthy, 2 healthy but held back with their subnet"):
+            pool.get(exclude=b)  # a[3] and c[1] healthy but held back; the others reported were taken out
+        check(writer, {a[3]: True})  # a check through one of them passes: the whole /24 is back
+        assert [h[:2] for h in held_subnets(writer)] == [("2001:db8:1::/48", 2)]
+        assert a[3] in handed() and not handed() & set(c)
+        check(writer, {c[1]: False})  # a failing check lets nothing back
+        assert [h[:2] for h in held_subnets(writer)] == [("2001:db8:1::/48", 2)]
     finally:
         pool.close()
