@@ -250,20 +250,20 @@ def status(config: str | None, unhealthy: bool, tag: str | None, code_text: str 
     except ValueError as exc:
         raise CliError(str(exc)) from None
 
-    from .store.guard import guard_states
+    from .store.guard import guard_states, held_subnets
 
     def read(engine):
         return (status_summary(engine), list_proxies(engine, unhealthy_only=unhealthy, tag=tag, code=code),
                 feedback_summary(engine, guard_rail(settings.worker)), lease_summary(engine, now=utcnow()),
-                guard_states(engine, settings))
+                guard_states(engine, settings), held_subnets(engine))
 
-    summary, rows, feedback, leases, guards = _read_database(settings, read)
+    summary, rows, feedback, leases, guards, held = _read_database(settings, read)
     if as_json:
         click.echo(json.dumps(status_json(summary, rows, feedback, settings.probes.sticky_seconds, leases=leases,
-                                          guards=guards), indent=2))
+                                          guards=guards, held=held), indent=2))
     else:
         render(summary, rows, Console(highlight=False), feedback, settings.probes.sticky_seconds, leases=leases,
-               guards=guards)
+               guards=guards, held=held)
     sys.exit(0 if summary.counts["healthy"] > 0 else EXIT_UNHEALTHY)
 
 

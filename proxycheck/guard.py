@@ -78,11 +78,13 @@ def budget_for(guard: Any, service: str) -> Budget:
 
 
 def subnet_of(host: str) -> str | None:
-    """The /24 (IPv4) or /48 (IPv6) of an IP literal; None for a host name."""
+    """The /24 (IPv4) or /48 (IPv6) of an IP literal (an IPv4-mapped IPv6 address is its IPv4
+    one); None for a host name."""
     try:
-        ip = ipaddress.ip_address(host.strip("[]"))
+        ip: Any = ipaddress.ip_address(host.strip("[]"))
     except ValueError:
         return None
+    ip = getattr(ip, "ipv4_mapped", None) or ip
     prefix = 24 if ip.version == 4 else 48
     return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
 

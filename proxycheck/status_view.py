@@ -6,7 +6,7 @@ JSON (one object; keys are a contract — see README "status --json"):
 [{"code", "error", "proxies"}], "overdue", "feedback": {"window_seconds", "reports", "applied",
 "took_out", "held_back", "budget", "out_now", "guard_rail_holding", "by_error", "last_report_at"},
 "guards": [{"service", "budget", "window", "errors", "tripped", "resumes_at", "by_error", "proxies" (keys, no
-password), "subnets", "reason"}] (guard.py),
+password), "subnets", "reason"}] (guard.py), "held_subnets": [{"subnet", "proxies", "reason"}],
 "leases": {"held", "cooling", "list": [{"lease", "proxy" (masked), "worker", "acquired_at",
 "expires_at"}]}},
 "proxies": [{"proxy" (masked), "state", "code",
@@ -72,7 +72,8 @@ def leases_json(leases: LeaseSummary) -> dict[str, Any]:
 
 def as_json(summary: StatusSummary, rows: Sequence[ProxyStatus], feedback: FeedbackSummary | None = None,
             sticky_seconds: float = DEFAULT_WINDOW, leases: LeaseSummary | None = None,
-            guards: dict[str, GuardState] | None = None) -> dict[str, Any]:
+            guards: dict[str, GuardState] | None = None,
+            held: Sequence[tuple[str, int, str]] | None = None) -> dict[str, Any]:
     shaped = {
         "summary": {
             "counts": dict(summary.counts),
@@ -99,6 +100,8 @@ def as_json(summary: StatusSummary, rows: Sequence[ProxyStatus], feedback: Feedb
         shaped["summary"]["leases"] = leases_json(leases)
     if guards is not None:
         shaped["summary"]["guards"] = [g.as_dict() for g in guards.values()]
+    if held is not None:
+        shaped["summary"]["held_subnets"] = [{"subnet": s, "proxies": n, "reason": r} for s, n, r in held]
     return shaped
 
 
@@ -138,7 +141,7 @@ def age(dt: datetime | None, now: datetime) -> str:
 
 def render(summary: StatusSummary, rows: Sequence[ProxyStatus], console: Console, feedback: FeedbackSummary | None = None,
            sticky_seconds: float = DEFAULT_WINDOW, leases: LeaseSummary | None = None,
-           guards: dict[str, GuardState] | None = None) -> None:
+           guards: dict[str, GuardState] | None = None, held: Sequence[tuple[str, int, str]] = ()) -> None:
     now = datetime.now(UTC)
     c = summary.counts
     state = checker_state(summary)
@@ -160,6 +163,8 @@ def render(summary: StatusSummary, rows: Sequence[ProxyStatus], console: Console
     for g in (guards or {}).values():  # every budget in use (a service no error was reported for: no line)
         if g.errors or g.tripped:
             console.print(("GUARD TRIPPED: " if g.tripped else "") + g.reason, markup=False, highlight=False, soft_wrap=True)
+    for subnet, n, reason in held:
+        console.print(f"HELD BACK: {n} proxies of {subnet}: {reason}", markup=False, highlight=False, soft_wrap=True)
     if leases is not None and (leases.held or leases.cooling):
         console.print(f"worker leases: {leases.held} held, {leases.cooling} proxies cooling down", markup=False,
                       highlight=False, soft_wrap=True)

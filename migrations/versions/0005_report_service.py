@@ -46,6 +46,7 @@ def _subnet(host: str) -> str | None:
         ip = ipaddress.ip_address(host.strip("[]"))
     except ValueError:
         return None
+    ip = getattr(ip, "ipv4_mapped", None) or ip
     return str(ipaddress.ip_network(f"{ip}/{24 if ip.version == 4 else 48}", strict=False))
 
 

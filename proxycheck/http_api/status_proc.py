@@ -58,7 +58,7 @@ def render_status(url: str, worker: Worker, limit: int | None = None, after: str
     from ..store import list_proxies, make_engine, status_summary
     from ..store._rows import utcnow
     from ..store.reports import feedback_summary, guard_rail
-    from ..store.guard import guard_states
+    from ..store.guard import guard_states, held_subnets
     from ..store.worker_leases import lease_summary
 
     engine = _ENGINES.get(url)
@@ -67,7 +67,7 @@ def render_status(url: str, worker: Worker, limit: int | None = None, after: str
     summary = status_summary(engine)
     rows = list_proxies(engine, after=after, limit=limit)
     shaped = as_json(summary, rows, feedback_summary(engine, guard_rail(worker)), leases=lease_summary(engine, now=utcnow()),
-                     guards=guard_states(engine, Settings(guard=guard or Guard())))
+                     guards=guard_states(engine, Settings(guard=guard or Guard())), held=held_subnets(engine))
     if limit is not None:
         shaped["next_after"] = rows[-1].proxy.key if len(rows) == limit else None
     return json.dumps(shaped, default=str).encode()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 from datetime import timedelta
@@ -169,6 +170,7 @@ def test_errors_concentrated_on_one_subnet_hold_it_back_before_the_budget_trips(
     from proxycheck.store.guard import held_subnets
 
     from .helpers import check
+    from .test_status_reports import cli
 
     a = [Proxy("http", f"192.0.2.{n}", 8100 + n, "user", "pw") for n in range(1, 5)]
     b = [Proxy("http", f"198.51.100.{n}", 8200 + n, "user", "pw") for n in range(1, 4)]
@@ -190,6 +192,11 @@ def test_errors_concentrated_on_one_subnet_hold_it_back_before_the_budget_trips(
         assert held[:2] == ("192.0.2.0/24", 4)
         assert "held back with its subnet 192.0.2.0/24: workers reported 3 proxy errors on 3 of its proxies" in held[2]
         assert not handed() & set(a) and {b[0], b[2], c[1]} <= handed()
+        shown = cli(migrated_url, "status")
+        assert "HELD BACK: 4 proxies of 192.0.2.0/24: held back with its subnet 192.0.2.0/24: workers reported 3" in shown.stdout
+        as_json = json.loads(cli(migrated_url, "status", "--json").stdout)["summary"]
+        assert [(h["subnet"], h["proxies"]) for h in as_json["held_subnets"]] == [("192.0.2.0/24", 4)]
+        assert "pw" not in shown.stdout
         assert not pool.guard_state("capmonster").tripped and pool.guard_state("capmonster").errors == 2
         pool.report(c[1], 27)  # a second proxy of the /48: two errors, not yet
         assert [h[0] for h in held_subnets(writer)] == ["192.0.2.0/24"]
