@@ -12,15 +12,15 @@
 #
 #   sudo PIP_NO_INDEX=1 PIP_FIND_LINKS="$PWD/wheels" deploy/install.sh .
 #
-# (README, "Installing offline", says how to fill wheels/: every dependency plus setuptools and
-# wheel, which building the checkout needs). Re-running upgrades the program and keeps
-# /etc/proxycheck/proxycheck.toml and proxies.csv as they are.
+# (docs/deployment.md, "Installing offline", says how to fill wheels/: every dependency plus
+# setuptools and wheel, which building the checkout needs). Re-running upgrades the program and
+# keeps /etc/proxycheck/proxycheck.toml and proxies.csv as they are.
 #
 # What it does, in order:
 #   1. the system user and group `proxycheck` (systemd-sysusers, deploy/proxycheck.sysusers);
 #   2. a virtualenv in /opt/proxycheck holding the program, /usr/local/bin/proxycheck, which
-#      runs it with /etc/proxycheck/proxycheck.toml, and the README in /usr/share/doc/proxycheck
-#      (the unit's Documentation=);
+#      runs it with /etc/proxycheck/proxycheck.toml, and the README (the unit's Documentation=)
+#      with the docs/ it links to in /usr/share/doc/proxycheck;
 #   3. /etc/proxycheck/ with the config (state in /var/lib/proxycheck) and the sources CSV,
 #      readable by root and the proxycheck group only (the CSV holds proxy passwords);
 #   4. the unit, enabled and (re)started: ExecStartPre= migrates the schema as the service user,
@@ -52,9 +52,10 @@ systemd-sysusers /etc/sysusers.d/proxycheck.conf
 echo "== 2. $prefix"
 python3 -m venv "$prefix"
 "$prefix/bin/pip" install --quiet --upgrade "$requirement" ||
-    fail "pip could not install $src (its error is above). Without the internet: fill a wheel folder as README \"Installing offline\" says, then run: sudo PIP_NO_INDEX=1 PIP_FIND_LINKS=/path/to/wheels deploy/install.sh $src"
+    fail "pip could not install $src (its error is above). Without the internet: fill a wheel folder as docs/deployment.md \"Installing offline\" says, then run: sudo PIP_NO_INDEX=1 PIP_FIND_LINKS=/path/to/wheels deploy/install.sh $src"
 install -m 0755 "$here/proxycheck-command" /usr/local/bin/proxycheck
 install -D -m 0644 "$here/../README.md" /usr/share/doc/proxycheck/README.md
+install -D -m 0644 -t /usr/share/doc/proxycheck/docs "$here"/../docs/*.md "$here"/../docs/*.png
 
 echo "== 3. /etc/proxycheck"
 install -d -m 0750 -g proxycheck /etc/proxycheck

@@ -11,9 +11,10 @@ Rules:
    errors, is not a ban: a ban is what a provider serves to IPs it distrusts, nothing more.
 3. ``[targets].ban_url`` is shorthand for one ``recaptcha`` target named ``recaptcha``.
 
-Where the presets come from: ../shared/research/captcha_services.md §4. A rule marked
-[inferred] is not documented by the provider and was not seen in a captured answer; it is our
-reading of what clients report, and the README says so.
+Where the presets come from: docs/ban-presets.md, "Where the presets come from", with the
+providers' own pages and the public reports behind each rule. A rule marked [inferred] is not
+documented by the provider and was not seen in a captured answer; it is our reading of what
+clients report, and that page says so.
 """
 
 from __future__ import annotations
@@ -60,10 +61,10 @@ class BanRules:
 
 
 _GOOGLE_PHRASES = ("unusual traffic", "automated queries", "/sorry/index")
-_CLOUDFLARE_CHALLENGE = (("cf-mitigated", "challenge"),)  # the documented marker (§4.4)
+_CLOUDFLARE_CHALLENGE = (("cf-mitigated", "challenge"),)  # Cloudflare's documented marker
 
 PRESETS: dict[str, BanRules] = {
-    # §4.1/4.2: Google's 429, the redirect to /sorry/, the 403/503 "unusual traffic" page. The
+    # Google's 429, the redirect to /sorry/, the 403/503 "unusual traffic" page. The
     # widget's own "Try again later" (rc-doscaptcha) is drawn after a JS round trip, so an HTTP
     # probe sees it rarely [inferred]. cf-mitigated is kept from the single-ban_url days, when a
     # page embedding reCAPTCHA behind Cloudflare was a common ban_url.
@@ -71,20 +72,20 @@ PRESETS: dict[str, BanRules] = {
         status=frozenset({429}), redirect=("/sorry/",), headers=_CLOUDFLARE_CHALLENGE,
         phrases=(*_GOOGLE_PHRASES, "rc-doscaptcha"), phrase_status=frozenset({200, 403, 503}),
     ),
-    # §4.1: /search answers 302 to /sorry/index, or the sorry page itself with 429, 503 (2017
+    # /search answers 302 to /sorry/index, or the sorry page itself with 429, 503 (2017
     # reports) or 403 "automated queries" (2016).
     "google_search": BanRules(
         status=frozenset({429, 503}), redirect=("/sorry/",), phrases=_GOOGLE_PHRASES,
         phrase_status=frozenset({200, 403}),
     ),
-    # §4.3: widgets report "rate limited" and "too many recent requests"; checksiteconfig answers
+    # widgets report "rate limited" and "too many recent requests"; checksiteconfig answers
     # JSON with "pass": true when fine. Exact banned bodies were not found: 429/403 and
     # "pass": false are [inferred].
     "hcaptcha": BanRules(
         status=frozenset({403, 429}),
         phrases=("rate limited", "too many recent requests", '"pass":false', '"pass": false'),
     ),
-    # §4.4: cf-mitigated: challenge is Cloudflare's documented marker (403, or 429 under Super Bot
+    # cf-mitigated: challenge is Cloudflare's documented marker (403, or 429 under Super Bot
     # Fight Mode); the body markers are what FlareSolverr and others look for. Error 1020/1015
     # pages are [inferred].
     "turnstile": BanRules(
@@ -93,7 +94,7 @@ PRESETS: dict[str, BanRules] = {
                  "error code: 1020", "error code: 1015"),
         phrase_status=frozenset({403, 429, 503}),
     ),
-    # Arkose Labs (FunCaptcha): nothing documented or captured (§4 has no section); 403/429, a
+    # Arkose Labs (FunCaptcha): nothing documented or captured; 403/429, a
     # Cloudflare challenge in front of its API and "access denied"/"too many requests" bodies are
     # all [inferred].
     "funcaptcha": BanRules(
@@ -108,7 +109,7 @@ NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 ENTRY_KEYS: tuple[tuple[str, str, str], ...] = (
     ("name", "lower-case letters, digits, _ and -, up to 32", "what results, `usable_for` and `?target=` call it; unique"),
     ("url", "http:// or https:// URL", "the page fetched through each proxy"),
-    ("preset", "one of " + ", ".join(PRESETS), "the provider's ban answers (README: Ban targets); or give own rules"),
+    ("preset", "one of " + ", ".join(PRESETS), "the provider's ban answers (docs/ban-presets.md); or give own rules"),
     ("status", "list of HTTP statuses", "own rule: any of these statuses is a ban"),
     ("redirect", "list of strings", "own rule: a 3xx whose Location contains one of these is a ban"),
     ("headers", 'list of "name: value" (or "name")', "own rule: this header (with this value) is a ban"),

@@ -3,8 +3,8 @@
 Rules:
 1. Every section is a frozen dataclass whose fields are the keys. Each key is declared once, with
    ``config_keys.key(doc, default, low=/high=/above=/choices=/check=)``: type, default, allowed
-   values and doc in one line. The loader, the checks on sections built in code and the README's
-   config reference (``reference_markdown()``) all read that declaration.
+   values and doc in one line. The loader, the checks on sections built in code and the config
+   reference in docs/configuration.md (``reference_markdown()``) all read that declaration.
 2. An unknown key, a value of the wrong type, a number that is not finite or out of its range, a
    target URL the probes could not use or a database the store refuses is a ``ConfigError``
    naming ``file: [section].key``; keys that relate must agree (``RELATIONS``).
@@ -14,7 +14,7 @@ Rules:
 
 Adding a key: one ``key(...)`` line in its section's dataclass (a new section also needs a
 ``Settings`` field and a ``SECTIONS`` entry), a line in ``proxycheck.example.toml`` if users
-should see it, then ``python tests/unit/test_config.py`` to regenerate the README's reference.
+should see it, then ``python tests/unit/test_config.py`` to regenerate docs/configuration.md.
 """
 
 from __future__ import annotations
@@ -594,7 +594,7 @@ def _default(f: dataclasses.Field) -> Any:
 
 
 def reference_markdown() -> str:
-    """The README's config reference table, generated so it cannot drift from the code."""
+    """The config reference table of docs/configuration.md, generated so it cannot drift from the code."""
     rows = ["| key | default | allowed | meaning |", "|---|---|---|---|"]
     for section, f, typ, default in _every_key():
         name = f"[{section}].{f.name}" if section else f.name

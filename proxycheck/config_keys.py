@@ -5,7 +5,7 @@ Rules:
    default, one-line doc and allowed values (``low``/``high`` inclusive, or ``above`` for an
    exclusive lower bound; ``choices``; a ``check`` function for URLs and the like) sit in the
    field's metadata. The TOML loader, the checks on sections built in code (``HealthPolicy``,
-   ``WorkerSettings``) and the README's reference all read that one declaration.
+   ``WorkerSettings``) and the reference in docs/configuration.md all read that one declaration.
 2. Every number has a range, and must be finite and inside it: ``nan`` and ``inf`` are never
    settings. A bool is never taken for a number, nor a number for a bool.
 3. Strings carry no control characters: they end up in HTTP headers, URLs and file names.

@@ -33,7 +33,7 @@ Endpoints (the same on HTTP and HTTPS)::
                             "unusual traffic" page, cloudflare -> 403 cf-mitigated: challenge
 
 One stand-in per ban preset (``proxycheck.bans.PRESETS``), each banning the peers listed for
-it in ``target_bans`` with that provider's ban answer (captcha_services.md §4):
+it in ``target_bans`` with that provider's ban answer (docs/ban-presets.md says where each comes from):
 
     /recaptcha/api2/anchor  recaptcha: 429 "unusual traffic" page
     /search                 google_search: 302 to google.com/sorry/index

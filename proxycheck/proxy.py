@@ -40,6 +40,13 @@ from .fields import (  # noqa: F401 - parse_host, parse_port, parse_scheme, pars
 DOCUMENTATION_NETS = tuple(
     ipaddress.ip_network(n) for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32")
 )
+
+
+def in_documentation_net(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """True for an address of the examples: it can never be a working proxy."""
+    return any(ip in net for net in DOCUMENTATION_NETS if net.version == ip.version)
+
+
 # scheme -> 2captcha's ``proxytype`` (in.php / 2captcha-python ``type``).
 TWOCAPTCHA_TYPES: dict[str, str] = {
     "http": "HTTP",
@@ -105,6 +112,14 @@ class Proxy:
 
     def __str__(self) -> str:
         return self.masked_url
+
+    @property
+    def documentation_example(self) -> bool:
+        """Its host is an IP of the documentation ranges (``DOCUMENTATION_NETS``): never a working proxy."""
+        try:
+            return in_documentation_net(ipaddress.ip_address(self.host))
+        except ValueError:
+            return False
 
     # -- what captcha services and HTTP clients take ---------------------------------------------
     @property
@@ -189,7 +204,7 @@ class Proxy:
             warnings.append(f"{ip} is a loopback address; a captcha service cannot reach it")
         elif ip.is_link_local:
             warnings.append(f"{ip} is a link-local address; a captcha service cannot reach it")
-        elif any(ip in net for net in DOCUMENTATION_NETS):
+        elif in_documentation_net(ip):
             warnings.append(f"{ip} is a documentation address (for examples only); no proxy answers there")
         elif ip.is_private:
             warnings.append(f"{ip} is a private address; a captcha service cannot reach it")

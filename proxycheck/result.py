@@ -1,7 +1,7 @@
 """What a check produces: one ``ProbeOutcome`` per probe and one ``CheckResult`` per proxy.
 
 These are plain frozen values shared by the checker, the CLI, the store and the daemon.
-``CheckResult.as_dict()`` is the ``--json`` shape documented in the README; keep its keys.
+``CheckResult.as_dict()`` is the ``--json`` shape documented in docs/output.md; keep its keys.
 """
 
 from __future__ import annotations

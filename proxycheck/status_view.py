@@ -1,6 +1,6 @@
 """``proxycheck status``: the documented JSON shape and the human table, from the read side.
 
-JSON (one object; keys are a contract — see README "status --json"):
+JSON (one object; keys are a contract — see docs/output.md "status --json"):
 ``{"summary": {"counts": {healthy, unhealthy, unknown, disabled}, "total", "checker":
 {"state": ok|degraded|not running, "reason", "daemons": [...]}, "last_round_at", "top_codes":
 [{"code", "error", "proxies"}], "overdue", "feedback": {"window_seconds", "reports", "applied",

@@ -1,6 +1,7 @@
 """The process's one shared SSL context.
 
-Rule: one ``ssl.SSLContext`` per process (building one costs ~18 ms of CPU; ops.md §6.3), trusting
+Rule: one ``ssl.SSLContext`` per process (building one costs ~18 ms of CPU, measured; loading
+the CA bundle is slow under OpenSSL 3: https://github.com/python/cpython/issues/95031), trusting
 the system/certifi CAs plus ``[targets].ca_file``, offering ALPN ``http/1.1`` only (as httpcore
 set it when the probes used httpx, so the TLS handshakes stay byte for byte what they were).
 The probes' HTTP client is ``proxycheck.wire`` (its docstring says why it is our own); users who

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# anti-captcha error ids in scope (../shared/anticaptcha-errors.md).
+# anti-captcha error ids in scope (https://anti-captcha.com/apidoc/errors; docs/codes.md).
 ERROR_NAMES: dict[int, str] = {
     25: "ERROR_PROXY_CONNECT_REFUSED",
     26: "ERROR_PROXY_CONNECT_TIMEOUT",

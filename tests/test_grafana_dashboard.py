@@ -1,6 +1,6 @@
 """deploy/grafana/proxycheck.json: a dashboard Grafana 10/11 can import, and every metric and label it
 queries is really served on ``/metrics`` by a real ``proxycheck run`` (loopback world). Then a real
-Prometheus (Debian's ``prometheus``) scrapes that daemon with the README's scrape config, and every
+Prometheus (Debian's ``prometheus``) scrapes that daemon with the scrape config of docs/grafana.md, and every
 query of the dashboard returns data from it.
 
 The extraction is deliberately small: metric names are the identifiers matching
@@ -172,15 +172,15 @@ def test_every_configured_ban_target_is_exported(served):
     assert banned == {name: (1.0 if name == "turnstile" else 0.0) for name in configured}
 
 
-# -- a real Prometheus scrapes it with the README's config ---------------------------------------
+# -- a real Prometheus scrapes it with docs/grafana.md's config ----------------------------------
 def readme_scrape_config() -> str:
-    (block,) = [b for b in re.findall(r"```yaml\n(.*?)```", (ROOT / "README.md").read_text(), re.S) if "scrape_configs:" in b]
+    (block,) = [b for b in re.findall(r"```yaml\n(.*?)```", (ROOT / "docs" / "grafana.md").read_text(), re.S) if "scrape_configs:" in b]
     return block
 
 
 @pytest.fixture(scope="module")
 def prometheus(served, tmp_path_factory):
-    """Prometheus scraping the daemon every second, with the README's config: its token file and address swapped in."""
+    """Prometheus scraping the daemon every second, with docs/grafana.md's config: its token file and address swapped in."""
     if shutil.which("prometheus") is None:
         if os.environ.get("PROXYCHECK_REQUIRE_WORLD") == "1":
             pytest.fail("PROXYCHECK_REQUIRE_WORLD=1 but Debian's `prometheus` is not installed (.ci/run installs it)", pytrace=False)

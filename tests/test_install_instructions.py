@@ -2,7 +2,7 @@
 
 "proxycheck" on PyPI is an unrelated project, and we publish nothing there (our distribution is
 proxycheck-fleet, installed from a checkout or a wheel built from it). Every `pip install` in the
-README, in deploy/, in every command's --help and in any message the package prints must name a
+README, in docs/, in deploy/, in every command's --help and in any message the package prints must name a
 local path (`.`, `'.[postgresql]'`, `dist/proxycheck_fleet-*.whl`) or a third-party package, never
 `proxycheck`, `proxycheck[...]` or `proxycheck-fleet` by name.
 """
@@ -67,7 +67,7 @@ def help_texts(group: click.Group = cli, path: tuple[str, ...] = ()) -> dict[str
 
 
 def documents() -> dict[str, str]:
-    files = [ROOT / "README.md", *sorted((ROOT / "deploy").rglob("*")), *sorted((ROOT / "proxycheck").rglob("*.py"))]
+    files = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted((ROOT / "deploy").rglob("*")), *sorted((ROOT / "proxycheck").rglob("*.py"))]
     texts = {str(f.relative_to(ROOT)): f.read_text() for f in files if f.is_file()}
     return {**texts, **help_texts()}
 

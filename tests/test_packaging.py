@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import email.parser
 import os
+import re
 import subprocess
 import sys
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -93,3 +95,17 @@ def test_wheel_contains_the_status_page(wheel):
                  "static/charts.js", "static/page.css"):
         assert page + name in names, name
     assert "MIT" in zipfile.ZipFile(wheel).read(page + "static/uPlot.LICENSE").decode()
+
+
+def test_the_readme_travels_with_the_pages_it_links(built, wheel):
+    """The wheel's description is the README; the sdist carries docs/, which the README links to."""
+    whl = zipfile.ZipFile(wheel)
+    (meta,) = [n for n in whl.namelist() if n.endswith(".dist-info/METADATA")]
+    message = email.parser.Parser().parsestr(whl.read(meta).decode())
+    assert message["Description-Content-Type"] == "text/markdown"
+    assert message.get_payload().strip() == (ROOT / "README.md").read_text().strip()
+    (sdist,) = built[0].glob("proxycheck_fleet-*.tar.gz")
+    names = {n.split("/", 1)[1] for n in tarfile.open(sdist).getnames() if "/" in n}
+    linked = set(re.findall(r"\]\((docs/[^)#\s]+)", (ROOT / "README.md").read_text()))
+    assert linked and linked <= names, sorted(linked - names)
+    assert {f"docs/{p.name}" for p in (ROOT / "docs").iterdir()} <= names

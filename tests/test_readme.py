@@ -1,5 +1,8 @@
 """The README opens with two commands that work on a fresh machine; this keeps the first one true.
 
+The README stays short (at most 250 lines: what it is, the two commands, the three ways to use it,
+where to read more); the reference lives in docs/, and the README lists every page of it.
+
 The first code block is run verbatim (bash) in a fresh clone with a fresh virtualenv: it must
 install, migrate and start the daemon on its embedded default (SQLite in ./state). The test waits
 for the daemon to say it is ready, sends SIGTERM and expects a clean exit. The second command is
@@ -29,6 +32,15 @@ def test_readme_says_what_it_is_before_any_command():
     assert title == "# proxycheck"
     assert "```" not in opening and "`proxycheck run`" not in opening, opening
     assert "captcha" in opening and " for people who " in opening, opening  # what it is, who it is for
+
+
+def test_readme_reads_in_five_minutes_and_points_at_every_page():
+    """What it is, the two commands, three ways to use it; the reference is in docs/, all linked."""
+    text = (ROOT / "README.md").read_text()
+    assert len(text.splitlines()) <= 250, f"README.md is {len(text.splitlines())} lines; move reference into docs/"
+    more = text.split("\n## Where to read more\n", 1)[1]
+    pages = {f"docs/{p.name}" for p in (ROOT / "docs").glob("*.md")}
+    assert pages and pages <= set(re.findall(r"\]\((docs/[\w-]+\.md)\)", more)), "a page of docs/ the README does not list"
 
 
 def test_readme_opens_with_setup_then_tests():

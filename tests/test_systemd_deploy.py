@@ -1,11 +1,11 @@
-"""The README's systemd deployment, followed literally under a real systemd in a container.
+"""The systemd deployment of docs/deployment.md, followed literally under a real systemd in a container.
 
 A Debian 12 root made by debootstrap (cached outside the repo, keyed by its package list) is
-copied per run; a copy of this checkout with a wheel folder filled on the host by the README's
+copied per run; a copy of this checkout with a wheel folder filled on the host by docs/deployment.md's
 offline recipe goes inside. systemd-nspawn boots it with a private network (loopback only: the
 daemon's checker is degraded, which is expected) and a oneshot unit runs tests/systemd/scenario.sh:
 an install from a wheel folder that lacks setuptools (pip fails, the script says what to do), the
-README's offline install command (without `sudo`), then `systemctl start/reload/stop`,
+page's offline install command (without `sudo`), then `systemctl start/reload/stop`,
 `proxycheck status` as the service user, a loopback judge of our own as [targets] applied by a
 reload (so the checker works offline), the HTTP endpoint switched on as a user would (the token
 read by a member of the proxycheck group, `/status`, `/metrics`, the page's login and fleet;
@@ -39,6 +39,7 @@ import trustme
 pytestmark = pytest.mark.systemd
 
 ROOT = Path(__file__).resolve().parents[1]
+DEPLOYMENT = ROOT / "docs" / "deployment.md"  # the deployment this test follows
 SUITE = "bookworm"
 MIRROR = os.environ.get("PROXYCHECK_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 # What a Debian server has that minbase lacks: systemd as init, dbus for systemctl, python3 with
@@ -113,11 +114,11 @@ def checkout(tmp_path_factory) -> Path:
     return copy
 
 
-def readme_offline_commands() -> tuple[str, str]:
-    """The README's offline recipe: (what runs online, what runs on the offline machine)."""
-    section = (ROOT / "README.md").read_text().split("\n### Installing offline\n", 1)[1].split("\n## ", 1)[0]
+def documented_offline_commands() -> tuple[str, str]:
+    """docs/deployment.md's offline recipe: (what runs online, what runs on the offline machine)."""
+    section = DEPLOYMENT.read_text().split("\n### Installing offline\n", 1)[1].split("\n## ", 1)[0]
     block = re.search(r"```sh\n(.*?)\n```", section, re.S)
-    assert block, "README's 'Installing offline' section has no ```sh block"
+    assert block, "docs/deployment.md's 'Installing offline' section has no ```sh block"
     lines = block.group(1).splitlines()
     online = [line for line in lines if "deploy/install.sh" not in line]
     offline = [re.sub(r"^sudo ", "", line) for line in lines if "deploy/install.sh" in line]
@@ -126,21 +127,21 @@ def readme_offline_commands() -> tuple[str, str]:
 
 def test_readme_offline_install_passes_pip_variables_after_sudo():
     # sudo drops the caller's environment: `PIP_NO_INDEX=1 ... sudo deploy/install.sh` goes online.
-    block = (ROOT / "README.md").read_text().split("\n### Installing offline\n", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    block = DEPLOYMENT.read_text().split("\n### Installing offline\n", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
     (install,) = [line for line in block.splitlines() if "deploy/install.sh" in line]
     assert re.match(r"sudo PIP_NO_INDEX=1 PIP_FIND_LINKS=\S+ deploy/install.sh \.", install), install
-    online, _ = readme_offline_commands()
+    online, _ = documented_offline_commands()
     assert "setuptools" in online and " wheel" in online, online  # what building the checkout needs
 
 
 @pytest.fixture(scope="module")
 def wheelhouse(checkout, tmp_path_factory) -> Path:
-    """The README's offline recipe, run on the host in a copy of the checkout: its wheels/ holds
+    """docs/deployment.md's offline recipe, run on the host in a copy of the checkout: its wheels/ holds
     every dependency (with the postgresql extra), our own wheel and the build backend, so pip
     inside needs no network."""
     build = tmp_path_factory.mktemp("build") / "proxycheck"
     shutil.copytree(checkout, build)  # pip builds in the tree: keep the checkout copy pristine
-    online, _ = readme_offline_commands()
+    online, _ = documented_offline_commands()
     env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     got = subprocess.run(["bash", "-euc", online.replace("python3 ", f"{sys.executable} ")], cwd=build, env=env,
                          capture_output=True, text=True, timeout=900)
@@ -148,16 +149,16 @@ def wheelhouse(checkout, tmp_path_factory) -> Path:
     return build / "wheels"
 
 
-def readme_deploy_commands() -> str:
-    """The first shell block of the README's deployment section, without `sudo`."""
-    section = (ROOT / "README.md").read_text().split("\n## Running under systemd\n", 1)[1].split("\n## ", 1)[0]
+def documented_deploy_commands() -> str:
+    """The first shell block of docs/deployment.md's systemd section, without `sudo`."""
+    section = DEPLOYMENT.read_text().split("\n## Running under systemd\n", 1)[1].split("\n## ", 1)[0]
     block = re.search(r"```sh\n(.*?)\n```", section, re.S)
-    assert block, "README's 'Running under systemd' section has no ```sh block"
+    assert block, "docs/deployment.md's 'Running under systemd' section has no ```sh block"
     return re.sub(r"(^|&& |; )sudo ", r"\1", block.group(1), flags=re.M)
 
 
 def test_readme_deploy_commands_use_the_install_script():
-    commands = readme_deploy_commands()
+    commands = documented_deploy_commands()
     assert "deploy/install.sh" in commands
     assert "sudo" not in commands
 
@@ -199,7 +200,7 @@ def results(base_root, checkout, wheelhouse, tmp_path_factory) -> Path:
         shutil.copytree(checkout, root / "root/proxycheck")
         shutil.copytree(wheelhouse, root / "root/proxycheck/wheels")
         (root / "results").mkdir()
-        (root / "install-commands.sh").write_text("set -ex\n" + readme_offline_commands()[1] + "\n")
+        (root / "install-commands.sh").write_text("set -ex\n" + documented_offline_commands()[1] + "\n")
         shutil.copy2(ROOT / "tests/systemd/scenario.sh", root / "scenario.sh")
         shutil.copy2(ROOT / "tests/systemd/http_check.py", root / "http_check.py")
         judge_certificate(root / "judge")
@@ -350,11 +351,11 @@ def test_a_failing_pip_ends_with_what_to_do(results):
     last = out.rstrip("\n").splitlines()[-1]
     assert last.startswith("install.sh: pip could not install . (its error is above)."), out[-3000:]
     assert "sudo PIP_NO_INDEX=1 PIP_FIND_LINKS=/path/to/wheels deploy/install.sh ." in last, last
-    assert 'README "Installing offline"' in last, last
+    assert 'docs/deployment.md "Installing offline"' in last, last
 
 
 def test_a_group_member_reads_the_token(results):
-    # The README: workers in the proxycheck group use the token (`proxycheck token`).
+    # docs/deployment.md: workers in the proxycheck group use the token (`proxycheck token`).
     rc, out = step(results, "token_as_group_member")
     assert rc == 0 and len(out.strip()) >= 40, out if rc else "(a token)"
     assert step(results, "token_file") == (0, "proxycheck:proxycheck 640\n")
@@ -399,6 +400,7 @@ def test_reload_restart_and_stop_leave_nothing_to_sigkill(results):
 
 
 def test_documentation_is_the_installed_readme(results):
+    """The unit names the README, installed with the docs/ pages it links to (the step tests both)."""
     rc, out = step(results, "documentation")
     assert (rc, out) == (0, "file:/usr/share/doc/proxycheck/README.md\n"), out
 

@@ -1,7 +1,8 @@
 """The periodic jobs (``jobs.py``) on APScheduler 3.x: when they run, and what a bug in one does.
 
 Rules:
-1. A few fixed jobs with fixed ids in a ``MemoryJobStore`` (nothing pickled, nothing shared
+1. ``JOBS`` names the few fixed jobs and their ``[daemon]`` interval keys; the runner hands in
+   each one's body, bound to the parts it uses (``Periodic(runs, on_bug)``). A few fixed jobs with fixed ids in a ``MemoryJobStore`` (nothing pickled, nothing shared
    between daemons: per-proxy schedules live in the database). Each runs every ``[daemon]``
    interval, up to 10 % of it later (jitter: daemons sharing a database drift apart), one run at
    a time (``max_instances=1``: a turn that comes while the job still runs is skipped, logged at
@@ -24,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC
 from typing import NamedTuple
 
@@ -33,7 +34,6 @@ from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from ..config import Daemon as DaemonSettings
-from . import jobs
 
 log = logging.getLogger("proxycheck.daemon")
 
@@ -44,15 +44,16 @@ EXECUTOR_LOGGER = "apscheduler.executors.default"
 class Job(NamedTuple):
     name: str  # as the log says it
     interval_key: str  # the [daemon] key
-    run: Callable[[object], Awaitable[object]]  # given the daemon
 
 
 JOBS = {
-    "source_sync": Job("source sync", "sync_interval", jobs.sync_sources),
-    "retention": Job("retention", "retention_interval", jobs.retention),
-    "own_ip_refresh": Job("own-IP refresh", "own_ip_interval", lambda daemon: daemon.monitor.selftest()),
-    "heartbeat": Job("heartbeat", "heartbeat_interval", jobs.heartbeat),
+    "source_sync": Job("source sync", "sync_interval"),
+    "retention": Job("retention", "retention_interval"),
+    "own_ip_refresh": Job("own-IP refresh", "own_ip_interval"),
+    "heartbeat": Job("heartbeat", "heartbeat_interval"),
 }
+
+Run = Callable[[], Awaitable[object]]  # one turn of a job, bound by the runner to what it uses
 
 
 def _not_reported_by_the_daemon(record: logging.LogRecord) -> bool:
@@ -65,8 +66,10 @@ def _not_reported_by_the_daemon(record: logging.LogRecord) -> bool:
 
 
 class Periodic:
-    def __init__(self, daemon, on_bug: Callable[[str, BaseException], None]) -> None:
-        self.daemon = daemon
+    def __init__(self, runs: Mapping[str, Run], on_bug: Callable[[str, BaseException], None]) -> None:
+        if set(runs) != set(JOBS):
+            raise ValueError(f"periodic jobs are {sorted(JOBS)}, given {sorted(runs)}")
+        self.runs = dict(runs)
         self.on_bug = on_bug
         self.scheduler = AsyncIOScheduler(timezone=UTC, jobstores={"default": MemoryJobStore()},
                                           job_defaults={"coalesce": True, "max_instances": 1})
@@ -74,11 +77,10 @@ class Periodic:
         self._running: set[asyncio.Task] = set()
         self._stopped = False
 
-    def start(self) -> None:
-        """Add the jobs and start; inside the running loop (``AsyncIOScheduler`` needs it)."""
+    def start(self, d: DaemonSettings) -> None:
+        """Add the jobs at ``d``'s intervals and start; inside the running loop (``AsyncIOScheduler`` needs it)."""
         for name in (EXECUTOR_LOGGER, "apscheduler.scheduler"):
             logging.getLogger(name).addFilter(_not_reported_by_the_daemon)
-        d = self.daemon.settings.daemon
         for job_id, job in JOBS.items():
             interval = getattr(d, job.interval_key)
             self.scheduler.add_job(self._run, "interval", args=(job_id,), id=job_id, name=job.name,
@@ -116,7 +118,7 @@ class Periodic:
         assert task is not None
         self._running.add(task)
         try:
-            await JOBS[job_id].run(self.daemon)
+            await self.runs[job_id]()
         except asyncio.CancelledError:
             if not self._stopped:
                 raise  # nobody else cancels a job: a bug, reported as one

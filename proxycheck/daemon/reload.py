@@ -1,4 +1,5 @@
-"""SIGHUP: apply every setting that can change without a restart, and say what could not.
+"""SIGHUP as data: ``plan(old, new)`` says what a reload applies and what needs a restart; the
+runner applies the plan (``runner.py``). ``plan`` is pure: settings in, a ``ReloadPlan`` out.
 
 Rules:
 1. Applied at once: ``[targets]``, ``[timeouts]``, ``[probes]`` (a new ``Checker``, self-tested
@@ -6,66 +7,56 @@ Rules:
    ``[worker]`` (retention and metrics), ``[daemon]`` (sources re-synced; a periodic job whose
    interval changed is rescheduled, ``periodic.py``).
 2. ``database_url``, ``state_dir`` and ``[http]`` name the daemon's database, lock and socket:
-   a change is kept out, and the log names it as needing a restart.
-3. A file that does not load keeps the old settings (logged). Whatever happens, the reload ends
-   with READY=1, so systemd never waits on a reload that failed.
+   they are kept as they were, and a change to any of them is named as needing a restart. The
+   HTTP endpoint (started when ``[http].enabled``) keeps the ``[worker]`` it started with, so a
+   changed ``[worker]`` is named too (the daemon itself uses it at once).
+3. A file that does not load keeps the old settings (logged by the runner). Whatever happens, the
+   reload ends with READY=1, so systemd never waits on a reload that failed.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+from dataclasses import dataclass
 
-from ..checker import Checker
-from ..config import Settings, load_settings
-from ..errors import ProxycheckError
-from . import jobs
+from ..config import SECTIONS, Http, Settings
 
 log = logging.getLogger("proxycheck.daemon")
 
-
-async def reload(daemon) -> None:
-    daemon.notifier.reloading()
-    log.info("SIGHUP: reloading %s", daemon.config_path or daemon.settings.source_file or "the configuration")
-    try:
-        try:
-            fresh = load_settings(daemon.config_path)
-        except ProxycheckError as exc:
-            log.error("configuration not reloaded, keeping the old one: %s", exc)
-        else:
-            apply(daemon, fresh)
-        await jobs.sync_sources(daemon)
-    finally:
-        daemon.notifier.ready(daemon.status_text())
+RESTART_ONLY = ("database_url", "state_dir", "http")  # rule 2: top-level keys and one section
+APPLIED = tuple(s for s in SECTIONS if s not in RESTART_ONLY)  # rule 1
+CHECKER = ("targets", "timeouts", "probes")  # what a Checker is built from
 
 
-def apply(daemon, fresh: Settings) -> None:
-    old = daemon.settings
-    restart = restart_only_changes(old, fresh)
-    if daemon.http is not None and fresh.worker != old.worker:
+@dataclass(frozen=True)
+class ReloadPlan:
+    """What a reload does: run with ``settings`` from now on (the new file with the restart-only
+    keys of the old one), build a new checker if ``new_checker``; ``applied`` and ``restart`` are
+    what the log says (``[section]`` and ``[section].key`` names)."""
+
+    settings: Settings
+    new_checker: bool
+    applied: tuple[str, ...]
+    restart: tuple[str, ...]
+
+    def log(self) -> None:
+        if self.restart:
+            log.warning("changed settings that need a restart (`systemctl restart proxycheck`), kept as they were: %s",
+                        ", ".join(self.restart))
+        log.info("reloaded: %s", "applied " + ", ".join(self.applied) if self.applied else "no setting changed")
+
+
+def plan(old: Settings, new: Settings) -> ReloadPlan:
+    """The reload from ``old`` (what the daemon runs with) to ``new`` (the file just loaded)."""
+    kept = dataclasses.replace(new, **{k: getattr(old, k) for k in RESTART_ONLY})
+    restart = [k for k in RESTART_ONLY if k not in SECTIONS and getattr(old, k) != getattr(new, k)]
+    restart += [f"[http].{f.name}" for f in dataclasses.fields(Http) if getattr(old.http, f.name) != getattr(new.http, f.name)]
+    if old.http.enabled and new.worker != old.worker:
         restart.append("[worker] (for the HTTP endpoint; the daemon itself uses it now)")
-    applied = applied_changes(old, fresh)
-    new = dataclasses.replace(fresh, database_url=old.database_url, state_dir=old.state_dir, http=old.http)
-    if any(getattr(old, s) != getattr(new, s) for s in ("targets", "timeouts", "probes")):
-        daemon.monitor.replace_checker(Checker(new))
-    daemon.monitor.interval = new.daemon.heartbeat_interval
-    daemon.settings = new
-    daemon.periodic.reschedule(old.daemon, new.daemon)
-    if restart:
-        log.warning("changed settings that need a restart (`systemctl restart proxycheck`), kept as they were: %s",
-                    ", ".join(restart))
-    log.info("reloaded: %s", "applied " + ", ".join(applied) if applied else "no setting changed")
-    daemon.dispatcher.wake.set()
-
-
-def restart_only_changes(old: Settings, new: Settings) -> list[str]:
-    """Top-level keys and ``[http]`` keys whose change needs a restart, as ``[section].key``."""
-    changed = [k for k in ("database_url", "state_dir") if getattr(old, k) != getattr(new, k)]
-    changed += [f"[http].{f}" for f in ("enabled", "listen", "token") if getattr(old.http, f) != getattr(new.http, f)]
-    return changed
-
-
-def applied_changes(old: Settings, new: Settings) -> list[str]:
-    """Sections (and top-level keys) that differ and are applied by a reload."""
-    sections = ("targets", "timeouts", "probes", "check", "health", "daemon", "worker")
-    return [f"[{s}]" for s in sections if getattr(old, s) != getattr(new, s)]
+    return ReloadPlan(
+        settings=kept,
+        new_checker=any(getattr(old, s) != getattr(kept, s) for s in CHECKER),
+        applied=tuple(f"[{s}]" for s in APPLIED if getattr(old, s) != getattr(new, s)),
+        restart=tuple(restart),
+    )

@@ -148,20 +148,23 @@ class Storage:
 
 class Outage:
     """Logs a failing storage call once, then every ``REPEAT`` seconds while it keeps failing,
-    and once when it works again: a database outage is a few lines, not one per dispatch.
-    ``problem()`` says which calls fail right now (a claim on a full disk, a heartbeat)."""
+    and once when it works again: a database outage is a few lines, not one per dispatch. Every
+    caller that retries a storage call logs through one (``Storage.attempt``, the writer); a
+    ``note`` says what waits meanwhile. ``problem()`` says which calls fail right now (a claim
+    on a full disk, a heartbeat)."""
 
     REPEAT = 30.0
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
         self._failing: dict[str, tuple[float, float, int]] = {}  # name -> (since, last logged, failures)
 
-    def failed(self, name: str, exc: BaseException) -> None:
-        now = time.monotonic()
+    def failed(self, name: str, exc: BaseException, note: str = "") -> None:
+        now = self.clock()
         since, logged, count = self._failing.get(name, (now, -self.REPEAT, 0))
         if now - logged >= self.REPEAT:
-            again = f" (failing for {now - since:.0f} s, {count + 1} attempts)" if count else ""
-            log.error("database call %s failed%s: %s", name, again, describe(exc))
+            again = f"failing for {now - since:.0f} s, {count + 1} attempts" if count else ""
+            log.error("database call %s failed%s: %s", name, _parenthesis(again, note), describe(exc))
             logged = now
         self._failing[name] = (since, logged, count + 1)
 
@@ -171,9 +174,20 @@ class Outage:
         if not self._failing:
             return None
         since = min(since for since, _, _ in self._failing.values())
-        return f"database calls failing for {time.monotonic() - since:.0f} s ({', '.join(sorted(self._failing))})"
+        return f"database calls failing for {self.clock() - since:.0f} s ({', '.join(sorted(self._failing))})"
 
-    def worked(self, name: str) -> None:
+    def failing_since(self, name: str) -> float | None:
+        """When ``name`` started failing (the clock's time), None while it works."""
+        failing = self._failing.get(name)
+        return failing[0] if failing else None
+
+    def worked(self, name: str, note: str = "") -> None:
         if name in self._failing:
             since, _, count = self._failing.pop(name)
-            log.info("database call %s works again after %.0f s (%d failed attempts)", name, time.monotonic() - since, count)
+            log.info("database call %s works again after %.0f s%s", name, self.clock() - since,
+                     _parenthesis(f"{count} failed attempts", note))
+
+
+def _parenthesis(*parts: str) -> str:
+    text = "; ".join(p for p in parts if p)
+    return f" ({text})" if text else ""

@@ -4,8 +4,9 @@ Rules:
 1. One task writes; it commits up to ``BATCH`` results per transaction (SQLite has one writer),
    each fenced by its lease token (``store.record_results``).
 2. A storage error keeps the batch in hand and retries with a capped back-off, for as long as the
-   daemon runs: a completed result is never dropped because the database went away. Anything
-   else is a bug and ends the task (and so the daemon, loudly).
+   daemon runs: a completed result is never dropped because the database went away. The outage
+   is logged as every storage call's is (``storage.Outage``: once, every 30 s, and when it
+   ends). Anything else is a bug and ends the task (and so the daemon, loudly).
 3. Held results are bounded: while ``backlog`` reaches ``cap`` the dispatcher claims nothing
    (``backpressure``), so memory stays at most ``cap`` + ``[check].concurrency`` results
    (5.7 KB each for a check that ran 6 probes: ``bench/held_result_size.py``; about 6 MB at the
@@ -16,7 +17,8 @@ Rules:
    count (its proxies are checked again once their leases are reclaimed).
 6. Failing writes are told, not only logged: ``write_problem()`` is what ``/healthz`` (503) and
    systemd's STATUS ("storage FAILING") say while a batch cannot be written (a full disk, a
-   locked or lost database; ``Daemon.storage_problem`` adds the other failing calls). The watchdog stays fed while the writer retries: its action is a kill,
+   locked or lost database; ``Publisher.storage_problem`` adds the other failing calls). The watchdog
+   stays fed while the writer retries: its action is a kill,
    which frees no disk and would drop every result held here (rule 2).
 7. On SQLite the WAL is checkpointed and truncated (``store.engine.checkpoint``) after a written
    batch that left it over ``CHECKPOINT_ABOVE`` bytes, and after every failed one (a truncated
@@ -41,13 +43,12 @@ from ..result import CheckResult
 from ..store.engine import CHECKPOINT_ABOVE, checkpoint
 from ..store.exits import FollowUp
 from ..store.leases import Claim
-from .storage import Storage, describe, is_storage_error
+from .storage import Storage, is_storage_error
 
 log = logging.getLogger("proxycheck.daemon")
 
 BATCH = 500
 MAX_BACKOFF = 5.0
-REPEAT_LOG = 30.0  # seconds between log lines while the database stays down
 
 
 @dataclass
@@ -69,8 +70,6 @@ class Writer:
         self.last_written = time.monotonic()
         self.last_round_at: datetime | None = None
         self._wake = asyncio.Event()
-        self._failing_since: float | None = None
-        self._failure_logged = -REPEAT_LOG
 
     @property
     def cap(self) -> int:
@@ -83,9 +82,10 @@ class Writer:
     def write_problem(self) -> str | None:
         """None while writes work; else one sentence for /healthz and STATUS (rule 6). No path,
         no URL: the log line has the database's own words."""
-        if self._failing_since is None:
+        since = self.storage.outage.failing_since(write_results.__name__)
+        if since is None:
             return None
-        return (f"completed results cannot be written for {time.monotonic() - self._failing_since:.0f} s "
+        return (f"completed results cannot be written for {self.storage.outage.clock() - since:.0f} s "
                 f"({len(self.held)} held, written when the database takes them)")
 
     def put(self, done: Done) -> None:
@@ -139,25 +139,16 @@ class Writer:
                 judged.append((done.claim, done.result, transition))
         try:
             follow_up = FollowUp(settings.probes.sticky_seconds, settings.probes.sticky_refresh)
-            await self.storage.call(_write_batch, self.storage.engine, judged, unjudged, released, self.instance_id,
+            await self.storage.call(write_results, self.storage.engine, judged, unjudged, released, self.instance_id,
                                     health.retry_after_unavailable(now, settings.health), now, follow_up)
         except Exception as exc:
             if not is_storage_error(exc):
                 raise
             await self._checkpoint(force=True)
-            now = time.monotonic()
-            if self._failing_since is None:
-                self._failing_since = now
-            if now - self._failure_logged >= REPEAT_LOG:
-                self._failure_logged = now
-                log.error("cannot write results yet (%d held, failing for %.0f s), retrying until the database is back: %s",
-                          len(self.held), now - self._failing_since, describe(exc))
+            self.storage.outage.failed(write_results.__name__, exc,
+                                       note=f"{len(self.held)} results held, retried until the database is back")
             return False
-        if self._failing_since is not None:
-            log.info("the database is back: wrote %d held results after %.0f s", len(batch),
-                     time.monotonic() - self._failing_since)
-            self._failing_since = None
-            self._failure_logged = -REPEAT_LOG
+        self.storage.outage.worked(write_results.__name__, note=f"wrote {len(batch)} held results")
         for _ in batch:
             self.held.popleft()
         self.checks_done += len(judged)
@@ -175,7 +166,7 @@ class Writer:
         await self.storage.attempt(checkpoint, self.storage.engine, above=0 if force else CHECKPOINT_ABOVE)
 
 
-def _write_batch(engine, judged, unjudged, released, instance_id, retry_at, now, follow_up=None) -> None:
+def write_results(engine, judged, unjudged, released, instance_id, retry_at, now, follow_up=None) -> None:
     """One storage call per batch (each store function is its own short transaction). A usable
     proxy whose exit IP needs another reading soon is due again then (sticky.py rule 6)."""
     if judged:

@@ -1,8 +1,8 @@
 #!/bin/bash
 # The deployment scenario, run as root inside the container by proxycheck-scenario.service once
 # systemd has booted (tests/test_systemd_deploy.py puts it there). The network is private (no
-# route out): pip reads only the wheel folder the README's offline recipe filled on the host
-# (/root/proxycheck/wheels), and only when a command says so, as the README writes it. Every step
+# route out): pip reads only the wheel folder docs/deployment.md's offline recipe filled on the host
+# (/root/proxycheck/wheels), and only when a command says so, as that page writes it. Every step
 # writes /results/<step>.out and .rc; the host reads them after the container has powered off
 # and asserts on them.
 set -u
@@ -33,7 +33,7 @@ step refuse_a_name deploy/install.sh 'proxycheck[postgresql]'
 mkdir -p /root/no-wheels
 step offline_without_wheels env PIP_NO_INDEX=1 PIP_FIND_LINKS=/root/no-wheels deploy/install.sh .
 
-# The README's offline install command, verbatim but for `sudo` (we are root; minbase has no sudo).
+# docs/deployment.md's offline install command, verbatim but for `sudo` (we are root; minbase has no sudo).
 step install bash /install-commands.sh
 step after_start show
 step main_pid_user bash -c 'stat -c %U "/proc/$(systemctl show -p MainPID --value proxycheck)"'
@@ -84,7 +84,7 @@ done
 step after_reload show
 
 # The user switches on the HTTP endpoint ([http] needs a restart) and uses it: the token, read
-# by a member of the proxycheck group as the README says, /status three times, /metrics and the
+# by a member of the proxycheck group as docs/deployment.md says, /status three times, /metrics and the
 # page. The /status helper is then running (at nice 10) when the service reloads and restarts.
 useradd --system --no-create-home --groups proxycheck worker
 printf '\n[http]\nenabled = true\nlisten = "127.0.0.1:8181"\n' >>/etc/proxycheck/proxycheck.toml
@@ -104,7 +104,7 @@ from proxycheck import report
 print(report("socks5://192.0.2.50:1080", {"errorId": 1, "errorCode": "ERROR_PROXY_CONNECT_REFUSED"}))'
 
 # Re-running the install upgrades in place: it restarts the service and keeps the edited CSV.
-# This time from the built wheel, with the PostgreSQL driver (the README's other forms).
+# This time from the built wheel, with the PostgreSQL driver (docs/deployment.md's other forms).
 step reinstall env PIP_NO_INDEX=1 PIP_FIND_LINKS=/root/proxycheck/wheels \
     deploy/install.sh "$(ls /root/proxycheck/wheels/proxycheck_fleet-*.whl)[postgresql]"
 step postgresql_driver /opt/proxycheck/bin/python -c 'import psycopg; print(psycopg.__name__)'
@@ -116,7 +116,7 @@ step http_reinstalled bash -c 'runuser -u worker -- proxycheck token | /opt/prox
 step stop systemctl stop proxycheck
 step after_stop show
 step left_behind bash -c 'ps -u proxycheck -o pid=,args= || true'
-step documentation bash -c 'systemctl show -p Documentation --value proxycheck; test -s /usr/share/doc/proxycheck/README.md'
+step documentation bash -c 'systemctl show -p Documentation --value proxycheck; test -s /usr/share/doc/proxycheck/README.md && test -s /usr/share/doc/proxycheck/docs/deployment.md'
 step files stat -c '%U:%G %a %n' /etc/proxycheck /etc/proxycheck/proxycheck.toml /etc/proxycheck/proxies.csv /var/lib/proxycheck /var/lib/proxycheck/proxycheck.db*
 step journal journalctl -u proxycheck --no-pager -o short-monotonic
 step journal_json journalctl -u proxycheck --no-pager -o json --output-fields=MESSAGE,_UID,_COMM

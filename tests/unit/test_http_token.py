@@ -23,7 +23,7 @@ def settings_in(tmp_path, token: str = "") -> Settings:
 
 @pytest.mark.parametrize("umask", [0o000, 0o022, 0o077])
 def test_generated_once_with_mode_0640_then_reused(tmp_path, umask):
-    # 0640: the daemon's group (proxycheck, for workers) reads it, as the messages and README say;
+    # 0640: the daemon's group (proxycheck, for workers) reads it, as the messages and docs/http-api.md say;
     # the mode must not depend on the caller's umask (077 would take the group's read away).
     s = settings_in(tmp_path)
     old_umask = os.umask(umask)

@@ -137,6 +137,16 @@ def test_public_address_has_no_warning():
     assert Proxy("http", "8.8.8.8", 80).address_warnings() == []
 
 
+@pytest.mark.parametrize(
+    ("host", "example"),
+    [("192.0.2.1", True), ("198.51.100.255", True), ("203.0.113.7", True), ("2001:db8::10", True),
+     ("203.0.114.1", False), ("8.8.8.8", False), ("2001:4860::8888", False), ("proxy.example", False)],
+)
+def test_documentation_example(host, example):
+    """What the daemon's source sync warns about (the proxies of proxies.example.csv), from DOCUMENTATION_NETS."""
+    assert Proxy("http", host, 80).documentation_example is example
+
+
 _credential = st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), min_size=1, max_size=20)
 
 
