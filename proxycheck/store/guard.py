@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, select, true, update
+from sqlalchemy import Connection, Engine, bindparam, func, select, true, update
 
 from ..guard import DOCUMENTED, Budget, GuardState, budget_for, subnet_of
 from ._rows import utcnow
@@ -42,6 +42,10 @@ def _counted(service: str, since: datetime) -> Any:
     return (R.service == service, R.kind == "proxy_error", R.reported_at > since)
 
 
+# The gate's one statement, built once: it runs on every hand-out that names a service.
+_ERRORS = select(func.count()).select_from(R).where(*_counted(bindparam("service"), bindparam("since")))  # type: ignore[arg-type]
+
+
 def check(engine: Engine, budget: Budget, *, now: datetime | None = None) -> None:
     """Raise ``GuardTripped`` when ``budget`` is spent (rule 2)."""
     if not budget.enabled:
@@ -49,7 +53,7 @@ def check(engine: Engine, budget: Budget, *, now: datetime | None = None) -> Non
     now = now or utcnow()
     since = now - timedelta(seconds=budget.window)
     with engine.connect() as conn:
-        errors = int(conn.scalar(select(func.count()).select_from(R).where(*_counted(budget.service, since))) or 0)
+        errors = int(conn.scalar(_ERRORS, {"service": budget.service, "since": since}) or 0)
         if errors < budget.max_proxy_errors:
             return
         state = _state(conn, budget, now)
