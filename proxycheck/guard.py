@@ -77,6 +77,12 @@ def budget_for(guard: Any, service: str) -> Budget:
     return Budget(service, guard.max_proxy_errors, guard.window)
 
 
+def longest_window(guard: Any) -> float:
+    """The longest window any budget or the subnet rule counts errors over (``config.Guard``):
+    reports younger than this are never pruned."""
+    return max([guard.window, *(b.window for b in guard.services.values()), *(w for _, w in DOCUMENTED.values())])
+
+
 def subnet_of(host: str) -> str | None:
     """The /24 (IPv4) or /48 (IPv6) of an IP literal (an IPv4-mapped IPv6 address is its IPv4
     one); None for a host name."""
@@ -138,4 +144,4 @@ class GuardState:
         return GuardTripped(self.reason, service=self.service, resumes_at=self.resumes_at, details=self.as_dict())
 
 
-__all__ = ["DOCUMENTED", "Budget", "GuardState", "budget_for", "service_name", "subnet_of"]
+__all__ = ["DOCUMENTED", "Budget", "GuardState", "budget_for", "longest_window", "service_name", "subnet_of"]

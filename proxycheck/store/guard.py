@@ -31,7 +31,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, func, select, true, update
 
-from ..guard import DOCUMENTED, Budget, GuardState, budget_for, subnet_of
+from ..guard import DOCUMENTED, Budget, GuardState, budget_for, longest_window, subnet_of
 from ._rows import utcnow
 from .models import ProxyRow as P
 from .models import ReportRow as R
@@ -98,7 +98,7 @@ def guard_states(engine: Engine, settings: Any, *, now: datetime | None = None) 
     """Every service worth showing (rule 3), by name. ``settings``: ``config.Settings``."""
     now = now or utcnow()
     guard = settings.guard
-    longest = max([guard.window, *(b.window for b in guard.services.values()), *(w for _, w in DOCUMENTED.values())])
+    longest = longest_window(guard)
     with engine.connect() as conn:
         named = conn.scalars(
             select(R.service).distinct().where(R.service.is_not(None), R.reported_at >= now - timedelta(seconds=longest))

@@ -206,7 +206,8 @@ class ProxyPool:
     def get_all(self, filters: Filters | None = None, *, strategy: str | None = None, limit: int | None = None,
                 **keywords: Unpack[FilterKeywords]) -> list[Proxy]:
         """Every eligible proxy (exact: one query), ordered by ``strategy`` without counting
-        hand-outs: fastest first by default, shuffled for ``random``. Empty list, no exception."""
+        hand-outs: fastest first by default, shuffled for ``random``. Empty list, no exception,
+        unless the filters name a ``service`` whose error budget is spent (``GuardTripped``)."""
         wanted, limit = as_filters(filters, keywords), check_limit(limit)
         strategy = check_strategy("fastest" if strategy is None else strategy)
         rule = self._eligibility(wanted)

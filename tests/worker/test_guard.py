@@ -212,3 +212,27 @@ def test_errors_concentrated_on_one_subnet_hold_it_back_before_the_budget_trips(
         assert [h[:2] for h in held_subnets(writer)] == [("2001:db8:1::/48", 2)]
     finally:
         pool.close()
+
+
+def test_retention_keeps_every_report_an_error_budget_counts(migrated_url, writer, tmp_path):
+    """The daemon's retention never prunes reports inside the longest budget window, even with
+    ``keep_failure_days = 0`` and a guard rail window shorter than the budgets'."""
+    import asyncio
+
+    from proxycheck.config import settings_from_dict
+    from proxycheck.daemon import jobs
+    from proxycheck.daemon.storage import Storage
+    from proxycheck.store.reports import recent_reports
+
+    ps = fleet(writer, [proxy(n) for n in range(1, 4)])
+    now = [utcnow() - timedelta(seconds=700)]
+    pool = ProxyPool(migrated_url, config=_config(tmp_path, migrated_url), clock=lambda: now[0])
+    try:
+        pool.report(ps[0], 28, service="capmonster")  # outside every window: pruned
+        now[0] += timedelta(seconds=200)
+        pool.report(ps[1], 28, service="capmonster")  # 500 s old: older than [worker].report_window (300 s)
+    finally:
+        pool.close()
+    settings = settings_from_dict({"daemon": {"keep_failure_days": 0}, "guard": {"capmonster": {"window": 600}}}, "t")
+    asyncio.run(jobs.retention(Storage(writer, writer), settings))
+    assert [r.proxy_key for r in recent_reports(writer)] == [ps[1].key]
