@@ -61,6 +61,8 @@ from pathlib import Path
 
 from world import judge_targets  # bench/world.py: the same judge layout as check_bench
 
+from proxycheck.config_targets import targets_toml
+
 HERE = Path(__file__).resolve().parent
 JUDGE_HOST = "127.0.0.2"
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
@@ -419,10 +421,7 @@ class World:
 
     def config(self, name: str, url: str, csv: Path, *, daemon: dict | None = None, health: dict | None = None) -> Path:
         q = lambda s: '"' + str(s).replace("\\", "\\\\").replace('"', '\\"') + '"'  # noqa: E731 - TOML string
-        t = self.targets
-        lines = [f"database_url = {q(url)}", f"state_dir = {q(self.workdir / 'state')}", "", "[targets]"]
-        lines += [f"{k} = {q(t[k])}" for k in ("judge_url", "ip_url", "ssl_url", "long_get_url", "ban_url", "ca_file")]
-        lines += ["image_urls = [" + ", ".join(q(u) for u in t["image_urls"]) + "]", "",
+        lines = [f"database_url = {q(url)}", f"state_dir = {q(self.workdir / 'state')}", "", targets_toml(self.targets),
                   "[check]", f"concurrency = {self.concurrency}", "", "[daemon]", f"sources = [{q(csv)}]"]
         lines += [f"{k} = {v}" for k, v in (daemon or {}).items()]
         if health:

@@ -106,14 +106,16 @@ def run_mode(world: World, config: Path, mode: str, n: int, hours: float, interv
 
 
 def report(runs: list[dict], n: int) -> None:
-    keys = ["tcp_connect", "judge_url", "ssl_url", "long_get_url", "image_urls", "ban_url"]
+    from proxycheck.probes import declared_targets
+
+    keys = ["tcp_connect", *(k for k in declared_targets() if any(r["sent"].get(k) for r in runs))]
     print(f"\nrequests per proxy-hour, counted at the wire (N = {n}):")
     print("| target | " + " | ".join(r["mode"] for r in runs) + " |")
     print("|---|" + "---|" * len(runs))
     for k in keys + ["total"]:
         cells = []
         for r in runs:
-            total = sum(r["sent"].values()) if k == "total" else r["sent"][k]
+            total = sum(r["sent"].values()) if k == "total" else r["sent"].get(k, 0)
             cells.append(f"{total / r['proxy_hours']:.1f}")
         print(f"| {k} | " + " | ".join(cells) + " |")
     print("\nper proxy-hour:")

@@ -40,6 +40,8 @@ from pathlib import Path
 from daemon_bench import address, child_env, closed_port, proc_cpu, proc_rss_kb  # noqa: E402 - same loopback layout
 from world import World, free_port
 
+from proxycheck.config_targets import targets_toml
+
 TOKEN = "status-load-bench-token-of-32-characters"  # config.py: at least 32
 
 
@@ -55,11 +57,8 @@ def write_files(world: World, n: int, squid_n: int, interval: float, concurrency
         fh.writelines(f"http,{address(j)},{port}\n" for j in range(n - squid_n))
     http_port = free_port("127.0.0.1")
     q = lambda s: json.dumps(str(s))  # noqa: E731 - a JSON string is a TOML basic string
-    t = world.targets
-    lines = [f"state_dir = {q(wd / 'state')}", "", "[targets]"]
-    lines += [f"{k} = {q(t[k])}" for k in ("judge_url", "ip_url", "ssl_url", "long_get_url", "ban_url", "ca_file")]
-    lines += ["image_urls = [" + ", ".join(q(u) for u in t["image_urls"]) + "]",
-              "", "[check]", f"concurrency = {concurrency}",
+    lines = [f"state_dir = {q(wd / 'state')}", "", targets_toml(world.targets),
+              "[check]", f"concurrency = {concurrency}",
               "", "[daemon]", f"sources = [{q(csv)}]", "dispatch_interval = 0.25", "drain_grace = 10.0",
               "", "[health]", f"interval = {interval}", f"fast_interval = {interval}", f"failing_interval = {interval}",
               "backoff_factor = 1.0", f"max_interval = {interval}",

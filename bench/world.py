@@ -36,6 +36,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from proxycheck.config_targets import judge_targets as config_judge_targets
+from proxycheck.config_targets import targets_toml
+
 SQUID = "/usr/sbin/squid"
 PORTS_PER_SQUID = 128  # squid refuses more http_port lines per instance
 NET = "127.42"  # proxies on 127.42.K.1-128, squid K's outgoing address 127.42.K.250
@@ -296,13 +299,7 @@ class World:
 
     # -- the config both clients read --------------------------------------------------------------
     def write_config(self, concurrency: int) -> Path:
-        t = self.targets
-        q = lambda s: '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'  # noqa: E731 - TOML basic string
-        lines = ["[targets]"]
-        for key in ("judge_url", "ip_url", "ssl_url", "long_get_url", "ban_url", "ca_file"):
-            lines.append(f"{key} = {q(t[key])}")
-        lines.append("image_urls = [" + ", ".join(q(u) for u in t["image_urls"]) + "]")
-        lines += ["", "[timeouts]", "connect = 5.0", "read = 10.0", "probe = 25.0",
+        lines = [targets_toml(self.targets), "[timeouts]", "connect = 5.0", "read = 10.0", "probe = 25.0",
                   "", "[check]", f"concurrency = {concurrency}", ""]
         path = self.workdir / "proxycheck.toml"
         path.write_text("\n".join(lines))
@@ -343,12 +340,13 @@ class World:
 
 
 def judge_targets(plain: str, tls: str, ca_file: str | Path) -> dict[str, object]:
-    """The ``[targets]`` table for a bench judge serving plain HTTP at ``plain`` and TLS at ``tls``."""
-    return {
-        "judge_url": f"{plain}/get", "ip_url": f"{plain}/ip", "ssl_url": f"{tls}/health",
-        "image_urls": [f"{plain}/image.png", f"{tls}/image.png?over=tls"],
-        "long_get_url": f"{plain}/long", "ban_url": f"{tls}/recaptcha/api2/anchor?k=bench", "ca_file": str(ca_file),
-    }
+    """The ``[targets]`` table for a bench judge serving plain HTTP at ``plain`` and TLS at ``tls``:
+    the registry's (``proxycheck.config.judge_targets``), with a query on the TLS image and the ban
+    target as the benches have always fetched them (the figures stay comparable)."""
+    t = config_judge_targets(plain, tls, ca_file)
+    t["image_urls"] = [t["image_urls"][0], *(f"{u}?over=tls" for u in t["image_urls"][1:])]
+    t["ban_url"] += "?k=bench"
+    return t
 
 
 def proxycheck_cli() -> list[str]:

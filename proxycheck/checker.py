@@ -38,8 +38,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from . import probes
 from .config import Settings
-from .probes import REGISTRY
 from .probes.base import ProbeContext, run_probe, skipped
 from .probes.schedule import HostRateLimit, carried, due_probes, target_hosts
 from .proxy import Proxy
@@ -115,11 +115,12 @@ class Checker:
         outcomes: list[ProbeOutcome] = []
         summary: dict[str, Any] = {}
         failed: ProbeOutcome | None = None
-        due = None if last is None else set(due_probes(self.settings, REGISTRY, last, started_at, proxy.key))
+        registry = probes.REGISTRY  # read once: a check runs one registry
+        due = None if last is None else set(due_probes(self.settings, registry, last, started_at, proxy.key))
         ours: str | None = None  # a control request failed: the trouble is ours (rule 6)
         ctx = ProbeContext(proxy, self.settings, own_ips, self._session(proxy), judges=self.judges)
         try:
-            for spec in REGISTRY:
+            for spec in registry:
                 if failed is not None:
                     outcomes.append(skipped(spec.name, f"{failed.name} failed"))
                     continue

@@ -78,7 +78,7 @@ def _checked(token: Token) -> Token:
     if not (token.value.isascii() and token.value.isprintable() and " " not in token.value):
         raise ConfigError(f"the HTTP token from {token.source} must be printable ASCII without spaces "
                           "(e.g. the output of `python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`)")
-    if len(token.value) < MIN_TOKEN_LENGTH:  # the config's own rule (config.py), for every source
+    if len(token.value) < MIN_TOKEN_LENGTH:  # the config's own rule (config_sections.py), for every source
         raise ConfigError(f"the HTTP token from {token.source} must be at least {MIN_TOKEN_LENGTH} characters "
                           "(e.g. the output of `python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`)")
     return token

@@ -27,8 +27,8 @@ import ssl
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from . import probes
 from .config import Settings
-from .probes import REGISTRY
 from .probes.base import SelfTestContext, TargetCheck
 from .probes.selftest_fetch import fetch
 from .wire import Session, Timeouts
@@ -129,7 +129,7 @@ async def run_selftest(settings: Settings, ssl_context: ssl.SSLContext) -> tuple
         async with direct_session(settings, ssl_context) as session:
             return await ask(SelfTestContext(settings, session))
 
-    asks = [spec.selftest for spec in REGISTRY if spec.selftest is not None]
+    asks = [spec.selftest for spec in probes.REGISTRY if spec.selftest is not None]
     found = await asyncio.gather(*(one(ask) for ask in [*asks, _ip_echo]))
     return tuple(c for checks in found for c in checks)
 

@@ -18,7 +18,8 @@ import pytest
 import trustme
 
 from proxycheck import doctor
-from proxycheck.config import load_settings
+from proxycheck.config import judge_targets, load_settings
+from proxycheck.config_targets import targets_toml
 from proxycheck.judge import Judge, JudgeOptions
 from proxycheck.store import heartbeat, make_engine, mark_stopped, register_instance, upgrade
 from proxycheck.store._rows import utcnow
@@ -45,14 +46,7 @@ def write_config(tmp_path: Path, http: str, https: str, ca_file: Path, *, images
     config = tmp_path / "proxycheck.toml"
     config.write_text("\n".join([
         'state_dir = "state"',
-        "[targets]",
-        f"judge_url = {q(http + '/get')}",
-        f"ip_url = {q(http + '/ip')}",
-        f"ssl_url = {q(https + '/health')}",
-        f"image_urls = [{', '.join(q(http + p) for p in images)}]",
-        f"long_get_url = {q(http + '/long')}",
-        f"ban_url = {q(https + '/recaptcha/api2/anchor')}",
-        f"ca_file = {q(str(ca_file))}",
+        targets_toml({**judge_targets(http, https, ca_file), "image_urls": [http + p for p in images]}),
         "[timeouts]",
         "connect = 1.0",
         "read = 2.0",

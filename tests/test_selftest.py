@@ -67,7 +67,7 @@ def test_each_probes_self_test_asks_only_its_own_targets(world, fetched, spec):
 
     checks = asyncio.run(one())
     assert all(c.ok for c in checks), checks
-    assert {_base(u) for u in fetched} == _configured(settings, spec.targets)
+    assert {_base(u) for u in fetched} == _configured(settings, spec.target_keys)
 
 
 def test_the_judge_is_asked_with_a_nonce_and_the_long_get_with_its_full_length(world, fetched):

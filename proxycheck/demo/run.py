@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
-import json
 import logging
 import os
 import shutil
@@ -35,7 +34,7 @@ from typing import TextIO
 
 from rich.console import Console
 
-from ..config import load_settings
+from ..config import judge_targets_toml, load_settings
 from ..daemon import Daemon
 from ..errors import ProxycheckError
 from ..judge import Judge, JudgeOptions
@@ -191,21 +190,12 @@ def _write_files(workdir: Path, judge: Judge, servers: dict) -> Path:
             userinfo = f"{row.login[0]}:{row.login[1]}@" if row.login else ""
             writer.writerow([f"http://{userinfo}{row.host}:{servers[row.slot].port}", row.label])
     http, https = judge.http_url, judge.https_url
-    q = json.dumps  # a JSON string is a valid TOML basic string
     config = workdir / "proxycheck.toml"
     config.write_text("\n".join([
         "# written by `proxycheck demo`: every target is the demo's judge on loopback",
         'state_dir = "state"',
         "",
-        "[targets]",
-        f"judge_url = {q(http + '/get')}",
-        f"ip_url = {q(http + '/ip')}",
-        f"ssl_url = {q(https + '/health')}",
-        f"image_urls = [{q(http + '/image.png')}, {q(https + '/image.png')}]",
-        f"long_get_url = {q(http + '/long')}",
-        f"ban_url = {q(https + '/recaptcha/api2/anchor')}",
-        'ca_file = "ca.pem"',
-        "",
+        judge_targets_toml(http, https, "ca.pem"),
         "[timeouts]  # loopback answers in milliseconds; short timeouts keep the demo short",
         "connect = 1.0",
         "read = 2.0",

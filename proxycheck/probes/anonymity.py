@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
+from ..target_spec import TargetSpec
 from .base import Finding, ProbeContext, ProbeSpec, SelfTestContext, TargetCheck, fail, ok
 from .selftest_fetch import fetch
 
@@ -192,5 +193,12 @@ async def _ask_judge(st: SelfTestContext, key: str, base: str) -> TargetCheck:
                        facts={"origin": seen.origin, "judge": base})
 
 
-SPEC = ProbeSpec("anonymity", run, targets=("judge_url", "judge_urls"), summary=("exit_ip", "anonymity", "latency_ms", "detail"),
+JUDGES = (
+    TargetSpec("judge_url", "http://httpbin.org/get", "plain-HTTP header echo (httpbin /get JSON or azenv text); "
+               "shorthand for one judge, not with judge_urls", ("http",), offline=("{http}/get",), example=""),
+    TargetSpec("judge_urls", (), "judges, in order of preference: the anonymity probe asks the first one that answers "
+               "the checker, and the checker is degraded only when none does (empty: the one `judge_url`)", ("http",),
+               example=("http://httpbin.org/get", "http://httpbingo.org/get")),
+)
+SPEC = ProbeSpec("anonymity", run, targets=JUDGES, summary=("exit_ip", "anonymity", "latency_ms", "detail"),
                  selftest=selftest)

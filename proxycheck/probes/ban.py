@@ -26,6 +26,7 @@ from collections.abc import Sequence
 
 from ..bans import BanTarget
 from ..wire import Response, Session, parse_target
+from ..target_spec import TargetSpec
 from .base import Finding, ProbeContext, ProbeSpec, SelfTestContext, TargetCheck, fail, ok
 from .selftest_fetch import fetch
 
@@ -132,5 +133,16 @@ async def selftest(st: SelfTestContext) -> list[TargetCheck]:
     return checks
 
 
-SPEC = ProbeSpec("ban", run, targets=("ban_url", "ban"), summary=("targets",), selftest=selftest,
+# Google's public test site key: a reCAPTCHA URL any IP may fetch unless Google bans it.
+RECAPTCHA_ANCHOR = (
+    "https://www.google.com/recaptcha/api2/anchor?ar=1&k=6LeIxAcTAAAAAJcZVRqyHh4o8iZ5XYZwTqXCDjR7T"
+    "&co=aHR0cHM6Ly93d3cuZ29vZ2xlLmNvbTo0NDM.&hl=en&size=normal"
+)
+TARGETS = (
+    TargetSpec("ban_url", RECAPTCHA_ANCHOR, "shorthand for one `recaptcha` ban target; not with [[targets.ban]]",
+               offline=("{https}/recaptcha/api2/anchor",)),
+    TargetSpec("ban", (), "ban targets, one [[targets.ban]] table each (keys below); none: the one `ban_url` target",
+               tables=True),
+)
+SPEC = ProbeSpec("ban", run, targets=TARGETS, summary=("targets",), selftest=selftest,
                  every=1800.0, jitter=0.2, rate_limited=True)

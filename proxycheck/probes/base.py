@@ -22,16 +22,28 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from ..config import Settings
 from ..proxy import Proxy
 from ..result import ProbeOutcome
 from ..verdict import INTERNAL_ERROR, code_for
+from ..target_spec import TargetSpec
 from ..wire import Session
 from .classify import classify_exception
 
 log = logging.getLogger("proxycheck.probes")
+
+class Settings(Protocol):
+    """What a probe reads of ``config.Settings`` (typed here so the probes never import the
+    config: the config builds its ``[targets]`` from the probes' specs)."""
+
+    @property
+    def targets(self) -> Any: ...
+    @property
+    def timeouts(self) -> Any: ...
+    @property
+    def probes(self) -> Any: ...
+
 
 # What a probe may add to a CheckResult's summary (``ProbeSpec.summary``).
 SUMMARY_FIELDS = frozenset({"exit_ip", "anonymity", "latency_ms", "detail", "targets"})
@@ -122,14 +134,16 @@ SelfTest = Callable[[SelfTestContext], Awaitable[list[TargetCheck]]]
 
 @dataclass(frozen=True)
 class ProbeSpec:
-    """One failure family. ``targets``: the ``[targets]`` keys the probe fetches. ``summary``: the
+    """One failure family. ``targets``: the ``[targets]`` keys the probe fetches, declared as data
+    (``target_spec.TargetSpec``: the config, its reference and the offline judge's targets are
+    built from them). ``summary``: the
     CheckResult fields it fills (from its facts; ``latency_ms`` is its own elapsed time,
     ``detail`` its wording when the proxy is healthy). ``selftest``: asks each of those targets,
     directly, what ``run`` will ask it through a proxy; None when the probe needs no target."""
 
     name: str
     run: Probe
-    targets: tuple[str, ...] = ()
+    targets: tuple[TargetSpec, ...] = ()
     summary: tuple[str, ...] = ()
     selftest: SelfTest | None = None
     # How often it needs to run (probes/schedule.py): seconds between runs on one proxy (0: every
@@ -140,7 +154,11 @@ class ProbeSpec:
     # Its targets are a captcha provider's hosts: ``[probes].max_requests_per_host`` applies.
     rate_limited: bool = False
 
+    # The ``[targets]`` keys, in order (derived from ``targets`` once: the checker reads them per check).
+    target_keys: tuple[str, ...] = field(init=False, repr=False, compare=False)
+
     def __post_init__(self) -> None:
+        object.__setattr__(self, "target_keys", tuple(t.key for t in self.targets))
         unknown = set(self.summary) - SUMMARY_FIELDS
         if unknown:
             raise ValueError(f"probe {self.name}: unknown summary fields {sorted(unknown)}")

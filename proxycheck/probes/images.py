@@ -9,6 +9,7 @@ picture is caught by the magic bytes or the length.
 
 from __future__ import annotations
 
+from ..target_spec import TargetSpec
 from .base import Finding, ProbeContext, ProbeSpec, SelfTestContext, TargetCheck, fail, ok
 from .selftest_fetch import fetch
 
@@ -83,4 +84,9 @@ async def selftest(st: SelfTestContext) -> list[TargetCheck]:
     return checks
 
 
-SPEC = ProbeSpec("images", run, targets=("image_urls",), selftest=selftest, every=900.0, jitter=0.1, rate_limited=True)
+SPEC = ProbeSpec("images", run, targets=(
+    TargetSpec("image_urls", ("http://www.google.com/images/branding/googlelogo/1x/googlelogo_color_272x92dp.png",
+                              "https://www.gstatic.com/recaptcha/api2/logo_48.png"),
+               "images downloaded through the proxy (status, type, magic bytes, length)",
+               offline=("{http}/image.png", "{https}/image.png")),
+), selftest=selftest, every=900.0, jitter=0.1, rate_limited=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from functools import lru_cache
 from urllib.parse import urlsplit
 
+from ..target_spec import TargetSpec
 from .base import Finding, ProbeContext, ProbeSpec, SelfTestContext, TargetCheck, fail, ok
 from .selftest_fetch import fetch
 
@@ -53,4 +54,7 @@ async def selftest(st: SelfTestContext) -> list[TargetCheck]:
     return [TargetCheck("long_get_url", base, True, f"{base} answered 200 to a {size:,}-byte GET")]
 
 
-SPEC = ProbeSpec("long_get", run, targets=("long_get_url",), selftest=selftest)
+SPEC = ProbeSpec("long_get", run, targets=(
+    TargetSpec("long_get_url", "http://httpbin.org/get", "plain-HTTP URL that answers 200 to a long query string",
+               ("http",), offline=("{http}/long",)),
+), selftest=selftest)

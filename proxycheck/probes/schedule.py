@@ -34,9 +34,9 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..config import ProbeSchedule, Settings
 from ..result import LastRun, ProbeOutcome
-from .base import ProbeSpec
+from ..target_spec import ProbeSchedule
+from .base import ProbeSpec, Settings
 
 
 def schedule_for(settings: Settings, spec: ProbeSpec) -> ProbeSchedule:
@@ -102,7 +102,7 @@ class HostRateLimit:
 
 def target_hosts(settings: Settings, spec: ProbeSpec) -> list[str]:
     """One entry per URL the probe fetches (its ``[targets]`` keys; a list key gives several)."""
-    return [(urlsplit(url).hostname or "").lower() for key_name in spec.targets for url in settings.targets.urls(key_name)]
+    return [(urlsplit(url).hostname or "").lower() for key_name in spec.target_keys for url in settings.targets.urls(key_name)]
 
 
 __all__ = ["HostRateLimit", "LastRun", "carried", "due_probes", "is_due", "schedule_for", "spread", "target_hosts"]

@@ -8,6 +8,7 @@ is not the proxy's doing. A 407 to CONNECT is the wire's ``ProxyAuthFailed`` (49
 
 from __future__ import annotations
 
+from ..target_spec import TargetSpec
 from .base import Finding, ProbeContext, ProbeSpec, SelfTestContext, TargetCheck, ok
 from .selftest_fetch import fetch
 
@@ -32,4 +33,7 @@ async def selftest(st: SelfTestContext) -> list[TargetCheck]:
     return [TargetCheck("ssl_url", url, True, f"{url} answered {response.status} over {response.tls_version}")]
 
 
-SPEC = ProbeSpec("ssl", run, targets=("ssl_url",), selftest=selftest, rate_limited=True)
+SPEC = ProbeSpec("ssl", run, targets=(
+    TargetSpec("ssl_url", "https://www.google.com/generate_204", "HTTPS URL fetched through a CONNECT tunnel (TLS verified)",
+               ("https",), offline=("{https}/health",)),
+), selftest=selftest, rate_limited=True)

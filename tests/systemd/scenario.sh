@@ -51,19 +51,12 @@ for _ in $(seq 60); do
     sleep 0.5
 done
 install -m 0640 -g proxycheck /judge/ca.pem /etc/proxycheck/judge-ca.pem
-# The installed file's own [targets] (the two public judges) gives way to the one below.
+# The installed file's own [targets] (the two public judges) gives way to the one the registry
+# renders for this judge (config_targets.judge_targets_toml: every probe's target, offline).
 sed -i '/^\[targets\]/,/^judge_urls = /d' /etc/proxycheck/proxycheck.toml
-cat >>/etc/proxycheck/proxycheck.toml <<'EOF'
-
-[targets]
-judge_url = "http://127.0.0.1:8080/get"
-ip_url = "http://127.0.0.1:8080/ip"
-ssl_url = "https://127.0.0.1:8443/health"
-image_urls = ["http://127.0.0.1:8080/image.png"]
-long_get_url = "http://127.0.0.1:8080/long"
-ban_url = "https://127.0.0.1:8443/recaptcha/api2/anchor"
-ca_file = "judge-ca.pem"
-EOF
+echo >>/etc/proxycheck/proxycheck.toml
+/opt/proxycheck/bin/python -c 'from proxycheck.config import judge_targets_toml
+print(judge_targets_toml("http://127.0.0.1:8080", "https://127.0.0.1:8443", "judge-ca.pem"))' >>/etc/proxycheck/proxycheck.toml
 step reload_targets systemctl reload proxycheck
 for _ in $(seq 120); do  # the new checker's self-test runs after the reload returns
     runuser -u proxycheck -- proxycheck status --json 2>/dev/null | /opt/proxycheck/bin/python -c \

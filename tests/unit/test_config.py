@@ -7,6 +7,7 @@ import certifi
 import pytest
 
 from proxycheck.config import describe, load_settings, reference_markdown, settings_from_dict
+from proxycheck.config_targets import example_toml
 from proxycheck.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -180,6 +181,24 @@ def test_the_environment_database_url_is_checked_like_the_file(tmp_path):
         load_settings(None, environ={"PROXYCHECK_DATABASE_URL": "mysql://u:pw@db/x"})
 
 
+EXAMPLE = ROOT / "proxycheck.example.toml"
+EXAMPLE_BEGIN = "# -- generated from the probes' target specs: python tests/unit/test_config.py --\n"
+EXAMPLE_END = "\n# -- end of the generated [targets] keys --"
+
+
+def example_with_current_targets(text: str) -> str:
+    """``text`` (the example config) with its [targets] keys regenerated from the registry."""
+    head, found, rest = text.partition(EXAMPLE_BEGIN)
+    _, found_end, tail = rest.partition(EXAMPLE_END)
+    assert found and found_end, "proxycheck.example.toml lost the markers around its [targets] keys"
+    return head + EXAMPLE_BEGIN + example_toml() + EXAMPLE_END + tail
+
+
+def test_example_config_targets_are_current():
+    text = EXAMPLE.read_text()
+    assert example_with_current_targets(text) == text, "run `python tests/unit/test_config.py` to regenerate them"
+
+
 def test_example_config_is_valid_and_complete():
     s = load_settings(str(ROOT / "proxycheck.example.toml"), environ={})
     assert s.daemon.sources
@@ -208,5 +227,6 @@ def test_config_reference_is_current():
     assert with_current_reference(text) == text, "run `python tests/unit/test_config.py` to regenerate it"
 
 
-if __name__ == "__main__":  # regenerate docs/configuration.md's config reference
+if __name__ == "__main__":  # regenerate docs/configuration.md's config reference and the example's [targets] keys
     REFERENCE.write_text(with_current_reference(REFERENCE.read_text()))
+    EXAMPLE.write_text(example_with_current_targets(EXAMPLE.read_text()))

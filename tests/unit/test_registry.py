@@ -30,3 +30,23 @@ def test_the_summary_comes_from_exactly_one_probe_each():
             assert key not in seen, f"{key} from both {seen[key]} and {spec.name}"
             seen[key] = spec.name
     assert {"exit_ip", "anonymity", "latency_ms", "detail", "targets"} == set(seen)
+
+
+def test_the_probes_never_import_the_config():
+    """config_targets.py builds [targets] from the probes' specs; the other way round would be a
+    cycle. Importing every probe module (late imports in function bodies included: the source
+    is searched too) loads no ``proxycheck.config*`` module but ``config_keys``."""
+    import pathlib
+    import re
+    import subprocess
+    import sys
+
+    probes_dir = pathlib.Path(__file__).resolve().parents[2] / "proxycheck" / "probes"
+    names = sorted(p.stem for p in probes_dir.glob("*.py") if p.stem != "__init__")
+    code = ("import sys, importlib\n"
+            f"for n in {names!r}: importlib.import_module('proxycheck.probes.' + n)\n"
+            "print(' '.join(m for m in sys.modules if m.startswith('proxycheck.config') and m != 'proxycheck.config_keys'))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert loaded == []
+    for path in probes_dir.glob("*.py"):
+        assert not re.search(r"from \.\.config(_\w+)? import|from \.\. import .*\bconfig\b", path.read_text()), path.name

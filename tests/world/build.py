@@ -15,7 +15,6 @@ Rules:
 from __future__ import annotations
 
 import contextlib
-import json
 import shutil
 import tempfile
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import trustme
 
+from proxycheck.config import judge_targets_toml
 from proxycheck.judge import PRESET_ROUTES, Judge, JudgeOptions
 
 from . import faults, software
@@ -269,20 +269,10 @@ def _proxy(row: Expectation, port: int) -> WorldProxy:
 def config_toml(judge: Judge, ca_file: Path) -> str:
     """A proxycheck config pointing every target at this world's judge."""
     http, https = judge.http_url, judge.https_url
-    q = json.dumps  # a JSON string is a valid TOML basic string
     return "\n".join(
         [
             "# proxycheck configuration for the loopback test world (tests/world)",
-            "[targets]",
-            f"judge_url = {q(http + '/get')}",
-            f"ip_url = {q(http + '/ip')}",
-            f"ssl_url = {q(https + '/health')}",
-            f"image_urls = [{q(http + '/image.png')}, {q(https + '/image.png')}]",
-            f"long_get_url = {q(http + '/long')}",
-            f"ca_file = {q(str(ca_file))}",
-            "",
-            *(line for preset, route in PRESET_ROUTES.items()
-              for line in ("[[targets.ban]]", f"name = {q(preset)}", f"url = {q(https + route)}", f"preset = {q(preset)}", "")),
+            judge_targets_toml(http, https, ca_file, ban_presets=PRESET_ROUTES),
             "[timeouts]",
             "connect = 1.0",
             "read = 2.0",
