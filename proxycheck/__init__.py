@@ -6,7 +6,7 @@ The worker API (``get_healthy_proxy``, ``report``, ...) is imported on first use
 
 from typing import TYPE_CHECKING, Any
 
-from .errors import NoHealthyProxy, ProxycheckError
+from .errors import GuardTripped, NoHealthyProxy, ProxycheckError
 from .proxy import Proxy, parse_proxy_url
 
 if TYPE_CHECKING:
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 __all__ = [
     "Filters",
+    "GuardTripped",
     "NoHealthyProxy",
     "Proxy",
     "ProxyPool",

@@ -36,8 +36,8 @@ from typing import Any
 from . import bans, probes
 from .config_keys import check_fields, coerce
 from .config_reference import describe, reference_markdown
-from .config_sections import (MIN_TOKEN_LENGTH, RELATIONS, SECTIONS, STRATEGIES, Check, Daemon, Http, Probes, Settings,
-                              Timeouts, Worker, _field_types, _fields, _known_top, _section_type)
+from .config_sections import (MIN_TOKEN_LENGTH, RELATIONS, SECTIONS, STRATEGIES, Check, Daemon, Guard, Http, Probes,
+                              ServiceBudget, Settings, Timeouts, Worker, _field_types, _fields, _known_top, _section_type)
 from .config_targets import Targets, TargetsBase, judge_targets, judge_targets_toml, targets_class
 from .errors import ConfigError
 from .health import HealthPolicy
@@ -48,7 +48,8 @@ from .target_spec import ProbeSchedule, url_check
 DEFAULT_CONFIG_FILE = "proxycheck.toml"
 
 __all__ = [
-    "DEFAULT_CONFIG_FILE", "MIN_TOKEN_LENGTH", "RELATIONS", "SECTIONS", "STRATEGIES", "Check", "Daemon", "HealthPolicy",
+    "DEFAULT_CONFIG_FILE", "MIN_TOKEN_LENGTH", "RELATIONS", "SECTIONS", "STRATEGIES", "Check", "Daemon", "Guard",
+    "HealthPolicy", "ServiceBudget",
     "Http", "ProbeSchedule", "Probes", "Settings", "Targets", "Timeouts", "Worker", "check_worker", "describe",
     "find_config_file", "judge_targets", "judge_targets_toml", "load_settings", "read_toml", "reference_markdown",
     "settings_from_dict", "targets_class",
@@ -158,7 +159,8 @@ def _build(cls: type, table: dict[str, Any], where: str) -> Any:
             values.setdefault(field_name, {})[name] = _subtable(sub_cls, name, value, where)
             continue
         if name not in _fields(cls) or name in subtables:
-            known = sorted(set(_fields(cls)) - set(subtables)) + [f"[{where.split('[')[-1][:-2]}.<probe>]" for _ in subtables]
+            what = "<service>" if cls is Guard else "<probe>"
+            known = sorted(set(_fields(cls)) - set(subtables)) + [f"[{where.split('[')[-1][:-2]}.{what}]" for _ in subtables]
             raise ConfigError(f"{where[:-1]}: unknown key {name!r} (known: {', '.join(known)})")
         if issubclass(cls, TargetsBase) and name == "ban":  # an array of tables, not a key of one type
             if "ban_url" in table:
@@ -179,7 +181,10 @@ def _build(cls: type, table: dict[str, Any], where: str) -> Any:
 
 def _subtable(cls: type, name: str, table: dict[str, Any], where: str) -> Any:
     """``[probes.<name>]``: ``name`` must be a registered probe; keys it leaves out keep the
-    probe's own defaults."""
+    probe's own defaults. ``[guard.<service>]``: any service name (guard.py rule 1); keys it
+    leaves out keep the service's documented default."""
+    if cls is ServiceBudget:
+        return _service_budget(name, table, where)
     specs = {spec.name: spec for spec in probes.REGISTRY}
     inner = f"{where[:-2]}.{name}]."
     if name not in specs:
@@ -187,6 +192,21 @@ def _subtable(cls: type, name: str, table: dict[str, Any], where: str) -> Any:
     built = _build(cls, table, inner)
     given = {k: getattr(built, k) for k in table}
     return dataclasses.replace(cls(every=specs[name].every, jitter=specs[name].jitter), **given)
+
+
+def _service_budget(name: str, table: dict[str, Any], where: str) -> ServiceBudget:
+    from .guard import DOCUMENTED, service_name
+
+    inner = f"{where[:-2]}.{name}]."
+    try:
+        service = service_name(name)
+    except ValueError as exc:
+        raise ConfigError(f"{inner[:-1]}: {exc}") from None
+    if service != name:
+        raise ConfigError(f"{inner[:-1]}: write the service's name as {service!r} (lower case, no spaces)")
+    built = _build(ServiceBudget, table, inner)
+    base = ServiceBudget(*DOCUMENTED[name]) if name in DOCUMENTED else ServiceBudget()
+    return dataclasses.replace(base, **{k: getattr(built, k) for k in table})
 
 
 def _value(cls: type, name: str, value: Any, where: str) -> Any:

@@ -13,7 +13,7 @@ from typing import Any
 
 from . import bans, probes
 from .config_keys import allowed
-from .config_sections import _NOT_KEYS, RELATIONS, SECTIONS, Settings, _field_types, _section_type
+from .config_sections import _NOT_KEYS, RELATIONS, SECTIONS, ServiceBudget, Settings, _field_types, _section_type
 
 
 def describe() -> list[tuple[str, str, Any, str]]:
@@ -32,6 +32,13 @@ def _every_key() -> list[tuple[str, dataclasses.Field, Any, Any]]:
                 sub = sf.metadata.get("subtables")
                 if sub is None:
                     rows.append((f.name, sf, _field_types(cls)[sf.name], _default(sf)))
+                    continue
+                if sub is ServiceBudget:  # [guard.<service>]: one section per documented service
+                    from .guard import DOCUMENTED
+
+                    rows += [(f"{f.name}.{service}", kf, _field_types(sub)[kf.name], documented[i])
+                             for service, documented in DOCUMENTED.items()
+                             for i, kf in enumerate(dataclasses.fields(sub))]
                     continue
                 for spec in probes.REGISTRY:
                     rows += [(f"{f.name}.{spec.name}", kf, _field_types(sub)[kf.name], getattr(spec, kf.name))

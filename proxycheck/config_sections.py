@@ -172,6 +172,31 @@ class Worker:
 
 
 @dataclass(frozen=True)
+class ServiceBudget:
+    """``[guard.<service>]``: one captcha service's error budget (guard.py rule 2). Keys left out
+    keep the service's documented default (``guard.DOCUMENTED``), else this class's."""
+
+    max_proxy_errors: int = key("proxy errors this service may see per window before hand-out for it stops "
+                                "(0: no limit)", 10, low=0, high=1_000_000)
+    window: float = key("seconds of this service's error window", 600.0, low=1, high=86400)
+
+
+@dataclass(frozen=True)
+class Guard:
+    """The account guard (guard.py, docs/guard.md): at most ``max_proxy_errors`` proxy errors per
+    ``window`` seconds per captcha service; ``[guard.<service>]`` tables set one service's."""
+
+    max_proxy_errors: int = key("proxy errors a service without its own [guard.<service>] (and not documented) may "
+                                "see per window (0: no limit)", 10, low=0, high=1_000_000)
+    window: float = key("seconds of the window of such a service, and of the subnet rule", 600.0, low=1, high=86400)
+    subnet_errors: int = key("proxy errors reported on the proxies of one /24 (IPv4) or /48 (IPv6), from two or more "
+                             "of them, within [guard].window that hold that subnet's proxies back until a check of one "
+                             "passes (0: off)", 3, low=0, high=1_000_000)
+    # ``[guard.<service>]`` tables, only those the file sets; ``guard.budget_for`` is the one reader.
+    services: dict[str, ServiceBudget] = field(default_factory=dict, metadata={"subtables": ServiceBudget})
+
+
+@dataclass(frozen=True)
 class Settings:
     database_url: str = key("SQLAlchemy URL, SQLite or PostgreSQL; empty = SQLite in state_dir", "",
                             check=_database_url, accepts="sqlite:///FILE or postgresql://...", secret=True)
@@ -184,6 +209,7 @@ class Settings:
     daemon: Daemon = field(default_factory=Daemon)
     http: Http = field(default_factory=Http)
     worker: Worker = field(default_factory=Worker)
+    guard: Guard = field(default_factory=Guard)
     notify: Notify = field(default_factory=Notify)
     source_file: str | None = None  # where the settings came from (not a key)
 
@@ -194,7 +220,7 @@ class Settings:
         return f"sqlite:///{Path(self.state_dir).resolve() / 'proxycheck.db'}"
 
 
-SECTIONS = ("targets", "timeouts", "probes", "check", "health", "daemon", "http", "worker", "notify")
+SECTIONS = ("targets", "timeouts", "probes", "check", "health", "daemon", "http", "worker", "guard", "notify")
 _NOT_KEYS = {"source_file"}
 
 

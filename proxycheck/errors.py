@@ -8,7 +8,8 @@ A proxy misbehaving is never an exception (see ``verdict.py``). The tree::
     │   └── CsvRowError             ...with the file and line it came from
     ├── StorageError                the database is unreachable, locked or not migrated
     │   └── SchemaOutOfDate         the schema is not at the latest migration
-    └── NoHealthyProxy (LookupError) no proxy qualifies for a worker's request
+    ├── NoHealthyProxy (LookupError) no proxy qualifies for a worker's request
+    └── GuardTripped (LookupError)   a captcha service's error budget is spent (guard.py)
 """
 
 from __future__ import annotations
@@ -52,3 +53,14 @@ class SchemaOutOfDate(StorageError):
 
 class NoHealthyProxy(ProxycheckError, LookupError):
     """No proxy qualifies; the message says why (counts by state and code, staleness)."""
+
+
+class GuardTripped(ProxycheckError, LookupError):
+    """A captcha service's error budget is spent (guard.py rule 4): no proxy is handed out for it
+    until ``resumes_at``. The message names the errors, proxies and subnets that spent it."""
+
+    def __init__(self, message: str, *, service: str, resumes_at: object = None, details: dict | None = None) -> None:
+        super().__init__(message)
+        self.service = service
+        self.resumes_at = resumes_at
+        self.details = details or {}

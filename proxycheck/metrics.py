@@ -3,7 +3,8 @@
 Two kinds: event metrics the daemon updates as checks finish (rounds, checks by outcome, probe
 latency histograms, and time per wire phase by probe, as blackbox_exporter reports phases: a slow
 proxy shows in connect/proxy_handshake, a slow target in ttfb/transfer), and fleet gauges read from the database at scrape time by a custom
-collector (proxies by state and code, bans by target, dispatch lag, checker state, worker reports and the guard rail), so
+collector (proxies by state and code, bans by target, dispatch lag, checker state, worker reports, the guard rail and
+each captcha service's error budget), so
 every daemon sharing one PostgreSQL reports the same fleet figures. Each daemon has its own ``CollectorRegistry``: no globals.
 
 Rules:
@@ -15,13 +16,14 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from .guard import GuardState
 from .result import CheckResult
 from .store.reports import FeedbackSummary
 from .store.status import StatusSummary
@@ -33,12 +35,14 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 
 Read = Callable[[], "tuple[StatusSummary, FeedbackSummary] | None"]
 Targets = Callable[[], Iterable[str]]
+Guards = Callable[[], "Mapping[str, GuardState] | None"]
 
 
 class FleetCollector(Collector):
-    def __init__(self, read: Read, targets: Targets = tuple) -> None:
+    def __init__(self, read: Read, targets: Targets = tuple, guards: Guards = lambda: None) -> None:
         self._read = read
         self._targets = targets  # the configured ban target names, read per scrape: SIGHUP may change them
+        self._guards = guards  # store.guard.guard_states, per scrape
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         read = self._read()
@@ -93,6 +97,27 @@ class FleetCollector(Collector):
                      feedback.took_out)
         yield _gauge("proxycheck_guard_rail_held_back_reports", "Worker reports the guard rail refused in the window",
                      feedback.held_back)
+        yield from _guard_gauges(self._guards() or {})
+
+
+def _guard_gauges(guards: Mapping[str, GuardState]) -> Iterator[GaugeMetricFamily]:
+    """Each captcha service's error budget (guard.py): every documented or configured service,
+    even at zero (rule 1)."""
+    tripped = GaugeMetricFamily("proxycheck_guard_tripped",
+                                "1 while a captcha service's error budget is spent: no proxy is handed out for it",
+                                labels=["service"])
+    errors = GaugeMetricFamily("proxycheck_guard_errors", "Proxy errors reported for a captcha service in its window",
+                               labels=["service"])
+    budget = GaugeMetricFamily("proxycheck_guard_budget",
+                               "Proxy errors a captcha service may see per window before hand-out for it stops (0: off)",
+                               labels=["service"])
+    for service, g in guards.items():
+        tripped.add_metric([service], 1 if g.tripped else 0)
+        errors.add_metric([service], g.errors)
+        budget.add_metric([service], g.budget)
+    yield tripped
+    yield errors
+    yield budget
 
 
 def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
@@ -104,7 +129,7 @@ def _seconds_since(when: datetime | None) -> float:
 
 
 class DaemonMetrics:
-    def __init__(self, summary: Read, targets: Targets = tuple) -> None:
+    def __init__(self, summary: Read, targets: Targets = tuple, guards: Guards = lambda: None) -> None:
         self.registry = CollectorRegistry()
         self.checks = Counter("proxycheck_checks", "Checks written, by outcome", ["outcome", "code"], registry=self.registry)
         self.rounds = Counter("proxycheck_dispatch_rounds", "Dispatch rounds that claimed at least one proxy", registry=self.registry)
@@ -114,7 +139,7 @@ class DaemonMetrics:
             "proxycheck_probe_phase_duration_seconds",
             "Time in each wire phase (connect, proxy_handshake, tls, ttfb, transfer) of a probe's requests, by probe",
             ["probe", "phase"], buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.registry.register(FleetCollector(summary, targets))
+        self.registry.register(FleetCollector(summary, targets, guards))
 
     def observe(self, result: CheckResult) -> None:
         outcome = "healthy" if result.healthy else ("not_judged" if result.healthy is None else "unhealthy")

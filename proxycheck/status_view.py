@@ -5,6 +5,8 @@ JSON (one object; keys are a contract — see docs/output.md "status --json"):
 {"state": ok|degraded|not running, "reason", "daemons": [...]}, "last_round_at", "top_codes":
 [{"code", "error", "proxies"}], "overdue", "feedback": {"window_seconds", "reports", "applied",
 "took_out", "held_back", "budget", "out_now", "guard_rail_holding", "by_error", "last_report_at"},
+"guards": [{"service", "budget", "window", "errors", "tripped", "resumes_at", "by_error", "proxies" (keys, no
+password), "subnets", "reason"}] (guard.py), "held_subnets": [{"subnet", "proxies", "reason"}],
 "leases": {"held", "cooling", "list": [{"lease", "proxy" (masked), "worker", "acquired_at",
 "expires_at"}]}},
 "proxies": [{"proxy" (masked), "state", "code",
@@ -24,6 +26,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from .guard import GuardState
 from .store.history import ProxyHistory
 from .store.reports import WHY_NOT, FeedbackSummary
 from .store.status import ProxyStatus, StatusSummary
@@ -68,7 +71,9 @@ def leases_json(leases: LeaseSummary) -> dict[str, Any]:
 
 
 def as_json(summary: StatusSummary, rows: Sequence[ProxyStatus], feedback: FeedbackSummary | None = None,
-            sticky_seconds: float = DEFAULT_WINDOW, leases: LeaseSummary | None = None) -> dict[str, Any]:
+            sticky_seconds: float = DEFAULT_WINDOW, leases: LeaseSummary | None = None,
+            guards: dict[str, GuardState] | None = None,
+            held: Sequence[tuple[str, int, str]] | None = None) -> dict[str, Any]:
     shaped = {
         "summary": {
             "counts": dict(summary.counts),
@@ -93,6 +98,10 @@ def as_json(summary: StatusSummary, rows: Sequence[ProxyStatus], feedback: Feedb
         shaped["summary"]["feedback"] = feedback_json(feedback)
     if leases is not None:
         shaped["summary"]["leases"] = leases_json(leases)
+    if guards is not None:
+        shaped["summary"]["guards"] = [g.as_dict() for g in guards.values()]
+    if held is not None:
+        shaped["summary"]["held_subnets"] = [{"subnet": s, "proxies": n, "reason": r} for s, n, r in held]
     return shaped
 
 
@@ -131,7 +140,8 @@ def age(dt: datetime | None, now: datetime) -> str:
 
 
 def render(summary: StatusSummary, rows: Sequence[ProxyStatus], console: Console, feedback: FeedbackSummary | None = None,
-           sticky_seconds: float = DEFAULT_WINDOW, leases: LeaseSummary | None = None) -> None:
+           sticky_seconds: float = DEFAULT_WINDOW, leases: LeaseSummary | None = None,
+           guards: dict[str, GuardState] | None = None, held: Sequence[tuple[str, int, str]] = ()) -> None:
     now = datetime.now(UTC)
     c = summary.counts
     state = checker_state(summary)
@@ -150,6 +160,11 @@ def render(summary: StatusSummary, rows: Sequence[ProxyStatus], console: Console
                       markup=False, highlight=False, soft_wrap=True)
     if feedback is not None and (feedback.reports or feedback.out_now):
         console.print(feedback.line(), markup=False, highlight=False, soft_wrap=True)
+    for g in (guards or {}).values():  # every budget in use (a service no error was reported for: no line)
+        if g.errors or g.tripped:
+            console.print(("GUARD TRIPPED: " if g.tripped else "") + g.reason, markup=False, highlight=False, soft_wrap=True)
+    for subnet, n, reason in held:
+        console.print(f"HELD BACK: {n} proxies of {subnet}: {reason}", markup=False, highlight=False, soft_wrap=True)
     if leases is not None and (leases.held or leases.cooling):
         console.print(f"worker leases: {leases.held} held, {leases.cooling} proxies cooling down", markup=False,
                       highlight=False, soft_wrap=True)

@@ -73,8 +73,12 @@ def test_right_token_200_healthz_open(api):
     assert client.get("/status").status_code == 200
     health = running.get("/healthz")
     assert health.status_code == 200, health.text
-    assert health.json() == {"daemon": "running", "checker": "ok", "checker_reason": None, "database": "ok",
-                             "database_reason": None, "reason": None}
+    body = health.json()
+    guards = body.pop("guards")
+    assert body == {"daemon": "running", "checker": "ok", "checker_reason": None, "database": "ok",
+                    "database_reason": None, "reason": None}
+    assert {"anti-captcha", "capmonster", "2captcha"} <= set(guards)
+    assert guards["capmonster"] == {"tripped": False, "errors": 0, "budget": 5, "window": 600.0, "resumes_at": None}
 
 
 def test_healthz_shows_no_proxy(api):
@@ -294,6 +298,52 @@ def test_no_answer_may_be_cached(api):
     assert lease.status_code == 200, lease.text
     for route, answer in answers.items():
         assert answer.headers.get("Cache-Control") == "no-store", (route, answer.status_code, answer.headers)
+
+
+def test_a_spent_error_budget_refuses_every_hand_out_and_shows_everywhere(api):
+    """guard.py: ten proxy errors for a service without a [guard.<service>] table spend its
+    budget ([guard].max_proxy_errors); the routes refuse with 429 and Retry-After, the status,
+    /healthz, /metrics and the page show it, and other services are served as before."""
+    from test_page_http import login
+
+    from proxycheck.guard import subnet_of
+
+    client, running, world, token = api
+    refused = world.by_name("refused").url  # unhealthy already: each report is stored and counts, changes nothing
+    for n in range(10):
+        assert client.get("/proxy", params={"service": "http-test"}).status_code == 200, n
+        answer = client.post("/report", json={"proxy": refused, "outcome": 25, "service": "http-test"})
+        assert answer.status_code == 200 and answer.json()["kind"] == "proxy_error", answer.text
+    assert client.post("/report", json={"proxy": refused, "outcome": 10, "service": "http-test"}).status_code == 200
+    refusals = [client.get("/proxy", params={"service": "http-test"}),
+                client.get("/proxies/healthy", params={"service": "HTTP-test"}),
+                client.post("/lease", json={"service": "http-test", "ttl": 30})]
+    for r in refusals:
+        assert r.status_code == 429 and 590 <= int(r.headers["Retry-After"]) <= 601, (r.status_code, r.text)
+        body = r.json()
+        assert body["error"] == "guard_tripped" and body["tripped"] and body["errors"] == 10
+        assert "guard http-test tripped: 10 proxy errors in the last 10 min spent its budget of 10 " in body["detail"]
+        assert "(10 × ERROR_PROXY_CONNECT_REFUSED)" in body["detail"] and "hand-out for http-test resumes at" in body["detail"]
+    assert client.get("/proxy", params={"service": "capmonster"}).status_code == 200
+    assert client.post("/report", json={"proxy": refused, "outcome": 25, "service": "no spaces"}).status_code == 400
+
+    (shown,) = [g for g in client.get("/status", params={"limit": 10}).json()["summary"]["guards"] if g["service"] == "http-test"]
+    assert shown["tripped"] and shown["budget"] == 10 and shown["subnets"] == {subnet_of(httpx.URL(refused).host): 10}
+    text = run_cli("status", "--config", str(running.config))
+    assert "GUARD TRIPPED: guard http-test tripped: 10 proxy errors" in text.stdout, text.stdout
+    health = running.get("/healthz")
+    assert health.status_code == 200 and health.json()["guards"]["http-test"]["tripped"] is True
+    families = {f.name: f for f in text_string_to_metric_families(client.get("/metrics").text)}
+    tripped = {s.labels["service"]: s.value for s in families["proxycheck_guard_tripped"].samples}
+    assert tripped["http-test"] == 1 and tripped["capmonster"] == 0
+    assert {s.labels["service"]: s.value for s in families["proxycheck_guard_errors"].samples}["http-test"] == 10
+    assert {s.labels["service"]: s.value for s in families["proxycheck_guard_budget"].samples}["capmonster"] == 5
+    with httpx.Client(base_url=running.base, trust_env=False, timeout=10) as page:
+        assert login(page, running, token).status_code == 303
+        fleet = page.get("/ui/").text
+    assert 'id="guard-http-test" class="holding"' in fleet and "guard http-test tripped" in fleet
+    for secret in secrets_of(world, NAMES):
+        assert all(secret not in r.text for r in refusals) and secret not in fleet and secret not in text.stdout
 
 
 # -- daemons of their own -----------------------------------------------------------------------

@@ -63,6 +63,7 @@ def status(config: str | None, unhealthy: bool, tag: str | None, code_text: str 
     from ..status_view import render
     from ..store import list_proxies, status_summary
     from ..store._rows import utcnow
+    from ..store.guard import guard_states, held_subnets
     from ..store.reports import feedback_summary, guard_rail
     from ..store.worker_leases import lease_summary
     from ..verdict import parse_code
@@ -75,13 +76,16 @@ def status(config: str | None, unhealthy: bool, tag: str | None, code_text: str 
 
     def read(engine):
         return (status_summary(engine), list_proxies(engine, unhealthy_only=unhealthy, tag=tag, code=code),
-                feedback_summary(engine, guard_rail(settings.worker)), lease_summary(engine, now=utcnow()))
+                feedback_summary(engine, guard_rail(settings.worker)), lease_summary(engine, now=utcnow()),
+                guard_states(engine, settings), held_subnets(engine))
 
-    summary, rows, feedback, leases = read_database(settings, read)
+    summary, rows, feedback, leases, guards, held = read_database(settings, read)
     if as_json:
-        click.echo(json.dumps(status_json(summary, rows, feedback, settings.probes.sticky_seconds, leases=leases), indent=2))
+        click.echo(json.dumps(status_json(summary, rows, feedback, settings.probes.sticky_seconds, leases=leases,
+                                          guards=guards, held=held), indent=2))
     else:
-        render(summary, rows, Console(highlight=False), feedback, settings.probes.sticky_seconds, leases=leases)
+        render(summary, rows, Console(highlight=False), feedback, settings.probes.sticky_seconds, leases=leases,
+               guards=guards, held=held)
     sys.exit(0 if summary.counts["healthy"] > 0 else EXIT_UNHEALTHY)
 
 

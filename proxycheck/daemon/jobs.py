@@ -27,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from .. import store
 from ..config import Settings
 from ..errors import ProxycheckError
+from ..guard import longest_window
 from ..proxy import DOCUMENTATION_NETS
 from ..sources import read_csv_file
 from ..store.instances import STALE_BEATS
@@ -93,8 +94,9 @@ async def retention(storage: Storage, settings: Settings) -> None:
                                     keep_failure_days=d.keep_failure_days)
     if deleted:
         log.info("retention removed %d old checks", deleted)
-    # Worker reports are evidence like failed checks: kept as long, and never inside the guard rail's window.
-    keep = max(d.keep_failure_days * 86400, settings.worker.report_window)
+    # Worker reports are evidence like failed checks: kept as long, and never inside the guard rail's
+    # window or any error budget's (guard.py: the budgets are counted from them).
+    keep = max(d.keep_failure_days * 86400, settings.worker.report_window, longest_window(settings.guard))
     pruned = await storage.attempt(prune_reports, storage.engine, datetime.now(UTC) - timedelta(seconds=keep))
     if pruned:
         log.info("retention removed %d old worker reports", pruned)

@@ -6,7 +6,10 @@ Rules:
    every anti-captcha code, not the top five ``status`` shows.
 2. A scrape never fails because the database blinked: the fleet's gauges are left out, and the
    log says why.
-3. The settings are read at each scrape (a SIGHUP may have changed the ban targets or the guard rail).
+3. The settings are read at each scrape (a SIGHUP may have changed the ban targets, the guard
+   rail or the error budgets).
+4. Each captcha service's error budget (store/guard.py ``guard_states``) is read per scrape too,
+   and left out, like the fleet, when the database cannot say.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from typing import Any
 from .. import store
 from ..config import Settings
 from ..metrics import DaemonMetrics
+from ..guard import GuardState
+from ..store.guard import guard_states
 from ..store.reports import feedback_summary, guard_rail
 from ..verdict import ERROR_NAMES
 
@@ -33,4 +38,11 @@ def daemon_metrics(reader: Any, settings: Callable[[], Settings]) -> DaemonMetri
             log.warning("metrics: cannot read the fleet summary: %s", exc)
             return None
 
-    return DaemonMetrics(fleet, targets=lambda: [t.name for t in settings().targets.ban_targets])
+    def guards() -> dict[str, GuardState] | None:
+        try:
+            return guard_states(reader, settings())
+        except Exception as exc:  # noqa: BLE001 - rule 2
+            log.warning("metrics: cannot read the error budgets: %s", exc)
+            return None
+
+    return DaemonMetrics(fleet, targets=lambda: [t.name for t in settings().targets.ban_targets], guards=guards)

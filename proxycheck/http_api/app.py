@@ -17,7 +17,9 @@ Rules:
    with a ``HEALTH_TIMEOUT``, and whether the daemon's own calls work: ``storage_problem()``,
    daemon/writer.py rule 6) and the checker (``checker_state()``); 200 when
    both are fine, else 503 with the reason. A database that answers reads but takes no writes
-   (a full disk) is unavailable.
+   (a full disk) is unavailable. ``guards``: each captcha service's error budget (tripped,
+   errors, budget, resumes_at: no proxy names); a tripped guard is the guard working, not a
+   failing daemon, so it alone never makes /healthz fail.
 5. Proxy passwords appear only where a worker asked for proxies to use (``/proxy``,
    ``/proxies/healthy``, ``/lease``), never in ``/status``, ``/metrics``, ``/healthz`` or logs.
 """
@@ -28,6 +30,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable
+from datetime import datetime, timezone
 from typing import Any
 
 from aiohttp import web
@@ -35,7 +38,7 @@ from multidict import MultiDict
 from sqlalchemy import text
 
 from ..config import Settings
-from ..errors import NoHealthyProxy, StorageError
+from ..errors import GuardTripped, NoHealthyProxy, StorageError
 from ..http_token import ensure_token
 from ..metrics import DaemonMetrics
 from .guard import (Handler, HostRule, Throttle, auth_middleware, bad_input, error, host_middleware, json_bodies_only,
@@ -54,6 +57,15 @@ SLICE = 256 * 1024  # bytes written at a time of a large body (_send)
 
 def _json(data: Any, status: int = 200) -> web.Response:
     return web.Response(text=json.dumps(data, default=str), status=status, content_type="application/json")
+
+
+def _guard_tripped(exc: GuardTripped) -> web.Response:
+    """429 with ``Retry-After``: the service's error budget is spent until ``resumes_at`` (guard.py)."""
+    response = _json({"error": "guard_tripped", "detail": str(exc), **exc.details}, 429)
+    if exc.resumes_at is not None:
+        wait = (exc.resumes_at - datetime.now(timezone.utc)).total_seconds()  # type: ignore[operator]
+        response.headers["Retry-After"] = str(max(1, int(wait) + 1))
+    return response
 
 
 def _json_bytes(data: Any) -> bytes:
@@ -102,7 +114,8 @@ class HttpApi:
         self.checker_state = checker_state
         self.reads = Reads(slots=heavy_slots, wait=heavy_wait)
         self._full_status = Shared(self._build_status)
-        self._status = StatusRenderer(engine.url.render_as_string(hide_password=False), settings.worker, self.reads.light)
+        self._status = StatusRenderer(engine.url.render_as_string(hide_password=False), settings.worker, self.reads.light,
+                                      settings.guard)
         self._db_probe: asyncio.Future | None = None
         self._db_ok = True
         self._token = ""
@@ -159,8 +172,19 @@ class HttpApi:
         problems = [p for p in (db_reason, None if state == "ok" else f"checker {state}: {reason}") if p]
         body = {"daemon": "running", "checker": state, "checker_reason": reason or None,
                 "database": "unavailable" if db_reason else "ok", "database_reason": db_reason,
-                "reason": "; ".join(problems) or None}
+                "reason": "; ".join(problems) or None, "guards": None if db_reason else await self._guards()}
         return _json(body, 503 if problems else 200)
+
+    async def _guards(self) -> dict[str, Any] | None:
+        """Rule 4's ``guards``: None when the database cannot say in time."""
+        from ..store.guard import guard_states
+
+        try:
+            states = await asyncio.wait_for(self.reads.light(guard_states, self.engine, self.settings), HEALTH_TIMEOUT)
+        except Exception:  # noqa: BLE001 - /healthz answers about the database above; this is detail
+            return None
+        return {s: {"tripped": g.tripped, "errors": g.errors, "budget": g.budget, "window": g.window,
+                    "resumes_at": g.resumes_at.isoformat() if g.resumes_at else None} for s, g in states.items()}
 
     async def _database_problem(self) -> str | None:
         """None when one cheap query answered in time. At most one query is in flight: a hung
@@ -226,7 +250,10 @@ class HttpApi:
                 filters["limit"] = _limit(request.query["limit"])
         except ValueError as exc:
             return error(400, "bad_request", str(exc))
-        body = await self.reads.heavy(self._render_healthy, fmt, filters)
+        try:
+            body = await self.reads.heavy(self._render_healthy, fmt, filters)
+        except GuardTripped as exc:
+            return _guard_tripped(exc)
         return web.Response(body=body, content_type="application/json")
 
     def _render_healthy(self, fmt: str, filters: dict[str, Any]) -> bytes:
@@ -247,6 +274,8 @@ class HttpApi:
             fmt = _format(request)
             filters = filters_from_query(request.query)
             proxy = await self.reads.light(self.pool.get, **filters)
+        except GuardTripped as exc:
+            return _guard_tripped(exc)
         except NoHealthyProxy as exc:
             return _json({"error": "no_healthy_proxy", "detail": str(exc), **getattr(exc, "details", {})}, 404)
         except ValueError as exc:
@@ -263,7 +292,8 @@ class HttpApi:
         except (ValueError, KeyError, TypeError) as exc:
             return error(400, "bad_request", f"expected JSON {{\"proxy\": URL, \"outcome\": ...}}: {exc}")
         try:
-            result = await self.reads.light(self.pool.report, proxy, outcome, worker=body.get("worker") or request.remote)
+            result = await self.reads.light(self.pool.report, proxy, outcome, worker=body.get("worker") or request.remote,
+                                            service=body.get("service"))
         except ValueError as exc:
             return error(400, "bad_request", str(exc))
         return _json(result.as_dict())
@@ -282,6 +312,8 @@ class HttpApi:
                 raise ValueError(f"format: {fmt!r} is not one of anticaptcha, 2captcha (or leave it out)")
             filters = filters_from_json(body)
             held = await self.reads.light(self.pool.acquire, ttl=ttl, worker=worker, **filters)
+        except GuardTripped as exc:
+            return _guard_tripped(exc)
         except NoHealthyProxy as exc:
             return _json({"error": "no_healthy_proxy", "detail": str(exc), **getattr(exc, "details", {})}, 404)
         except ValueError as exc:
@@ -302,7 +334,8 @@ class HttpApi:
             if not isinstance(body, dict):
                 raise ValueError(f"expected a JSON object, got {type(body).__name__}")
             outcome, worker = body.get("outcome"), body.get("worker") or request.remote
-            released = await self.reads.light(self.pool.release, request.match_info["id"], outcome, worker=worker)
+            released = await self.reads.light(self.pool.release, request.match_info["id"], outcome, worker=worker,
+                                              service=body.get("service"))
         except ValueError as exc:
             return error(400, "bad_request", str(exc))
         return _json({"lease": request.match_info["id"], "released": released.released, "reported": released.reported})

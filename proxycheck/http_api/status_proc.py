@@ -40,7 +40,7 @@ import struct
 import sys
 from typing import IO, Any
 
-from ..config import Worker
+from ..config import Guard, Settings, Worker
 from ..errors import StorageError
 
 log = logging.getLogger("proxycheck.http")
@@ -51,12 +51,14 @@ _SIZE = struct.Struct(">Q")  # the length in front of every pickle (rule 1)
 HELPER_EXITED = "the /status helper process exited; the next request starts a new one"
 
 
-def render_status(url: str, worker: Worker, limit: int | None = None, after: str | None = None) -> bytes:
+def render_status(url: str, worker: Worker, limit: int | None = None, after: str | None = None,
+                  guard: Guard | None = None) -> bytes:
     """``proxycheck status --json`` as bytes (or one page of it, with ``next_after``)."""
     from ..status_view import as_json
     from ..store import list_proxies, make_engine, status_summary
     from ..store._rows import utcnow
     from ..store.reports import feedback_summary, guard_rail
+    from ..store.guard import guard_states, held_subnets
     from ..store.worker_leases import lease_summary
 
     engine = _ENGINES.get(url)
@@ -64,7 +66,8 @@ def render_status(url: str, worker: Worker, limit: int | None = None, after: str
         engine = _ENGINES[url] = make_engine(url, writer=False)
     summary = status_summary(engine)
     rows = list_proxies(engine, after=after, limit=limit)
-    shaped = as_json(summary, rows, feedback_summary(engine, guard_rail(worker)), leases=lease_summary(engine, now=utcnow()))
+    shaped = as_json(summary, rows, feedback_summary(engine, guard_rail(worker)), leases=lease_summary(engine, now=utcnow()),
+                     guards=guard_states(engine, Settings(guard=guard or Guard())), held=held_subnets(engine))
     if limit is not None:
         shaped["next_after"] = rows[-1].proxy.key if len(rows) == limit else None
     return json.dumps(shaped, default=str).encode()
@@ -97,8 +100,8 @@ def _helper_main(stdin: IO[bytes], stdout: IO[bytes]) -> None:
 class StatusRenderer:
     """Runs ``render_status`` in the helper process (rules 1-4)."""
 
-    def __init__(self, url: str, worker: Worker, fallback) -> None:
-        self.url, self.worker = url, worker
+    def __init__(self, url: str, worker: Worker, fallback, guard: Guard | None = None) -> None:
+        self.url, self.worker, self.guard = url, worker, guard or Guard()
         self._fallback = fallback  # async callable(fn, *args, **kwargs) running fn in a thread
         self._proc: asyncio.subprocess.Process | None = None
         self._lock = asyncio.Lock()
@@ -115,6 +118,7 @@ class StatusRenderer:
         return self._proc
 
     async def render(self, **kwargs: Any) -> bytes:
+        kwargs = {**kwargs, "guard": self.guard}
         async with self._lock:
             proc = await self._helper()
             if proc is None:

@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import ColumnElement, Connection, and_, exists, func, literal_column, not_, or_, select, true
 
+from ..guard import service_name
 from ..sticky import DEFAULT_WINDOW, GATEWAY_TAG, ExitSummary, stability
 from ._rows import has_tag, list_has
 from .models import ProxyRow as P
@@ -55,6 +56,9 @@ class Filters:
     # Only proxies whose exit IP was seen stable for ``sticky_seconds`` (sticky.py rule 3).
     sticky: bool = False
     sticky_seconds: float = DEFAULT_WINDOW
+    # The captcha service the proxy is for (guard.py). Not part of ``Eligibility``: its budget is
+    # a gate checked once before selection (worker/pool.py ``_eligibility``), not a row's property.
+    service: str | None = None
 
     def __post_init__(self) -> None:
         _strings("tags", self.tags)
@@ -74,6 +78,8 @@ class Filters:
         seconds = self.sticky_seconds
         if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not (0 < seconds < math.inf):
             raise ValueError(f"sticky_seconds: expected a positive number of seconds, got {seconds!r}")
+        if self.service is not None:
+            object.__setattr__(self, "service", service_name(self.service))
 
     @property
     def needs_full_row(self) -> bool:
@@ -145,12 +151,13 @@ class Facts(NamedTuple):
     anonymity: str | None
     exit_run_seconds: float | None
     exit_change_gap: float | None
+    held_back: str | None
     leases_held: int = 0
     cooling: bool = False
 
 
 FACT_COLUMNS = (P.key, P.enabled, P.state, P.reason, P.last_success_at, P.usable_at, P.usable_for, P.tags,
-                P.scheme, P.anonymity, P.exit_run_seconds, P.exit_change_gap)
+                P.scheme, P.anonymity, P.exit_run_seconds, P.exit_change_gap, P.held_back)
 
 
 def usable(healthy: bool, reason: str | None) -> bool:
@@ -181,7 +188,9 @@ def free(proxy_id: Any, now: datetime | ColumnElement[Any], max_concurrent: int)
 class Eligibility:
     """A proxy may be handed out iff all of these hold:
 
-    - it is enabled;
+    - it is enabled, and not held back with its subnet (``held_back``: worker reports of proxy
+      errors concentrated on its /24 or /48 until a check through one of them passes:
+      store/guard.py rule 4);
     - without a ``target``: it is ``healthy`` and its last successful check is at or after
       ``fresh_since`` (now minus ``[worker].max_age``), so workers stop getting proxies when the
       daemon stops checking;
@@ -226,7 +235,7 @@ class Eligibility:
                 last_success = literal_column(f"+{column}", UTCDateTime())
             else:
                 last_success = literal_column(f"({column} + interval '0 seconds')", UTCDateTime())
-        clauses: list[ColumnElement[bool]] = [P.enabled == true()]
+        clauses: list[ColumnElement[bool]] = [P.enabled == true(), P.held_back.is_(None)]
         if f.target is not None:
             clauses += [
                 or_(P.state == "healthy", P.reason == "banned"),
@@ -257,7 +266,7 @@ class Eligibility:
     def admits(self, p: Facts) -> bool:
         """The rule in Python, for in-memory paths (``HotReads.fetch``, the snapshot)."""
         f = self.filters
-        if not p.enabled:
+        if not p.enabled or p.held_back is not None:
             return False
         if f.target is not None:
             fresh = p.usable_at is not None and p.usable_at >= self.fresh_since

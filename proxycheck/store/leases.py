@@ -35,6 +35,7 @@ from ..result import CheckResult, LastRun, history_probes
 from . import exits, probe_results
 from ._rows import PROXY_COLUMNS, STATE_COLUMNS, is_postgresql, proxy_from_row, state_from_row, utcnow
 from .instances import live_instances
+from .guard import release_subnets
 from .models import CheckRow, InstanceRow
 from .models import ProxyRow as P
 
@@ -138,6 +139,7 @@ def record_results(
         written = [_record(conn, claim, result, transition, instance_id) for claim, result, transition in items]
         # The exit IP over time (exits.py rule 2), for the whole batch in a few statements.
         stored = [(claim, result, transition) for (claim, result, transition), ok in zip(items, written) if ok]
+        release_subnets(conn, [claim.proxy_id for claim, result, _ in stored if result.healthy])  # guard.py rule 4
         soon = exits.record_exits(conn, [(claim.proxy_id, result) for claim, result, _ in stored], follow_up)
         earlier = [{"pid": claim.proxy_id, "at": soon[claim.proxy_id]} for claim, _, transition in stored
                    if claim.proxy_id in soon and soon[claim.proxy_id] < transition.next_check_at]

@@ -92,6 +92,8 @@ class ProxyRow(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     key: Mapped[str] = mapped_column(String(512), unique=True)  # Proxy.key: URL without password
+    subnet: Mapped[str | None] = mapped_column(String(64))  # host's /24 or /48 (guard.subnet_of); None: a name
+    held_back: Mapped[str | None] = mapped_column(Text)  # why its subnet is held back (store/guard.py rule 4)
     scheme: Mapped[str] = mapped_column(String(16))
     host: Mapped[str] = mapped_column(String(255))
     port: Mapped[int] = mapped_column(Integer)
@@ -150,6 +152,7 @@ class ProxyRow(Base):
         Index("ix_proxies_due", "enabled", "next_check_at"),
         Index("ix_proxies_healthy", "state", "last_success_at"),
         Index("ix_proxies_source", "source"),
+        Index("ix_proxies_subnet", "subnet"),
         Index("ix_proxies_least_used", "state", "use_count", "id"),
         Index("ix_proxies_round_robin", "state", "last_used_at", "id"),
     )
@@ -228,10 +231,12 @@ class ReportRow(Base):
     applied: Mapped[bool] = mapped_column(Boolean)
     took_out: Mapped[bool] = mapped_column(Boolean)  # made a healthy proxy unhealthy (guard rail)
     why_not: Mapped[str | None] = mapped_column(String(32))  # guard_rail | not_healthy | disabled
+    service: Mapped[str | None] = mapped_column(String(64))  # the captcha service (guard.py), if the worker named it
 
     __table_args__ = (
         Index("ix_reports_reported_at", "reported_at"),
         Index("ix_reports_proxy_id_reported_at", "proxy_id", "reported_at"),
+        Index("ix_reports_service_reported_at", "service", "reported_at"),
     )
 
 

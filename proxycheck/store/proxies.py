@@ -28,6 +28,7 @@ from sqlalchemy import Connection, Engine, insert, select, true, update
 
 from ..health import HealthPolicy, HealthState
 from ..proxy import Proxy
+from ..guard import subnet_of
 from ._rows import chunks, state_values, tags_value, utcnow
 from .models import ProxyRow as P
 from .schedule import first_check_times, typical_check_seconds
@@ -174,6 +175,7 @@ def _new_row(proxy: Proxy, source: str, now: datetime) -> dict[str, Any]:
         "key": proxy.key,
         "scheme": proxy.scheme,
         "host": proxy.host,
+        "subnet": subnet_of(proxy.host),
         "port": proxy.port,
         "username": proxy.username,
         "password": proxy.password,

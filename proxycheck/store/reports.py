@@ -9,7 +9,8 @@ Rules:
    with ``applied = false, why_not = 'guard_rail'`` and change nothing; ``feedback_summary`` says
    so. Counting and taking out are serialised (SQLite: the writer's ``BEGIN IMMEDIATE``;
    PostgreSQL: a transaction-scoped advisory lock), so concurrent reporters cannot overshoot.
-3. The lease columns are never touched. A check in flight when the report lands still writes
+3. A stored proxy error may hold its proxy's subnet back (store/guard.py rule 4), in the same
+   transaction. The lease columns are never touched. A check in flight when the report lands still writes
    back (its lease token still matches) and, being the later write, replaces the report's effect
    with its own fresh verdict: the daemon's probe has the last word.
 4. Stored: proxy errors and soft failures always (applied or not); a success only when it changed
@@ -30,6 +31,7 @@ from ..health import HealthState
 from ._rows import STATE_COLUMNS, is_postgresql, state_from_row, state_values, utcnow
 from .models import ProxyRow as P
 from .models import ReportRow as R
+from .guard import SubnetRule, hold_subnet
 
 # pg_advisory_xact_lock key held while a report counts and takes out ("rept" in ASCII).
 REPORT_LOCK_ID = 0x72657074
@@ -83,6 +85,7 @@ class ReportFacts:
     error: str | None
     service_code: str | None
     worker: str | None
+    service: str | None = None  # the captcha service (guard.py), when the worker named it
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,7 @@ def record_report(
     guard: GuardRail,
     *,
     now: datetime | None = None,
+    subnets: SubnetRule | None = None,
 ) -> Recorded:
     """Apply one report to the proxy with ``key`` (rules 1-4). ``decide(health, enabled,
     next_check_at)`` is pure."""
@@ -151,8 +155,11 @@ def record_report(
                     applied=decision.applied,
                     took_out=decision.applied and decision.takes_out,
                     why_not=decision.why_not,
+                    service=facts.service,
                 )
             )
+            if facts.kind == "proxy_error" and subnets is not None:
+                hold_subnet(conn, row.id, subnets, now, guard.budget)  # store/guard.py rule 4
     return Recorded(
         True, store, decision.applied, decision.applied and decision.takes_out, decision.why_not, health.state
     )

@@ -170,7 +170,7 @@ def facts_of(row: Any) -> Facts:
     """``Facts`` from a Core row holding ``FACT_COLUMNS``."""
     return Facts(row.key, bool(row.enabled), row.state, row.reason, row.last_success_at, row.usable_at,
                  frozenset(row.usable_for or ()), frozenset(row.tags or ()), row.scheme, row.anonymity,
-                 row.exit_run_seconds, row.exit_change_gap)
+                 row.exit_run_seconds, row.exit_change_gap, row.held_back)
 
 
 def _candidates_core(engine: Engine, eligibility: Eligibility) -> list[Candidate]:
@@ -235,6 +235,7 @@ class Shortage:
     unknown: int
     codes: tuple[tuple[int | None, int], ...]  # (code, proxies) of enabled unhealthy, most first
     matching: int = 0  # eligible under the whole rule asked about, filters included
+    held_back: int = 0  # healthy but held back with their subnet (store/guard.py rule 4)
 
 
 def shortage(engine: Engine, rule: Eligibility) -> Shortage:
@@ -246,11 +247,15 @@ def shortage(engine: Engine, rule: Eligibility) -> Shortage:
         admitted = func.sum(case((rule.clause(conn), 1), else_=0))
         counts: dict[tuple[bool, str, bool], int] = {}
         by_code: dict[int | None, int] = {}  # enabled unhealthy proxies by failure code
-        matching = 0
-        groups = (P.enabled, P.state, fresh_col, P.code)
-        for enabled, state, fresh, code, n, m in conn.execute(select(*groups, func.count(), admitted).group_by(*groups)):
-            counts[(bool(enabled), state, bool(fresh))] = counts.get((bool(enabled), state, bool(fresh)), 0) + n
+        matching = held_back = 0
+        held_col = P.held_back.is_not(None).label("held")
+        groups = (P.enabled, P.state, fresh_col, P.code, held_col)
+        for enabled, state, fresh, code, held, n, m in conn.execute(select(*groups, func.count(), admitted).group_by(*groups)):
             matching += int(m or 0)
+            if enabled and held and state == "healthy":  # not stale: held back (fresh_col says no to both)
+                held_back += n
+                continue
+            counts[(bool(enabled), state, bool(fresh))] = counts.get((bool(enabled), state, bool(fresh)), 0) + n
             if enabled and state == "unhealthy":
                 by_code[code] = by_code.get(code, 0) + n
     codes = sorted(by_code.items(), key=lambda item: (-item[1], item[0] is None, item[0] or 0))
@@ -263,7 +268,7 @@ def shortage(engine: Engine, rule: Eligibility) -> Shortage:
         )
 
     return Shortage(
-        enabled=total(enabled=True),
+        enabled=total(enabled=True) + held_back,
         disabled=total(enabled=False),
         fresh=total(True, "healthy", True),
         stale=total(True, "healthy", False),
@@ -271,6 +276,7 @@ def shortage(engine: Engine, rule: Eligibility) -> Shortage:
         unknown=total(True, "unknown"),
         codes=tuple(codes),
         matching=matching,
+        held_back=held_back,
     )
 
 

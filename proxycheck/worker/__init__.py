@@ -83,8 +83,10 @@ def get_healthy_proxy(filters: Filters | None = None, *, strategy: str | None = 
     URLs/keys) this task already tried; ``strategy``: ``random`` (default), ``round_robin``,
     ``least_used`` or ``fastest``; ``target``: a ban target's name (``[[targets.ban]]``): a proxy
     fine there, even if other targets ban it; ``sticky``: only proxies whose exit IP was seen
-    stable for ``[probes].sticky_seconds``. The filters may come as one ``Filters`` instead.
-    Raises ``NoHealthyProxy`` (a ``LookupError``) saying why, ``ValueError`` naming a bad argument."""
+    stable for ``[probes].sticky_seconds``; ``service``: the captcha service the proxy is for. The
+    filters may come as one ``Filters`` instead. Raises ``NoHealthyProxy`` (a ``LookupError``)
+    saying why, ``GuardTripped`` (a ``LookupError``) when ``service``'s error budget is spent
+    (docs/guard.md), ``ValueError`` naming a bad argument."""
     return default_pool().get(filters, strategy=strategy, **keywords)
 
 
@@ -106,17 +108,20 @@ async def aget_healthy_proxies(**filters: Any) -> list[Proxy]:
     return await asyncio.to_thread(get_healthy_proxies, **filters)
 
 
-def report(proxy: Proxy | str, outcome: Any, *, worker: str | None = None) -> ReportResult:
+def report(proxy: Proxy | str, outcome: Any, *, worker: str | None = None, service: str | None = None) -> ReportResult:
     """Tell proxycheck what the captcha service said about ``proxy`` (a ``Proxy`` from
     ``get_healthy_proxy()``, or its URL/key). ``outcome``: the service's JSON response, an
     ``errorId`` or an ``errorCode`` (``proxycheck.feedback`` says what each means). ``worker``
-    names the reporter (default ``host:pid``). Raises ``ValueError`` for anything else."""
-    return default_pool().report(proxy, outcome, worker=worker)
+    names the reporter (default ``host:pid``); ``service`` the captcha service (``anti-captcha``,
+    ``capmonster``, ``2captcha``, ...): its proxy errors spend that service's error budget
+    (docs/guard.md). Raises ``ValueError`` for anything else."""
+    return default_pool().report(proxy, outcome, worker=worker, service=service)
 
 
-async def areport(proxy: Proxy | str, outcome: Any, *, worker: str | None = None) -> ReportResult:
+async def areport(proxy: Proxy | str, outcome: Any, *, worker: str | None = None,
+                  service: str | None = None) -> ReportResult:
     """``report`` for asyncio workers (the database call runs in a thread)."""
-    return await asyncio.to_thread(report, proxy, outcome, worker=worker)
+    return await asyncio.to_thread(report, proxy, outcome, worker=worker, service=service)
 
 
 def feedback_summary() -> FeedbackSummary:

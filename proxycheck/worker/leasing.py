@@ -50,12 +50,13 @@ def acquire(filters: Filters | None = None, *, ttl: float | None = None, worker:
     return _pool(pool).acquire(filters, ttl=ttl, worker=worker, strategy=strategy, **keywords)
 
 
-def release(lease: Lease | str, outcome: Any = None, *, worker: str | None = None, pool: ProxyPool | None = None) -> Released:
-    """End ``lease`` (a ``Lease`` or its id). With ``outcome`` (what the service answered), the
+def release(lease: Lease | str, outcome: Any = None, *, worker: str | None = None, service: str | None = None,
+            pool: ProxyPool | None = None) -> Released:
+    """End ``lease`` (a ``Lease`` or its id). With ``outcome`` (what ``service`` answered), the
     proxy is ``report()``-ed by the release that ends the lease, once. False (``Released`` is
     true or false like a bool) when the lease was unknown, had expired or had been released;
     ``.reported`` says whether a report was stored, ``.report`` is ``report()``'s answer."""
-    return _pool(pool).release(lease, outcome, worker=worker)
+    return _pool(pool).release(lease, outcome, worker=worker, service=service)
 
 
 def held_leases(*, pool: ProxyPool | None = None) -> list[HeldLease]:
@@ -63,9 +64,14 @@ def held_leases(*, pool: ProxyPool | None = None) -> list[HeldLease]:
     return _pool(pool).held_leases()
 
 
-def _report_failure(pool: ProxyPool, held: Lease, exc: BaseException, worker: str | None) -> None:
+def _service(filters: Filters | None, keywords: Any) -> str | None:
+    """The service a lease is for: its exception is reported against that service's budget."""
+    return filters.service if filters is not None else keywords.get("service")
+
+
+def _report_failure(pool: ProxyPool, held: Lease, exc: BaseException, worker: str | None, service: str | None) -> None:
     try:
-        pool.report_exception(held.proxy, exc, worker=worker)
+        pool.report_exception(held.proxy, exc, worker=worker, service=service)
     except Exception:  # noqa: BLE001 - rule 2: the block's own exception matters more
         log.warning("could not report the failure inside lease %s on %s", held.id, held.proxy.masked_url, exc_info=True)
 
@@ -79,7 +85,7 @@ def lease(filters: Filters | None = None, *, ttl: float | None = None, worker: s
     try:
         yield held.proxy
     except Exception as exc:
-        _report_failure(p, held, exc, worker)
+        _report_failure(p, held, exc, worker, _service(filters, keywords))
         raise
     finally:
         p.release(held)
@@ -106,7 +112,7 @@ async def alease(filters: Filters | None = None, *, ttl: float | None = None, wo
     try:
         yield held.proxy
     except Exception as exc:
-        await asyncio.to_thread(_report_failure, p, held, exc, worker)
+        await asyncio.to_thread(_report_failure, p, held, exc, worker, _service(filters, keywords))
         raise
     finally:
         await asyncio.shield(asyncio.to_thread(p.release, held))

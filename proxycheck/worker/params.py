@@ -16,7 +16,7 @@ from ..proxy import Proxy, parse_proxy_url
 from ..store.eligibility import Filters
 from .settings import STRATEGIES
 
-QUERY_KEYS = ("tags", "tag", "scheme", "anonymity", "exclude", "strategy", "target", "sticky")
+QUERY_KEYS = ("tags", "tag", "scheme", "anonymity", "exclude", "strategy", "target", "sticky", "service")
 PASSED_THROUGH = ("format",)  # the HTTP layer's own parameters
 _NONE: tuple[str, ...] = ()
 _NO_FILTERS = Filters()
@@ -32,6 +32,7 @@ class FilterKeywords(TypedDict, total=False):
     exclude: Iterable[Proxy | str] | Proxy | str
     target: str | None
     sticky: bool
+    service: str | None
 
 
 def as_filters(filters: Filters | None, keywords: Mapping[str, Any]) -> Filters:
@@ -68,11 +69,14 @@ def make_filters(
     exclude: Iterable[Proxy | str] | Proxy | str = _NONE,
     target: str | None = None,
     sticky: bool = False,
+    service: str | None = None,
 ) -> Filters:
     """``tags``: all must match (a string is one tag). ``scheme``: one or several, matched exactly
     (``socks5`` does not match ``socks5h``). ``anonymity``: the minimum level
-    (``anonymous`` < ``elite``). ``exclude``: proxies, URLs or keys already tried."""
-    if tags is _NONE and exclude is _NONE and scheme is None and anonymity is None and target is None and sticky is False:
+    (``anonymous`` < ``elite``). ``exclude``: proxies, URLs or keys already tried. ``service``:
+    the captcha service the proxy is for; its error budget may refuse (guard.py)."""
+    if (tags is _NONE and exclude is _NONE and scheme is None and anonymity is None and target is None
+            and sticky is False and service is None):
         return _NO_FILTERS  # the common call, per hand-out: nothing to check
     tag_set = _names("tags", tags)
     schemes = None if scheme is None else _names("scheme", scheme, lower=True)
@@ -84,7 +88,8 @@ def make_filters(
         raise ValueError(f"exclude: expected proxies, URLs or keys, got {exclude!r}")
     if isinstance(target, str):
         target = target.strip()
-    return Filters(tag_set, schemes, level, frozenset(proxy_key(e) for e in exclude), target=target, sticky=sticky)
+    return Filters(tag_set, schemes, level, frozenset(proxy_key(e) for e in exclude), target=target, sticky=sticky,
+                   service=service)
 
 
 def check_strategy(strategy: Any) -> str:
@@ -177,6 +182,8 @@ def filters_from_query(query: Mapping[str, str]) -> dict[str, Any]:
         if flag not in ("1", "true", "yes", "0", "false", "no"):
             raise ValueError(f"sticky: expected true or false, got {flag!r}")
         kwargs["sticky"] = flag in ("1", "true", "yes")
+    if values("service"):
+        kwargs["service"] = values("service")[-1]
     make_filters(**{k: v for k, v in kwargs.items() if k != "strategy"})  # validate now: a 400, not a 500
     return kwargs
 

@@ -34,8 +34,9 @@ from typing import Any, Unpack
 from sqlalchemy import Engine
 
 from .. import feedback
-from ..config import Probes
+from ..config import Guard, Probes
 from ..errors import NoHealthyProxy
+from ..guard import GuardState, budget_for, service_name
 from ..health import HealthPolicy
 from ..proxy import Proxy
 from ..store import migrate
@@ -44,6 +45,7 @@ from ..store.engine import make_engine, masked_url
 from ..store.reports import FeedbackSummary, GuardRail, ReportFacts, feedback_summary, guard_rail, record_report
 from ..store.eligibility import LEASE_CLOCK, Eligibility, Filters, LeaseLimits
 from ..store.selection import C_ID, HotReads, Shortage, eligible_ids, select_eligible, shortage
+from ..store import guard as guard_store
 from ..store import worker_leases
 from ..store.usage import COUNTED_STRATEGIES, CountedPicks
 from .params import FilterKeywords, as_filters, check_limit, check_strategy, proxy_from_reference
@@ -90,6 +92,7 @@ class ProxyPool:
         self._settings = settings or WorkerSettings()
         self._health = HealthPolicy()
         self._sticky_seconds = Probes().sticky_seconds
+        self._guard = Guard()
         self._url = database_url or ""
         self._snapshot: Snapshot | None = None
         self._worker_name = f"{socket.gethostname()}:{os.getpid()}"
@@ -126,6 +129,7 @@ class ProxyPool:
                     raise
                 self._url, self._health = url, settings.health
                 self._sticky_seconds = settings.probes.sticky_seconds
+                self._guard = settings.guard
                 given = self._settings_given
                 self._settings = given.resolved(settings) if isinstance(given, WorkerSettings) else (given or worker)
                 self._hot = HotReads(engine)
@@ -202,7 +206,8 @@ class ProxyPool:
     def get_all(self, filters: Filters | None = None, *, strategy: str | None = None, limit: int | None = None,
                 **keywords: Unpack[FilterKeywords]) -> list[Proxy]:
         """Every eligible proxy (exact: one query), ordered by ``strategy`` without counting
-        hand-outs: fastest first by default, shuffled for ``random``. Empty list, no exception."""
+        hand-outs: fastest first by default, shuffled for ``random``. Empty list, no exception,
+        unless the filters name a ``service`` whose error budget is spent (``GuardTripped``)."""
         wanted, limit = as_filters(filters, keywords), check_limit(limit)
         strategy = check_strategy("fastest" if strategy is None else strategy)
         rule = self._eligibility(wanted)
@@ -215,11 +220,15 @@ class ProxyPool:
 
     def _eligibility(self, filters: Filters, leases: bool = False) -> Eligibility:
         """The rule for this call: ``fresh_since`` from the clock once (eligibility.py rule 3), and
-        ``[probes].sticky_seconds`` from the config for ``sticky``."""
-        self._open()
+        ``[probes].sticky_seconds`` from the config for ``sticky``. Every hand-out comes through
+        here, so this is where a service's spent error budget refuses (``GuardTripped``, once per
+        call, before any selection: store/guard.py rule 2)."""
+        reader = self._open()
         if filters.sticky:
             filters = dataclasses.replace(filters, sticky_seconds=self._sticky_seconds)
         now = self._clock()
+        if filters.service is not None:
+            guard_store.check(reader, budget_for(self._guard, filters.service), now=now)
         limits = None
         if leases:  # at the lease clock: the database's on PostgreSQL (worker_leases.py rule 5)
             lease_now = LEASE_CLOCK if self._lease_clock() is None else now
@@ -350,11 +359,12 @@ class ProxyPool:
             max_concurrent=settings.max_concurrent_per_proxy, cooldown=settings.cooldown_seconds, where=where,
         )
 
-    def release(self, lease: worker_leases.Lease | str, outcome: Any = None, *, worker: str | None = None) -> worker_leases.Released:
-        """End ``lease`` (a ``Lease`` or its id); with ``outcome``, ``report`` its proxy, once:
-        only the release that ends a held lease reports (worker_leases.py rule 6). The answer is
-        false when the lease was unknown, had expired or had been released; ``.reported`` says
-        whether a report was stored."""
+    def release(self, lease: worker_leases.Lease | str, outcome: Any = None, *, worker: str | None = None,
+                service: str | None = None) -> worker_leases.Released:
+        """End ``lease`` (a ``Lease`` or its id); with ``outcome``, ``report`` its proxy (for
+        ``service``), once: only the release that ends a held lease reports (worker_leases.py
+        rule 6). The answer is false when the lease was unknown, had expired or had been released;
+        ``.reported`` says whether a report was stored."""
         lease_id = lease.id if isinstance(lease, worker_leases.Lease) else lease
         if not isinstance(lease_id, str) or not lease_id:
             raise ValueError(f"lease: expected a Lease or its id, got {lease!r}")
@@ -368,7 +378,7 @@ class ProxyPool:
         )
         if not released or proxy is None:
             return worker_leases.Released(released)
-        return worker_leases.Released(True, self.report(proxy, outcome, worker=worker))
+        return worker_leases.Released(True, self.report(proxy, outcome, worker=worker, service=service))
 
     def held_leases(self, limit: int | None = None) -> list[worker_leases.HeldLease]:
         """Leases held now, oldest first."""
@@ -380,15 +390,16 @@ class ProxyPool:
         engine = engine or self._write_engine()
         return None if engine.dialect.name == "postgresql" else self._clock
 
-    def report_exception(self, proxy: Proxy | str, exc: BaseException, *, worker: str | None = None) -> feedback.ReportResult:
+    def report_exception(self, proxy: Proxy | str, exc: BaseException, *, worker: str | None = None,
+                         service: str | None = None) -> feedback.ReportResult:
         """Report what an exception inside a lease says: a captcha service's proxy error (its
         response, ``errorCode`` or ``errorId`` found on the exception: ``feedback.outcome_in``)
         as such, anything else as a soft failure naming the exception's type."""
         outcome = feedback.outcome_in(exc)
         if outcome is not None:
-            return self.report(proxy, outcome, worker=worker)
+            return self.report(proxy, outcome, worker=worker, service=service)
         kind = feedback.Classified("soft_failure", None, None, f"exception {type(exc).__name__}"[:64])
-        return self._apply(proxy, kind, worker)
+        return self._apply(proxy, kind, worker, service)
 
     @staticmethod
     def _check_ttl(ttl: float | None) -> float | None:
@@ -404,14 +415,18 @@ class ProxyPool:
         return (worker or self._worker_name)[:MAX_WORKER_NAME]
 
     # -- feedback ---------------------------------------------------------------------------------
-    def report(self, proxy: Proxy | str, outcome: Any, *, worker: str | None = None) -> feedback.ReportResult:
-        """Apply what the captcha service said about ``proxy`` (feedback.py, store/reports.py)."""
-        return self._apply(proxy, feedback.classify(outcome), worker)
+    def report(self, proxy: Proxy | str, outcome: Any, *, worker: str | None = None,
+               service: str | None = None) -> feedback.ReportResult:
+        """Apply what the captcha service said about ``proxy`` (feedback.py, store/reports.py).
+        ``service`` names that service: its proxy errors count toward its budget (guard.py)."""
+        return self._apply(proxy, feedback.classify(outcome), worker, service)
 
-    def _apply(self, proxy: Proxy | str, c: feedback.Classified, worker: str | None) -> feedback.ReportResult:
+    def _apply(self, proxy: Proxy | str, c: feedback.Classified, worker: str | None,
+               service: str | None = None) -> feedback.ReportResult:
         ref = proxy_from_reference(proxy)
         key, masked = ref.key, ref.masked_url
         who = self._who(worker)
+        service = None if service is None else service_name(service)
         if c.kind == "not_about_proxy":
             return feedback.ReportResult(masked, c.kind, c.error, c.code, False, False, False, None, None)
         self._open()
@@ -425,8 +440,9 @@ class ProxyPool:
                 policy=self._health, reprobe_after=settings.reprobe_after, rng=rng,
             )
 
-        facts = ReportFacts(c.kind, c.code, c.error, c.service_code, who)
-        done = record_report(self._write_engine(), key, facts, decide, self.guard_rail, now=now)
+        facts = ReportFacts(c.kind, c.code, c.error, c.service_code, who, service)
+        subnets = guard_store.SubnetRule(self._guard.subnet_errors, self._guard.window)
+        done = record_report(self._write_engine(), key, facts, decide, self.guard_rail, now=now, subnets=subnets)
         # No snapshot invalidation needed: every proposal is re-read by id before it is handed out.
         why_not = "unknown_proxy" if not done.found else done.why_not
         return feedback.ReportResult(masked, c.kind, c.error, c.code, done.stored, done.applied, done.took_out, why_not, done.state)
@@ -437,6 +453,11 @@ class ProxyPool:
 
     def feedback_summary(self) -> FeedbackSummary:
         return feedback_summary(self._open(), self.guard_rail, now=self._clock())
+
+    def guard_state(self, service: str) -> GuardState:
+        """``service``'s error budget now (guard.py), as every process on the database sees it."""
+        reader = self._open()
+        return guard_store.guard_state(reader, budget_for(self._guard, service_name(service)), now=self._clock())
 
 
 def _after_fork_in_child() -> None:

@@ -35,6 +35,7 @@ def no_healthy_proxy(
         "disabled": counts.disabled,
         "healthy_fresh": counts.fresh,
         "healthy_stale": counts.stale,
+        "healthy_held_back": counts.held_back,
         "unhealthy": counts.unhealthy,
         "unknown": counts.unknown,
         "unhealthy_codes": {str(code): n for code, n in counts.codes},
@@ -70,6 +71,9 @@ def explain(
         parts.append(
             f"{counts.stale} healthy but stale (last successful check more than {max_age:g} s ago)"
         )
+    if counts.held_back:
+        parts.append(f"{counts.held_back} healthy but held back with their subnet after repeated worker reports of "
+                      "proxy errors (`proxycheck status` says which; a passing check lets them back)")
     if counts.unhealthy:
         parts.append(f"{counts.unhealthy} unhealthy ({_codes(counts.codes)})")
     if counts.unknown:

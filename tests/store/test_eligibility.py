@@ -32,6 +32,7 @@ FRESH, STALE = NOW - timedelta(seconds=10), NOW - timedelta(seconds=1000)
 BASE: dict[str, Any] = dict(
     enabled=True, state="healthy", reason=None, last_success_at=FRESH, usable_at=FRESH, usable_for=["google"],
     tags=["us"], scheme="http", anonymity="elite", exit_run_seconds=200.0, exit_change_gap=None, latency_ms=100.0,
+    held_back=None,
 )
 # name: (columns that differ from BASE, leases on it: "held" / "ended" (cooling) per lease)
 ROWS: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
@@ -39,6 +40,9 @@ ROWS: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
     "stale": ({"last_success_at": STALE, "usable_at": STALE}, ()),
     "never_succeeded": ({"last_success_at": None, "usable_at": None}, ()),
     "disabled": ({"enabled": False}, ()),
+    "held_back": ({"held_back": "held back with its subnet 203.0.113.0/24: ..."}, ()),
+    "held_back_banned_elsewhere": ({"held_back": "held back", "state": "unhealthy", "reason": "banned",
+                                    "last_success_at": STALE, "usable_for": ["google"]}, ()),
     "unknown": ({"state": "unknown", "last_success_at": None, "usable_at": None}, ()),
     "unhealthy": ({"state": "unhealthy", "reason": "connect_refused", "usable_for": ["google"]}, ()),
     "banned_elsewhere": ({"state": "unhealthy", "reason": "banned", "last_success_at": STALE,
@@ -125,7 +129,7 @@ def facts(name: str) -> Facts:
     v = {**BASE, **ROWS[name][0]}
     return Facts(key_of(name), v["enabled"], v["state"], v["reason"], v["last_success_at"], v["usable_at"],
                  frozenset(v["usable_for"]), frozenset(v["tags"]), v["scheme"], v["anonymity"],
-                 v["exit_run_seconds"], v["exit_change_gap"], **lease_facts(name))
+                 v["exit_run_seconds"], v["exit_change_gap"], v["held_back"], **lease_facts(name))
 
 
 @pytest.mark.parametrize(("filters", "leased"), CASES, ids=[f"{c[0].describe() or 'no filters'}{' leased' if c[1] else ''}"
@@ -152,7 +156,8 @@ def test_every_form_of_the_rule_admits_the_same_rows(writer, table, filters, lea
 
 def test_the_table_covers_every_branch():
     """The rows above reach each clause of the rule: target, sticky (rotating, gateway,
-    unconfirmed, never read), freshness, leases (held to the limit, cooling)."""
+    unconfirmed, never read), freshness, leases (held to the limit, cooling), a subnet held back
+    (refused with and without a target, where the same row unheld is admitted)."""
     expected = {
         Filters(): {"healthy", "healthy_not_usable_for_google", "socks_anonymous_de", "no_anonymity_known",
                     "rotating", "gateway", "unconfirmed", "changed_slowly", "changed_at_window", "no_exit_read",
@@ -167,6 +172,10 @@ def test_the_table_covers_every_branch():
     for filters, names in expected.items():
         rule = Eligibility.at(NOW, MAX_AGE, filters)
         assert {n for n in ROWS if rule.admits(facts(n))} == names, filters.describe()
+    unheld = facts("held_back")._replace(held_back=None)
+    assert Eligibility.at(NOW, MAX_AGE, Filters()).admits(unheld) and not Eligibility.at(NOW, MAX_AGE).admits(facts("held_back"))
+    assert not Eligibility.at(NOW, MAX_AGE, Filters(target="google")).admits(facts("held_back_banned_elsewhere"))
+    assert Eligibility.at(NOW, MAX_AGE, Filters(target="google")).admits(facts("held_back_banned_elsewhere")._replace(held_back=None))
     leased = Eligibility.at(NOW, MAX_AGE, Filters(), LIMITS)
     assert not leased.admits(facts("leased_full")) and not leased.admits(facts("cooling"))
     assert leased.admits(facts("leased_one")) and leased.admits(facts("expired_cooled"))

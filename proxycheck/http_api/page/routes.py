@@ -32,6 +32,7 @@ from ...explain import render as explain_text
 from ...status_view import age, checker_state
 from ...store import status_summary
 from ...store.history import proxy_history
+from ...store.guard import guard_states, held_subnets
 from ...store.reports import WHY_NOT, feedback_summary, guard_rail, recent_reports
 from ...store.worker_leases import lease_counts
 from ...verdict import error_name
@@ -129,7 +130,8 @@ class Page:
         return {"summary": summary, "checker": checker_state(summary), "own_checker": (state, reason),
                 "feedback": feedback_summary(self.engine, guard_rail(self.settings.worker)),
                 "reports": recent_reports(self.engine, limit=15), "retention": self.settings.daemon,
-                "leases": lease_counts(self.engine, now=datetime.now(UTC))}
+                "leases": lease_counts(self.engine, now=datetime.now(UTC)),
+                "guards": guard_states(self.engine, self.settings), "held": held_subnets(self.engine)}
 
     async def over_time(self, request: web.Request) -> web.Response:
         window = request.match_info["window"]
