@@ -41,6 +41,8 @@ from .config_sections import (MIN_TOKEN_LENGTH, RELATIONS, SECTIONS, STRATEGIES,
 from .config_targets import Targets, TargetsBase, judge_targets, judge_targets_toml, targets_class
 from .errors import ConfigError
 from .health import HealthPolicy
+from .notify import settings as notify_settings
+from .notify.settings import Notify
 from .target_spec import ProbeSchedule, url_check
 
 DEFAULT_CONFIG_FILE = "proxycheck.toml"
@@ -73,11 +75,17 @@ def load_settings(explicit: str | None = None, *, environ: dict[str, str] | None
         data = read_toml(path)
     settings = settings_from_dict(data, str(path) if path else "defaults")
     if path is not None and settings.http.token:
-        _check_secret_file(path, "[http].token")
+        _check_secret_file(path, "[http].token", "the HTTP token", "($PROXYCHECK_TOKEN, or no token: one is generated in "
+                           "<state_dir>/http-token)")
+    if path is not None and settings.notify.secret:
+        _check_secret_file(path, "[notify].secret", "the webhook's secret", "([notify].secret_file)")
+    if path is not None and settings.notify.apprise_urls:
+        _check_secret_file(path, "[notify].apprise_urls", "Apprise URLs (their tokens)", "")
     # Relative paths in the file are relative to the file, so systemd and a shell agree.
     if path is not None:
         settings = _anchor_paths(settings, path.parent)
         _check_ca_file(settings.targets.ca_file, f"{path}: [targets].ca_file")
+    notify_settings.check(settings.notify, f"{path or 'defaults'}: [notify]")
     env_url = environ.get("PROXYCHECK_DATABASE_URL")
     if env_url:
         url = _value(Settings, "database_url", env_url, "environment: PROXYCHECK_DATABASE_URL")
@@ -85,9 +93,9 @@ def load_settings(explicit: str | None = None, *, environ: dict[str, str] | None
     return dataclasses.replace(settings, source_file=str(path) if path else None)
 
 
-def _check_secret_file(path: Path, key: str) -> None:
-    """A config file holding ``key`` (a secret) that others can read is refused, as the token
-    file is (filemodes.py rule 4): the secret guards every proxy password."""
+def _check_secret_file(path: Path, key: str, what: str, elsewhere: str) -> None:
+    """A config file holding ``key`` (a secret: ``what``) that others can read is refused, as the
+    token file is (filemodes.py rule 4); ``elsewhere`` says where else the secret can be kept."""
     from .filemodes import open_to_others
 
     try:
@@ -95,9 +103,9 @@ def _check_secret_file(path: Path, key: str) -> None:
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
     if open_to_others(mode):
-        raise ConfigError(f"{path}: {key}: the file holds the HTTP token and is readable by every user "
-                          f"(mode {stat.filemode(mode)}): run `chmod o-rwx {path}`, or take the token out of it "
-                          "($PROXYCHECK_TOKEN, or no token: one is generated in <state_dir>/http-token)")
+        raise ConfigError(f"{path}: {key}: the file holds {what} and is readable by every user "
+                          f"(mode {stat.filemode(mode)}): run `chmod o-rwx {path}`" + (f", or take it out of the file {elsewhere}"
+                                                                               if elsewhere else ""))
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -228,6 +236,8 @@ def _anchor_paths(settings: Settings, base: Path) -> Settings:
 
     targets = dataclasses.replace(settings.targets, ca_file=anchor(settings.targets.ca_file))
     daemon = dataclasses.replace(settings.daemon, sources=tuple(anchor(s) for s in settings.daemon.sources))
-    return dataclasses.replace(settings, state_dir=anchor(settings.state_dir), targets=targets, daemon=daemon)
+    notify = dataclasses.replace(settings.notify, secret_file=anchor(settings.notify.secret_file))
+    return dataclasses.replace(settings, state_dir=anchor(settings.state_dir), targets=targets, daemon=daemon,
+                               notify=notify)
 
 

@@ -17,6 +17,7 @@ from .config_keys import key, shown
 from .config_targets import Targets, targets_class
 from .errors import StorageError
 from .health import HealthPolicy
+from .notify.settings import Notify
 from .sticky import DEFAULT_WINDOW
 from .target_spec import ProbeSchedule
 
@@ -209,6 +210,7 @@ class Settings:
     http: Http = field(default_factory=Http)
     worker: Worker = field(default_factory=Worker)
     guard: Guard = field(default_factory=Guard)
+    notify: Notify = field(default_factory=Notify)
     source_file: str | None = None  # where the settings came from (not a key)
 
     @property
@@ -218,7 +220,7 @@ class Settings:
         return f"sqlite:///{Path(self.state_dir).resolve() / 'proxycheck.db'}"
 
 
-SECTIONS = ("targets", "timeouts", "probes", "check", "health", "daemon", "http", "worker", "guard")
+SECTIONS = ("targets", "timeouts", "probes", "check", "health", "daemon", "http", "worker", "guard", "notify")
 _NOT_KEYS = {"source_file"}
 
 

@@ -1,4 +1,5 @@
-"""The periodic jobs: source sync, retention, own-IP refresh, heartbeat.
+"""The periodic jobs: source sync, retention, own-IP refresh, heartbeat (the [notify] observation
+is in notifying.py).
 
 Rules:
 1. Each job is a plain coroutine given the parts it uses (the storage, the settings of this

@@ -51,6 +51,7 @@ JOBS = {
     "retention": Job("retention", "retention_interval"),
     "own_ip_refresh": Job("own-IP refresh", "own_ip_interval"),
     "heartbeat": Job("heartbeat", "heartbeat_interval"),
+    "notify": Job("notify observation", "heartbeat_interval"),  # daemon/notifying.py
 }
 
 Run = Callable[[], Awaitable[object]]  # one turn of a job, bound by the runner to what it uses

@@ -39,12 +39,13 @@ from .. import store
 from ..checker import Checker
 from ..config import Settings, load_settings
 from ..errors import ProxycheckError, StorageError
+from ..notify import Notifications
 from ..selftest import CheckerStatus
 from ..sdnotify import Notifier, watchdog_interval
 from ..store.engine import make_engine, masked_url
 from ..store.migrate import check_at_head
 from ..store.schedule import spread_overdue
-from . import jobs, signals
+from . import jobs, notifying, signals
 from . import reload as reloading
 from .dispatcher import Dispatcher
 from .lock import SingleDaemonLock
@@ -134,12 +135,14 @@ class Daemon:
                                      self.metrics, self.stopping)
         self.publisher = Publisher(self.storage, self.instance_id, self.notifier, self.monitor, self.writer,
                                    lambda: len(self.dispatcher.inflight), lambda: self.settings.daemon.heartbeat_interval)
+        self.notifications = Notifications(self.settings.notify, {"id": self.instance_id[:8], "host": socket.gethostname()})
         self.periodic = Periodic({
             "source_sync": self._sync_sources,
             "retention": lambda: jobs.retention(self.storage, self.settings),
             "own_ip_refresh": self.monitor.selftest,
             "heartbeat": lambda: jobs.heartbeat(self.storage, self.publisher.publish,
                                                 reclaim=self.postgresql, wake=self.dispatcher.wake.set),
+            "notify": lambda: notifying.observe(self.notifications, self.storage, self.monitor),
         }, on_bug=self.side.bug)
 
     async def _sync_sources(self) -> bool:
@@ -182,6 +185,7 @@ class Daemon:
             self.side.start(self._once(), "one round", forever=False)
             return
         self.side.start(self.dispatcher.run(), "dispatcher")
+        self.side.start(self.notifications.sender.run(), "notification sender")
         self.periodic.start(d)
         if interval := watchdog_interval():
             stall = max(interval * 2, d.dispatch_interval * 5)
@@ -238,6 +242,7 @@ class Daemon:
             self.monitor.replace_checker(Checker(plan.settings))
         self.monitor.interval = plan.settings.daemon.heartbeat_interval
         self.periodic.reschedule(old.daemon, plan.settings.daemon)
+        self.notifications.reconfigure(plan.settings.notify)
         plan.log()
         self.dispatcher.wake.set()
 

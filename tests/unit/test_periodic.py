@@ -21,6 +21,6 @@ def test_every_job_and_only_those_is_given_a_body(runs):
 def test_the_jobs_and_their_interval_keys():
     assert {job_id: job.interval_key for job_id, job in JOBS.items()} == {
         "source_sync": "sync_interval", "retention": "retention_interval",
-        "own_ip_refresh": "own_ip_interval", "heartbeat": "heartbeat_interval",
+        "own_ip_refresh": "own_ip_interval", "heartbeat": "heartbeat_interval", "notify": "heartbeat_interval",
     }
     Periodic(dict.fromkeys(JOBS, _turn), on_bug=lambda name, exc: None)  # the right set is accepted
