@@ -10,6 +10,9 @@ are retried, each a line in the daemon's log; no proxy password and no secret in
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -61,6 +64,7 @@ def write_config(world, judge, alike: AlikeTarget, receiver: Receiver, tmp_path:
         + "\n[probes.ban]\nevery = 0\n"  # the ban probe on every check: a target's trouble shows within seconds
         + f'\n[daemon]\nsources = ["{csv}"]\ndispatch_interval = 0.2\ndrain_grace = 5.0\nheartbeat_interval = 0.5\n'
         + "\n[health]\ninterval = 2.0\nfast_interval = 2.0\nfailing_interval = 2.0\nmax_interval = 4.0\n"
+        + "\n[guard.testsvc]\nmax_proxy_errors = 2\nwindow = 600\n"
         + f'\n[notify]\nwebhook_url = "{receiver.url}"\nsecret = "{SECRET}"\nmin_interval = 0\nretry_backoff = 0.1\n'
     )
     config.chmod(0o600)
@@ -95,13 +99,26 @@ def test_one_signed_message_per_transition(world, judge, alike, receiver, tmp_pa
         alike.answer = None
         wait_until(lambda: events(receiver, "target:everyone429") == ["target_unable", "target_judging"], 30,
                    "a target_judging message")
+
+        # Two proxy errors a worker reports for service "testsvc" spend its budget of 2: one message.
+        # (On the proxy that fails anyway, so the fleet's healthy fraction does not change.)
+        bad = world.by_name(PROXIES[3]).url
+        worker = ("import proxycheck, sys\nfor _ in range(2):\n"
+                  "    proxycheck.report(sys.argv[1], 'ERROR_PROXY_CONNECT_REFUSED', service='testsvc')\n")
+        ran = subprocess.run([sys.executable, "-c", worker, bad], capture_output=True, text=True, timeout=60,
+                             env={**os.environ, "PROXYCHECK_CONFIG": str(config)})
+        assert ran.returncode == 0, ran.stderr
+        wait_until(lambda: events(receiver, "guard:testsvc") == ["guard_tripped"], 30, "a guard_tripped message")
         time.sleep(1.5)  # a few more observations: nothing new
         delivered = receiver.delivered()
     code, err = daemon.stop()
     assert code == 0, err
     subjects = [m["subject"] for m in delivered]
     assert subjects.count("checker") == 4 and subjects.count("target:everyone429") == 2, delivered
-    assert set(subjects) <= {"checker", "target:everyone429"}, delivered  # 3 of 4 healthy: the fleet is fine
+    assert subjects.count("guard:testsvc") == 1, delivered
+    assert set(subjects) <= {"checker", "target:everyone429", "guard:testsvc"}, delivered  # 3 of 4 healthy: the fleet is fine
+    tripped = next(m for m in delivered if m["event"] == "guard_tripped")
+    assert "testsvc" in tripped["summary"], tripped
     unable = next(m for m in delivered if m["event"] == "target_unable")
     assert "everyone429" in unable["summary"] and "To fix:" in unable["summary"]
     assert [r.status for r in receiver.got[:3]] == [500, 500, 200] and receiver.got[0].body == receiver.got[2].body

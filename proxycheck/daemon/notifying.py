@@ -14,16 +14,16 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 from .. import store
-from ..notify import GuardState, Notifications, Snapshot
+from ..config import Settings
+from ..guard import GuardState
+from ..notify import Notifications, Snapshot
+from ..store.guard import guard_states
 from ..selftest import CheckerStatus
 from .monitor import CheckerMonitor
 from .storage import Storage
-
-Guards = Callable[[], Mapping[str, GuardState]]
-
 
 def snapshot(status: CheckerStatus, notes: Mapping[str, str], counts: Mapping[str, int], last: Snapshot | None,
              guards: Mapping[str, GuardState]) -> Snapshot:
@@ -36,11 +36,12 @@ def snapshot(status: CheckerStatus, notes: Mapping[str, str], counts: Mapping[st
                     unable=unable, guards=dict(guards))
 
 
-async def observe(notifier: Notifications, storage: Storage, monitor: CheckerMonitor, guards: Guards = dict) -> None:
+async def observe(notifier: Notifications, storage: Storage, monitor: CheckerMonitor, settings: Settings) -> None:
     """The periodic job (rule 1)."""
     if not notifier.settings.enabled:
         return
     summary = await storage.attempt(store.status_summary, storage.reader)
-    if summary is None:
+    guards = await storage.attempt(guard_states, storage.reader, settings)
+    if summary is None or guards is None:
         return
-    notifier.observe(snapshot(monitor.status, monitor.checker.notes, summary.counts, notifier.last, guards()))
+    notifier.observe(snapshot(monitor.status, monitor.checker.notes, summary.counts, notifier.last, guards))

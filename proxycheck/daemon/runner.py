@@ -142,7 +142,7 @@ class Daemon:
             "own_ip_refresh": self.monitor.selftest,
             "heartbeat": lambda: jobs.heartbeat(self.storage, self.publisher.publish,
                                                 reclaim=self.postgresql, wake=self.dispatcher.wake.set),
-            "notify": lambda: notifying.observe(self.notifications, self.storage, self.monitor),
+            "notify": lambda: notifying.observe(self.notifications, self.storage, self.monitor, self.settings),
         }, on_bug=self.side.bug)
 
     async def _sync_sources(self) -> bool:

@@ -4,8 +4,8 @@ and minimum interval), ``deliver`` (the delivery task: retries, signature), ``no
 daemon holds), ``settings`` (the ``[notify]`` section). docs/notify.md is the user's side.
 """
 
-from .events import Event, GuardState, Snapshot, transitions
+from .events import Event, Snapshot, transitions
 from .notifier import Notifications
 from .settings import Notify
 
-__all__ = ["Event", "GuardState", "Notifications", "Notify", "Snapshot", "transitions"]
+__all__ = ["Event", "Notifications", "Notify", "Snapshot", "transitions"]

@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ..guard import GuardState  # the guard's own value: tripped, reason
 from ..masking import redact
 
 State = Literal["firing", "resolved"]
@@ -36,14 +37,6 @@ FLEET_FIX = ("`proxycheck status` lists the errors that took them out (`proxyche
 GUARD_FIX = "`proxycheck status` names the errors, proxies and subnets that spent it."
 TARGET_FIX = ("run `proxycheck doctor`; a target that answers everyone alike (429, 503, a captcha wall) cannot tell "
               "a banned proxy from a clean one: point it elsewhere or take it out of [targets].")
-
-
-@dataclass(frozen=True)
-class GuardState:
-    """One captcha service's error budget (``[guard.<service>]``), as the guard reports it."""
-
-    tripped: bool
-    reason: str = ""
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,8 @@ import json
 import pytest
 
 from proxycheck.daemon.notifying import snapshot
-from proxycheck.notify import GuardState, Snapshot, transitions
+from proxycheck.guard import GuardState
+from proxycheck.notify import Snapshot, transitions
 from proxycheck.notify.deliver import message, sign
 from proxycheck.notify.events import Event
 from proxycheck.notify.outbox import Outbox
@@ -23,7 +24,8 @@ LOW = Snapshot(checker_ok=True, healthy=3, unhealthy=7)
 EXACT = Snapshot(checker_ok=True, healthy=5, unhealthy=5)
 NONE_JUDGED = Snapshot(checker_ok=True)
 TRIPPED = Snapshot(checker_ok=True, healthy=8, unhealthy=2,
-                   guards={"anti-captcha": GuardState(True, "20 proxy errors in 600 s"), "capmonster": GuardState(False)})
+                   guards={"anti-captcha": GuardState("anti-captcha", 20, 600.0, 20, True, None),
+                           "capmonster": GuardState("capmonster", 5, 600.0, 1, False, None)})
 UNABLE = Snapshot(checker_ok=True, healthy=8, unhealthy=2, unable={"turnstile": "ban: answers everyone 429"})
 LEAKY = Snapshot(checker_ok=False, checker_reason="judge via http://alice:S3cr3t@10.0.0.1:3128 failed", healthy=8, unhealthy=2)
 
