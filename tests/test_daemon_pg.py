@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 import pytest
 from daemons import label_of, running_daemon, wait_until, write_daemon_config
 from pgdb import admin_engine, throwaway_database
-from sqlalchemy import create_engine, make_url, text
+from sqlalchemy import Connection, create_engine, make_url, text
 
 pytestmark = pytest.mark.postgres
 GOOD = ["squid-anonymous", "squid-elite", "microsocks", "pproxy-socks4", "squid-forwarded-for", "refused"]
@@ -27,15 +27,19 @@ def pg_db() -> Iterator[str]:
         yield url
 
 
-def checks_by_proxy(url: str) -> dict[str, list[tuple[datetime, str]]]:
-    engine = create_engine(url)
-    try:
-        with engine.connect() as conn:
-            rows = conn.execute(text(
-                "SELECT p.label, c.checked_at, c.instance_id FROM checks c JOIN proxies p ON p.id = c.proxy_id ORDER BY c.checked_at"
-            )).all()
-    finally:
-        engine.dispose()
+def checks_by_proxy(db: str | Connection) -> dict[str, list[tuple[datetime, str]]]:
+    """Each proxy's checks (time, instance), read at ``db``: a URL, or an open connection's snapshot."""
+    query = text("SELECT p.label, c.checked_at, c.instance_id FROM checks c JOIN proxies p ON p.id = c.proxy_id "
+                 "ORDER BY c.checked_at")
+    if isinstance(db, Connection):
+        rows = db.execute(query).all()
+    else:
+        engine = create_engine(db)
+        try:
+            with engine.connect() as conn:
+                rows = conn.execute(query).all()
+        finally:
+            engine.dispose()
     out: dict[str, list[tuple[datetime, str]]] = defaultdict(list)
     for label, at, instance in rows:
         out[label].append((at, instance))
@@ -128,18 +132,21 @@ def test_completed_checks_wait_for_the_database_to_come_back(world, tmp_path, pg
     try:
         with running_daemon(config) as daemon:
             wait_until(lambda: len(checks_by_proxy(pg_db)) == 3, 30, "first checks")
-            # Wait for the slow proxies to be in flight again, then take the database away.
-            def slow_in_flight() -> list[str]:
-                engine = create_engine(pg_db)
+            # Wait for the slow proxies to be in flight again, then take the database away. The leases
+            # and the checks already written are read in one snapshot: read one after the other, a check
+            # that ends in between is in ``before`` although its lease was seen, and nothing from before
+            # the outage is left to be held (the race that made this test flaky).
+            def slow_in_flight() -> tuple[list[str], dict[str, list[tuple[datetime, str]]]] | None:
+                engine = create_engine(pg_db, isolation_level="REPEATABLE READ")
                 try:
                     with engine.connect() as conn:
-                        return list(conn.scalars(text("SELECT label FROM proxies WHERE lease_owner IS NOT NULL "
-                                                      "AND label IN (:a, :b)"),
-                                                 {"a": label_of("silent-http"), "b": label_of("silent-socks5")}))
+                        leased = list(conn.scalars(text("SELECT label FROM proxies WHERE lease_owner IS NOT NULL "
+                                                        "AND label IN (:a, :b)"),
+                                                   {"a": label_of("silent-http"), "b": label_of("silent-socks5")}))
+                        return (leased, checks_by_proxy(conn)) if leased else None
                 finally:
                     engine.dispose()
-            leased = wait_until(slow_in_flight, 30, "a slow proxy in flight")
-            before = checks_by_proxy(pg_db)
+            leased, before = wait_until(slow_in_flight, 30, "a slow proxy in flight")
             down_at = datetime.now(UTC)
             set_connections(db_name, False)
             time.sleep(40)
