@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from daemons import RestartableJudge
 from pgdb import UNAVAILABLE, throwaway_database, throwaway_schema
 from sqlalchemy import Engine
 from world import World, missing_software, start_world
@@ -82,3 +83,13 @@ def writer(migrated_url: str) -> Iterator[Engine]:
     engine = make_engine(migrated_url, writer=True)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture
+def restartable_judge(world) -> Iterator[RestartableJudge]:
+    """A running judge that a test can kill and start again on the same ports (daemons.RestartableJudge)."""
+    j = RestartableJudge(world)
+    j.start()
+    yield j
+    if j.judge is not None:
+        j.kill()

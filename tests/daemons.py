@@ -22,6 +22,7 @@ import contextlib
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import tempfile
 import threading
@@ -34,7 +35,9 @@ from typing import TypeVar
 import httpx
 from cli import PROXYCHECK, run_cli, run_json
 from world import EXPECTATIONS
+from world.build import JUDGE_HOST
 
+from proxycheck.judge import Judge, JudgeOptions
 from proxycheck.world import free_port
 
 T = TypeVar("T")
@@ -292,3 +295,36 @@ def running_api(world, tmp_path: Path, names: list[str], *, extra: str = "", dat
 def secrets_of(world, names) -> set[str]:
     """The passwords in the URLs of the world's proxies ``names``."""
     return {f.url.split(":")[2].split("@")[0] for f in world.fixtures if f.name in names and "@" in f.url}
+
+
+# -- what the tests do to a daemon's world and read from its SQLite file -------------------------------
+
+
+def sqlite_query(db: Path, sql: str, *args) -> list[tuple]:
+    """``sql`` on the daemon's SQLite file, read-only (the daemon keeps writing meanwhile)."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+    try:
+        return conn.execute(sql, args).fetchall()
+    finally:
+        conn.close()
+
+
+class RestartableJudge:
+    """A judge that can be killed and brought back on the same ports (the world's CA and certificate)."""
+
+    def __init__(self, world) -> None:
+        self.cert = str(world.workdir / "judge.pem")
+        self.ports = (0, 0)
+        self.judge: Judge | None = None
+
+    def start(self) -> Judge:
+        options = JudgeOptions(listen=(JUDGE_HOST, self.ports[0]), tls_listen=(JUDGE_HOST, self.ports[1]),
+                               cert_file=self.cert, key_file=self.cert)
+        self.judge = Judge(options).start()
+        self.ports = tuple(int(u.rsplit(":", 1)[1]) for u in (self.judge.http_url, self.judge.https_url))
+        return self.judge
+
+    def kill(self) -> None:
+        assert self.judge is not None
+        self.judge.stop()
+        self.judge = None

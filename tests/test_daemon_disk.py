@@ -17,7 +17,6 @@ import contextlib
 import errno
 import os
 import re
-import sqlite3
 import subprocess
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import httpx
 import pytest
 
 from daemons import FLEET, label_of, running_daemon, wait_until, write_daemon_config
+from daemons import sqlite_query as query
 
 from proxycheck.world import free_port
 
@@ -47,14 +47,6 @@ def volume(tmp_path: Path):
         yield path
     finally:
         subprocess.run(["umount", "--lazy", str(path)], check=True)
-
-
-def query(db: Path, sql: str, *args) -> list[tuple]:
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
-    try:
-        return conn.execute(sql, args).fetchall()
-    finally:
-        conn.close()
 
 
 def checks_stored(db: Path) -> int:

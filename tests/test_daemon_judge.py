@@ -16,15 +16,15 @@ checked healthy again with no help. A proxy that really is broken (``refused``) 
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from pathlib import Path
 
 import pytest
-from daemons import label_of, running_daemon, status_json, wait_until
-from world.build import JUDGE_HOST, config_toml
+from daemons import RestartableJudge, label_of, running_daemon, status_json, wait_until
+from daemons import sqlite_query as query
+from world.build import config_toml
 
-from proxycheck.judge import Judge, JudgeOptions
+from proxycheck.judge import Judge
 
 HEALTHY = ["squid-anonymous", "squid-elite", "squid-auth-right-password", "microsocks", "microsocks-auth-right-password",
            "pproxy-socks4"]
@@ -32,34 +32,9 @@ BROKEN = ["refused"]
 REPEATS = 5
 
 
-class RestartableJudge:
-    """A judge that can be killed and brought back on the same ports (the world's CA and certificate)."""
-
-    def __init__(self, world) -> None:
-        self.cert = str(world.workdir / "judge.pem")
-        self.ports = (0, 0)
-        self.judge: Judge | None = None
-
-    def start(self) -> Judge:
-        options = JudgeOptions(listen=(JUDGE_HOST, self.ports[0]), tls_listen=(JUDGE_HOST, self.ports[1]),
-                               cert_file=self.cert, key_file=self.cert)
-        self.judge = Judge(options).start()
-        self.ports = tuple(int(u.rsplit(":", 1)[1]) for u in (self.judge.http_url, self.judge.https_url))
-        return self.judge
-
-    def kill(self) -> None:
-        assert self.judge is not None
-        self.judge.stop()
-        self.judge = None
-
-
 @pytest.fixture
-def judge(world):
-    j = RestartableJudge(world)
-    j.start()
-    yield j
-    if j.judge is not None:
-        j.kill()
+def judge(restartable_judge: RestartableJudge) -> RestartableJudge:
+    return restartable_judge
 
 
 def write_config(world, judge: Judge, tmp_path: Path) -> Path:
@@ -72,14 +47,6 @@ def write_config(world, judge: Judge, tmp_path: Path) -> Path:
         + "\n[health]\ninterval = 2.0\nfast_interval = 2.0\nfailing_interval = 2.0\nmax_interval = 4.0\n"
     )
     return config
-
-
-def query(db: Path, sql: str) -> list[tuple]:
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
-    try:
-        return conn.execute(sql).fetchall()
-    finally:
-        conn.close()
 
 
 def healthy_failures(db: Path) -> list[tuple]:

@@ -7,22 +7,13 @@ The installed CLI as a subprocess, real proxies from the loopback world, a real 
 from __future__ import annotations
 
 import signal
-import sqlite3
 from datetime import UTC, datetime
-from pathlib import Path
 
 from daemons import label_of, running_daemon, status_json, wait_until, write_daemon_config
+from daemons import sqlite_query as query
 
 SLOW = ["silent-http", "silent-socks5"]  # in flight for seconds: their probes wait for a read timeout
 FAST = ["squid-anonymous", "microsocks"]
-
-
-def query(db: Path, sql: str, *args) -> list[tuple]:
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
-    try:
-        return conn.execute(sql, args).fetchall()
-    finally:
-        conn.close()
 
 
 def test_sigkill_then_restart_rechecks_the_in_flight_proxies_at_once(world, tmp_path):

@@ -25,15 +25,14 @@ from __future__ import annotations
 import json
 import os
 import random
-import sqlite3
 import threading
 import time
 from pathlib import Path
 
 import pytest
 from cli import run_json
-from daemons import running_daemon
-from test_daemon_judge import RestartableJudge
+from daemons import RestartableJudge, running_daemon
+from daemons import sqlite_query as query
 from world import software
 from world.faults import AlikeTarget
 
@@ -72,19 +71,15 @@ def fleet(world):
 
 
 @pytest.fixture
-def judge(world):
-    j = RestartableJudge(world)
-    j.start()
-    yield j
-    if j.judge is not None:
-        j.kill()
-
-
-@pytest.fixture
 def target():
     t = AlikeTarget(TARGET_HOST).start()
     yield t
     t.stop()
+
+
+@pytest.fixture
+def judge(restartable_judge: RestartableJudge) -> RestartableJudge:
+    return restartable_judge
 
 
 def write_config(tmp_path: Path, world, judge, target: AlikeTarget, case: str, proxies: list[str]) -> Path:
@@ -115,14 +110,6 @@ def write_config(tmp_path: Path, world, judge, target: AlikeTarget, case: str, p
         "",
     ]))
     return config
-
-
-def query(db: Path, sql: str) -> list[tuple]:
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
-    try:
-        return conn.execute(sql).fetchall()
-    finally:
-        conn.close()
 
 
 def status(config: Path) -> dict:

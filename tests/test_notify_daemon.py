@@ -18,9 +18,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from daemons import label_of, running_daemon, status_json, wait_until
+from daemons import RestartableJudge, label_of, running_daemon, status_json, wait_until
 from notify_receiver import Receiver
-from test_daemon_judge import RestartableJudge
 from world.build import config_toml
 from world.faults import AlikeTarget
 
@@ -29,15 +28,6 @@ pytestmark = pytest.mark.world
 PROXIES = ["squid-anonymous", "squid-auth-right-password", "microsocks-auth-right-password", "squid-auth-wrong-password"]
 SECRET = "n0tify-secret-" + "y" * 24
 ALIKE_HOST = "127.0.17.5"
-
-
-@pytest.fixture
-def judge(world):
-    j = RestartableJudge(world)
-    j.start()
-    yield j
-    if j.judge is not None:
-        j.kill()
 
 
 @pytest.fixture
@@ -52,6 +42,11 @@ def alike():
     t = AlikeTarget(ALIKE_HOST).start()
     yield t
     t.stop()
+
+
+@pytest.fixture
+def judge(restartable_judge: RestartableJudge) -> RestartableJudge:
+    return restartable_judge
 
 
 def write_config(world, judge, alike: AlikeTarget, receiver: Receiver, tmp_path: Path) -> Path:
