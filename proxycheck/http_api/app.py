@@ -68,6 +68,16 @@ def _guard_tripped(exc: GuardTripped) -> web.Response:
     return response
 
 
+def _not_handed_out(exc: GuardTripped | NoHealthyProxy | ValueError) -> web.Response:
+    """Why ``GET /proxy`` or ``POST /lease`` handed nothing out: the service's budget is spent (429),
+    no proxy fits (404), or the request was bad (400)."""
+    if isinstance(exc, GuardTripped):
+        return _guard_tripped(exc)
+    if isinstance(exc, NoHealthyProxy):
+        return _json({"error": "no_healthy_proxy", "detail": str(exc), **getattr(exc, "details", {})}, 404)
+    return error(400, "bad_request", str(exc))
+
+
 def _json_bytes(data: Any) -> bytes:
     return json.dumps(data, default=str).encode()
 
@@ -274,12 +284,8 @@ class HttpApi:
             fmt = _format(request)
             filters = filters_from_query(request.query)
             proxy = await self.reads.light(self.pool.get, **filters)
-        except GuardTripped as exc:
-            return _guard_tripped(exc)
-        except NoHealthyProxy as exc:
-            return _json({"error": "no_healthy_proxy", "detail": str(exc), **getattr(exc, "details", {})}, 404)
-        except ValueError as exc:
-            return error(400, "bad_request", str(exc))
+        except (GuardTripped, NoHealthyProxy, ValueError) as exc:
+            return _not_handed_out(exc)
         try:
             return _json(_proxy_json(proxy, fmt))
         except ValueError as exc:
@@ -312,12 +318,8 @@ class HttpApi:
                 raise ValueError(f"format: {fmt!r} is not one of anticaptcha, 2captcha (or leave it out)")
             filters = filters_from_json(body)
             held = await self.reads.light(self.pool.acquire, ttl=ttl, worker=worker, **filters)
-        except GuardTripped as exc:
-            return _guard_tripped(exc)
-        except NoHealthyProxy as exc:
-            return _json({"error": "no_healthy_proxy", "detail": str(exc), **getattr(exc, "details", {})}, 404)
-        except ValueError as exc:
-            return error(400, "bad_request", str(exc))
+        except (GuardTripped, NoHealthyProxy, ValueError) as exc:
+            return _not_handed_out(exc)
         try:
             shaped = _proxy_json(held.proxy, fmt)
         except ValueError as exc:
