@@ -17,7 +17,7 @@ from ..store.eligibility import Filters
 from .settings import STRATEGIES
 
 QUERY_KEYS = ("tags", "tag", "scheme", "anonymity", "exclude", "strategy", "target", "sticky", "service")
-PASSED_THROUGH = ("format",)  # the HTTP layer's own parameters
+PASSED_THROUGH = ("format", "local_test")  # the HTTP layer's own parameters
 _NONE: tuple[str, ...] = ()
 _NO_FILTERS = Filters()
 MAX_LIMIT = 2**31 - 1  # get_healthy_proxies(limit=): more than any fleet, less than any SQL LIMIT
@@ -149,6 +149,14 @@ def filters_from_json(body: Mapping[str, Any]) -> dict[str, Any]:
     return filters_from_query(MultiDict(pairs))
 
 
+def flag(name: str, text: str) -> bool:
+    """A query string's boolean: 1/true/yes or 0/false/no (any case); anything else names ``name``."""
+    value = text.strip().lower()
+    if value not in ("1", "true", "yes", "0", "false", "no"):
+        raise ValueError(f"{name}: expected true or false, got {value!r}")
+    return value in ("1", "true", "yes")
+
+
 def filters_from_query(query: Mapping[str, str]) -> dict[str, Any]:
     """Keyword arguments for ``get_healthy_proxy``/``get_healthy_proxies`` from an HTTP query:
     ``?tags=us,fast&scheme=socks5&anonymity=elite&exclude=URL&exclude=URL&strategy=least_used``.
@@ -178,14 +186,11 @@ def filters_from_query(query: Mapping[str, str]) -> dict[str, Any]:
     if values("target"):
         kwargs["target"] = values("target")[-1]
     if values("sticky"):
-        flag = values("sticky")[-1].lower()
-        if flag not in ("1", "true", "yes", "0", "false", "no"):
-            raise ValueError(f"sticky: expected true or false, got {flag!r}")
-        kwargs["sticky"] = flag in ("1", "true", "yes")
+        kwargs["sticky"] = flag("sticky", values("sticky")[-1])
     if values("service"):
         kwargs["service"] = values("service")[-1]
     make_filters(**{k: v for k, v in kwargs.items() if k != "strategy"})  # validate now: a 400, not a 500
     return kwargs
 
 
-__all__ = ["FilterKeywords", "MAX_LIMIT", "as_filters", "check_limit", "check_strategy", "filters_from_json", "filters_from_query", "make_filters", "proxy_from_reference", "proxy_key"]
+__all__ = ["FilterKeywords", "MAX_LIMIT", "as_filters", "check_limit", "check_strategy", "filters_from_json", "filters_from_query", "flag", "make_filters", "proxy_from_reference", "proxy_key"]
