@@ -221,15 +221,16 @@ class HttpApi:
         if not request.query:
             body = await self._full_status.get()
             return await _send(request, body, {"Age": str(int(self._full_status.age()))})
-        unknown = sorted(set(request.query) - {"limit", "after"})
+        unknown = sorted(set(request.query) - {"limit", "after", "country", "asn"})
         if unknown:
-            return error(400, "bad_request", f"unknown parameter {unknown[0]!r} (known: limit, after)")
+            return error(400, "bad_request", f"unknown parameter {unknown[0]!r} (known: limit, after, country, asn)")
         try:
             limit = _limit(request.query.get("limit", str(MAX_PAGE)))
+            where = _where(request.query)
         except ValueError as exc:
             return error(400, "bad_request", str(exc))
         after = request.query.get("after") or None
-        body = await self.reads.heavy_async(self._status.render(limit=limit, after=after))
+        body = await self.reads.heavy_async(self._status.render(limit=limit, after=after, **where))
         return await _send(request, body)
 
     async def _build_status(self) -> bytes:
@@ -345,6 +346,17 @@ FORMATS = ("", "anticaptcha", "2captcha")
 
 def _limit(text: str) -> int:
     return number(text, "limit", 1, MAX_PAGE)
+
+
+def _where(query: Any) -> dict[str, Any]:
+    """``country`` and ``asn`` of ``/status``, checked as the worker routes check them (Filters)."""
+    from ..worker.params import make_filters
+
+    given = {k: query[k] for k in ("country", "asn") if query.get(k)}
+    if not given:
+        return {}
+    filters = make_filters(**given)
+    return {"country": filters.country, "asn": filters.asn}
 
 
 def _format(request: web.Request) -> str:
