@@ -228,8 +228,8 @@ def render(summary: StatusSummary, rows: Sequence[ProxyStatus], console: Console
             console.print("  ".join(parts), markup=False, highlight=False, soft_wrap=True)
     for r in rows:
         if r.geo_mismatch:
-            console.print(f"geo_mismatch: {r.proxy.masked_url}: {r.geo_mismatch} (not handed out to requests that name a "
-                          "country: docs/geo.md)", markup=False, highlight=False, soft_wrap=True)
+            console.print(f"geo_mismatch: {r.proxy.masked_url}: {r.geo_mismatch} (not handed out for its country tag: "
+                          "docs/geo.md)", markup=False, highlight=False, soft_wrap=True)
     codes = sorted({r.health.code for r in rows if r.health.state == "unhealthy" and r.health.code})
     if codes:
         console.print("What the codes mean: " + " / ".join(f"`proxycheck explain {c}`" for c in codes),

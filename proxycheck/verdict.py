@@ -59,7 +59,7 @@ REASONS: dict[str, Reason] = {
 # ``reason``; each is one branch of the hand-out rule (store/eligibility.py).
 MARKS: dict[str, str] = {
     "geo_mismatch": "the proxy is tagged country:XX but its exit IP is in another country ([geo]); "
-                    "not handed out to requests that name a country",
+                    "not handed out to requests that ask for that tag (country= and asn= go by the observed exit)",
 }
 
 # Outcomes that are not about the proxy at all.

@@ -96,15 +96,16 @@ class Filters:
             raise ValueError(f"asn: expected an autonomous system number from 1 to {MAX_ASN}, got {self.asn!r}")
 
     @property
-    def names_country(self) -> bool:
-        """The request asks where the exit is: ``country=``, ``asn=`` or a ``country:xx`` tag. A
-        ``geo_mismatch`` proxy is refused to such requests (``Eligibility``)."""
-        return self.country is not None or self.asn is not None or names_a_country(self.tags)
+    def trusts_country_tag(self) -> bool:
+        """The request selects by a ``country:xx`` tag: a ``geo_mismatch`` proxy (one whose tag
+        its exit contradicts) is refused to it (``Eligibility``)."""
+        return names_a_country(self.tags)
 
     @property
     def needs_full_row(self) -> bool:
         """Filters the snapshot's narrow candidates cannot judge: ask the database."""
-        return self.target is not None or self.sticky or self.names_country
+        return (self.target is not None or self.sticky or self.country is not None or self.asn is not None
+                or self.trusts_country_tag)
 
     @property
     def anonymity_levels(self) -> tuple[str, ...] | None:
@@ -231,9 +232,9 @@ class Eligibility:
     - it carries every tag asked for, has one of the schemes asked for, at least the anonymity
       asked for, and is not in ``exclude``;
     - with a ``country`` or an ``asn``: its latest exit IP was observed there ([geo]; an exit
-      the databases do not know is in no country); when the request names a country in any way
-      (``country``, ``asn`` or a ``country:xx`` tag), it has no ``geo_mismatch`` (its own
-      ``country:xx`` tag names a country its exit is not in);
+      the databases do not know is in no country and no AS);
+    - with a ``country:xx`` tag among the tags asked for: it has no ``geo_mismatch`` (its own
+      ``country:xx`` tag names a country its exit was observed not to be in);
     - with ``leases`` (a lease being acquired): fewer than ``max_concurrent`` leases on it are
       held at ``leases.now`` and no ended lease on it is still cooling down then: ended with a
       ``cool_until`` after its end, still ahead (worker_leases.py rule 2).
@@ -295,7 +296,7 @@ class Eligibility:
             clauses.append(P.exit_country == f.country)
         if f.asn is not None:
             clauses.append(P.exit_asn == f.asn)
-        if f.names_country:
+        if f.trusts_country_tag:
             clauses.append(P.geo_mismatch.is_(None))
         if self.leases is not None:
             clauses.append(free(P.id, self.leases.now, self.leases.max_concurrent))
@@ -320,7 +321,7 @@ class Eligibility:
             return False
         if (f.country is not None and p.exit_country != f.country) or (f.asn is not None and p.exit_asn != f.asn):
             return False
-        if f.names_country and p.geo_mismatch is not None:
+        if f.trusts_country_tag and p.geo_mismatch is not None:
             return False
         if self.leases is not None:  # the facts are judged at leases.now already
             return p.leases_held < self.leases.max_concurrent and not p.cooling

@@ -85,7 +85,7 @@ def get_healthy_proxy(filters: Filters | None = None, *, strategy: str | None = 
     fine there, even if other targets ban it; ``sticky``: only proxies whose exit IP was seen
     stable for ``[probes].sticky_seconds``; ``service``: the captcha service the proxy is for;
     ``country`` (``"US"``, any case) and ``asn`` (``3320``, or ``"AS3320"``): where the exit was
-    observed to be ([geo]), never a proxy whose ``country:xx`` tag its exit contradicts
+    observed to be ([geo]); a ``country:xx`` tag never selects a proxy whose exit contradicts it
     (``geo_mismatch``, docs/geo.md). The filters may come as one ``Filters`` instead. Raises ``NoHealthyProxy`` (a ``LookupError``)
     saying why, ``GuardTripped`` (a ``LookupError``) when ``service``'s error budget is spent
     (docs/guard.md), ``ValueError`` naming a bad argument."""
