@@ -90,8 +90,8 @@ class Checker:
         self.judges = status.judges
         self.notes = {}
         self._note(status.checks)
-        if self.geo is not None and self.geo.problem:  # geo.py rule 3: shown, never a traceback
-            self.notes["geo"] = self.geo.problem
+        if self.geo is not None and (problem := self.geo.recheck()):  # geo.py rule 3: shown, never a traceback
+            self.notes["geo"] = f"geo database: {problem}"
         return status
 
     def _note(self, checks: Iterable[TargetCheck]) -> None:

@@ -134,14 +134,14 @@ class _File:
         return st.st_size, st.st_mtime_ns
 
     def get(self, ip: str) -> dict[str, Any] | None:
-        self._refresh()
+        self.refresh()
         try:
             record = self._reader.get(ip)
         except ValueError:  # an IPv6 exit in an IPv4-only database
             return None
         return record if isinstance(record, dict) else None
 
-    def _refresh(self) -> None:
+    def refresh(self) -> None:
         if time.monotonic() - self._looked < RECHECK:
             return
         self._looked = time.monotonic()
@@ -165,7 +165,7 @@ def open_database(path: str, key: str) -> maxminddb.Reader:
     try:
         return maxminddb.open_database(path, maxminddb.MODE_MEMORY)
     except FileNotFoundError:
-        raise ConfigError(f"{key}: {path} does not exist (download a .mmdb file: README, 'Where the exit is')") from None
+        raise ConfigError(f"{key}: {path} does not exist (download one: docs/geo.md says where)") from None
     except IsADirectoryError:
         raise ConfigError(f"{key}: {path} is a directory, not a .mmdb file") from None
     except OSError as exc:
@@ -187,6 +187,14 @@ class GeoLookup:
     def problem(self) -> str | None:
         """Why a changed file could not be re-read (rule 3), or None."""
         return next((f.problem for f in (self._country, self._asn) if f is not None and f.problem), None)
+
+    def recheck(self) -> str | None:
+        """Look at the files now (at most every ``RECHECK`` seconds, as lookups do): ``problem``."""
+        with self._lock:
+            for f in (self._country, self._asn):
+                if f is not None:
+                    f.refresh()
+        return self.problem
 
     def lookup(self, ip: str | None) -> ExitGeo:
         if not ip:
