@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from . import probes
+from . import geo, probes
 from .config import Settings
 from .probes.base import ProbeContext, run_probe, skipped
 from .probes.schedule import HostRateLimit, carried, due_probes, target_hosts
@@ -82,12 +82,16 @@ class Checker:
         # /healthz and the page name these (daemon/monitor.py ``state``).
         self.notes: dict[str, str] = {}
         self.controls = _Controls()
+        # [geo] opened once (geo.py rule 3: re-read when the file changes); None: no database.
+        self.geo = geo.from_settings(settings.geo)
 
     async def preflight(self) -> CheckerStatus:
         status = await preflight(self.settings, self.ssl_context)
         self.judges = status.judges
         self.notes = {}
         self._note(status.checks)
+        if self.geo is not None and (problem := self.geo.recheck()):  # geo.py rule 3: shown, never a traceback
+            self.notes["geo"] = f"geo database: {problem}"
         return status
 
     def _note(self, checks: Iterable[TargetCheck]) -> None:
@@ -146,10 +150,12 @@ class Checker:
             ctx.http.close()
         elapsed = (time.perf_counter() - started) * 1000
         warnings = tuple(proxy.address_warnings(ctx.resolved_ip))
+        exit_ip = summary.get("exit_ip")
         common = dict(
             proxy=proxy, probes=tuple(outcomes), started_at=started_at, elapsed_ms=elapsed,
-            exit_ip=summary.get("exit_ip"), anonymity=summary.get("anonymity"), resolved_ip=ctx.resolved_ip,
+            exit_ip=exit_ip, anonymity=summary.get("anonymity"), resolved_ip=ctx.resolved_ip,
             warnings=warnings, latency_ms=summary.get("latency_ms"), targets=summary.get("targets"),
+            geo=self.geo.lookup(exit_ip) if self.geo is not None and exit_ip else None,
         )
         if failed is None:
             return CheckResult(healthy=True, code=None, reason=None, detail=summary.get("detail") or "", probe=None, **common)

@@ -33,10 +33,10 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from . import bans, probes
+from . import bans, geo, probes
 from .config_keys import check_fields, coerce
 from .config_reference import describe, reference_markdown
-from .config_sections import (MIN_TOKEN_LENGTH, RELATIONS, SECTIONS, STRATEGIES, Check, Daemon, Guard, Http, Probes,
+from .config_sections import (MIN_TOKEN_LENGTH, RELATIONS, SECTIONS, STRATEGIES, Check, Daemon, Geo, Guard, Http, Probes,
                               ServiceBudget, Settings, Timeouts, Worker, _field_types, _fields, _known_top, _section_type)
 from .config_targets import Targets, TargetsBase, judge_targets, judge_targets_toml, targets_class
 from .errors import ConfigError
@@ -48,7 +48,7 @@ from .target_spec import ProbeSchedule, url_check
 DEFAULT_CONFIG_FILE = "proxycheck.toml"
 
 __all__ = [
-    "DEFAULT_CONFIG_FILE", "MIN_TOKEN_LENGTH", "RELATIONS", "SECTIONS", "STRATEGIES", "Check", "Daemon", "Guard",
+    "DEFAULT_CONFIG_FILE", "MIN_TOKEN_LENGTH", "RELATIONS", "SECTIONS", "STRATEGIES", "Check", "Daemon", "Geo", "Guard",
     "HealthPolicy", "ServiceBudget",
     "Http", "ProbeSchedule", "Probes", "Settings", "Targets", "Timeouts", "Worker", "check_worker", "describe",
     "find_config_file", "judge_targets", "judge_targets_toml", "load_settings", "read_toml", "reference_markdown",
@@ -85,6 +85,7 @@ def load_settings(explicit: str | None = None, *, environ: dict[str, str] | None
     if path is not None:
         settings = _anchor_paths(settings, path.parent)
         _check_ca_file(settings.targets.ca_file, f"{path}: [targets].ca_file")
+    geo.check_settings(settings.geo, f"{path or 'defaults'}: [geo]")
     notify_settings.check(settings.notify, f"{path or 'defaults'}: [notify]")
     env_url = environ.get("PROXYCHECK_DATABASE_URL")
     if env_url:
@@ -237,7 +238,9 @@ def _anchor_paths(settings: Settings, base: Path) -> Settings:
     targets = dataclasses.replace(settings.targets, ca_file=anchor(settings.targets.ca_file))
     daemon = dataclasses.replace(settings.daemon, sources=tuple(anchor(s) for s in settings.daemon.sources))
     notify = dataclasses.replace(settings.notify, secret_file=anchor(settings.notify.secret_file))
+    geo_files = dataclasses.replace(settings.geo, database=anchor(settings.geo.database),
+                                    asn_database=anchor(settings.geo.asn_database))
     return dataclasses.replace(settings, state_dir=anchor(settings.state_dir), targets=targets, daemon=daemon,
-                               notify=notify)
+                               notify=notify, geo=geo_files)
 
 

@@ -197,6 +197,18 @@ class Guard:
 
 
 @dataclass(frozen=True)
+class Geo:
+    """Where exits are (geo.py, README "Where the exit is"): offline MaxMind-format databases,
+    never downloaded by proxycheck. Empty ``database``: no lookups, no ``geo_mismatch``."""
+
+    database: str = key("path to a .mmdb file with countries (GeoLite2-Country or -City, DB-IP IP to Country Lite), "
+                        "or with countries and ASNs in one file (IPinfo Lite); empty: exits are not located", "",
+                        accepts="a path to a .mmdb file, or empty")
+    asn_database: str = key("path to a separate .mmdb file with ASNs (GeoLite2-ASN, DB-IP IP to ASN Lite); empty: "
+                            "ASNs are read from database", "", accepts="a path to a .mmdb file, or empty")
+
+
+@dataclass(frozen=True)
 class Settings:
     database_url: str = key("SQLAlchemy URL, SQLite or PostgreSQL; empty = SQLite in state_dir", "",
                             check=_database_url, accepts="sqlite:///FILE or postgresql://...", secret=True)
@@ -211,6 +223,7 @@ class Settings:
     worker: Worker = field(default_factory=Worker)
     guard: Guard = field(default_factory=Guard)
     notify: Notify = field(default_factory=Notify)
+    geo: Geo = field(default_factory=Geo)
     source_file: str | None = None  # where the settings came from (not a key)
 
     @property
@@ -220,7 +233,7 @@ class Settings:
         return f"sqlite:///{Path(self.state_dir).resolve() / 'proxycheck.db'}"
 
 
-SECTIONS = ("targets", "timeouts", "probes", "check", "health", "daemon", "http", "worker", "guard", "notify")
+SECTIONS = ("targets", "timeouts", "probes", "check", "health", "daemon", "http", "worker", "guard", "notify", "geo")
 _NOT_KEYS = {"source_file"}
 
 

@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .result import CheckResult
@@ -33,8 +34,11 @@ def render_check_table(results: Sequence[CheckResult], console: Console) -> None
             style = "green" if r.healthy else ("yellow" if r.healthy is None else "red")
             latency = f"{r.latency_ms:.0f}" if r.latency_ms is not None else ""
             detail = r.detail + "".join(f"\n[dim]warning: {w}[/dim]" for w in r.warnings)
+            if r.geo_mismatch:
+                detail += f"\n[red]geo_mismatch: {escape(r.geo_mismatch)}[/red]"
+            exit_ip = (r.exit_ip or "") + (f" ({r.geo.describe()})" if r.geo and r.geo.known else "")
             table.add_row(r.proxy.masked_url, f"[{style}]{verdict_text(r)}[/{style}]", r.probe or "",
-                          r.anonymity or "", r.exit_ip or "", latency, detail)
+                          r.anonymity or "", exit_ip, latency, detail)
         console.print(table)
     else:
         for r in results:
@@ -45,9 +49,13 @@ def render_check_table(results: Sequence[CheckResult], console: Console) -> None
                 parts.append(f"reason={r.reason}")
             if r.exit_ip:
                 parts.append(f"exit_ip={r.exit_ip}")
+            if r.geo and r.geo.known:
+                parts.append(f"exit_geo={r.geo.describe().replace(' ', '_')}")
             if r.anonymity:
                 parts.append(f"anonymity={r.anonymity}")
             console.print("  ".join(parts) + f"  -- {r.detail}", markup=False, highlight=False, soft_wrap=True)
+            if r.geo_mismatch:
+                console.print(f"    geo_mismatch: {r.geo_mismatch}", markup=False, highlight=False, soft_wrap=True)
             for w in r.warnings:
                 console.print(f"    warning: {w}", markup=False, highlight=False, soft_wrap=True)
     console.print(summary_line(results), markup=False, highlight=False, soft_wrap=True)

@@ -13,6 +13,11 @@ Rules:
 5. Converters give each client its own shape (``as_anticaptcha``, ``as_2captcha``,
    ``httpx_proxy``, ``requests_proxies``); they refuse what the client would mangle rather than
    send it silently wrong.
+6. What a captcha service's workers cannot reach is refused where the proxy is handed to one:
+   ``as_anticaptcha`` and ``as_2captcha`` raise for an address that ``ADDRESS_RULES`` names
+   (loopback, link-local, documentation, private or reserved), each refusal quoting its rule and
+   source (docs/proxy-input.md), unless the caller opts in with ``local_test=True`` (a test
+   against local proxies). ``address_warnings`` reads the same table.
 """
 
 from __future__ import annotations
@@ -45,6 +50,45 @@ DOCUMENTATION_NETS = tuple(
 def in_documentation_net(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     """True for an address of the examples: it can never be a working proxy."""
     return any(ip in net for net in DOCUMENTATION_NETS if net.version == ip.version)
+
+
+ANTICAPTCHA_RULE = ('anti-captcha\'s proxyAddress takes "Proxy IP address ipv4/ipv6. No host names or IP addresses '
+                    'from local networks." (https://anti-captcha.com/apidoc/task-types/RecaptchaV2Task)')
+
+
+@dataclass(frozen=True)
+class AddressRule:
+    """One kind of address a captcha service's workers cannot reach (rule 6)."""
+
+    name: str  # stable: "loopback", "link_local", "documentation", "private"
+    what: str  # "a loopback address"
+    source: str  # where the range is defined
+
+    def applies(self, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+        if self.name == "loopback":
+            return ip.is_loopback
+        if self.name == "link_local":
+            return ip.is_link_local
+        if self.name == "documentation":
+            return in_documentation_net(ip)
+        return not ip.is_global  # private (RFC 1918, RFC 4193) and every other special-purpose range
+
+
+# First match wins: 127.0.0.1 is also "not global", but "loopback" says more.
+ADDRESS_RULES = (
+    AddressRule("loopback", "a loopback address", "RFC 1122 section 3.2.1.3, RFC 4291 section 2.5.3"),
+    AddressRule("link_local", "a link-local address", "RFC 3927, RFC 4291 section 2.5.6"),
+    AddressRule("documentation", "a documentation address (for examples only)", "RFC 5737, RFC 3849"),
+    AddressRule("private", "a private or reserved address",
+                "RFC 1918, RFC 4193, RFC 6598 and IANA's special-purpose address registries"),
+)
+
+
+def address_rule(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> AddressRule | None:
+    """The first rule of ``ADDRESS_RULES`` that ``ip`` breaks; None for a public address."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:  # ::ffff:127.0.0.1 is 127.0.0.1
+        ip = ip.ipv4_mapped
+    return next((rule for rule in ADDRESS_RULES if rule.applies(ip)), None)
 
 
 # scheme -> 2captcha's ``proxytype`` (in.php / 2captcha-python ``type``).
@@ -131,14 +175,16 @@ class Proxy:
             return self.resolved_ip
         return self.host
 
-    def as_anticaptcha(self) -> dict[str, Any]:
+    def as_anticaptcha(self, *, local_test: bool = False) -> dict[str, Any]:
         """anti-captcha's (and CapMonster Cloud's) task proxy fields, to merge into a task::
 
-            {"proxyType": "http", "proxyAddress": "203.0.113.5", "proxyPort": 8080,
+            {"proxyType": "http", "proxyAddress": "8.8.4.4", "proxyPort": 8080,
              "proxyLogin": "user", "proxyPassword": "secret"}
 
         ``proxyAddress`` is an IP (anti-captcha refuses host names): the host itself, or the IP it
         resolved to at check time. Login and password keys are left out when there are none.
+        A loopback, link-local, documentation, private or reserved address is refused (rule 6)
+        unless ``local_test`` is true.
         """
         ip = self.ip
         if ip is None:
@@ -147,6 +193,8 @@ class Proxy:
                 f"{self.host!r} is a host name that no check has resolved yet, and anti-captcha "
                 "accepts IP addresses only: use a proxy from get_healthy_proxy(), or give its IP",
             )
+        if not local_test:
+            self._refuse_unreachable(ip, "as_anticaptcha", "anti-captcha's")
         fields: dict[str, Any] = {"proxyType": self.proxy_type, "proxyAddress": ip, "proxyPort": self.port}
         if self.username is not None:
             fields["proxyLogin"] = self.username
@@ -154,9 +202,11 @@ class Proxy:
             fields["proxyPassword"] = self.password
         return fields
 
-    def as_2captcha(self) -> dict[str, str]:
+    def as_2captcha(self, *, local_test: bool = False) -> dict[str, str]:
         """2captcha's / rucaptcha's ``in.php`` fields: ``proxy`` (``login:password@ip:port``) and
-        ``proxytype`` (HTTP, HTTPS, SOCKS4, SOCKS5). The address is the IP when one is known.
+        ``proxytype`` (HTTP, HTTPS, SOCKS4, SOCKS5). The address is the IP when one is known
+        (2captcha also takes a host name). A loopback, link-local, documentation, private or
+        reserved IP is refused (rule 6) unless ``local_test`` is true.
 
         2captcha does not escape the credentials, so a ``:`` or ``@`` in them is refused."""
         for name, value in (("login", self.username), ("password", self.password)):
@@ -165,11 +215,25 @@ class Proxy:
                     name, "contains ':' or '@', which 2captcha's login:password@ip:port cannot carry"
                 )
         ip = self.ip or self.host
+        if not local_test and self.ip is not None:
+            self._refuse_unreachable(ip, "as_2captcha", "2captcha's")
         address = f"[{ip}]:{self.port}" if ":" in ip else f"{ip}:{self.port}"
         auth = ""
         if self.username is not None:
             auth = self.username + (f":{self.password}" if self.password is not None else "") + "@"
         return {"proxy": auth + address, "proxytype": TWOCAPTCHA_TYPES[self.scheme]}
+
+    def _refuse_unreachable(self, ip_text: str, method: str, whose: str) -> None:
+        """Rule 6: ``ProxyParseError("address", ...)`` naming the rule and its source."""
+        rule = address_rule(ipaddress.ip_address(ip_text))
+        if rule is None:
+            return
+        raise ProxyParseError(
+            "address",
+            f"{ip_text} is {rule.what} ({rule.source}): {whose} workers connect from the internet and cannot "
+            f"reach it, and {ANTICAPTCHA_RULE}. Hand a public proxy to a captcha service, or call "
+            f"{method}(local_test=True) for a test against local proxies (docs/proxy-input.md)",
+        )
 
     @property
     def httpx_proxy(self) -> str:
@@ -200,14 +264,9 @@ class Proxy:
                 ip = ipaddress.ip_address(ip_text)
             except ValueError:
                 return warnings
-        if ip.is_loopback:
-            warnings.append(f"{ip} is a loopback address; a captcha service cannot reach it")
-        elif ip.is_link_local:
-            warnings.append(f"{ip} is a link-local address; a captcha service cannot reach it")
-        elif in_documentation_net(ip):
-            warnings.append(f"{ip} is a documentation address (for examples only); no proxy answers there")
-        elif ip.is_private:
-            warnings.append(f"{ip} is a private address; a captcha service cannot reach it")
+        rule = address_rule(ip)
+        if rule is not None:
+            warnings.append(f"{ip} is {rule.what}; a captcha service cannot reach it")
         return warnings
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from .geo import ExitGeo, mismatch
 from .proxy import Proxy
 from .sticky import one_shot
 from .verdict import CHECKER_UNAVAILABLE, error_name
@@ -114,6 +115,13 @@ class CheckResult:
     # from the ban probe; None when it did not
     # finish (an earlier probe failed, or the proxy failed to fetch a target).
     targets: dict[str, dict[str, Any]] | None = field(default=None, compare=False)
+    # Where exit_ip is ([geo], geo.py); None: no exit IP learnt, or no database configured.
+    geo: ExitGeo | None = None
+
+    @property
+    def geo_mismatch(self) -> str | None:
+        """The ``geo_mismatch`` sentence (verdict.MARKS): a ``country:XX`` tag the exit is not in."""
+        return mismatch(self.proxy.tags, self.geo)
 
     @property
     def usable_for(self) -> list[str]:
@@ -145,6 +153,8 @@ class CheckResult:
             "probe": self.probe,
             "detail": self.detail,
             "exit_ip": self.exit_ip,
+            **(self.geo or ExitGeo()).as_dict(),
+            "geo_mismatch": self.geo_mismatch,
             "anonymity": self.anonymity,
             "resolved_ip": self.resolved_ip,
             "latency_ms": None if self.latency_ms is None else round(self.latency_ms, 1),

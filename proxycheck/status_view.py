@@ -11,8 +11,9 @@ password), "subnets", "reason"}] (guard.py), "held_subnets": [{"subnet", "proxie
 "expires_at"}]}},
 "proxies": [{"proxy" (masked), "state", "code",
 "error", "reason", "probe", "detail", "last_checked_at", "last_success_at", "latency_ms",
-"exit_ip", "anonymity", "tags", "label", "source", "banned_on", "usable_for", "exit": {"state":
-stable|rotating|unconfirmed|gateway, "detail", "ips"}}]}``; the summary also has "bans":
+"exit_ip", "exit_country", "exit_asn", "exit_as_org", "geo_mismatch", "anonymity", "tags", "label",
+"source", "banned_on", "usable_for", "exit": {"state": stable|rotating|unconfirmed|gateway, "detail",
+"ips"}}]}``; the summary also has "bans":
 [{"target", "proxies"}]. Never a password.
 """
 
@@ -26,6 +27,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from .geo import ExitGeo
 from .guard import GuardState
 from .store.history import ProxyHistory
 from .store.reports import WHY_NOT, FeedbackSummary
@@ -119,6 +121,8 @@ def _row(r: ProxyStatus, sticky_seconds: float = DEFAULT_WINDOW) -> dict[str, An
         "last_success_at": _iso(r.last_success_at),
         "latency_ms": r.latency_ms,
         "exit_ip": r.exit_ip,
+        **r.geo.as_dict(),
+        "geo_mismatch": r.geo_mismatch,
         "anonymity": r.anonymity,
         "tags": sorted(r.proxy.tags),
         "label": r.proxy.label,
@@ -127,6 +131,14 @@ def _row(r: ProxyStatus, sticky_seconds: float = DEFAULT_WINDOW) -> dict[str, An
         "usable_for": list(r.usable_for),
         "exit": r.stability(sticky_seconds).as_dict(),
     }
+
+
+def _where(r: ProxyStatus) -> Text:
+    """The table's "where" cell: ``DE AS3320``, flagged when the country tag says otherwise."""
+    if not r.geo.known:
+        return Text("")
+    text = " ".join(p for p in (r.geo.country, f"AS{r.geo.asn}" if r.geo.asn is not None else None) if p)
+    return Text(f"{text} (tag says otherwise)" if r.geo_mismatch else text, style="red" if r.geo_mismatch else "")
 
 
 def age(dt: datetime | None, now: datetime) -> str:
@@ -179,8 +191,8 @@ def render(summary: StatusSummary, rows: Sequence[ProxyStatus], console: Console
     labelled = any(r.proxy.label for r in rows)  # the label column only when someone uses labels
     if console.is_terminal:
         table = Table(header_style="bold")
-        for col in ("proxy", *(("label",) if labelled else ()), "state", "code", "reason", "checked", "ms", "exit IP", "anonymity",
-                    "exit", "banned on"):
+        for col in ("proxy", *(("label",) if labelled else ()), "state", "code", "reason", "checked", "ms", "exit IP", "where",
+                    "anonymity", "exit", "banned on"):
             table.add_column(col, overflow="fold")
         styles = {"healthy": "green", "unhealthy": "red", "unknown": "yellow", "disabled": "dim"}
         for r in rows:
@@ -190,7 +202,7 @@ def render(summary: StatusSummary, rows: Sequence[ProxyStatus], console: Console
             st = styles[j["state"]]
             # Text, not markup: "[fe80::1]" in a URL or "[eu]" in a label is not a style tag.
             table.add_row(Text(j["proxy"]), *((Text(j["label"] or ""),) if labelled else ()), f"[{st}]{j['state']}[/{st}]", code, j["reason"] or "", age(r.last_checked_at, now),
-                          latency, r.exit_ip or "", r.anonymity or "", r.stability(sticky_seconds).state,
+                          latency, r.exit_ip or "", _where(r), r.anonymity or "", r.stability(sticky_seconds).state,
                           ", ".join(r.banned_on))
         console.print(table)
     else:
@@ -204,12 +216,20 @@ def render(summary: StatusSummary, rows: Sequence[ProxyStatus], console: Console
                 parts.append(f"latency_ms={r.latency_ms:.0f}")
             if r.exit_ip:
                 parts.append(f"exit_ip={r.exit_ip}")
+            if r.geo.known:
+                parts.append(f"exit_geo={r.geo.describe().replace(' ', '_')}")
+            if r.geo_mismatch:
+                parts.append("GEO_MISMATCH")
             if r.anonymity:
                 parts.append(f"anonymity={r.anonymity}")
             parts.append(f"exit={r.stability(sticky_seconds).state}")
             if r.banned_on:
                 parts.append(f"banned_on={','.join(r.banned_on)}")
             console.print("  ".join(parts), markup=False, highlight=False, soft_wrap=True)
+    for r in rows:
+        if r.geo_mismatch:
+            console.print(f"geo_mismatch: {r.proxy.masked_url}: {r.geo_mismatch} (not handed out for its country tag: "
+                          "docs/geo.md)", markup=False, highlight=False, soft_wrap=True)
     codes = sorted({r.health.code for r in rows if r.health.state == "unhealthy" and r.health.code})
     if codes:
         console.print("What the codes mean: " + " / ".join(f"`proxycheck explain {c}`" for c in codes),
@@ -223,7 +243,8 @@ def history_json(h: ProxyHistory) -> dict[str, Any]:
         "checks": [
             {"checked_at": _iso(c.checked_at), "healthy": c.healthy, "code": c.code, "error": error_name(c.code),
              "reason": c.reason, "probe": c.probe, "detail": c.detail, "elapsed_ms": c.elapsed_ms,
-             "exit_ip": c.exit_ip, "daemon": c.instance_id, "probes": c.probes}
+             "exit_ip": c.exit_ip, "exit_country": c.exit_country, "exit_asn": c.exit_asn, "exit_as_org": c.exit_as_org,
+             "daemon": c.instance_id, "probes": c.probes}
             for c in h.checks
         ],
         "reports": [
@@ -245,8 +266,10 @@ def render_history(h: ProxyHistory, console: Console) -> None:
         verdict = "ok" if c.healthy else ("not judged" if c.healthy is None else f"{c.code} {error_name(c.code)}")
         elapsed = f" in {c.elapsed_ms:.0f} ms" if c.elapsed_ms is not None else ""
         detail = f": {c.detail}" if c.detail and not c.healthy else ""
+        where = ExitGeo(c.exit_country, c.exit_asn, c.exit_as_org)
+        exit_ip = f"  exit {c.exit_ip}" + (f" ({where.describe()})" if where.known else "") if c.exit_ip else ""
         say(f"  check   {_iso(c.checked_at)} ({age(c.checked_at, now)})  {verdict}{elapsed}"
-            + (f"  probe={c.probe}" if c.probe and not c.healthy else "") + detail)
+            + (f"  probe={c.probe}" if c.probe and not c.healthy else "") + exit_ip + detail)
     for r in h.reports:
         effect = "applied" if r.applied else f"not applied: {WHY_NOT.get(r.why_not or '', r.why_not)}"
         say(f"  report  {_iso(r.reported_at)} ({age(r.reported_at, now)})  {r.error or r.service_code} ({r.kind}) "

@@ -54,6 +54,14 @@ REASONS: dict[str, Reason] = {
     "banned": Reason(28, "the target treats the proxy's exit IP as banned"),
 }
 
+# What a check notes about a proxy without failing it: the task would run, so no anti-captcha
+# code is predicted (REASONS rows all predict one). Stored in their own columns, never in
+# ``reason``; each is one branch of the hand-out rule (store/eligibility.py).
+MARKS: dict[str, str] = {
+    "geo_mismatch": "the proxy is tagged country:XX but its exit IP is in another country ([geo]); "
+                    "not handed out to requests that ask for that tag (country= and asn= go by the observed exit)",
+}
+
 # Outcomes that are not about the proxy at all.
 CHECKER_UNAVAILABLE = "checker_unavailable"
 INTERNAL_ERROR = "internal_error"

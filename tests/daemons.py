@@ -52,12 +52,14 @@ FLEET = [e.name for e in EXPECTATIONS if not e.name.endswith("wrong-password")]
 
 
 def write_daemon_config(world, tmp_path: Path, names: list[str] | None = None, *, database_url: str = "",
-                        extra: str = "") -> Path:
+                        extra: str = "", tags: dict[str, str] | None = None) -> Path:
     """A config for the world's proxies ``names`` (all when None), with short intervals so a test
-    sees every proxy checked; ``extra`` lines go into ``[daemon]``."""
+    sees every proxy checked; ``extra`` lines go into ``[daemon]``; ``tags``: a proxy's tags by
+    fixture name (one tag, or several separated by ``;``)."""
     fixtures = [f for f in world.fixtures if names is None or f.name in names]
     csv = tmp_path / "proxies.csv"
-    csv.write_text("url,label\n" + "".join(f"{f.url},{label_of(f.name)}\n" for f in fixtures))
+    tags = tags or {}
+    csv.write_text("url,label,tags\n" + "".join(f"{f.url},{label_of(f.name)},{tags.get(f.name, '')}\n" for f in fixtures))
     base = Path(world.config_path).read_text()
     head = f'state_dir = "{tmp_path / "state"}"\n' + (f'database_url = "{database_url}"\n' if database_url else "")
     daemon = f'\n[daemon]\nsources = ["{csv}"]\ndispatch_interval = 0.2\ndrain_grace = 10.0\n{extra}\n'
@@ -280,13 +282,15 @@ class Api:
 
 @contextlib.contextmanager
 def running_api(world, tmp_path: Path, names: list[str], *, extra: str = "", database_url: str = "",
-                checked: bool = True, stop_timeout: float = 30) -> Iterator[Api]:
+                checked: bool = True, stop_timeout: float = 30, tags: dict[str, str] | None = None,
+                tables: str = "") -> Iterator[Api]:
     """``running_daemon`` on the world's proxies ``names`` with [http] on a free port (``extra``
-    lines go into [http]); with ``checked``, the block starts once every proxy has been checked."""
+    lines go into [http]; ``tables``: more tables at the end, e.g. ``[geo]``; ``tags`` as for
+    ``write_daemon_config``); with ``checked``, the block starts once every proxy has been checked."""
     port = free_port()
-    config = write_daemon_config(world, tmp_path, names, database_url=database_url)
+    config = write_daemon_config(world, tmp_path, names, database_url=database_url, tags=tags)
     config.write_text(config.read_text() + f'\n[http]\nenabled = true\nlisten = "127.0.0.1:{port}"\n{extra}'
-                      '\n[worker]\nreprobe_after = 0.5\n')
+                      '\n[worker]\nreprobe_after = 0.5\n' + tables)
     config.chmod(0o600)  # it may hold [http].token: others must not read it (config.py refuses)
     with running_daemon(config, checked=30 if checked else None, stop_timeout=stop_timeout) as daemon:
         yield Api(daemon, port)

@@ -161,7 +161,11 @@ def test_healthy_proxies_and_formats(api):
     assert healthy == {world.by_name(n).url for n in ("squid-anonymous", "squid-elite", "microsocks", "squid-auth-right-password")}
     assert len(client.get("/proxies/healthy", params={"limit": 2}).json()) == 2
     assert client.get("/proxies/healthy", params={"limit": "x"}).status_code == 400
-    ac = client.get("/proxies/healthy", params={"format": "anticaptcha", "scheme": "socks5"}).json()
+    refused = client.get("/proxies/healthy", params={"format": "anticaptcha", "scheme": "socks5"})
+    assert refused.status_code == 200 and refused.json() == []  # loopback: no captcha service reaches it
+    one_refused = client.get("/proxy", params={"format": "2captcha", "scheme": "socks5"})
+    assert one_refused.status_code == 422 and "is a loopback address" in one_refused.json()["detail"]
+    ac = client.get("/proxies/healthy", params={"format": "anticaptcha", "scheme": "socks5", "local_test": "1"}).json()
     assert len(ac) == 1 and ac[0]["proxyType"] == "socks5" and isinstance(ac[0]["proxyPort"], int)
     one = client.get("/proxy", params={"anonymity": "elite"}).json()
     assert one["url"] in {world.by_name("squid-elite").url, world.by_name("microsocks").url}
@@ -271,7 +275,9 @@ def test_lease_and_release_over_http(api):
     assert again.json() == {"lease": body["lease"], "released": False, "reported": False}  # one report per lease
     unknown = client.post("/lease/no-such-lease/release", json={"outcome": "ERROR_PROXY_BANNED"})
     assert unknown.json() == {"lease": "no-such-lease", "released": False, "reported": False}
-    ac = client.post("/lease", json={"scheme": "socks5", "format": "anticaptcha"}).json()
+    refused = client.post("/lease", json={"scheme": "socks5", "format": "anticaptcha"})
+    assert refused.status_code == 422 and "local_test" in refused.json()["detail"]  # and the lease is given back:
+    ac = client.post("/lease", json={"scheme": "socks5", "format": "anticaptcha", "local_test": True}).json()
     assert ac["proxy"]["proxyType"] == "socks5"
     assert client.post(f"/lease/{ac['lease']}/release", json={}).json()["released"]
     bad = client.post("/lease", json={"colour": "blue"})

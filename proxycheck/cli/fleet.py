@@ -50,8 +50,11 @@ def run(config: str | None, once: bool) -> None:
 @click.option("--unhealthy", is_flag=True, help="Only unhealthy proxies.")
 @click.option("--tag", help="Only proxies with this tag.")
 @click.option("--code", "code_text", metavar="CODE", help="Only proxies failing with this code (29 or ERROR_PROXY_TRANSPARENT).")
+@click.option("--country", metavar="CC", help="Only proxies whose exit was observed in this country (ISO code, [geo]).")
+@click.option("--asn", "asn_text", metavar="ASN", help="Only proxies whose exit was observed in this AS (3320 or AS3320).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object: summary and proxies (see docs/output.md).")
-def status(config: str | None, unhealthy: bool, tag: str | None, code_text: str | None, as_json: bool) -> None:
+def status(config: str | None, unhealthy: bool, tag: str | None, code_text: str | None, country: str | None,
+           asn_text: str | None, as_json: bool) -> None:
     """Show the fleet from the database (works whether or not the daemon runs).
 
     \b
@@ -67,15 +70,18 @@ def status(config: str | None, unhealthy: bool, tag: str | None, code_text: str 
     from ..store.reports import feedback_summary, guard_rail
     from ..store.worker_leases import lease_summary
     from ..verdict import parse_code
+    from ..worker.params import make_filters
 
     settings = settings_or_exit(config)
     try:
         code = parse_code(code_text) if code_text else None
+        where = make_filters(country=country, asn=asn_text)  # the worker filters' own checks
     except ValueError as exc:
         raise CliError(str(exc)) from None
 
     def read(engine):
-        return (status_summary(engine), list_proxies(engine, unhealthy_only=unhealthy, tag=tag, code=code),
+        return (status_summary(engine), list_proxies(engine, unhealthy_only=unhealthy, tag=tag, code=code,
+                                                     country=where.country, asn=where.asn),
                 feedback_summary(engine, guard_rail(settings.worker)), lease_summary(engine, now=utcnow()),
                 guard_states(engine, settings), held_subnets(engine))
 

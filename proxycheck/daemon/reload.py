@@ -2,8 +2,8 @@
 runner applies the plan (``runner.py``). ``plan`` is pure: settings in, a ``ReloadPlan`` out.
 
 Rules:
-1. Applied at once: ``[targets]``, ``[timeouts]``, ``[probes]`` (a new ``Checker``, self-tested
-   at the next heartbeat), ``[check]`` (the next claim), ``[health]`` (the next write),
+1. Applied at once: ``[targets]``, ``[timeouts]``, ``[probes]``, ``[geo]`` (a new ``Checker``,
+   self-tested at the next heartbeat; a ``[geo]`` file that no longer opens fails the load: rule 3), ``[check]`` (the next claim), ``[health]`` (the next write),
    ``[worker]`` (retention and metrics), ``[daemon]`` (sources re-synced; a periodic job whose
    interval changed is rescheduled, ``periodic.py``).
 2. ``database_url``, ``state_dir`` and ``[http]`` name the daemon's database, lock and socket:
@@ -26,7 +26,7 @@ log = logging.getLogger("proxycheck.daemon")
 
 RESTART_ONLY = ("database_url", "state_dir", "http")  # rule 2: top-level keys and one section
 APPLIED = tuple(s for s in SECTIONS if s not in RESTART_ONLY)  # rule 1
-CHECKER = ("targets", "timeouts", "probes")  # what a Checker is built from
+CHECKER = ("targets", "timeouts", "probes", "geo")  # what a Checker is built from
 
 
 @dataclass(frozen=True)

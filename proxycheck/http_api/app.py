@@ -231,15 +231,16 @@ class HttpApi:
         if not request.query:
             body = await self._full_status.get()
             return await _send(request, body, {"Age": str(int(self._full_status.age()))})
-        unknown = sorted(set(request.query) - {"limit", "after"})
+        unknown = sorted(set(request.query) - {"limit", "after", "country", "asn"})
         if unknown:
-            return error(400, "bad_request", f"unknown parameter {unknown[0]!r} (known: limit, after)")
+            return error(400, "bad_request", f"unknown parameter {unknown[0]!r} (known: limit, after, country, asn)")
         try:
             limit = _limit(request.query.get("limit", str(MAX_PAGE)))
+            where = _where(request.query)
         except ValueError as exc:
             return error(400, "bad_request", str(exc))
         after = request.query.get("after") or None
-        body = await self.reads.heavy_async(self._status.render(limit=limit, after=after))
+        body = await self.reads.heavy_async(self._status.render(limit=limit, after=after, **where))
         return await _send(request, body)
 
     async def _build_status(self) -> bytes:
@@ -313,9 +314,8 @@ class HttpApi:
             body = await request.json() if request.can_read_body else {}
             if not isinstance(body, dict):
                 raise ValueError(f"expected a JSON object, got {type(body).__name__}")
-            ttl, worker, fmt = body.pop("ttl", None), body.pop("worker", None) or request.remote, body.pop("format", "")
-            if fmt not in FORMATS:
-                raise ValueError(f"format: {fmt!r} is not one of anticaptcha, 2captcha (or leave it out)")
+            ttl, worker = body.pop("ttl", None), body.pop("worker", None) or request.remote
+            fmt = _shape(body.pop("format", ""), body.pop("local_test", ""))
             filters = filters_from_json(body)
             held = await self.reads.light(self.pool.acquire, ttl=ttl, worker=worker, **filters)
         except (GuardTripped, NoHealthyProxy, ValueError) as exc:
@@ -350,18 +350,41 @@ def _limit(text: str) -> int:
     return number(text, "limit", 1, MAX_PAGE)
 
 
+def _where(query: Any) -> dict[str, Any]:
+    """``country`` and ``asn`` of ``/status``, checked as the worker routes check them (Filters)."""
+    from ..worker.params import make_filters
+
+    given = {k: query[k] for k in ("country", "asn") if query.get(k)}
+    if not given:
+        return {}
+    filters = make_filters(**given)
+    return {"country": filters.country, "asn": filters.asn}
+
+
 def _format(request: web.Request) -> str:
-    fmt = request.query.get("format", "")
+    return _shape(request.query.get("format", ""), request.query.get("local_test", ""))
+
+
+def _shape(fmt: Any, local_test: Any) -> str:
+    """``format`` (and ``local_test``: the converters' opt-in for local proxies, proxy.py rule 6)
+    as one value: ``"anticaptcha"``, ``"anticaptcha+local"``, ``"2captcha"``, ... or ``""``."""
+    from ..worker.params import flag
+
     if fmt not in FORMATS:
         raise ValueError(f"format: {fmt!r} is not one of anticaptcha, 2captcha (or leave it out for proxycheck's own shape)")
+    if isinstance(local_test, bool):
+        local_test = "true" if local_test else "false"
+    if local_test and flag("local_test", str(local_test)):
+        return fmt + "+local" if fmt else fmt
     return fmt
 
 
 def _proxy_json(proxy, fmt: str) -> dict[str, Any]:
+    fmt, _, local = fmt.partition("+")
     if fmt == "anticaptcha":
-        return proxy.as_anticaptcha()
+        return proxy.as_anticaptcha(local_test=bool(local))
     if fmt == "2captcha":
-        return proxy.as_2captcha()
+        return proxy.as_2captcha(local_test=bool(local))
     return {"url": proxy.url, "proxy": proxy.masked_url, "scheme": proxy.scheme, "host": proxy.host, "port": proxy.port,
             "username": proxy.username, "password": proxy.password, "tags": sorted(proxy.tags),
             "exit_ip": getattr(proxy, "exit_ip", None), "latency_ms": getattr(proxy, "latency_ms", None)}

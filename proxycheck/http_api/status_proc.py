@@ -52,8 +52,9 @@ HELPER_EXITED = "the /status helper process exited; the next request starts a ne
 
 
 def render_status(url: str, worker: Worker, limit: int | None = None, after: str | None = None,
-                  guard: Guard | None = None) -> bytes:
-    """``proxycheck status --json`` as bytes (or one page of it, with ``next_after``)."""
+                  guard: Guard | None = None, country: str | None = None, asn: int | None = None) -> bytes:
+    """``proxycheck status --json`` as bytes (or one page of it, with ``next_after``; ``country``
+    and ``asn``: only proxies whose exit was observed there, as ``status --country/--asn``)."""
     from ..status_view import as_json
     from ..store import list_proxies, make_engine, status_summary
     from ..store._rows import utcnow
@@ -65,7 +66,7 @@ def render_status(url: str, worker: Worker, limit: int | None = None, after: str
     if engine is None:
         engine = _ENGINES[url] = make_engine(url, writer=False)
     summary = status_summary(engine)
-    rows = list_proxies(engine, after=after, limit=limit)
+    rows = list_proxies(engine, after=after, limit=limit, country=country, asn=asn)
     shaped = as_json(summary, rows, feedback_summary(engine, guard_rail(worker)), leases=lease_summary(engine, now=utcnow()),
                      guards=guard_states(engine, Settings(guard=guard or Guard())), held=held_subnets(engine))
     if limit is not None:

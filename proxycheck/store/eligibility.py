@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import ColumnElement, Connection, and_, exists, func, literal_column, not_, or_, select, true
 
+from ..geo import country_code, names_a_country
 from ..guard import service_name
 from ..sticky import DEFAULT_WINDOW, GATEWAY_TAG, ExitSummary, stability
 from ._rows import has_tag, list_has
@@ -33,6 +34,7 @@ from .models import WorkerLeaseRow as L
 # Weakest first. A healthy proxy is never transparent (that is error 29), so "anonymous" and
 # "elite" are the useful minimums.
 ANONYMITY_LEVELS = ("transparent", "anonymous", "elite")
+MAX_ASN = 2**32 - 1  # 32-bit AS numbers (RFC 6793)
 
 
 def _strings(name: str, value: Any, *, optional: bool = False) -> None:
@@ -56,6 +58,10 @@ class Filters:
     # Only proxies whose exit IP was seen stable for ``sticky_seconds`` (sticky.py rule 3).
     sticky: bool = False
     sticky_seconds: float = DEFAULT_WINDOW
+    # Where the exit was observed to be ([geo], geo.py): an ISO 3166-1 alpha-2 code (any case in,
+    # upper case kept) and an autonomous system number. Not the tags: observed values.
+    country: str | None = None
+    asn: int | None = None
     # The captcha service the proxy is for (guard.py). Not part of ``Eligibility``: its budget is
     # a gate checked once before selection (worker/pool.py ``_eligibility``), not a row's property.
     service: str | None = None
@@ -80,11 +86,26 @@ class Filters:
             raise ValueError(f"sticky_seconds: expected a positive number of seconds, got {seconds!r}")
         if self.service is not None:
             object.__setattr__(self, "service", service_name(self.service))
+        if self.country is not None:
+            code = country_code(self.country) if isinstance(self.country, str) else None
+            if code is None:
+                raise ValueError(f"country: expected a two-letter ISO 3166-1 code (us, DE, ...), got {self.country!r}")
+            object.__setattr__(self, "country", code)
+        if self.asn is not None and (isinstance(self.asn, bool) or not isinstance(self.asn, int)
+                                     or not 0 < self.asn <= MAX_ASN):
+            raise ValueError(f"asn: expected an autonomous system number from 1 to {MAX_ASN}, got {self.asn!r}")
+
+    @property
+    def trusts_country_tag(self) -> bool:
+        """The request selects by a ``country:xx`` tag: a ``geo_mismatch`` proxy (one whose tag
+        its exit contradicts) is refused to it (``Eligibility``)."""
+        return names_a_country(self.tags)
 
     @property
     def needs_full_row(self) -> bool:
         """Filters the snapshot's narrow candidates cannot judge: ask the database."""
-        return self.target is not None or self.sticky
+        return (self.target is not None or self.sticky or self.country is not None or self.asn is not None
+                or self.trusts_country_tag)
 
     @property
     def anonymity_levels(self) -> tuple[str, ...] | None:
@@ -116,6 +137,10 @@ class Filters:
             parts.append(f"usable for ban target {self.target!r}")
         if self.sticky:
             parts.append(f"sticky exit (stable for {self.sticky_seconds:g} s)")
+        if self.country is not None:
+            parts.append(f"exit in {self.country}")
+        if self.asn is not None:
+            parts.append(f"exit in AS{self.asn}")
         return ", ".join(parts)
 
 
@@ -152,12 +177,16 @@ class Facts(NamedTuple):
     exit_run_seconds: float | None
     exit_change_gap: float | None
     held_back: str | None
+    exit_country: str | None = None
+    exit_asn: int | None = None
+    geo_mismatch: str | None = None
     leases_held: int = 0
     cooling: bool = False
 
 
 FACT_COLUMNS = (P.key, P.enabled, P.state, P.reason, P.last_success_at, P.usable_at, P.usable_for, P.tags,
-                P.scheme, P.anonymity, P.exit_run_seconds, P.exit_change_gap, P.held_back)
+                P.scheme, P.anonymity, P.exit_run_seconds, P.exit_change_gap, P.held_back, P.exit_country, P.exit_asn,
+                P.geo_mismatch)
 
 
 def usable(healthy: bool, reason: str | None) -> bool:
@@ -202,6 +231,10 @@ class Eligibility:
       tagged ``rotating``);
     - it carries every tag asked for, has one of the schemes asked for, at least the anonymity
       asked for, and is not in ``exclude``;
+    - with a ``country`` or an ``asn``: its latest exit IP was observed there ([geo]; an exit
+      the databases do not know is in no country and no AS);
+    - with a ``country:xx`` tag among the tags asked for: it has no ``geo_mismatch`` (its own
+      ``country:xx`` tag names a country its exit was observed not to be in);
     - with ``leases`` (a lease being acquired): fewer than ``max_concurrent`` leases on it are
       held at ``leases.now`` and no ended lease on it is still cooling down then: ended with a
       ``cool_until`` after its end, still ahead (worker_leases.py rule 2).
@@ -259,6 +292,12 @@ class Eligibility:
             clauses.append(P.anonymity.in_(levels))
         if f.exclude:
             clauses.append(P.key.not_in(sorted(f.exclude)))
+        if f.country is not None:
+            clauses.append(P.exit_country == f.country)
+        if f.asn is not None:
+            clauses.append(P.exit_asn == f.asn)
+        if f.trusts_country_tag:
+            clauses.append(P.geo_mismatch.is_(None))
         if self.leases is not None:
             clauses.append(free(P.id, self.leases.now, self.leases.max_concurrent))
         return and_(*clauses)
@@ -280,10 +319,14 @@ class Eligibility:
                 return False
         if not f.matches(p.scheme, p.anonymity, p.tags) or p.key in f.exclude:
             return False
+        if (f.country is not None and p.exit_country != f.country) or (f.asn is not None and p.exit_asn != f.asn):
+            return False
+        if f.trusts_country_tag and p.geo_mismatch is not None:
+            return False
         if self.leases is not None:  # the facts are judged at leases.now already
             return p.leases_held < self.leases.max_concurrent and not p.cooling
         return True
 
 
-__all__ = ["ANONYMITY_LEVELS", "FACT_COLUMNS", "LEASE_CLOCK", "Eligibility", "Facts", "Filters", "LeaseLimits", "cooling", "free",
+__all__ = ["ANONYMITY_LEVELS", "FACT_COLUMNS", "MAX_ASN", "LEASE_CLOCK", "Eligibility", "Facts", "Filters", "LeaseLimits", "cooling", "free",
            "held", "usable"]

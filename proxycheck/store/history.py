@@ -31,6 +31,9 @@ class CheckInfo:
     # The probes that ran, as the row keeps them (result.history_probes): name, ok, elapsed_ms,
     # per-phase timings (connect, proxy_handshake, tls, ttfb, transfer), wording of the failure.
     probes: list[dict[str, Any]] = field(default_factory=list)
+    exit_country: str | None = None  # where exit_ip was, as [geo] said at that check
+    exit_asn: int | None = None
+    exit_as_org: str | None = None
 
 
 @dataclass(frozen=True)
@@ -47,12 +50,14 @@ def proxy_history(engine: Engine, proxy_key: str, *, limit: int = 20) -> ProxyHi
         if proxy_id is None:
             return None
         rows: Any = conn.execute(
-            select(C.checked_at, C.healthy, C.code, C.reason, C.probe, C.detail, C.elapsed_ms, C.exit_ip, C.instance_id, C.probes)
+            select(C.checked_at, C.healthy, C.code, C.reason, C.probe, C.detail, C.elapsed_ms, C.exit_ip, C.instance_id,
+                   C.probes, C.exit_country, C.exit_asn, C.exit_as_org)
             .where(C.proxy_id == proxy_id)
             .order_by(C.checked_at.desc(), C.id.desc())
             .limit(limit)
         )
-        checks = [CheckInfo(*row[:-1], probes=list(row[-1] or ())) for row in rows]
+        checks = [CheckInfo(*row[:9], probes=list(row[9] or ()), exit_country=row[10], exit_asn=row[11],
+                            exit_as_org=row[12]) for row in rows]
     return ProxyHistory(proxy_key, checks, recent_reports(engine, proxy_key=proxy_key, limit=limit))
 
 

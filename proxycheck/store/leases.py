@@ -29,6 +29,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, String, bindparam, cast, func, insert, or_, select, true, update
 
+from ..geo import UNKNOWN
 from ..health import HealthState, Transition
 from ..proxy import Proxy
 from ..result import CheckResult, LastRun, history_probes
@@ -184,6 +185,8 @@ def _record(
         "resolved_ip": result.resolved_ip,
     }
     values.update({k: v for k, v in facts.items() if v is not None})
+    if result.exit_ip:  # where this exit IP is, known or not: the old exit's place no longer applies
+        values.update(geo_values(result), geo_mismatch=result.geo_mismatch)
     values.update(exits.target_values(result))  # per-target bans (exits.py rule 1)
     fenced = update(P).where(P.id == claim.proxy_id, P.lease_token == claim.lease_token).values(**values)
     if conn.execute(fenced).rowcount != 1:
@@ -205,10 +208,16 @@ def history_values(proxy_id: int, result: CheckResult, instance_id: str | None) 
         "detail": None if result.healthy else result.detail,  # a pass's facts are in exit_ip/anonymity
         "elapsed_ms": result.elapsed_ms,
         "exit_ip": result.exit_ip,
+        **geo_values(result),
         "anonymity": result.anonymity,
         "probes": history_probes(result.probes),
         "instance_id": instance_id,
     }
+
+
+def geo_values(result: CheckResult) -> dict[str, Any]:
+    """``exit_country``, ``exit_asn``, ``exit_as_org`` of a check (None: unknown, or no [geo])."""
+    return (result.geo or UNKNOWN).as_dict()
 
 
 def release_claims(engine: Engine, claims: Sequence[Claim]) -> int:

@@ -147,6 +147,13 @@ class ProxyRow(Base):
     exit_ips: Mapped[list[Any]] = mapped_column(server_default=text("'[]'"))
     exit_run_seconds: Mapped[float | None] = mapped_column(Float)
     exit_change_gap: Mapped[float | None] = mapped_column(Float)
+    # Where the latest exit IP is ([geo], geo.py; written by each check that learnt the exit IP):
+    # ISO country, autonomous system, and why the proxy's country:XX tag is wrong (None: it is
+    # not, or nobody knows). eligibility.py reads them for country=, asn= and country tags.
+    exit_country: Mapped[str | None] = mapped_column(String(2))
+    exit_asn: Mapped[int | None] = mapped_column(BigInteger)
+    exit_as_org: Mapped[str | None] = mapped_column(String(255))
+    geo_mismatch: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
         Index("ix_proxies_due", "enabled", "next_check_at"),
@@ -173,6 +180,9 @@ class CheckRow(Base):
     detail: Mapped[str | None] = mapped_column(Text)
     elapsed_ms: Mapped[float | None] = mapped_column(Float)
     exit_ip: Mapped[str | None] = mapped_column(String(64))
+    exit_country: Mapped[str | None] = mapped_column(String(2))  # where exit_ip is ([geo])
+    exit_asn: Mapped[int | None] = mapped_column(BigInteger)
+    exit_as_org: Mapped[str | None] = mapped_column(String(255))
     anonymity: Mapped[str | None] = mapped_column(String(16))
     probes: Mapped[list[Any]]  # [ProbeOutcome.as_dict(), ...]
     instance_id: Mapped[str | None] = mapped_column(String(64))

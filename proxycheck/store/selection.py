@@ -170,7 +170,7 @@ def facts_of(row: Any) -> Facts:
     """``Facts`` from a Core row holding ``FACT_COLUMNS``."""
     return Facts(row.key, bool(row.enabled), row.state, row.reason, row.last_success_at, row.usable_at,
                  frozenset(row.usable_for or ()), frozenset(row.tags or ()), row.scheme, row.anonymity,
-                 row.exit_run_seconds, row.exit_change_gap, row.held_back)
+                 row.exit_run_seconds, row.exit_change_gap, row.held_back, row.exit_country, row.exit_asn, row.geo_mismatch)
 
 
 def _candidates_core(engine: Engine, eligibility: Eligibility) -> list[Candidate]:

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, func, or_, select, true
 
+from ..geo import UNKNOWN, ExitGeo
 from ..health import HealthState
 from ..proxy import Proxy
 from ._rows import PROXY_COLUMNS, STATE_COLUMNS, has_tag, is_postgresql, proxy_from_row, state_from_row, utcnow
@@ -50,6 +51,8 @@ class ProxyStatus:
     banned_on: tuple[str, ...] = ()  # ban targets banning it (latest ban check)
     usable_for: tuple[str, ...] = ()
     exit: ExitSummary = ExitSummary()
+    geo: ExitGeo = UNKNOWN  # where exit_ip is ([geo])
+    geo_mismatch: str | None = None  # verdict.MARKS: its country:XX tag names another country
 
     def stability(self, window: float) -> Stability:
         """Its exit IP's stability over ``[probes].sticky_seconds`` (sticky.py rule 3)."""
@@ -158,12 +161,15 @@ def list_proxies(
     unhealthy_only: bool = False,
     tag: str | None = None,
     code: int | None = None,
+    country: str | None = None,
+    asn: int | None = None,
     include_disabled: bool = True,
     after: str | None = None,
     limit: int | None = None,
 ) -> list[ProxyStatus]:
     """Proxies for a status listing, ordered by key. ``unhealthy_only`` means enabled and
-    unhealthy; ``code`` filters on the current failure code; ``after`` and ``limit`` give one
+    unhealthy; ``code`` filters on the current failure code, ``country`` and ``asn`` on where the
+    exit was observed to be ([geo]; an ISO code in upper case, a number); ``after`` and ``limit`` give one
     page (keys greater than ``after``), for the HTTP endpoint's paginated ``/status``."""
     with engine.begin() as conn:
         stmt = _status_select(conn, tags=[tag] if tag else [])
@@ -173,6 +179,10 @@ def list_proxies(
             stmt = stmt.where(P.enabled == true())
         if code is not None:
             stmt = stmt.where(P.code == code)
+        if country is not None:
+            stmt = stmt.where(P.exit_country == country)
+        if asn is not None:
+            stmt = stmt.where(P.exit_asn == asn)
         if after is not None:
             stmt = stmt.where(P.key > after)
         stmt = stmt.order_by(P.key)
@@ -202,6 +212,10 @@ def _status_select(conn: Connection, *, tags: list[str]) -> Any:
         P.exit_ips,
         P.exit_run_seconds,
         P.exit_change_gap,
+        P.exit_country,
+        P.exit_asn,
+        P.exit_as_org,
+        P.geo_mismatch,
         *PROXY_COLUMNS,
         *STATE_COLUMNS,
     )
@@ -230,6 +244,8 @@ def _status(row: Any) -> ProxyStatus:
         banned_on=tuple(row.banned_on or ()),
         usable_for=tuple(row.usable_for or ()),
         exit=ExitSummary(tuple(row.exit_ips or ()), row.exit_run_seconds, row.exit_change_gap),
+        geo=ExitGeo(row.exit_country, row.exit_asn, row.exit_as_org),
+        geo_mismatch=row.geo_mismatch,
     )
 
 

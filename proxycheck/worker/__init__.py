@@ -83,8 +83,10 @@ def get_healthy_proxy(filters: Filters | None = None, *, strategy: str | None = 
     URLs/keys) this task already tried; ``strategy``: ``random`` (default), ``round_robin``,
     ``least_used`` or ``fastest``; ``target``: a ban target's name (``[[targets.ban]]``): a proxy
     fine there, even if other targets ban it; ``sticky``: only proxies whose exit IP was seen
-    stable for ``[probes].sticky_seconds``; ``service``: the captcha service the proxy is for. The
-    filters may come as one ``Filters`` instead. Raises ``NoHealthyProxy`` (a ``LookupError``)
+    stable for ``[probes].sticky_seconds``; ``service``: the captcha service the proxy is for;
+    ``country`` (``"US"``, any case) and ``asn`` (``3320``, or ``"AS3320"``): where the exit was
+    observed to be ([geo]); a ``country:xx`` tag never selects a proxy whose exit contradicts it
+    (``geo_mismatch``, docs/geo.md). The filters may come as one ``Filters`` instead. Raises ``NoHealthyProxy`` (a ``LookupError``)
     saying why, ``GuardTripped`` (a ``LookupError``) when ``service``'s error budget is spent
     (docs/guard.md), ``ValueError`` naming a bad argument."""
     return default_pool().get(filters, strategy=strategy, **keywords)

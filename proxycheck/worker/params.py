@@ -13,11 +13,11 @@ from typing import Any, TypedDict
 
 from ..errors import ProxyParseError
 from ..proxy import Proxy, parse_proxy_url
-from ..store.eligibility import Filters
+from ..store.eligibility import MAX_ASN, Filters
 from .settings import STRATEGIES
 
-QUERY_KEYS = ("tags", "tag", "scheme", "anonymity", "exclude", "strategy", "target", "sticky", "service")
-PASSED_THROUGH = ("format",)  # the HTTP layer's own parameters
+QUERY_KEYS = ("tags", "tag", "scheme", "anonymity", "exclude", "strategy", "target", "sticky", "service", "country", "asn")
+PASSED_THROUGH = ("format", "local_test")  # the HTTP layer's own parameters
 _NONE: tuple[str, ...] = ()
 _NO_FILTERS = Filters()
 MAX_LIMIT = 2**31 - 1  # get_healthy_proxies(limit=): more than any fleet, less than any SQL LIMIT
@@ -33,6 +33,8 @@ class FilterKeywords(TypedDict, total=False):
     target: str | None
     sticky: bool
     service: str | None
+    country: str | None
+    asn: int | str | None
 
 
 def as_filters(filters: Filters | None, keywords: Mapping[str, Any]) -> Filters:
@@ -70,13 +72,16 @@ def make_filters(
     target: str | None = None,
     sticky: bool = False,
     service: str | None = None,
+    country: str | None = None,
+    asn: int | str | None = None,
 ) -> Filters:
     """``tags``: all must match (a string is one tag). ``scheme``: one or several, matched exactly
     (``socks5`` does not match ``socks5h``). ``anonymity``: the minimum level
     (``anonymous`` < ``elite``). ``exclude``: proxies, URLs or keys already tried. ``service``:
-    the captcha service the proxy is for; its error budget may refuse (guard.py)."""
+    the captcha service the proxy is for; its error budget may refuse (guard.py). ``country``
+    and ``asn`` (a number, or ``"AS3320"``): where the exit was observed to be ([geo])."""
     if (tags is _NONE and exclude is _NONE and scheme is None and anonymity is None and target is None
-            and sticky is False and service is None):
+            and sticky is False and service is None and country is None and asn is None):
         return _NO_FILTERS  # the common call, per hand-out: nothing to check
     tag_set = _names("tags", tags)
     schemes = None if scheme is None else _names("scheme", scheme, lower=True)
@@ -88,8 +93,20 @@ def make_filters(
         raise ValueError(f"exclude: expected proxies, URLs or keys, got {exclude!r}")
     if isinstance(target, str):
         target = target.strip()
+    if isinstance(asn, str):
+        asn = as_number(asn)
     return Filters(tag_set, schemes, level, frozenset(proxy_key(e) for e in exclude), target=target, sticky=sticky,
-                   service=service)
+                   service=service, country=country, asn=asn)
+
+
+def as_number(text: str) -> int:
+    """``"3320"`` or ``"AS3320"`` (any case) as an AS number: http_api/params.py's one number
+    rule (ASCII digits, bounded), naming ``asn``."""
+    from ..http_api.params import number
+
+    digits = text.strip()
+    digits = digits[2:] if digits[:2].upper() == "AS" else digits
+    return number(digits, "asn", 1, MAX_ASN)
 
 
 def check_strategy(strategy: Any) -> str:
@@ -149,6 +166,14 @@ def filters_from_json(body: Mapping[str, Any]) -> dict[str, Any]:
     return filters_from_query(MultiDict(pairs))
 
 
+def flag(name: str, text: str) -> bool:
+    """A query string's boolean: 1/true/yes or 0/false/no (any case); anything else names ``name``."""
+    value = text.strip().lower()
+    if value not in ("1", "true", "yes", "0", "false", "no"):
+        raise ValueError(f"{name}: expected true or false, got {value!r}")
+    return value in ("1", "true", "yes")
+
+
 def filters_from_query(query: Mapping[str, str]) -> dict[str, Any]:
     """Keyword arguments for ``get_healthy_proxy``/``get_healthy_proxies`` from an HTTP query:
     ``?tags=us,fast&scheme=socks5&anonymity=elite&exclude=URL&exclude=URL&strategy=least_used``.
@@ -178,14 +203,15 @@ def filters_from_query(query: Mapping[str, str]) -> dict[str, Any]:
     if values("target"):
         kwargs["target"] = values("target")[-1]
     if values("sticky"):
-        flag = values("sticky")[-1].lower()
-        if flag not in ("1", "true", "yes", "0", "false", "no"):
-            raise ValueError(f"sticky: expected true or false, got {flag!r}")
-        kwargs["sticky"] = flag in ("1", "true", "yes")
+        kwargs["sticky"] = flag("sticky", values("sticky")[-1])
     if values("service"):
         kwargs["service"] = values("service")[-1]
+    if values("country"):
+        kwargs["country"] = values("country")[-1]
+    if values("asn"):
+        kwargs["asn"] = as_number(values("asn")[-1])
     make_filters(**{k: v for k, v in kwargs.items() if k != "strategy"})  # validate now: a 400, not a 500
     return kwargs
 
 
-__all__ = ["FilterKeywords", "MAX_LIMIT", "as_filters", "check_limit", "check_strategy", "filters_from_json", "filters_from_query", "make_filters", "proxy_from_reference", "proxy_key"]
+__all__ = ["FilterKeywords", "MAX_LIMIT", "as_filters", "as_number", "check_limit", "check_strategy", "filters_from_json", "filters_from_query", "flag", "make_filters", "proxy_from_reference", "proxy_key"]

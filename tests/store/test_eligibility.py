@@ -32,8 +32,9 @@ FRESH, STALE = NOW - timedelta(seconds=10), NOW - timedelta(seconds=1000)
 BASE: dict[str, Any] = dict(
     enabled=True, state="healthy", reason=None, last_success_at=FRESH, usable_at=FRESH, usable_for=["google"],
     tags=["us"], scheme="http", anonymity="elite", exit_run_seconds=200.0, exit_change_gap=None, latency_ms=100.0,
-    held_back=None,
+    held_back=None, exit_country=None, exit_asn=None, geo_mismatch=None,
 )
+MISMATCH = "tagged US, exits in DE, AS3320 Deutsche Telekom AG"
 # name: (columns that differ from BASE, leases on it: "held" / "ended" (cooling) per lease)
 ROWS: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
     "healthy": ({}, ()),
@@ -62,9 +63,15 @@ ROWS: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
     "leased_full": ({}, ("held", "held")),
     "cooling": ({}, ("ended",)),
     "expired_cooled": ({}, ("cooled",)),
+    "geo_us": ({"tags": ["us", "country:us"], "exit_country": "US", "exit_asn": 64500}, ()),
+    "geo_mismatch": ({"tags": ["us", "country:us"], "exit_country": "DE", "exit_asn": 3320, "geo_mismatch": MISMATCH}, ()),
+    "geo_unknown": ({"tags": ["us", "country:us"]}, ()),  # the databases do not know its exit
+    "geo_de_untagged": ({"exit_country": "DE", "exit_asn": 3320}, ()),
+    "geo_mismatch_stale": ({"tags": ["country:us"], "exit_country": "DE", "exit_asn": 3320, "geo_mismatch": MISMATCH,
+                            "last_success_at": STALE, "usable_at": STALE}, ()),
 }
 
-US, DE = frozenset({"us"}), frozenset({"de"})
+US, DE, COUNTRY_US = frozenset({"us"}), frozenset({"de"}), frozenset({"country:us"})
 LIMITS = LeaseLimits(max_concurrent=2, now=NOW)
 # (filters, with lease limits)
 CASES = [
@@ -82,8 +89,16 @@ CASES = [
     (Filters(sticky=True), False),
     (Filters(sticky=True, sticky_seconds=40.0), False),
     (Filters(sticky=True, target="google"), False),
+    (Filters(country="US"), False),
+    (Filters(country="de"), False),
+    (Filters(asn=3320), False),
+    (Filters(country="DE", asn=3320, tags=US), False),
+    (Filters(tags=COUNTRY_US), False),
+    (Filters(tags=COUNTRY_US, target="google"), False),
+    (Filters(country="US", target="google"), False),
     (Filters(), True),
     (Filters(target="google", sticky=True), True),
+    (Filters(tags=COUNTRY_US), True),
 ]
 
 
@@ -129,7 +144,8 @@ def facts(name: str) -> Facts:
     v = {**BASE, **ROWS[name][0]}
     return Facts(key_of(name), v["enabled"], v["state"], v["reason"], v["last_success_at"], v["usable_at"],
                  frozenset(v["usable_for"]), frozenset(v["tags"]), v["scheme"], v["anonymity"],
-                 v["exit_run_seconds"], v["exit_change_gap"], v["held_back"], **lease_facts(name))
+                 v["exit_run_seconds"], v["exit_change_gap"], v["held_back"], v["exit_country"], v["exit_asn"],
+                 v["geo_mismatch"], **lease_facts(name))
 
 
 @pytest.mark.parametrize(("filters", "leased"), CASES, ids=[f"{c[0].describe() or 'no filters'}{' leased' if c[1] else ''}"
@@ -154,20 +170,24 @@ def test_every_form_of_the_rule_admits_the_same_rows(writer, table, filters, lea
             assert proposed == in_sql
 
 
+GEO_FRESH = ("geo_us", "geo_mismatch", "geo_unknown", "geo_de_untagged")
+
+
 def test_the_table_covers_every_branch():
     """The rows above reach each clause of the rule: target, sticky (rotating, gateway,
     unconfirmed, never read), freshness, leases (held to the limit, cooling), a subnet held back
-    (refused with and without a target, where the same row unheld is admitted)."""
+    (refused with and without a target, where the same row unheld is admitted), where the exit is
+    (observed country and AS; a country tag its exit contradicts)."""
     expected = {
         Filters(): {"healthy", "healthy_not_usable_for_google", "socks_anonymous_de", "no_anonymity_known",
                     "rotating", "gateway", "unconfirmed", "changed_slowly", "changed_at_window", "no_exit_read",
-                    "leased_one", "leased_full", "cooling", "expired_cooled"},
+                    "leased_one", "leased_full", "cooling", "expired_cooled", *GEO_FRESH},
         Filters(target="google"): {"healthy", "banned_elsewhere", "socks_anonymous_de", "no_anonymity_known",
                                    "rotating", "gateway", "unconfirmed", "changed_slowly", "changed_at_window",
-                                   "no_exit_read", "leased_one", "leased_full", "cooling", "expired_cooled"},
+                                   "no_exit_read", "leased_one", "leased_full", "cooling", "expired_cooled", *GEO_FRESH},
         Filters(sticky=True): {"healthy", "healthy_not_usable_for_google", "socks_anonymous_de",
                                "no_anonymity_known", "changed_slowly", "changed_at_window", "leased_one",
-                               "leased_full", "cooling", "expired_cooled"},
+                               "leased_full", "cooling", "expired_cooled", *GEO_FRESH},
     }
     for filters, names in expected.items():
         rule = Eligibility.at(NOW, MAX_AGE, filters)
@@ -176,6 +196,15 @@ def test_the_table_covers_every_branch():
     assert Eligibility.at(NOW, MAX_AGE, Filters()).admits(unheld) and not Eligibility.at(NOW, MAX_AGE).admits(facts("held_back"))
     assert not Eligibility.at(NOW, MAX_AGE, Filters(target="google")).admits(facts("held_back_banned_elsewhere"))
     assert Eligibility.at(NOW, MAX_AGE, Filters(target="google")).admits(facts("held_back_banned_elsewhere")._replace(held_back=None))
+    geo = {
+        Filters(country="US"): {"geo_us"},
+        Filters(country="DE"): {"geo_mismatch", "geo_de_untagged"},  # observed values, whatever the tag says
+        Filters(asn=3320): {"geo_mismatch", "geo_de_untagged"},
+        Filters(tags=COUNTRY_US): {"geo_us", "geo_unknown"},  # the tag, not where its exit was seen to be
+    }
+    for filters, names in geo.items():
+        assert {n for n in ROWS if n.startswith("geo_") and Eligibility.at(NOW, MAX_AGE, filters).admits(facts(n))} == names
+    assert Eligibility.at(NOW, MAX_AGE).admits(facts("geo_mismatch"))  # it works: a request without a country gets it
     leased = Eligibility.at(NOW, MAX_AGE, Filters(), LIMITS)
     assert not leased.admits(facts("leased_full")) and not leased.admits(facts("cooling"))
     assert leased.admits(facts("leased_one")) and leased.admits(facts("expired_cooled"))

@@ -25,6 +25,7 @@ ROWS = [
     ("targets", OLD, edit(OLD, "targets", judge_url="http://127.0.0.1:8080/get"), ("[targets]",), (), True),
     ("timeouts", OLD, edit(OLD, "timeouts", read=3.0), ("[timeouts]",), (), True),
     ("probes", OLD, edit(OLD, "probes", long_get_bytes=4096), ("[probes]",), (), True),
+    ("geo", OLD, edit(OLD, "geo", database="/var/lib/GeoIP/GeoLite2-Country.mmdb"), ("[geo]",), (), True),
     ("check", OLD, edit(OLD, "check", concurrency=7), ("[check]",), (), False),
     ("health", OLD, edit(OLD, "health", interval=60.0), ("[health]",), (), False),
     ("daemon", OLD, edit(OLD, "daemon", retention_interval=1.0), ("[daemon]",), (), False),

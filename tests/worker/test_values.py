@@ -24,7 +24,8 @@ IP = Proxy("http", "203.0.113.5", 8080, "user", "s3cret")
     ],
 )
 def test_as_anticaptcha(proxy, expected):
-    assert proxy.as_anticaptcha() == expected
+    """The shape, on documentation addresses: opted in (proxy.py rule 6)."""
+    assert proxy.as_anticaptcha(local_test=True) == expected
 
 
 def test_as_anticaptcha_refuses_an_unresolved_host_name():
@@ -43,12 +44,62 @@ def test_as_anticaptcha_refuses_an_unresolved_host_name():
     ],
 )
 def test_as_2captcha(proxy, expected):
-    assert proxy.as_2captcha() == expected
+    """The shape, on documentation addresses: opted in (proxy.py rule 6)."""
+    assert proxy.as_2captcha(local_test=True) == expected
 
 
 def test_as_2captcha_refuses_credentials_it_cannot_carry():
     with pytest.raises(ProxyParseError, match="password: contains ':' or '@'"):
-        Proxy("http", "203.0.113.5", 8080, "user", "p@ss").as_2captcha()
+        Proxy("http", "203.0.113.5", 8080, "user", "p@ss").as_2captcha(local_test=True)
+
+
+PUBLIC = "8.8.4.4"  # a public address: nothing connects to it here
+
+
+@pytest.mark.parametrize(
+    ("host", "resolved", "rule", "source"),
+    [
+        ("127.0.0.1", None, "a loopback address", "RFC 1122"),
+        ("127.1.2.3", None, "a loopback address", "RFC 1122"),
+        ("::1", None, "a loopback address", "RFC 4291"),
+        ("::ffff:127.0.0.1", None, "a loopback address", "RFC 1122"),
+        ("169.254.10.1", None, "a link-local address", "RFC 3927"),
+        ("fe80::1", None, "a link-local address", "RFC 3927"),
+        ("192.0.2.1", None, "a documentation address", "RFC 5737"),
+        ("198.51.100.7", None, "a documentation address", "RFC 5737"),
+        ("203.0.113.5", None, "a documentation address", "RFC 5737"),
+        ("2001:db8::1", None, "a documentation address", "RFC 3849"),
+        ("10.1.2.3", None, "a private or reserved address", "RFC 1918"),
+        ("172.16.0.9", None, "a private or reserved address", "RFC 1918"),
+        ("192.168.1.1", None, "a private or reserved address", "RFC 1918"),
+        ("fd00::5", None, "a private or reserved address", "RFC 4193"),
+        ("100.64.0.1", None, "a private or reserved address", "RFC 6598"),
+        ("0.0.0.0", None, "a private or reserved address", "IANA"),
+        ("px.example", "10.0.0.8", "a private or reserved address", "RFC 1918"),  # the IP resolved at check time
+    ],
+)
+@pytest.mark.parametrize("method", ["as_anticaptcha", "as_2captcha"])
+def test_converters_refuse_what_a_captcha_service_cannot_reach(method, host, resolved, rule, source):
+    proxy = Proxy("socks5", host, 1080, "u", "s3cret-pw", resolved_ip=resolved)
+    with pytest.raises(ProxyParseError) as refused:
+        getattr(proxy, method)()
+    message = str(refused.value)
+    assert message.startswith(f"address: {resolved or host} is {rule} (") and source in message
+    assert "https://anti-captcha.com/apidoc/task-types/RecaptchaV2Task" in message
+    assert f"{method}(local_test=True)" in message and "s3cret-pw" not in message
+    assert getattr(proxy, method)(local_test=True)  # the opt-in for a test on local proxies
+
+
+@pytest.mark.parametrize("host", [PUBLIC, "2001:4860:4860::8888"])
+def test_converters_take_a_public_address(host):
+    proxy = Proxy("socks5", host, 1080)
+    assert proxy.as_anticaptcha()["proxyAddress"] == host
+    assert proxy.as_2captcha()["proxy"].startswith(f"[{host}]" if ":" in host else host)
+
+
+def test_as_2captcha_keeps_an_unresolved_host_name():
+    """2captcha takes host names ("Proxy IP address or hostname"); anti-captcha does not."""
+    assert Proxy("http", "px.example", 3128).as_2captcha() == {"proxy": "px.example:3128", "proxytype": "HTTP"}
 
 
 def test_client_forms_and_identity():

@@ -109,7 +109,8 @@ def proxy_table(engine: Engine, filters: dict[str, str], sort: str = "proxy", de
         order = [column.is_(None), column.desc() if descending else column.asc(), P.id]  # unknowns last, both ways
         rows = conn.execute(
             select(P.id, P.key, P.scheme, P.enabled, P.state, P.code, P.reason, P.probe, P.tags, P.label,
-                   P.latency_ms, P.last_checked_at, P.exit_ip, P.anonymity, P.banned_on, P.lease_owner)
+                   P.latency_ms, P.last_checked_at, P.exit_ip, P.anonymity, P.banned_on, P.lease_owner, P.exit_country,
+                   P.exit_asn, P.geo_mismatch)
             .where(*where).order_by(*order).limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)
         ).all()
     return TablePage(list(rows), total, page, pages)
@@ -123,7 +124,8 @@ def proxy_row(engine: Engine, proxy_id: int) -> Any | None:
             select(P.id, P.key, P.scheme, P.enabled, P.state, P.code, P.reason, P.probe, P.detail, P.tags, P.label,
                    P.source, P.latency_ms, P.last_checked_at, P.last_success_at, P.next_check_at, P.exit_ip,
                    P.anonymity, P.resolved_ip, P.banned_on, P.usable_for, P.usable_at, P.exit_ips,
-                   P.lease_owner, P.lease_expires_at, P.state_changed_at)
+                   P.lease_owner, P.lease_expires_at, P.state_changed_at, P.exit_country, P.exit_asn, P.exit_as_org,
+                   P.geo_mismatch)
             .where(P.id == proxy_id)
         ).first()
         if row is None:
