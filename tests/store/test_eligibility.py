@@ -62,6 +62,9 @@ ROWS: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
     "leased_full": ({}, ("held", "held")),
     "cooling": ({}, ("ended",)),
     "expired_cooled": ({}, ("cooled",)),
+    # vantage.py rule 3: refused from another vantage; handed out only with allow_ip_locked.
+    "ip_locked": ({"state": "unhealthy", "reason": "ip_locked", "last_success_at": STALE}, ()),
+    "ip_locked_stale": ({"state": "unhealthy", "reason": "ip_locked", "usable_at": STALE}, ()),
 }
 
 US, DE = frozenset({"us"}), frozenset({"de"})
@@ -85,6 +88,7 @@ CASES = [
     (Filters(), True),
     (Filters(target="google", sticky=True), True),
 ]
+ALLOWED = [(Filters(), False), (Filters(target="google"), False), (Filters(tags=US), True)]  # allow_ip_locked
 
 
 def key_of(name: str) -> str:
@@ -132,11 +136,12 @@ def facts(name: str) -> Facts:
                  v["exit_run_seconds"], v["exit_change_gap"], v["held_back"], **lease_facts(name))
 
 
-@pytest.mark.parametrize(("filters", "leased"), CASES, ids=[f"{c[0].describe() or 'no filters'}{' leased' if c[1] else ''}"
-                                                              for c in CASES])
-def test_every_form_of_the_rule_admits_the_same_rows(writer, table, filters, leased):
+@pytest.mark.parametrize(("filters", "leased", "allow"), [(*c, False) for c in CASES] + [(*c, True) for c in ALLOWED],
+                         ids=[f"{c[0].describe() or 'no filters'}{' leased' if c[1] else ''}" for c in CASES]
+                         + [f"{c[0].describe() or 'no filters'}{' leased' if c[1] else ''} allow_ip_locked" for c in ALLOWED])
+def test_every_form_of_the_rule_admits_the_same_rows(writer, table, filters, leased, allow):
     by_id = {pid: name for name, pid in table.items()}
-    rule = Eligibility.at(NOW, MAX_AGE, names_excluding(filters, table), LIMITS if leased else None)
+    rule = Eligibility.at(NOW, MAX_AGE, names_excluding(filters, table), LIMITS if leased else None, allow_ip_locked=allow)
     with writer.begin() as conn:
         in_sql = {by_id[pid] for pid in conn.scalars(select(P.id).where(rule.clause(conn)))}
         in_python = {by_id[row.id] for row in conn.execute(select(P.id, *FACT_COLUMNS))
@@ -148,7 +153,7 @@ def test_every_form_of_the_rule_admits_the_same_rows(writer, table, filters, lea
         assert {p.port - 8000 for p in select_eligible(writer, rule)} == {list(ROWS).index(n) for n in in_sql}
         hot = HotReads(writer)
         assert {name for name, pid in table.items() if hot.fetch(pid, rule) is not None} == in_sql
-        if not rule.filters.needs_full_row:
+        if not rule.filters.needs_full_row and not allow:  # the pool asks the database then (pool.py)
             snap = Snapshot(hot.candidates(rule), 0.0, 0.0)
             proposed = {by_id[c[0]] for c in snap.by_latency(rule.filters, hot.cutoff(rule.fresh_since))}
             assert proposed == in_sql
@@ -176,6 +181,10 @@ def test_the_table_covers_every_branch():
     assert Eligibility.at(NOW, MAX_AGE, Filters()).admits(unheld) and not Eligibility.at(NOW, MAX_AGE).admits(facts("held_back"))
     assert not Eligibility.at(NOW, MAX_AGE, Filters(target="google")).admits(facts("held_back_banned_elsewhere"))
     assert Eligibility.at(NOW, MAX_AGE, Filters(target="google")).admits(facts("held_back_banned_elsewhere")._replace(held_back=None))
+    for filters in (Filters(), Filters(target="google")):  # ip_locked: out unless allowed, and then while fresh
+        assert not Eligibility.at(NOW, MAX_AGE, filters).admits(facts("ip_locked"))
+        assert Eligibility.at(NOW, MAX_AGE, filters, allow_ip_locked=True).admits(facts("ip_locked"))
+        assert not Eligibility.at(NOW, MAX_AGE, filters, allow_ip_locked=True).admits(facts("ip_locked_stale"))
     leased = Eligibility.at(NOW, MAX_AGE, Filters(), LIMITS)
     assert not leased.admits(facts("leased_full")) and not leased.admits(facts("cooling"))
     assert leased.admits(facts("leased_one")) and leased.admits(facts("expired_cooled"))
