@@ -165,7 +165,8 @@ class Checker:
             warnings=warnings, latency_ms=summary.get("latency_ms"), targets=summary.get("targets"),
         )
         if failed is None:
-            return CheckResult(healthy=True, code=None, reason=None, detail=summary.get("detail") or "", probe=None, **common)
+            passed = CheckResult(healthy=True, code=None, reason=None, detail=summary.get("detail") or "", probe=None, **common)
+            return await self._vantages(passed, own_ips, peers)
         healthy = None if failed.reason == INTERNAL_ERROR else False
         result = CheckResult(healthy=healthy, code=failed.code, reason=failed.reason, detail=failed.detail,
                              probe=failed.name, **common)
