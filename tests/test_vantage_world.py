@@ -20,6 +20,7 @@ from cli import run_json
 from daemons import running_daemon, status_json, wait_until
 from world import software
 
+from proxycheck.worker import ProxyPool
 from proxycheck.world import free_port, wait_all
 
 pytestmark = pytest.mark.world
@@ -105,6 +106,19 @@ def test_one_daemon_with_two_vantages_on_sqlite(world, squid, tmp_path):
     assert_verdicts(rows)
     assert rows["open"]["state"] == "healthy"
     assert rows["locked"]["state"] == "unhealthy" and rows["locked-auth"]["state"] == "unhealthy"
+    # status and history show the proxy per vantage
+    assert {(s["vantage"], s["seen"]) for s in rows["locked"]["vantages"]} == {("a", "in"), ("b", "refused")}
+    proc, history = run_json("history", "--config", str(config), "--json", squid["locked-auth"])
+    assert proc.returncode == 0, proc.stderr
+    latest = history["checks"][0]
+    assert (latest["vantage"], latest["vantage_ip"], latest["reason"]) == ("a", A, "ip_locked"), latest
+    assert [(s["vantage"], s["seen"], s["reason"]) for s in latest["vantages"]] == [
+        ("a", "in", None), ("b", "refused", "auth_required")]
+    # handed out only once the user says the services' addresses are on the allow-list
+    assert {p.label for p in ProxyPool(config=config).get_all()} == {"open"}
+    allowed = tmp_path / "allowed.toml"
+    allowed.write_text(config.read_text().replace("[solver]", "[solver]\nallow_ip_locked = true"))
+    assert {p.label for p in ProxyPool(config=allowed).get_all()} == {"open", "locked", "locked-auth"}
 
 
 @pytest.mark.postgres
@@ -117,10 +131,14 @@ def test_two_daemons_on_postgresql_compare_what_each_sees(world, squid, tmp_path
 
     def locked() -> dict[str, dict] | None:
         rows = {r["label"]: r for r in status_json(config_a)["proxies"]}
-        done = all(rows[n]["reason"] == "ip_locked" for n in ("locked", "locked-auth"))
+        done = all(rows[n]["reason"] == "ip_locked" for n in ("locked", "locked-auth")) and all(
+            {s["vantage"] for s in row["vantages"]} == {"a", "b"} for row in rows.values())
         return rows if done else None
 
     with running_daemon(config_a, checked=30), running_daemon(config_b, upgrade=False, notify=b_dir / "notify.sock"):
-        rows = wait_until(locked, 40, "both locked proxies named ip_locked by two daemons")
+        rows = wait_until(locked, 40, "every proxy checked from both daemons, the locked ones named ip_locked")
     assert_verdicts(rows)
     assert rows["open"]["state"] == "healthy"
+    for name in ("locked", "locked-auth"):  # each daemon's own check, read back per vantage
+        assert {(s["vantage"], s["seen"]) for s in rows[name]["vantages"]} == {("a", "in"), ("b", "refused")}
+    assert {(s["vantage"], s["seen"]) for s in rows["open"]["vantages"]} == {("a", "in"), ("b", "in")}

@@ -11,7 +11,7 @@ Rules:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,6 +21,8 @@ from ..health import HealthState
 from ..proxy import Proxy
 from ._rows import PROXY_COLUMNS, STATE_COLUMNS, has_tag, is_postgresql, proxy_from_row, state_from_row, utcnow
 from ..sticky import GATEWAY_TAG, ExitSummary, Stability, stability
+from ..vantage import Sight
+from .vantages import latest as latest_sights
 from .instances import InstanceInfo, live_instances
 from .models import InstanceRow
 from .models import ProxyRow as P
@@ -50,6 +52,7 @@ class ProxyStatus:
     banned_on: tuple[str, ...] = ()  # ban targets banning it (latest ban check)
     usable_for: tuple[str, ...] = ()
     exit: ExitSummary = ExitSummary()
+    vantages: tuple[Sight, ...] = ()  # each vantage's latest sight (store/vantages.py), when asked for
 
     def stability(self, window: float) -> Stability:
         """Its exit IP's stability over ``[probes].sticky_seconds`` (sticky.py rule 3)."""
@@ -161,10 +164,12 @@ def list_proxies(
     include_disabled: bool = True,
     after: str | None = None,
     limit: int | None = None,
+    vantages: bool = False,
 ) -> list[ProxyStatus]:
     """Proxies for a status listing, ordered by key. ``unhealthy_only`` means enabled and
     unhealthy; ``code`` filters on the current failure code; ``after`` and ``limit`` give one
-    page (keys greater than ``after``), for the HTTP endpoint's paginated ``/status``."""
+    page (keys greater than ``after``), for the HTTP endpoint's paginated ``/status``. With
+    ``vantages``, each row carries every vantage's latest sight (store/vantages.py rule 3)."""
     with engine.begin() as conn:
         stmt = _status_select(conn, tags=[tag] if tag else [])
         if unhealthy_only:
@@ -178,7 +183,11 @@ def list_proxies(
         stmt = stmt.order_by(P.key)
         if limit is not None:
             stmt = stmt.limit(limit)
-        return [_status(row) for row in conn.execute(stmt)]
+        rows = [_status(row) for row in conn.execute(stmt)]
+        if vantages:
+            seen_by = latest_sights(conn, [r.id for r in rows])
+            rows = [replace(r, vantages=tuple(seen_by.get(r.id, ()))) for r in rows]
+        return rows
 
 
 def _status_select(conn: Connection, *, tags: list[str]) -> Any:

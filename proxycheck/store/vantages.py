@@ -7,7 +7,7 @@ Rules:
 2. ``peers``: for a batch of claimed proxies, the latest sight of every vantage but ours within
    the window, read in the claim's transaction (one indexed query), so daemons on one
    PostgreSQL compare what each sees (vantage.py rule 3).
-3. ``latest_per_vantage``: the same for one proxy and every vantage, for ``status`` and ``history``.
+3. ``latest``: each vantage's latest check of some proxies, however old, for ``status``.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, and_, func, select
 
 from ..vantage import Sight, seen
+from ._rows import chunks
 from .models import CheckRow as C
-from .models import ProxyRow as P
 
 
 def _sights(row: Any) -> list[Sight]:
@@ -41,30 +41,35 @@ def _latest(rows: Iterable[Any], ours: str | None) -> dict[int, dict[str, Sight]
     return out
 
 
+def _columns() -> tuple[Any, ...]:
+    return C.proxy_id, C.vantage, C.vantage_ip, C.healthy, C.reason, C.checked_at, C.sights
+
+
 def peers(conn: Connection, proxy_ids: Sequence[int], ours: str, since: datetime) -> dict[int, list[Sight]]:
-    """Rule 2."""
-    if not proxy_ids:
-        return {}
-    rows = conn.execute(
-        select(C.proxy_id, C.vantage, C.vantage_ip, C.healthy, C.reason, C.checked_at, C.sights)
-        .where(C.proxy_id.in_(sorted(set(proxy_ids))), C.vantage.is_not(None), C.vantage != ours, C.checked_at >= since)
-        .order_by(C.checked_at.desc(), C.id.desc())
-    )
-    return {pid: list(by.values()) for pid, by in _latest(rows, ours).items()}
-
-
-def latest_per_vantage(engine: Engine, proxy_key: str, *, limit: int = 200) -> list[Sight]:
-    """Rule 3: newest first, one per vantage, among the proxy's latest ``limit`` checks."""
-    with engine.begin() as conn:
+    """Rule 2: each other vantage's latest sight since ``since``, newest first."""
+    out: dict[int, list[Sight]] = {}
+    for ids in chunks(sorted(set(proxy_ids))):
         rows = conn.execute(
-            select(C.proxy_id, C.vantage, C.vantage_ip, C.healthy, C.reason, C.checked_at, C.sights)
-            .join(P, P.id == C.proxy_id)
-            .where(P.key == proxy_key, C.vantage.is_not(None))
-            .order_by(C.checked_at.desc(), C.id.desc())
-            .limit(limit)
-        ).all()
-    by = _latest(rows, None)
-    return sorted((s for v in by.values() for s in v.values()), key=lambda s: s.at, reverse=True)
+            select(*_columns())
+            .where(C.proxy_id.in_(ids), C.vantage.is_not(None), C.vantage != ours, C.checked_at >= since)
+            .order_by(C.checked_at.desc(), C.id.desc()))
+        out.update({pid: list(by.values()) for pid, by in _latest(rows, ours).items()})
+    return out
 
 
-__all__ = ["latest_per_vantage", "peers"]
+def latest(conn: Connection, proxy_ids: Sequence[int]) -> dict[int, list[Sight]]:
+    """Rule 3: each vantage's latest check of these proxies (however old: a sight says when), newest
+    first; the (proxy_id, vantage, checked_at) index finds each without reading the history."""
+    out: dict[int, list[Sight]] = {}
+    for ids in chunks(sorted(set(proxy_ids))):
+        last = (select(C.proxy_id.label("pid"), C.vantage.label("v"), func.max(C.checked_at).label("at"))
+                .where(C.proxy_id.in_(ids), C.vantage.is_not(None)).group_by(C.proxy_id, C.vantage).subquery())
+        rows = conn.execute(
+            select(*_columns())
+            .join(last, and_(C.proxy_id == last.c.pid, C.vantage == last.c.v, C.checked_at == last.c.at))
+            .order_by(C.checked_at.desc(), C.id.desc()))
+        out.update({pid: list(by.values()) for pid, by in _latest(rows, None).items()})
+    return out
+
+
+__all__ = ["latest", "peers"]
