@@ -13,9 +13,10 @@ Rules:
    ``unknown`` (a timeout, our own trouble: it says nothing about the door).
 3. IP-locked iff, within the window, one vantage got in and another was refused: the proxy
    decides by the caller's address, and a captcha service connects from its own. The verdict's
-   code is the refusal's (``REFUSALS``: 49 for a login demanded or refused, 25 for a refused or
-   reset connection or a 403), the code the service would get; its sentence names the address
-   that got in and the allow-list addresses of ``[solver].services`` (solver_addresses.py).
+   code is the one the refused vantage's own reason predicts (``verdict.REASONS``: 49 for a 407
+   or SOCKS5 0xFF, 25 for a refused connection or a 403, 27 for a reset, 36 for a refused
+   tunnel), the code the service would get; its sentence names the address that got in and the
+   allow-list addresses of ``[solver].services`` (solver_addresses.py).
 4. A proxy whose row has credentials and that also admits us without them is *not* judged here:
    the service sends the credentials, and a proxy that honours them works from anywhere; one
    that does not is refused from another vantage, which rule 3 catches (docs/vantage.md).
@@ -33,21 +34,15 @@ from datetime import datetime
 from typing import Any, Literal
 
 from .solver_addresses import allow_lists
+from .verdict import code_for
 
 IP_LOCKED = "ip_locked"
 VANTAGE_PROBE = "vantage"  # the ``probe`` an ip_locked verdict names
 REACH_PROBES = ("tcp_connect", "anonymity")  # what an extra vantage runs (rule 1)
 
-# A reason seen from one vantage -> the code a caller turned away like that gets (rule 3).
-REFUSALS: dict[str, int] = {
-    "connect_refused": 25,
-    "connection_closed": 25,
-    "request_rejected": 25,
-    "connect_rejected": 25,
-    "auth_required": 49,
-    "auth_rejected": 49,
-    "ident_rejected": 49,
-}
+# Reasons that mean "turned away at the door" (rule 2); the code is the reason's own (rule 3).
+REFUSALS = frozenset({"connect_refused", "connection_closed", "request_rejected", "connect_rejected", "auth_required",
+                      "auth_rejected", "ident_rejected"})
 # Failures that say nothing about whether the door opened (rule 2).
 _UNKNOWN = frozenset({"connect_timeout", "connect_unreachable", "handshake_timeout", "read_timeout", "bad_response",
                       "internal_error", "checker_unavailable", IP_LOCKED})
@@ -111,7 +106,7 @@ def ip_lock(sights: Iterable[Sight], services: tuple[str, ...] = ()) -> IpLock |
     refused = next((s for s in sights if s.seen == "refused"), None)
     if got_in is None or refused is None:
         return None
-    code = REFUSALS[refused.reason or ""]
+    code = code_for(refused.reason or "")
     where = got_in.address or f"vantage {got_in.vantage!r}"
     other = refused.address or f"vantage {refused.vantage!r}"
     detail = (f"accepts {where} only (from {other}: {refused.reason}): a captcha service connecting from its own "
