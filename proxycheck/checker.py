@@ -193,7 +193,12 @@ class Checker:
                                    detail=lock.detail, probes=(*result.probes, outcome))
 
     async def _reach(self, proxy: Proxy, vantage: Vantage, own_ips: frozenset[str], at: datetime) -> Sight:
-        """The reach probes from another vantage's address (vantage.py rule 1)."""
+        """The reach probes from another vantage's address (vantage.py rule 1). A refusal is asked
+        once more on fresh connections: a lock refuses every time, a flaky proxy's reset does not."""
+        sight = await self._reach_once(proxy, vantage, own_ips, at)
+        return await self._reach_once(proxy, vantage, own_ips, at) if sight.seen == "refused" else sight
+
+    async def _reach_once(self, proxy: Proxy, vantage: Vantage, own_ips: frozenset[str], at: datetime) -> Sight:
         ctx = ProbeContext(proxy, self.settings, own_ips, self._session(proxy, vantage.address), judges=self.judges)
         outcome: ProbeOutcome | None = None
         try:
