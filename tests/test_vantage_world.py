@@ -69,7 +69,8 @@ def write_config(world, tmp_path: Path, *, vantage: str, source: str, extra: tup
         csv = tmp_path / "proxies.csv"
         csv.write_text("url,label\n" + "".join(f"{url},{name}\n" for name, url in urls.items()))
         lines += ["[daemon]", f'sources = ["{csv}"]', "dispatch_interval = 0.2", "drain_grace = 10.0",
-                  "[health]", "interval = 3.0", "fast_interval = 2.0", "failing_interval = 2.0", "max_interval = 4.0"]
+                  "[health]", "interval = 3.0", "fast_interval = 2.0", "failing_interval = 2.0", "max_interval = 4.0",
+                  "[worker]", "max_age = 300.0"]  # the hand-outs below come after the daemon stopped
     path = tmp_path / "proxycheck.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
