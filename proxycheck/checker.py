@@ -25,6 +25,11 @@ Rules:
    exit, and so cannot judge: their verdict is unknown). The second run's outcome is the
    probe's. A real failure thus costs one control request and one more try, and is stored at
    its first check; tcp_connect fetches no target, so refused and connect timeouts need none.
+7. Vantages (vantage.py): connections to proxies leave from ``[check].source_address``. When the
+   check's own sight is conclusive (in or refused), each ``[check].vantages`` entry runs the
+   reach probes from its address, and those sights, with ``peers`` (other vantages' latest
+   checks, read from the store by the caller), decide ``ip_locked`` (vantage.py rule 3), which
+   replaces the verdict: the first failure of a service connecting from elsewhere.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ import asyncio
 import dataclasses
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -47,6 +52,7 @@ from .result import CheckResult, LastRun, ProbeOutcome
 from .probes.base import ProbeSpec, SelfTestContext, TargetCheck
 from .selftest import CheckerStatus, cannot_judge, direct_session, judges_up, preflight
 from .transport import shared_ssl_context
+from .vantage import IP_LOCKED, REACH_PROBES, VANTAGE_PROBE, Sight, Vantage, ip_lock, seen
 from .verdict import CHECKER_UNAVAILABLE, INTERNAL_ERROR
 from .wire import Session, Timeouts
 
@@ -84,6 +90,11 @@ class Checker:
         self.controls = _Controls()
         # [geo] opened once (geo.py rule 3: re-read when the file changes); None: no database.
         self.geo = geo.from_settings(settings.geo)
+        check = settings.check
+        self.vantage = Vantage(check.vantage_name, check.source_address or None)
+        self.extra_vantages = tuple(Vantage(n.strip(), a.strip()) for n, _, a in (v.partition("=") for v in check.vantages))
+        # Our own addresses include every vantage's: a proxy revealing any of them is transparent.
+        self.source_ips = frozenset(v.address for v in (self.vantage, *self.extra_vantages) if v.address)
 
     async def preflight(self) -> CheckerStatus:
         status = await preflight(self.settings, self.ssl_context)
@@ -109,11 +120,13 @@ class Checker:
                 self.notes.pop(name, None)
 
     async def check(
-        self, proxy: Proxy, own_ips: frozenset[str], *, last: Mapping[str, LastRun] | None = None
+        self, proxy: Proxy, own_ips: frozenset[str], *, last: Mapping[str, LastRun] | None = None,
+        peers: Sequence[Sight] = (),
     ) -> CheckResult:
         """Run the suite on ``proxy``. With ``last`` (each probe's latest result on it, maybe
         none), only the due probes run and the others carry their result forward (rule 5);
-        without it, every probe runs."""
+        without it, every probe runs. ``peers``: other vantages' latest sights (rule 7)."""
+        own_ips = own_ips | self.source_ips
         started_at = self.clock()
         started = time.perf_counter()
         outcomes: list[ProbeOutcome] = []
@@ -158,14 +171,53 @@ class Checker:
             geo=self.geo.lookup(exit_ip) if self.geo is not None and exit_ip else None,
         )
         if failed is None:
-            return CheckResult(healthy=True, code=None, reason=None, detail=summary.get("detail") or "", probe=None, **common)
+            passed = CheckResult(healthy=True, code=None, reason=None, detail=summary.get("detail") or "", probe=None, **common)
+            return await self._vantages(passed, own_ips, peers)
         healthy = None if failed.reason == INTERNAL_ERROR else False
         result = CheckResult(healthy=healthy, code=failed.code, reason=failed.reason, detail=failed.detail,
                              probe=failed.name, **common)
         if ours is not None:
             return unavailable_result(proxy, f"{failed.name} failed, then our own direct control request failed too "
                                              f"({ours})", result)
-        return result
+        return await self._vantages(result, own_ips, peers)
+
+    async def _vantages(self, result: CheckResult, own_ips: frozenset[str], peers: Sequence[Sight]) -> CheckResult:
+        """Rule 7: what the other vantages see, and ``ip_locked`` if they disagree with us."""
+        address = self.vantage.address or ", ".join(sorted(own_ips - self.source_ips)) or None
+        mine = Sight(self.vantage.name, address, seen(result.healthy, result.reason), result.reason, result.started_at)
+        result = dataclasses.replace(result, vantage=mine.vantage, vantage_ip=address, sights=(mine,))
+        if mine.seen == "unknown" or not (self.extra_vantages or peers):
+            return result
+        extra = [await self._reach(result.proxy, v, own_ips, result.started_at) for v in self.extra_vantages]
+        result = dataclasses.replace(result, sights=(mine, *extra))
+        lock = ip_lock((mine, *extra, *peers), self.settings.solver.services)
+        if lock is None:
+            return result
+        outcome = ProbeOutcome(VANTAGE_PROBE, False, lock.code, IP_LOCKED, lock.detail,
+                               facts={"got_in": lock.got_in.as_dict(), "refused": lock.refused.as_dict()})
+        return dataclasses.replace(result, healthy=False, code=lock.code, reason=IP_LOCKED, probe=VANTAGE_PROBE,
+                                   detail=lock.detail, probes=(*result.probes, outcome))
+
+    async def _reach(self, proxy: Proxy, vantage: Vantage, own_ips: frozenset[str], at: datetime) -> Sight:
+        """The reach probes from another vantage's address (vantage.py rule 1). A refusal is asked
+        once more on fresh connections: a lock refuses every time, a flaky proxy's reset does not."""
+        sight = await self._reach_once(proxy, vantage, own_ips, at)
+        return await self._reach_once(proxy, vantage, own_ips, at) if sight.seen == "refused" else sight
+
+    async def _reach_once(self, proxy: Proxy, vantage: Vantage, own_ips: frozenset[str], at: datetime) -> Sight:
+        ctx = ProbeContext(proxy, self.settings, own_ips, self._session(proxy, vantage.address), judges=self.judges)
+        outcome: ProbeOutcome | None = None
+        try:
+            for spec in probes.REGISTRY:
+                if spec.name in REACH_PROBES:
+                    outcome = await self._run(spec, ctx)
+                    if not outcome.ok:
+                        break
+        finally:
+            ctx.http.close()
+        if outcome is None:
+            return Sight(vantage.name, vantage.address, "unknown", None, at)
+        return Sight(vantage.name, vantage.address, seen(outcome.ok, outcome.reason), outcome.reason, at, outcome.detail)
 
     async def _control(self, spec: ProbeSpec, since: float) -> list[TargetCheck]:
         async def ask() -> list[TargetCheck]:
@@ -174,8 +226,9 @@ class Checker:
 
         return await self.controls.ask(spec, since, ask)
 
-    def _session(self, proxy: Proxy) -> Session:
-        return Session(proxy, self.ssl_context, self.timeouts, self.settings.probes.user_agent)
+    def _session(self, proxy: Proxy, source: str | None = None) -> Session:
+        return Session(proxy, self.ssl_context, self.timeouts, self.settings.probes.user_agent,
+                       source or self.vantage.address)
 
     async def _run(self, spec: ProbeSpec, ctx: ProbeContext) -> ProbeOutcome:
         if spec.rate_limited:  # before run_probe: the wait is not the proxy's time

@@ -37,7 +37,8 @@ from . import bans, geo, probes
 from .config_keys import check_fields, coerce
 from .config_reference import describe, reference_markdown
 from .config_sections import (MIN_TOKEN_LENGTH, RELATIONS, SECTIONS, STRATEGIES, Check, Daemon, Geo, Guard, Http, Probes,
-                              ServiceBudget, Settings, Timeouts, Worker, _field_types, _fields, _known_top, _section_type)
+                              ServiceBudget, Settings, Solver, Timeouts, Worker, _field_types, _fields, _known_top,
+                              _section_type)
 from .config_targets import Targets, TargetsBase, judge_targets, judge_targets_toml, targets_class
 from .errors import ConfigError
 from .health import HealthPolicy
@@ -50,7 +51,7 @@ DEFAULT_CONFIG_FILE = "proxycheck.toml"
 __all__ = [
     "DEFAULT_CONFIG_FILE", "MIN_TOKEN_LENGTH", "RELATIONS", "SECTIONS", "STRATEGIES", "Check", "Daemon", "Geo", "Guard",
     "HealthPolicy", "ServiceBudget",
-    "Http", "ProbeSchedule", "Probes", "Settings", "Targets", "Timeouts", "Worker", "check_worker", "describe",
+    "Http", "ProbeSchedule", "Probes", "Settings", "Solver", "Targets", "Timeouts", "Worker", "check_worker", "describe",
     "find_config_file", "judge_targets", "judge_targets_toml", "load_settings", "read_toml", "reference_markdown",
     "settings_from_dict", "targets_class",
 ]

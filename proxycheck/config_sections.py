@@ -8,6 +8,7 @@ the keys that must agree.
 from __future__ import annotations
 
 import dataclasses
+import socket
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,9 +104,62 @@ class Probes:
     schedules: dict[str, ProbeSchedule] = field(default_factory=dict, metadata={"subtables": ProbeSchedule})
 
 
+def _solver_service(value: str) -> str | None:
+    from .solver_addresses import check_service
+
+    return check_service(value)
+
+
+def _vantage_name(value: str) -> str | None:
+    if value and (value != value.strip() or len(value) > 64 or "=" in value):
+        return f"{shown(value)} is not a vantage name (at most 64 characters, no '=' or surrounding spaces)"
+    return None
+
+
+def _source_address(value: str) -> str | None:
+    """An IP address this machine has: connections to proxies are bound to it (vantage.py)."""
+    if not value:
+        return None
+    from .vantage import bind_problem  # the one check, shared with [check].vantages
+
+    return bind_problem(value)
+
+
+def _extra_vantage(value: str) -> str | None:
+    name, sep, address = value.partition("=")
+    if not sep or not name.strip() or _vantage_name(name.strip()):
+        return f"{shown(value)} is not NAME=ADDRESS (e.g. second=192.0.2.7)"
+    return _source_address(address.strip()) or (None if address.strip() else f"{shown(value)} has no address")
+
+
 @dataclass(frozen=True)
 class Check:
     concurrency: int = key("proxies checked at once", 50, low=1, high=10_000)
+    vantage: str = key("this checker's vantage point, stored with every check: daemons on one database with different "
+                       "names compare what each sees (empty: the host name)", "", check=_vantage_name,
+                       accepts="a name, at most 64 characters")
+    source_address: str = key("local IP address the connections to proxies leave from (empty: the kernel's choice); "
+                              "must be an address of this machine", "", check=_source_address,
+                              accepts="an IP address of this machine")
+    vantages: tuple[str, ...] = key(
+        "more vantages on this machine, as NAME=ADDRESS: each check also asks the proxy for one request from each "
+        "address (its reachability and login, not the whole suite), so an IP-locked proxy is named (ip_locked)",
+        (), check=_extra_vantage, accepts="NAME=IP entries, each IP an address of this machine")
+
+    @property
+    def vantage_name(self) -> str:
+        return self.vantage or socket.gethostname()
+
+
+@dataclass(frozen=True)
+class Solver:
+    """The captcha services your workers hand proxies to (solver_addresses.py, docs/vantage.md)."""
+
+    services: tuple[str, ...] = key("captcha services your workers use: an ip_locked verdict lists their published "
+                                    "source addresses for your provider's allow-list", (), check=_solver_service,
+                                    accepts="anti-captcha, capmonster, capsolver, 2captcha")
+    allow_ip_locked: bool = key("hand out proxies found IP-locked (ip_locked); set it only once your services' "
+                                "addresses are on your provider's allow-list", False)
 
 
 @dataclass(frozen=True)
@@ -222,6 +276,7 @@ class Settings:
     http: Http = field(default_factory=Http)
     worker: Worker = field(default_factory=Worker)
     guard: Guard = field(default_factory=Guard)
+    solver: Solver = field(default_factory=Solver)
     notify: Notify = field(default_factory=Notify)
     geo: Geo = field(default_factory=Geo)
     source_file: str | None = None  # where the settings came from (not a key)
@@ -233,7 +288,8 @@ class Settings:
         return f"sqlite:///{Path(self.state_dir).resolve() / 'proxycheck.db'}"
 
 
-SECTIONS = ("targets", "timeouts", "probes", "check", "health", "daemon", "http", "worker", "guard", "notify", "geo")
+SECTIONS = ("targets", "timeouts", "probes", "check", "health", "daemon", "http", "worker", "guard", "solver", "notify",
+            "geo")
 _NOT_KEYS = {"source_file"}
 
 

@@ -6,6 +6,7 @@ A proxy misbehaving is never an exception (see ``verdict.py``). The tree::
     ├── ConfigError                 a config file or key is wrong (names the key)
     ├── ProxyParseError             a proxy URL or CSV field is wrong (names the field)
     │   └── CsvRowError             ...with the file and line it came from
+    ├── SourceAddressUnavailable    a vantage's source address cannot be sent from (vantage.py)
     ├── StorageError                the database is unreachable, locked or not migrated
     │   └── SchemaOutOfDate         the schema is not at the latest migration
     ├── NoHealthyProxy (LookupError) no proxy qualifies for a worker's request
@@ -41,6 +42,11 @@ class CsvRowError(ProxyParseError):
         self.line = line
         self.field = field
         self.message = message
+
+
+class SourceAddressUnavailable(ProxycheckError):
+    """``[check].source_address`` (or a ``[check].vantages`` address) cannot be bound: our trouble,
+    never the proxy's (a probe that meets it ends as ``internal_error``, which changes no state)."""
 
 
 class StorageError(ProxycheckError):

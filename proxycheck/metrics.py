@@ -132,6 +132,8 @@ class DaemonMetrics:
     def __init__(self, summary: Read, targets: Targets = tuple, guards: Guards = lambda: None) -> None:
         self.registry = CollectorRegistry()
         self.checks = Counter("proxycheck_checks", "Checks written, by outcome", ["outcome", "code"], registry=self.registry)
+        self.sights = Counter("proxycheck_vantage_sights", "What each vantage point saw of the proxies it checked "
+                              "(in, refused, unknown: vantage.py rule 2)", ["vantage", "seen"], registry=self.registry)
         self.rounds = Counter("proxycheck_dispatch_rounds", "Dispatch rounds that claimed at least one proxy", registry=self.registry)
         self.probe_seconds = Histogram("proxycheck_probe_duration_seconds", "Probe duration through the proxy", ["probe"],
                                        buckets=LATENCY_BUCKETS, registry=self.registry)
@@ -144,6 +146,8 @@ class DaemonMetrics:
     def observe(self, result: CheckResult) -> None:
         outcome = "healthy" if result.healthy else ("not_judged" if result.healthy is None else "unhealthy")
         self.checks.labels(outcome, str(result.code or "")).inc()
+        for sight in result.sights:
+            self.sights.labels(sight.vantage, sight.seen).inc()
         for probe in result.probes:
             if not probe.skipped:
                 self.probe_seconds.labels(probe.name).observe(probe.elapsed_ms / 1000)

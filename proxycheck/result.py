@@ -13,6 +13,7 @@ from typing import Any
 from .geo import ExitGeo, mismatch
 from .proxy import Proxy
 from .sticky import one_shot
+from .vantage import IP_LOCKED, VANTAGE_PROBE
 from .verdict import CHECKER_UNAVAILABLE, error_name
 
 
@@ -117,6 +118,12 @@ class CheckResult:
     targets: dict[str, dict[str, Any]] | None = field(default=None, compare=False)
     # Where exit_ip is ([geo], geo.py); None: no exit IP learnt, or no database configured.
     geo: ExitGeo | None = None
+    # The vantage the check ran from (vantage.py rule 1), the address it left from as far as we
+    # know it, and what each vantage saw in this check (``vantage.Sight``: ours first, then
+    # [check].vantages'): stored with the check, so other daemons read what we saw (not our verdict).
+    vantage: str | None = None
+    vantage_ip: str | None = None
+    sights: tuple[Any, ...] = field(default=(), compare=False)
 
     @property
     def geo_mismatch(self) -> str | None:
@@ -124,10 +131,16 @@ class CheckResult:
         return mismatch(self.proxy.tags, self.geo)
 
     @property
+    def locked_working(self) -> bool:
+        """IP-locked (vantage.py rule 3), and every probe that ran from here passed: what
+        ``[solver].allow_ip_locked`` hands out once the service's addresses are allow-listed."""
+        return self.reason == IP_LOCKED and all(p.ok for p in self.probes if p.name != VANTAGE_PROBE and not p.skipped)
+
+    @property
     def usable_for(self) -> list[str]:
         """The ban targets this proxy may serve: every target if healthy; those that do not ban
         it if the only failure is a ban (28); none if anything else failed."""
-        if self.targets is None or not (self.healthy or self.reason == "banned"):
+        if self.targets is None or not (self.healthy or self.reason == "banned" or self.locked_working):
             return []
         return [name for name, verdict in self.targets.items() if verdict["banned"] is False]
 
@@ -166,5 +179,8 @@ class CheckResult:
             "targets": self.targets or {},
             "usable_for": self.usable_for,
             "exit": one_shot(self.exit_ip, self.proxy.tags).as_dict(),
+            "vantage": self.vantage,
+            "vantage_ip": self.vantage_ip,
+            "vantages": [s.as_dict() for s in self.sights],
             "probes": [p.as_dict() for p in self.probes],
         }

@@ -130,6 +130,7 @@ def _row(r: ProxyStatus, sticky_seconds: float = DEFAULT_WINDOW) -> dict[str, An
         "banned_on": list(r.banned_on),
         "usable_for": list(r.usable_for),
         "exit": r.stability(sticky_seconds).as_dict(),
+        "vantages": [s.as_dict() for s in r.vantages],
     }
 
 
@@ -225,6 +226,8 @@ def render(summary: StatusSummary, rows: Sequence[ProxyStatus], console: Console
             parts.append(f"exit={r.stability(sticky_seconds).state}")
             if r.banned_on:
                 parts.append(f"banned_on={','.join(r.banned_on)}")
+            if len(r.vantages) > 1:
+                parts.append("vantages=" + ",".join(f"{s.vantage}:{s.seen}" for s in r.vantages))
             console.print("  ".join(parts), markup=False, highlight=False, soft_wrap=True)
     for r in rows:
         if r.geo_mismatch:
@@ -244,7 +247,8 @@ def history_json(h: ProxyHistory) -> dict[str, Any]:
             {"checked_at": _iso(c.checked_at), "healthy": c.healthy, "code": c.code, "error": error_name(c.code),
              "reason": c.reason, "probe": c.probe, "detail": c.detail, "elapsed_ms": c.elapsed_ms,
              "exit_ip": c.exit_ip, "exit_country": c.exit_country, "exit_asn": c.exit_asn, "exit_as_org": c.exit_as_org,
-             "daemon": c.instance_id, "probes": c.probes}
+             "daemon": c.instance_id, "vantage": c.vantage, "vantage_ip": c.vantage_ip, "vantages": c.sights,
+             "probes": c.probes}
             for c in h.checks
         ],
         "reports": [
@@ -268,7 +272,9 @@ def render_history(h: ProxyHistory, console: Console) -> None:
         detail = f": {c.detail}" if c.detail and not c.healthy else ""
         where = ExitGeo(c.exit_country, c.exit_asn, c.exit_as_org)
         exit_ip = f"  exit {c.exit_ip}" + (f" ({where.describe()})" if where.known else "") if c.exit_ip else ""
+        seen = (" [" + ", ".join(f"{s['vantage']}: {s['seen']}" for s in c.sights) + "]") if len(c.sights) > 1 else ""
         say(f"  check   {_iso(c.checked_at)} ({age(c.checked_at, now)})  {verdict}{elapsed}"
+            + (f"  from={c.vantage}" if c.vantage else "") + seen
             + (f"  probe={c.probe}" if c.probe and not c.healthy else "") + exit_ip + detail)
     for r in h.reports:
         effect = "applied" if r.applied else f"not applied: {WHY_NOT.get(r.why_not or '', r.why_not)}"

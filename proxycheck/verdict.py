@@ -52,6 +52,10 @@ REASONS: dict[str, Reason] = {
     "image_blocked": Reason(35, "an image did not come through the proxy"),
     "image_corrupted": Reason(35, "an image came through the proxy altered or incomplete"),
     "banned": Reason(28, "the target treats the proxy's exit IP as banned"),
+    # From two vantages (vantage.py rule 3): the result carries the code of what the refused one
+    # saw (49 for a 407 or SOCKS5 0xFF, 25 for a refused connection or a 403, 27 for a reset).
+    "ip_locked": Reason(49, "the proxy admits some source addresses only: a captcha service connecting from its own "
+                            "servers gets 25/49 unless its address is on your provider's allow-list"),
 }
 
 # What a check notes about a proxy without failing it: the task would run, so no anti-captcha

@@ -1,14 +1,14 @@
 """where each exit is: country and autonomous system ([geo]), and a wrong country tag
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 Create Date: 2026-12-06
 
 ``proxies.exit_country`` / ``exit_asn`` / ``exit_as_org``: where the latest exit IP is, from
 the offline databases in ``[geo]`` (proxycheck/geo.py); ``proxies.geo_mismatch``: the sentence
 saying that its ``country:XX`` tag names another country (None: it does not, or nobody knows).
 ``checks`` keeps the same three facts per check. Rows from before stay unknown until their next
-check. (Follows 0006 on this branch; the other revision of issue 19 may take 0007 first.)
+check.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008"
-down_revision = "0006"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 

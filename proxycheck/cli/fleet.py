@@ -81,7 +81,7 @@ def status(config: str | None, unhealthy: bool, tag: str | None, code_text: str 
 
     def read(engine):
         return (status_summary(engine), list_proxies(engine, unhealthy_only=unhealthy, tag=tag, code=code,
-                                                     country=where.country, asn=where.asn),
+                                                     country=where.country, asn=where.asn, vantages=True),
                 feedback_summary(engine, guard_rail(settings.worker)), lease_summary(engine, now=utcnow()),
                 guard_states(engine, settings), held_subnets(engine))
 

@@ -70,7 +70,8 @@ class Dispatcher:
         if free <= 0:
             return 0
         claims = await self.storage.attempt(store.claim_due, self.storage.engine, self.instance_id, free,
-                                            settings.daemon.lease_seconds)
+                                            settings.daemon.lease_seconds, vantage=settings.check.vantage_name,
+                                            peer_window=settings.worker.max_age)
         for claim in claims or ():
             task = asyncio.create_task(self._check(claim), name=f"check {claim.proxy.masked_url}")
             self.inflight[task] = claim
@@ -122,7 +123,8 @@ class Dispatcher:
     async def _check(self, claim: Claim) -> None:
         started = time.monotonic()
         try:
-            result = await self.monitor.checker.check(claim.proxy, self.monitor.status.own_ips, last=claim.last_probes)
+            result = await self.monitor.checker.check(claim.proxy, self.monitor.status.own_ips, last=claim.last_probes,
+                                                      peers=claim.peers)
         except Exception:  # noqa: BLE001 - one bad proxy never kills the daemon (rule 4)
             log.exception("checking %s failed inside proxycheck; rescheduling it", claim.proxy.masked_url)
             self.writer.put(Done(claim, unavailable_result(claim.proxy, "internal error (logged)")))

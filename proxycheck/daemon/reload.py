@@ -2,8 +2,9 @@
 runner applies the plan (``runner.py``). ``plan`` is pure: settings in, a ``ReloadPlan`` out.
 
 Rules:
-1. Applied at once: ``[targets]``, ``[timeouts]``, ``[probes]``, ``[geo]`` (a new ``Checker``,
-   self-tested at the next heartbeat; a ``[geo]`` file that no longer opens fails the load: rule 3), ``[check]`` (the next claim), ``[health]`` (the next write),
+1. Applied at once: ``[targets]``, ``[timeouts]``, ``[probes]``, ``[geo]``, ``[check]``'s vantages and
+   ``[solver]`` (a new ``Checker``, self-tested at the next heartbeat; a ``[geo]`` file that no longer
+   opens fails the load: rule 3), ``[check]``'s concurrency (the next claim), ``[health]`` (the next write),
    ``[worker]`` (retention and metrics), ``[daemon]`` (sources re-synced; a periodic job whose
    interval changed is rescheduled, ``periodic.py``).
 2. ``database_url``, ``state_dir`` and ``[http]`` name the daemon's database, lock and socket:
@@ -26,7 +27,9 @@ log = logging.getLogger("proxycheck.daemon")
 
 RESTART_ONLY = ("database_url", "state_dir", "http")  # rule 2: top-level keys and one section
 APPLIED = tuple(s for s in SECTIONS if s not in RESTART_ONLY)  # rule 1
-CHECKER = ("targets", "timeouts", "probes", "geo")  # what a Checker is built from
+# What a Checker is built from: whole sections, and [check]'s vantage keys (not its concurrency).
+CHECKER = ("targets", "timeouts", "probes", "geo", "solver")
+CHECKER_CHECK_KEYS = ("vantage", "source_address", "vantages")
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,8 @@ def plan(old: Settings, new: Settings) -> ReloadPlan:
         restart.append("[worker] (for the HTTP endpoint; the daemon itself uses it now)")
     return ReloadPlan(
         settings=kept,
-        new_checker=any(getattr(old, s) != getattr(kept, s) for s in CHECKER),
+        new_checker=any(getattr(old, s) != getattr(kept, s) for s in CHECKER)
+        or any(getattr(old.check, k) != getattr(kept.check, k) for k in CHECKER_CHECK_KEYS),
         applied=tuple(f"[{s}]" for s in APPLIED if getattr(old, s) != getattr(new, s)),
         restart=tuple(restart),
     )

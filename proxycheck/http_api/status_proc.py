@@ -66,7 +66,7 @@ def render_status(url: str, worker: Worker, limit: int | None = None, after: str
     if engine is None:
         engine = _ENGINES[url] = make_engine(url, writer=False)
     summary = status_summary(engine)
-    rows = list_proxies(engine, after=after, limit=limit, country=country, asn=asn)
+    rows = list_proxies(engine, after=after, limit=limit, country=country, asn=asn, vantages=True)
     shaped = as_json(summary, rows, feedback_summary(engine, guard_rail(worker)), leases=lease_summary(engine, now=utcnow()),
                      guards=guard_states(engine, Settings(guard=guard or Guard())), held=held_subnets(engine))
     if limit is not None:

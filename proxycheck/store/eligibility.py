@@ -25,6 +25,7 @@ from sqlalchemy import ColumnElement, Connection, and_, exists, func, literal_co
 
 from ..geo import country_code, names_a_country
 from ..guard import service_name
+from ..vantage import IP_LOCKED
 from ..sticky import DEFAULT_WINDOW, GATEWAY_TAG, ExitSummary, stability
 from ._rows import has_tag, list_has
 from .models import ProxyRow as P
@@ -235,6 +236,10 @@ class Eligibility:
       the databases do not know is in no country and no AS);
     - with a ``country:xx`` tag among the tags asked for: it has no ``geo_mismatch`` (its own
       ``country:xx`` tag names a country its exit was observed not to be in);
+    - with ``allow_ip_locked`` (``[solver].allow_ip_locked``: the user put the captcha services'
+      addresses on the provider's allow-list), a proxy whose verdict is ``ip_locked`` counts as
+      healthy wherever the two rules above ask for it, with ``usable_at`` (its last check that
+      passed every probe from a vantage it admits) as its freshness (vantage.py rule 3);
     - with ``leases`` (a lease being acquired): fewer than ``max_concurrent`` leases on it are
       held at ``leases.now`` and no ended lease on it is still cooling down then: ended with a
       ``cool_until`` after its end, still ahead (worker_leases.py rule 2).
@@ -243,12 +248,13 @@ class Eligibility:
     fresh_since: datetime
     filters: Filters = field(default_factory=Filters)
     leases: LeaseLimits | None = None
+    allow_ip_locked: bool = False
 
     @classmethod
     def at(cls, now: datetime, max_age: float, filters: Filters | None = None,
-           leases: LeaseLimits | None = None) -> Eligibility:
+           leases: LeaseLimits | None = None, *, allow_ip_locked: bool = False) -> Eligibility:
         """The rule for a call at ``now`` (rule 3)."""
-        return cls(now - timedelta(seconds=max_age), filters or Filters(), leases)
+        return cls(now - timedelta(seconds=max_age), filters or Filters(), leases, allow_ip_locked)
 
     def leased_at(self, now: datetime | ColumnElement[Any]) -> Eligibility:
         """The same rule with the lease limits judged at ``now`` (worker_leases.py rule 5: the
@@ -269,12 +275,16 @@ class Eligibility:
             else:
                 last_success = literal_column(f"({column} + interval '0 seconds')", UTCDateTime())
         clauses: list[ColumnElement[bool]] = [P.enabled == true(), P.held_back.is_(None)]
+        locked = [P.reason == IP_LOCKED] if self.allow_ip_locked else []
         if f.target is not None:
             clauses += [
-                or_(P.state == "healthy", P.reason == "banned"),
+                or_(P.state == "healthy", P.reason == "banned", *locked),
                 P.usable_at >= fresh_since,
                 list_has(conn, P.usable_for, f.target),
             ]
+        elif locked:
+            clauses.append(or_(and_(P.state == "healthy", last_success >= fresh_since),
+                               and_(*locked, P.usable_at >= fresh_since)))
         else:
             clauses += [P.state == "healthy", last_success >= fresh_since]
         if f.sticky:  # stability(...).state == "stable", as admits() asks it
@@ -307,11 +317,13 @@ class Eligibility:
         f = self.filters
         if not p.enabled or p.held_back is not None:
             return False
+        fresh = p.usable_at is not None and p.usable_at >= self.fresh_since
+        locked = self.allow_ip_locked and p.reason == IP_LOCKED
         if f.target is not None:
-            fresh = p.usable_at is not None and p.usable_at >= self.fresh_since
-            if not (usable(p.state == "healthy", p.reason) and fresh and f.target in p.usable_for):
+            if not ((usable(p.state == "healthy", p.reason) or locked) and fresh and f.target in p.usable_for):
                 return False
-        elif not (p.state == "healthy" and p.last_success_at is not None and p.last_success_at >= self.fresh_since):
+        elif not (p.state == "healthy" and p.last_success_at is not None and p.last_success_at >= self.fresh_since
+                  or locked and fresh):
             return False
         if f.sticky:
             summary = ExitSummary(("?",) if p.exit_run_seconds is not None else (), p.exit_run_seconds, p.exit_change_gap)

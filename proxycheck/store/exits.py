@@ -41,7 +41,7 @@ def target_values(result: CheckResult) -> dict[str, Any]:
     values: dict[str, Any] = {}
     if result.targets is not None:
         values.update(banned_on=result.banned_on, usable_for=result.usable_for)
-    if usable(bool(result.healthy), result.reason):
+    if usable(bool(result.healthy), result.reason) or result.locked_working:  # the latter: eligibility.py, allow_ip_locked
         values["usable_at"] = result.started_at
     return values
 

@@ -28,6 +28,9 @@ class CheckInfo:
     elapsed_ms: float | None
     exit_ip: str | None
     instance_id: str | None
+    vantage: str | None  # the vantage it ran from (vantage.py; None before migration 0007)
+    vantage_ip: str | None
+    sights: list[dict[str, Any]]  # what each vantage saw in it (vantage.Sight.as_dict), its own first
     # The probes that ran, as the row keeps them (result.history_probes): name, ok, elapsed_ms,
     # per-phase timings (connect, proxy_handshake, tls, ttfb, transfer), wording of the failure.
     probes: list[dict[str, Any]] = field(default_factory=list)
@@ -51,13 +54,13 @@ def proxy_history(engine: Engine, proxy_key: str, *, limit: int = 20) -> ProxyHi
             return None
         rows: Any = conn.execute(
             select(C.checked_at, C.healthy, C.code, C.reason, C.probe, C.detail, C.elapsed_ms, C.exit_ip, C.instance_id,
-                   C.probes, C.exit_country, C.exit_asn, C.exit_as_org)
+                   C.vantage, C.vantage_ip, C.sights, C.probes, C.exit_country, C.exit_asn, C.exit_as_org)
             .where(C.proxy_id == proxy_id)
             .order_by(C.checked_at.desc(), C.id.desc())
             .limit(limit)
         )
-        checks = [CheckInfo(*row[:9], probes=list(row[9] or ()), exit_country=row[10], exit_asn=row[11],
-                            exit_as_org=row[12]) for row in rows]
+        checks = [CheckInfo(*row[:11], sights=list(row[11] or ()), probes=list(row[12] or ()), exit_country=row[13],
+                            exit_asn=row[14], exit_as_org=row[15]) for row in rows]
     return ProxyHistory(proxy_key, checks, recent_reports(engine, proxy_key=proxy_key, limit=limit))
 
 

@@ -33,7 +33,8 @@ from ..geo import UNKNOWN
 from ..health import HealthState, Transition
 from ..proxy import Proxy
 from ..result import CheckResult, LastRun, history_probes
-from . import exits, probe_results
+from ..vantage import Sight
+from . import exits, probe_results, vantages
 from ._rows import PROXY_COLUMNS, STATE_COLUMNS, is_postgresql, proxy_from_row, state_from_row, utcnow
 from .instances import live_instances
 from .guard import release_subnets
@@ -56,15 +57,19 @@ class Claim:
     never_checked: bool = False  # its first check (a new proxy from a sync or an import)
     # Each probe's latest result (probe_results.py), for the checker's schedule.
     last_probes: Mapping[str, LastRun] = field(default_factory=dict, compare=False)
+    # Other vantages' latest sights of it (store/vantages.py rule 2), for ip_locked (vantage.py).
+    peers: tuple[Sight, ...] = field(default=(), compare=False)
 
 
 def claim_due(
-    engine: Engine, owner: str, limit: int, lease_seconds: float, *, now: datetime | None = None
+    engine: Engine, owner: str, limit: int, lease_seconds: float, *, now: datetime | None = None,
+    vantage: str | None = None, peer_window: float = 0.0,
 ) -> list[Claim]:
     """Lease up to ``limit`` due proxies to ``owner`` (an instance id), most overdue first.
 
     ``now`` overrides the clock (tests); by default PostgreSQL uses its own ``now()`` and SQLite
-    the local clock (SQLite is single-host).
+    the local clock (SQLite is single-host). With ``vantage``, each claim carries the other
+    vantages' sights of the last ``peer_window`` seconds (store/vantages.py rule 2).
     """
     if limit <= 0:
         return []
@@ -95,13 +100,15 @@ def claim_due(
         )
         rows = conn.execute(stmt).all()
         last = probe_results.load(conn, [r.id for r in rows])
+        seen_by = ({} if vantage is None else
+                   vantages.peers(conn, [r.id for r in rows], vantage, (now or utcnow()) - timedelta(seconds=peer_window)))
     rows.sort(key=lambda r: (r.next_check_at, r.id))
     claims = []
     for r in rows:
         state = state_from_row(r)
         carried = probe_results.for_claim(last[r.id], state.reason)
         claims.append(Claim(r.id, proxy_from_row(r), r.lease_token, state, r.next_check_at, r.lease_expires_at,
-                            r.last_checked_at is None, carried))
+                            r.last_checked_at is None, carried, tuple(seen_by.get(r.id, ()))))
     return claims
 
 
@@ -212,6 +219,9 @@ def history_values(proxy_id: int, result: CheckResult, instance_id: str | None) 
         "anonymity": result.anonymity,
         "probes": history_probes(result.probes),
         "instance_id": instance_id,
+        "vantage": result.vantage,
+        "vantage_ip": result.vantage_ip,
+        "sights": [s.as_dict() for s in result.sights],
     }
 
 

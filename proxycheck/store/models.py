@@ -186,8 +186,16 @@ class CheckRow(Base):
     anonymity: Mapped[str | None] = mapped_column(String(16))
     probes: Mapped[list[Any]]  # [ProbeOutcome.as_dict(), ...]
     instance_id: Mapped[str | None] = mapped_column(String(64))
+    # The vantage point it ran from (vantage.py rule 1; NULL: a row from before 0007), the address
+    # it left from as far as the checker knew it, and what [check].vantages saw (vantage.Sight dicts).
+    vantage: Mapped[str | None] = mapped_column(String(64))
+    vantage_ip: Mapped[str | None] = mapped_column(String(255))
+    sights: Mapped[list[Any] | None]
 
-    __table_args__ = (Index("ix_checks_proxy_id_checked_at", "proxy_id", "checked_at"),)
+    __table_args__ = (
+        Index("ix_checks_proxy_id_checked_at", "proxy_id", "checked_at"),
+        Index("ix_checks_proxy_id_vantage_checked_at", "proxy_id", "vantage", "checked_at"),
+    )
 
 
 class ExitReadingRow(Base):

@@ -11,7 +11,7 @@ Rules:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,6 +22,8 @@ from ..health import HealthState
 from ..proxy import Proxy
 from ._rows import PROXY_COLUMNS, STATE_COLUMNS, has_tag, is_postgresql, proxy_from_row, state_from_row, utcnow
 from ..sticky import GATEWAY_TAG, ExitSummary, Stability, stability
+from ..vantage import Sight
+from .vantages import latest as latest_sights
 from .instances import InstanceInfo, live_instances
 from .models import InstanceRow
 from .models import ProxyRow as P
@@ -53,6 +55,7 @@ class ProxyStatus:
     exit: ExitSummary = ExitSummary()
     geo: ExitGeo = UNKNOWN  # where exit_ip is ([geo])
     geo_mismatch: str | None = None  # verdict.MARKS: its country:XX tag names another country
+    vantages: tuple[Sight, ...] = ()  # each vantage's latest sight (store/vantages.py), when asked for
 
     def stability(self, window: float) -> Stability:
         """Its exit IP's stability over ``[probes].sticky_seconds`` (sticky.py rule 3)."""
@@ -166,11 +169,13 @@ def list_proxies(
     include_disabled: bool = True,
     after: str | None = None,
     limit: int | None = None,
+    vantages: bool = False,
 ) -> list[ProxyStatus]:
     """Proxies for a status listing, ordered by key. ``unhealthy_only`` means enabled and
     unhealthy; ``code`` filters on the current failure code, ``country`` and ``asn`` on where the
     exit was observed to be ([geo]; an ISO code in upper case, a number); ``after`` and ``limit`` give one
-    page (keys greater than ``after``), for the HTTP endpoint's paginated ``/status``."""
+    page (keys greater than ``after``), for the HTTP endpoint's paginated ``/status``. With
+    ``vantages``, each row carries every vantage's latest sight (store/vantages.py rule 3)."""
     with engine.begin() as conn:
         stmt = _status_select(conn, tags=[tag] if tag else [])
         if unhealthy_only:
@@ -188,7 +193,11 @@ def list_proxies(
         stmt = stmt.order_by(P.key)
         if limit is not None:
             stmt = stmt.limit(limit)
-        return [_status(row) for row in conn.execute(stmt)]
+        rows = [_status(row) for row in conn.execute(stmt)]
+        if vantages:
+            seen_by = latest_sights(conn, [r.id for r in rows])
+            rows = [replace(r, vantages=tuple(seen_by.get(r.id, ()))) for r in rows]
+        return rows
 
 
 def _status_select(conn: Connection, *, tags: list[str]) -> Any:

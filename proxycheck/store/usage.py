@@ -106,7 +106,7 @@ class CountedPicks:
             raise ValueError(f"strategy {strategy!r} is not counted in the database ({COUNTED_STRATEGIES})")
         if not self.sqlite or eligibility.leases is not None:
             return take(self.writer, strategy, eligibility, among=among)
-        statements = self._statements(strategy, eligibility.filters, among)
+        statements = self._statements(strategy, eligibility.filters, among, eligibility.allow_ip_locked)
         values = {"cutoff": self._to_db(eligibility.fresh_since), "stamp": self._to_db(utcnow())}
         raw = self.writer.raw_connection()
         try:
@@ -132,9 +132,9 @@ class CountedPicks:
         return raw_worker_proxy(row)
 
     def _statements(
-        self, strategy: str, filters: Filters, among: tuple[int, ...] | None
+        self, strategy: str, filters: Filters, among: tuple[int, ...] | None, allow_ip_locked: bool = False
     ) -> list[tuple[str, tuple[str, ...], dict[str, Any]]]:
-        key = (strategy, filters, among)
+        key = (strategy, filters, among, allow_ip_locked)
         found = self._compiled.get(key)
         if found is None:
             if len(self._compiled) >= self.MAX_CACHED:
@@ -143,7 +143,7 @@ class CountedPicks:
             cutoff = bindparam("cutoff", value=placeholder, type_=UTCDateTime())
             stamp = bindparam("stamp", value=placeholder, type_=UTCDateTime())
             found = []
-            rule = Eligibility(placeholder, filters)
+            rule = Eligibility(placeholder, filters, allow_ip_locked=allow_ip_locked)
             for stmt in _statements(self.writer, strategy, rule, stamp, among, cutoff=cutoff):
                 compiled = stmt.compile(dialect=self.writer.dialect, compile_kwargs={"render_postcompile": True})
                 found.append((str(compiled), tuple(compiled.positiontup or ()), dict(compiled.params)))

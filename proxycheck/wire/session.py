@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from urllib.parse import urlsplit
 
+from ..errors import SourceAddressUnavailable
 from ..proxy import Proxy
 from . import http1
 from .errors import (
@@ -145,8 +146,10 @@ class _Clock:
 class Session:
     """GETs for one check. ``proxy=None``: direct, for the checker's self-test."""
 
-    def __init__(self, proxy: Proxy | None, ssl_context: ssl.SSLContext, timeouts: Timeouts, user_agent: str) -> None:
+    def __init__(self, proxy: Proxy | None, ssl_context: ssl.SSLContext, timeouts: Timeouts, user_agent: str,
+                 source: str | None = None) -> None:
         self.proxy = proxy
+        self.source = source  # the local address connections leave from (a vantage's: vantage.py); None: any
         self.ssl_context = ssl_context
         self.timeouts = timeouts
         self.user_agent = user_agent
@@ -169,7 +172,7 @@ class Session:
             async with cm:
                 clock.enter("connect", self.timeouts.connect)
                 ip = await _resolve(self.proxy.host, self.proxy.port)
-                _, writer = await _open(ip, self.proxy.port)
+                _, writer = await _open(ip, self.proxy.port, self.source)
                 writer.transport.close()
                 return ip
         except TimeoutError:
@@ -286,7 +289,7 @@ class Session:
         if proxy is None:
             conn = _Conn(*await _open(target.host, target.port))
         else:
-            conn = _Conn(*await _open(proxy.host, proxy.port))
+            conn = _Conn(*await _open(proxy.host, proxy.port, self.source))
         try:
             if proxy is not None:
                 await self._through_proxy(conn, target, clock)
@@ -380,14 +383,17 @@ async def _resolve(host: str, port: int) -> str:
     return infos[0][4][0]
 
 
-async def _open(host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+async def _open(host: str, port: int, source: str | None = None) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     try:
-        return await asyncio.open_connection(host, port)
+        return await asyncio.open_connection(host, port, local_addr=None if source is None else (source, 0))
     except socket.gaierror as exc:
         raise ConnectUnreachable(f"has a host name that does not resolve ({exc.strerror})") from exc
     except ConnectionRefusedError as exc:
         raise ConnectRefused("refused the TCP connection (Connection refused)") from exc
     except OSError as exc:
+        if source is not None and exc.errno == errno.EADDRNOTAVAIL:  # binding to the vantage's address: ours
+            raise SourceAddressUnavailable(f"cannot connect from {source}: {_strerror(exc)} (check [check].source_address "
+                                           "and [check].vantages)") from exc
         if exc.errno in _UNREACHABLE:
             raise ConnectUnreachable(f"is unreachable ({_strerror(exc)})") from exc
         raise ConnectRefused(f"could not be connected to ({_strerror(exc)})") from exc

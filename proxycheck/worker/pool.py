@@ -93,6 +93,7 @@ class ProxyPool:
         self._health = HealthPolicy()
         self._sticky_seconds = Probes().sticky_seconds
         self._guard = Guard()
+        self._allow_ip_locked = False  # [solver].allow_ip_locked, from the config when it is loaded
         self._url = database_url or ""
         self._snapshot: Snapshot | None = None
         self._worker_name = f"{socket.gethostname()}:{os.getpid()}"
@@ -130,6 +131,7 @@ class ProxyPool:
                 self._url, self._health = url, settings.health
                 self._sticky_seconds = settings.probes.sticky_seconds
                 self._guard = settings.guard
+                self._allow_ip_locked = settings.solver.allow_ip_locked
                 given = self._settings_given
                 self._settings = given.resolved(settings) if isinstance(given, WorkerSettings) else (given or worker)
                 self._hot = HotReads(engine)
@@ -195,7 +197,7 @@ class ProxyPool:
                 # The snapshot's ids have all turned ineligible; others matching may have turned
                 # eligible since it was read. Only the database itself can say "none" (rule 4).
                 proxy = picks.take(strategy, rule)
-        elif self._settings.snapshot_seconds > 0 and not filters.needs_full_row:
+        elif self._settings.snapshot_seconds > 0 and not filters.needs_full_row and not rule.allow_ip_locked:
             proxy = self._from_snapshot(reader, strategy, rule)
         else:
             proxy = self._from_query(reader, strategy, rule)
@@ -233,7 +235,7 @@ class ProxyPool:
         if leases:  # at the lease clock: the database's on PostgreSQL (worker_leases.py rule 5)
             lease_now = LEASE_CLOCK if self._lease_clock() is None else now
             limits = LeaseLimits(self._settings.max_concurrent_per_proxy, lease_now)
-        return Eligibility.at(now, self._settings.max_age, filters, limits)
+        return Eligibility.at(now, self._settings.max_age, filters, limits, allow_ip_locked=self._allow_ip_locked)
 
     def _none_healthy(self, reader: Engine, rule: Eligibility, counts: Shortage | None = None) -> NoHealthyProxy:
         return no_healthy_proxy(reader, rule, max_age=self._settings.max_age, where=masked_url(self._url),
@@ -243,7 +245,7 @@ class ProxyPool:
         """For a counted pick with a selective filter: the ids the snapshot says match, so the
         pick need not walk past every non-matching row (usage.py rule 5). None: walk."""
         filters = rule.filters
-        if filters.needs_full_row:
+        if filters.needs_full_row or rule.allow_ip_locked:  # the snapshot judges freshness by last success
             return None
         if self._settings.snapshot_seconds <= 0 or not (filters.tags or filters.schemes or filters.min_anonymity):
             return None

@@ -69,6 +69,9 @@ ROWS: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
     "geo_de_untagged": ({"exit_country": "DE", "exit_asn": 3320}, ()),
     "geo_mismatch_stale": ({"tags": ["country:us"], "exit_country": "DE", "exit_asn": 3320, "geo_mismatch": MISMATCH,
                             "last_success_at": STALE, "usable_at": STALE}, ()),
+    # vantage.py rule 3: refused from another vantage; handed out only with allow_ip_locked.
+    "ip_locked": ({"state": "unhealthy", "reason": "ip_locked", "last_success_at": STALE}, ()),
+    "ip_locked_stale": ({"state": "unhealthy", "reason": "ip_locked", "usable_at": STALE}, ()),
 }
 
 US, DE, COUNTRY_US = frozenset({"us"}), frozenset({"de"}), frozenset({"country:us"})
@@ -100,6 +103,7 @@ CASES = [
     (Filters(target="google", sticky=True), True),
     (Filters(tags=COUNTRY_US), True),
 ]
+ALLOWED = [(Filters(), False), (Filters(target="google"), False), (Filters(tags=US), True)]  # allow_ip_locked
 
 
 def key_of(name: str) -> str:
@@ -148,11 +152,12 @@ def facts(name: str) -> Facts:
                  v["geo_mismatch"], **lease_facts(name))
 
 
-@pytest.mark.parametrize(("filters", "leased"), CASES, ids=[f"{c[0].describe() or 'no filters'}{' leased' if c[1] else ''}"
-                                                              for c in CASES])
-def test_every_form_of_the_rule_admits_the_same_rows(writer, table, filters, leased):
+@pytest.mark.parametrize(("filters", "leased", "allow"), [(*c, False) for c in CASES] + [(*c, True) for c in ALLOWED],
+                         ids=[f"{c[0].describe() or 'no filters'}{' leased' if c[1] else ''}" for c in CASES]
+                         + [f"{c[0].describe() or 'no filters'}{' leased' if c[1] else ''} allow_ip_locked" for c in ALLOWED])
+def test_every_form_of_the_rule_admits_the_same_rows(writer, table, filters, leased, allow):
     by_id = {pid: name for name, pid in table.items()}
-    rule = Eligibility.at(NOW, MAX_AGE, names_excluding(filters, table), LIMITS if leased else None)
+    rule = Eligibility.at(NOW, MAX_AGE, names_excluding(filters, table), LIMITS if leased else None, allow_ip_locked=allow)
     with writer.begin() as conn:
         in_sql = {by_id[pid] for pid in conn.scalars(select(P.id).where(rule.clause(conn)))}
         in_python = {by_id[row.id] for row in conn.execute(select(P.id, *FACT_COLUMNS))
@@ -164,7 +169,7 @@ def test_every_form_of_the_rule_admits_the_same_rows(writer, table, filters, lea
         assert {p.port - 8000 for p in select_eligible(writer, rule)} == {list(ROWS).index(n) for n in in_sql}
         hot = HotReads(writer)
         assert {name for name, pid in table.items() if hot.fetch(pid, rule) is not None} == in_sql
-        if not rule.filters.needs_full_row:
+        if not rule.filters.needs_full_row and not allow:  # the pool asks the database then (pool.py)
             snap = Snapshot(hot.candidates(rule), 0.0, 0.0)
             proposed = {by_id[c[0]] for c in snap.by_latency(rule.filters, hot.cutoff(rule.fresh_since))}
             assert proposed == in_sql
@@ -205,6 +210,10 @@ def test_the_table_covers_every_branch():
     for filters, names in geo.items():
         assert {n for n in ROWS if n.startswith("geo_") and Eligibility.at(NOW, MAX_AGE, filters).admits(facts(n))} == names
     assert Eligibility.at(NOW, MAX_AGE).admits(facts("geo_mismatch"))  # it works: a request without a country gets it
+    for filters in (Filters(), Filters(target="google")):  # ip_locked: out unless allowed, and then while fresh
+        assert not Eligibility.at(NOW, MAX_AGE, filters).admits(facts("ip_locked"))
+        assert Eligibility.at(NOW, MAX_AGE, filters, allow_ip_locked=True).admits(facts("ip_locked"))
+        assert not Eligibility.at(NOW, MAX_AGE, filters, allow_ip_locked=True).admits(facts("ip_locked_stale"))
     leased = Eligibility.at(NOW, MAX_AGE, Filters(), LIMITS)
     assert not leased.admits(facts("leased_full")) and not leased.admits(facts("cooling"))
     assert leased.admits(facts("leased_one")) and leased.admits(facts("expired_cooled"))

@@ -77,6 +77,14 @@ def test_defaults_point_at_public_endpoints():
         ({"database_url": "postgresql+asyncpg://db/x"}, "database_url: unsupported database driver"),
         ({"database_url": "sqlite://"}, "database_url: sqlite:// is an in-memory SQLite database"),
         ({"database_url": "postgresql://db:x/y"}, "database_url: the database URL is not a URL"),
+        ({"check": {"source_address": "fra-1"}}, "[check].source_address: 'fra-1' is not an IP address"),
+        ({"check": {"source_address": "192.0.2.77"}}, "[check].source_address: 192.0.2.77 cannot be sent from (not an "
+                                                      "address of this machine)"),
+        ({"check": {"vantages": ["b"]}}, "[check].vantages: 'b' is not NAME=ADDRESS"),
+        ({"check": {"vantages": ["b=192.0.2.77"]}}, "[check].vantages: 192.0.2.77 cannot be sent from"),
+        ({"check": {"vantage": "a=b"}}, "[check].vantage: 'a=b' is not a vantage name"),
+        ({"solver": {"services": ["deathbycaptcha"]}}, "[solver].services: 'deathbycaptcha' is not a service we know"),
+        ({"solver": {"allow_ip_locked": "yes"}}, "[solver].allow_ip_locked: expected true or false"),
     ],
 )
 def test_bad_config_names_the_key(data, message):

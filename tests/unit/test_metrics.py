@@ -54,3 +54,21 @@ def test_dispatch_lag_is_the_oldest_unclaimed_wait():
     assert fleet()[("proxycheck_dispatch_lag_seconds", ())] == 0  # nothing waits
     lag = fleet(oldest_due_at=datetime.now(UTC) - timedelta(seconds=90))[("proxycheck_dispatch_lag_seconds", ())]
     assert 90 <= lag < 100
+
+
+def test_each_vantage_sight_is_counted_by_vantage():
+    from dataclasses import replace
+
+    from proxycheck.vantage import Sight
+
+    now = datetime.now(UTC)
+    result = CheckResult(parse_proxy_url("http://203.0.113.7:3128"), False, 49, "ip_locked", "accepts ...", "vantage", (),
+                         now, 42.0)
+    result = replace(result, sights=(Sight("a", "192.0.2.7", "in", None, now),
+                                     Sight("b", "192.0.2.8", "refused", "auth_required", now)))
+    metrics = DaemonMetrics(lambda: None)
+    metrics.observe(result)
+    families = {f.name: f for f in text_string_to_metric_families(metrics.render().decode())}
+    counted = {(s.labels["vantage"], s.labels["seen"]): s.value for s in families["proxycheck_vantage_sights"].samples
+               if s.name.endswith("_total")}
+    assert counted == {("a", "in"): 1, ("b", "refused"): 1}

@@ -49,6 +49,9 @@ class SquidPort:
     auth: bool = False
     deny_connect: bool = False
     deny_images: bool = False
+    # Only this client address is let in (an IP-authorised proxy, vantage.py): others get 403, or
+    # with ``auth`` a 407 unless they log in.
+    allow_src: str | None = None
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,10 @@ def squid_conf(inst: SquidInstance, workdir: Path, htpasswd: Path) -> str:
     for p in inst.ports:
         if p.deny_connect:
             lines.append(f"http_access deny port_{p.name} CONNECT")
+        if p.allow_src:
+            lines += [f"acl src_{p.name} src {p.allow_src}", f"http_access allow port_{p.name} src_{p.name}"]
+            if not p.auth:
+                lines.append(f"http_access deny port_{p.name}")
         if p.auth:
             lines.append(f"http_access allow port_{p.name} authenticated")
             lines.append(f"http_access deny port_{p.name}")  # -> 407 with a challenge
