@@ -31,6 +31,9 @@ from .verdict import error_name
 
 # Probe latencies on loopback are milliseconds; through real proxies, up to the read timeout.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0)
+# A claim is late by the dispatch interval (0.25 s by default) when checking keeps up, by minutes
+# when it does not.
+CLAIM_DELAY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 
 
 Read = Callable[[], "tuple[StatusSummary, FeedbackSummary] | None"]
@@ -133,6 +136,10 @@ class DaemonMetrics:
         self.registry = CollectorRegistry()
         self.checks = Counter("proxycheck_checks", "Checks written, by outcome", ["outcome", "code"], registry=self.registry)
         self.rounds = Counter("proxycheck_dispatch_rounds", "Dispatch rounds that claimed at least one proxy", registry=self.registry)
+        self.claim_delay = Histogram(
+            "proxycheck_claim_delay_seconds",
+            "How late each claimed proxy was: claimed minus its scheduled check (the dispatch lag a check saw)",
+            buckets=CLAIM_DELAY_BUCKETS, registry=self.registry)
         self.probe_seconds = Histogram("proxycheck_probe_duration_seconds", "Probe duration through the proxy", ["probe"],
                                        buckets=LATENCY_BUCKETS, registry=self.registry)
         self.phase_seconds = Histogram(
