@@ -147,15 +147,25 @@ class DaemonMetrics:
             "Time in each wire phase (connect, proxy_handshake, tls, ttfb, transfer) of a probe's requests, by probe",
             ["probe", "phase"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.registry.register(FleetCollector(summary, targets, guards))
+        self._children: dict[tuple[int, tuple[str, ...]], object] = {}
 
     def observe(self, result: CheckResult) -> None:
+        """One stored check. Labelled children are looked up once and kept: ``labels()`` costs
+        more than ``observe()``, and a check makes about twenty observations."""
         outcome = "healthy" if result.healthy else ("not_judged" if result.healthy is None else "unhealthy")
-        self.checks.labels(outcome, str(result.code or "")).inc()
+        self._child(self.checks, outcome, str(result.code or "")).inc()
         for probe in result.probes:
             if not probe.skipped:
-                self.probe_seconds.labels(probe.name).observe(probe.elapsed_ms / 1000)
+                self._child(self.probe_seconds, probe.name).observe(probe.elapsed_ms / 1000)
                 for phase, ms in probe.phases.items():
-                    self.phase_seconds.labels(probe.name, phase).observe(ms / 1000)
+                    self._child(self.phase_seconds, probe.name, phase).observe(ms / 1000)
+
+    def _child(self, metric, *labels: str):
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
