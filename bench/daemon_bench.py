@@ -66,6 +66,17 @@ from proxycheck.world import free_port, stop_all, tail
 HERE = Path(__file__).resolve().parent
 JUDGE_HOST = "127.0.0.2"
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+# --live runs in a network namespace of its own, where 127.0.0.1:5432 is not the server: it
+# reaches PostgreSQL through its Unix socket instead (pg_socket()).
+PG_SOCKET_DIR = "/var/run/postgresql"
+PG_HOST = {"url": "127.0.0.1:5432", "query": ""}
+
+
+def pg_socket() -> None:
+    """Talk to PostgreSQL through its Unix socket from here on."""
+    global PG_ADMIN
+    PG_ADMIN = f"postgresql://postgres@/test?host={PG_SOCKET_DIR}"
+    PG_HOST.update(url="", query=f"?host={PG_SOCKET_DIR}")
 CLOSED_PORTS = (9, 1, 7, 13, 19, 37, 79)  # probed: the first refused on every sample address wins
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 # `run --once` claims until nothing is due, so a proxy whose re-check falls due before the round
@@ -224,7 +235,7 @@ class Databases:
             conn.execute(f'DROP DATABASE IF EXISTS "{db}"')
             conn.execute(f'CREATE DATABASE "{db}"')
         self.created.append(db)
-        return f"postgresql+psycopg://postgres@127.0.0.1:5432/{db}"
+        return f"postgresql+psycopg://postgres@{PG_HOST['url']}/{db}{PG_HOST['query']}"
 
     def drop_all(self) -> None:
         if self.keep or not self.created:
@@ -238,7 +249,7 @@ class Databases:
 
 
 def pg_dbname(url: str) -> str:
-    return url.rsplit("/", 1)[1]
+    return url.rsplit("/", 1)[1].split("?", 1)[0]
 
 
 def db_size(url: str, *, vacuum_full: bool = False) -> dict:

@@ -55,6 +55,8 @@ from world import child_cpu, squid_child, squid_conf
 
 from proxycheck.world import Child, free_port, stop_all
 
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
 
 
 def in_private_netns() -> str | None:
@@ -102,6 +104,8 @@ def run_live(world, args, helpers) -> list[str]:
     why = in_private_netns()
     if why:
         raise SystemExit(why)
+    if args.database == "postgresql":
+        h.pg_socket()
     cpus = sorted(os.sched_getaffinity(0))
     daemon_cpus, world_cpus = ({cpus[-1]}, set(cpus[:-1])) if len(cpus) >= 2 else (None, None)
     if world_cpus:
@@ -171,7 +175,9 @@ def live_one(world, args, h, n: int, squids: list[Child], daemon_cpus, world_cpu
         server_cpu0 = server.cpu_s
         cpu0, load0 = cpu_times(), os.getloadavg()[0]
         world_cpu0 = sum(child_cpu(sq) for sq in squids) + h.proc_cpu(world.judge.proc.pid)
+        user0, sys0 = user_sys(pid)
         samples = sample_window(db, child, pid, args.live_seconds, args.sample, h)
+        user1, sys1 = user_sys(pid)
         util = cpu_util(cpu0, cpu_times())
         world_cpu = sum(child_cpu(sq) for sq in squids) + h.proc_cpu(world.judge.proc.pid) - world_cpu0
         server.sample()
@@ -210,7 +216,9 @@ def live_one(world, args, h, n: int, squids: list[Child], daemon_cpus, world_cpu
         f"({checks:,} in {window:.1f} s; per {args.sample:g} s sample: min {min(rates, default=0):.1f}, "
         f"max {max(rates, default=0):.1f}); {per_check:.2f} probes ran per check",
         f"  daemon CPU in window: {cpu:.2f} s = {100 * cpu / window:.0f}% of a core; "
-        f"**{1000 * cpu / max(1, checks):.2f} ms CPU per stored check** (probes + dispatch + store + metrics + logging)",
+        f"**{1000 * cpu / max(1, checks):.2f} ms CPU per stored check** (probes + dispatch + store + metrics + logging): "
+        f"user {1000 * (user1 - user0) / max(1, checks):.2f} + sys {1000 * (sys1 - sys0) / max(1, checks):.2f} ms "
+        f"(sys includes loopback's kernel work for the squids' side of each connection)",
         f"  dispatch lag (claimed minus due, /metrics): {lag_text}",
         *([f"  PostgreSQL server CPU for this database: {server_cpu:.2f} s = {server_ms} ms per check"]
           if args.database == "postgresql" else []),
@@ -379,6 +387,12 @@ def quantile(buckets: dict[float, float], q: float) -> float:
             return prev_bound + (b - prev_bound) * (rank - prev_count) / max(buckets[b] - prev_count, 1e-9)
         prev_bound, prev_count = b, buckets[b]
     return bounds[-1]
+
+
+def user_sys(pid: int) -> tuple[float, float]:
+    """A process's user and system CPU seconds so far (/proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
 
 
 def sample_window(db: Db, child, pid: int, seconds: float, every: float, h) -> list[tuple[float, int, float]]:

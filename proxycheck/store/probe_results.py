@@ -29,13 +29,17 @@ from ..result import CheckResult, LastRun, ProbeOutcome
 from .models import ProbeResultRow as R
 
 
+_PLAIN = (str, int, float, bool, type(None))
+
+
 def outcome_doc(o: ProbeOutcome) -> dict[str, Any]:
     facts = {}
     for k, v in o.facts.items():
-        try:
-            json.dumps(v)
-        except (TypeError, ValueError):
-            continue
+        if not isinstance(v, _PLAIN):  # most facts are; only the others need the encoder's word
+            try:
+                json.dumps(v)
+            except (TypeError, ValueError):
+                continue
         facts[k] = v
     return {"name": o.name, "ok": o.ok, "code": o.code, "reason": o.reason, "detail": o.detail,
             "elapsed_ms": round(o.elapsed_ms, 1), "facts": facts, "phases": dict(o.phases)}
