@@ -249,7 +249,7 @@ class Databases:
 
 
 def pg_dbname(url: str) -> str:
-    return url.rsplit("/", 1)[1].split("?", 1)[0]
+    return url.split("?", 1)[0].rsplit("/", 1)[1]
 
 
 def db_size(url: str, *, vacuum_full: bool = False) -> dict:

@@ -33,7 +33,8 @@ from .verdict import error_name
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0)
 # A claim is late by the dispatch interval (0.25 s by default) when checking keeps up, by minutes
 # when it does not.
-CLAIM_DELAY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
+CLAIM_DELAY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 180.0, 300.0, 600.0,
+                       900.0, 1800.0, 3600.0)
 
 
 Read = Callable[[], "tuple[StatusSummary, FeedbackSummary] | None"]
