@@ -1,6 +1,8 @@
-"""``daemon_bench.py --live``: the long-lived daemon's sustained checks/s against live proxies.
+"""``daemon_bench.py --live``: the long-lived daemon's sustained checks/s and CPU per check against
+live proxies, for one or several N, on SQLite or PostgreSQL.
 
-    unshare --net sh -c 'ip link set lo up && .venv/bin/python bench/daemon_bench.py --live --proxies 100000'
+    unshare --net sh -c 'ip link set lo up && .venv/bin/python bench/daemon_bench.py --live --proxies 1000 10000 100000'
+    unshare --net sh -c 'ip link set lo up && .venv/bin/python bench/daemon_bench.py --live --database postgresql --proxies 1000 10000 100000'
 
 What is measured, exactly:
 
@@ -10,25 +12,33 @@ What is measured, exactly:
    processes (``--squids``) that listen on the wildcard address, squid K on ``port + K``: on
    Linux a wildcard listener accepts a connection to any 127.x.y.z. That is why the bench runs in
    a network namespace of its own (``unshare --net``, checked below): there the wildcard means
-   loopback only, and no port of another job on the box can collide. Each squid leaves from
-   127.42.K.250 and is configured as in ``world.py`` (check_bench's farm); the judge is
-   ``world.py``'s. So every check is the full suite through a real squid to a real judge, and
-   S processes stand for N proxies (782 squids of 128 ports each would not fit the box).
+   loopback only, and no port of another job on the box can collide. PostgreSQL is reached there
+   through its Unix socket. Each squid leaves from 127.42.K.250 and is configured as in
+   ``world.py`` (check_bench's farm); the judge is ``world.py``'s. So every check is the suite
+   through a real squid to a real judge, and S processes stand for N proxies.
 2. **"One core busy".** On a 2-CPU box the daemon is pinned to the last CPU and the world (judge
-   and squids) to the others, so the world's CPU work (about 7 ms per check: README,
-   "Reading the output") keeps the other core busy while the daemon has one core. Nothing stops
-   other jobs on the box from running on either core; the CPUs' utilisation over the window is
-   printed (/proc/stat), and so is the load average.
-3. **The daemon** is the installed CLI, ``proxycheck run`` (long-lived, default ``[health]``
-   intervals: 300 s), on a fresh SQLite database: ``db upgrade``, then ``run``, whose first sync
-   imports the N rows. After READY and ``--warmup`` seconds, a window of ``--live-seconds``:
-   checks stored (``checks.id`` advances, read every ``--sample`` s), the daemon's CPU (user+sys of
-   its process, all threads: probes, dispatch, store writes, logging) from /proc, its RSS. Then
-   SIGTERM; peak RSS from ``wait4``.
-4. Figures: checks/s over the window (and min/max per sample interval), CPU ms per check
-   (daemon CPU / checks stored in the window: dispatch included), the daemon's share of its core,
-   codes of the window's checks (healthy should dominate), peak RSS.
-5. ``--flap-seconds F`` (issue 16): after the window, quiet and flapping segments of
+   and squids) to the others. Nothing stops other jobs on the box from running on either core; the
+   CPUs' utilisation over the window is printed (/proc/stat), and so is the load average.
+3. **The schedule asked for**: ``--rate`` checks/s (default 333: 100,000 proxies every 300 s), as
+   ``[health].interval = max(1, N / rate)``; ``[check].concurrency`` is ``--concurrency``.
+4. **Steady state, seeded** (``seed_steady_state``): before the daemon starts, every proxy is
+   healthy and due once in ``[margin, margin + interval)`` s, and each probe's last result (one
+   real check of proxy 0, copied) is aged uniformly over ``max(every, interval)``, so from its
+   first claim the daemon runs the costly probes as often as their default schedules make it
+   (images every 900 s, ban every 1800 s: at a 300 s interval about 4.5 probes a check). A fresh
+   fleet would run every probe on its first round, which at N = 100,000 lasts longer than any window.
+5. **The daemon** is the installed CLI, ``proxycheck run`` (``--code DIR`` puts another checkout
+   first on its ``PYTHONPATH``, for a before/after on the same box), with ``[http]`` on. After
+   READY and ``--warmup`` s (counted from the first seeded due time too), a window of
+   ``--live-seconds``: checks stored (``checks.id`` advances, read every ``--sample`` s), the
+   daemon's CPU (user and sys of its process, all threads) from /proc, its RSS; on PostgreSQL the
+   server backends' CPU for its database. Then SIGTERM; peak RSS from ``wait4``.
+6. Figures: checks/s asked and done, CPU ms per stored check (daemon CPU / checks stored in the
+   window), the daemon's share of its core, dispatch lag p50/p99 (``proxycheck_claim_delay_seconds``
+   from /metrics before and after the window: claimed minus due, per claim; quantiles interpolated
+   within buckets as Prometheus does; the scrapes are outside the CPU window), probes run per
+   check, codes of the window's checks, peak RSS.
+7. ``--flap-seconds F`` (issue 16): after the window, quiet and flapping segments of
    ``--flap-segment`` seconds in turn (alternating cancels a shared box's drift: two quiet
    windows one after the other differ by up to 2x here), F seconds of flapping in all. While
    flapping, the judge dies for ``--flap-down`` seconds every ``--flap-every`` (± 0.5 s) seconds
