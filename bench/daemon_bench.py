@@ -66,6 +66,17 @@ from proxycheck.world import free_port, stop_all, tail
 HERE = Path(__file__).resolve().parent
 JUDGE_HOST = "127.0.0.2"
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+# --live runs in a network namespace of its own, where 127.0.0.1:5432 is not the server: it
+# reaches PostgreSQL through its Unix socket instead (pg_socket()).
+PG_SOCKET_DIR = "/var/run/postgresql"
+PG_HOST = {"url": "127.0.0.1:5432", "query": ""}
+
+
+def pg_socket() -> None:
+    """Talk to PostgreSQL through its Unix socket from here on."""
+    global PG_ADMIN
+    PG_ADMIN = f"postgresql://postgres@/test?host={PG_SOCKET_DIR}"
+    PG_HOST.update(url="", query=f"?host={PG_SOCKET_DIR}")
 CLOSED_PORTS = (9, 1, 7, 13, 19, 37, 79)  # probed: the first refused on every sample address wins
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 # `run --once` claims until nothing is due, so a proxy whose re-check falls due before the round
@@ -224,7 +235,7 @@ class Databases:
             conn.execute(f'DROP DATABASE IF EXISTS "{db}"')
             conn.execute(f'CREATE DATABASE "{db}"')
         self.created.append(db)
-        return f"postgresql+psycopg://postgres@127.0.0.1:5432/{db}"
+        return f"postgresql+psycopg://postgres@{PG_HOST['url']}/{db}{PG_HOST['query']}"
 
     def drop_all(self) -> None:
         if self.keep or not self.created:
@@ -238,7 +249,7 @@ class Databases:
 
 
 def pg_dbname(url: str) -> str:
-    return url.rsplit("/", 1)[1]
+    return url.split("?", 1)[0].rsplit("/", 1)[1]
 
 
 def db_size(url: str, *, vacuum_full: bool = False) -> dict:
@@ -375,13 +386,16 @@ class World:
                 fh.writelines(f"http,{address(j)},{self.port}\n" for j in range(n))
         return path
 
-    def config(self, name: str, url: str, csv: Path, *, daemon: dict | None = None, health: dict | None = None) -> Path:
+    def config(self, name: str, url: str, csv: Path, *, daemon: dict | None = None, health: dict | None = None,
+               http: dict | None = None) -> Path:
         q = lambda s: '"' + str(s).replace("\\", "\\\\").replace('"', '\\"') + '"'  # noqa: E731 - TOML string
         lines = [f"database_url = {q(url)}", f"state_dir = {q(self.workdir / 'state')}", "", targets_toml(self.targets),
                   "[check]", f"concurrency = {self.concurrency}", "", "[daemon]", f"sources = [{q(csv)}]"]
         lines += [f"{k} = {v}" for k, v in (daemon or {}).items()]
         if health:
             lines += ["", "[health]", *(f"{k} = {v}" for k, v in health.items())]
+        if http:
+            lines += ["", "[http]", *(f"{k} = {v}" for k, v in http.items())]
         path = self.workdir / f"{name}.toml"
         path.write_text("\n".join(lines) + "\n")
         return path
@@ -784,7 +798,8 @@ def main() -> None:
         checker_loop_main(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
         return
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--proxies", type=int, default=100_000, help="N: proxies configured (default 100000)")
+    ap.add_argument("--proxies", type=int, nargs="+", default=[100_000],
+                    help="N: proxies configured (default 100000); --live takes several and measures each")
     ap.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
     ap.add_argument("--parts", default="daemon,overhead,day", help="comma-separated: daemon, overhead, day")
     ap.add_argument("--concurrency", type=int, default=200, help="[check] concurrency, and the claim batch of part 2b")
@@ -806,6 +821,11 @@ def main() -> None:
     live.add_argument("--live-port", type=int, default=24000, help="squid K listens on this port + K (default 24000)")
     live.add_argument("--warmup", type=float, default=30.0, help="seconds after READY before the window (default 30)")
     live.add_argument("--live-seconds", type=float, default=120.0, help="the measured window, seconds (default 120)")
+    live.add_argument("--rate", type=float, default=333.0,
+                      help="checks/s asked: [health].interval = max(1, N / rate) (default 333: 100,000 proxies every 300 s)")
+    live.add_argument("--seed-margin", type=float, default=15.0,
+                      help="the seeded fleet's first due time, seconds after seeding (covers the daemon's start; default 15)")
+    live.add_argument("--code", help="put this checkout first on the daemon's PYTHONPATH (a before/after A/B)")
     live.add_argument("--sample", type=float, default=10.0, help="seconds between samples in the window (default 10)")
     live.add_argument("--flap-seconds", type=float, default=0.0,
                       help="then this many seconds of the judge killed and restarted, in segments alternating with "
@@ -815,11 +835,13 @@ def main() -> None:
     live.add_argument("--flap-down", type=float, default=1.5, help="seconds the judge stays dead each time (default 1.5)")
     args = ap.parse_args()
     parts = {p.strip() for p in args.parts.split(",") if p.strip()}
-    n = args.proxies
+    if len(args.proxies) > 1 and not args.live:
+        ap.error("several --proxies need --live")
+    n = args.proxies[0]
 
     workdir = Path(tempfile.mkdtemp(prefix="proxycheck-daemon-bench-"))
     dbs = Databases(args.database, workdir, args.keep)
-    world = World(workdir, n, args.concurrency)
+    world = World(workdir, max(args.proxies), args.concurrency)
     began = time.monotonic()
     print(f"daemon_bench: N={n:,} database={args.database} concurrency={args.concurrency} "
           f"cpus={len(os.sched_getaffinity(0))} load={os.getloadavg()[0]:.1f} workdir={workdir}", flush=True)

@@ -1,6 +1,8 @@
-"""``daemon_bench.py --live``: the long-lived daemon's sustained checks/s against live proxies.
+"""``daemon_bench.py --live``: the long-lived daemon's sustained checks/s and CPU per check against
+live proxies, for one or several N, on SQLite or PostgreSQL.
 
-    unshare --net sh -c 'ip link set lo up && .venv/bin/python bench/daemon_bench.py --live --proxies 100000'
+    unshare --net sh -c 'ip link set lo up && .venv/bin/python bench/daemon_bench.py --live --proxies 1000 10000 100000'
+    unshare --net sh -c 'ip link set lo up && .venv/bin/python bench/daemon_bench.py --live --database postgresql --proxies 1000 10000 100000'
 
 What is measured, exactly:
 
@@ -10,25 +12,33 @@ What is measured, exactly:
    processes (``--squids``) that listen on the wildcard address, squid K on ``port + K``: on
    Linux a wildcard listener accepts a connection to any 127.x.y.z. That is why the bench runs in
    a network namespace of its own (``unshare --net``, checked below): there the wildcard means
-   loopback only, and no port of another job on the box can collide. Each squid leaves from
-   127.42.K.250 and is configured as in ``world.py`` (check_bench's farm); the judge is
-   ``world.py``'s. So every check is the full suite through a real squid to a real judge, and
-   S processes stand for N proxies (782 squids of 128 ports each would not fit the box).
+   loopback only, and no port of another job on the box can collide. PostgreSQL is reached there
+   through its Unix socket. Each squid leaves from 127.42.K.250 and is configured as in
+   ``world.py`` (check_bench's farm); the judge is ``world.py``'s. So every check is the suite
+   through a real squid to a real judge, and S processes stand for N proxies.
 2. **"One core busy".** On a 2-CPU box the daemon is pinned to the last CPU and the world (judge
-   and squids) to the others, so the world's CPU work (about 7 ms per check: README,
-   "Reading the output") keeps the other core busy while the daemon has one core. Nothing stops
-   other jobs on the box from running on either core; the CPUs' utilisation over the window is
-   printed (/proc/stat), and so is the load average.
-3. **The daemon** is the installed CLI, ``proxycheck run`` (long-lived, default ``[health]``
-   intervals: 300 s), on a fresh SQLite database: ``db upgrade``, then ``run``, whose first sync
-   imports the N rows. After READY and ``--warmup`` seconds, a window of ``--live-seconds``:
-   checks stored (``checks.id`` advances, read every ``--sample`` s), the daemon's CPU (user+sys of
-   its process, all threads: probes, dispatch, store writes, logging) from /proc, its RSS. Then
-   SIGTERM; peak RSS from ``wait4``.
-4. Figures: checks/s over the window (and min/max per sample interval), CPU ms per check
-   (daemon CPU / checks stored in the window: dispatch included), the daemon's share of its core,
-   codes of the window's checks (healthy should dominate), peak RSS.
-5. ``--flap-seconds F`` (issue 16): after the window, quiet and flapping segments of
+   and squids) to the others. Nothing stops other jobs on the box from running on either core; the
+   CPUs' utilisation over the window is printed (/proc/stat), and so is the load average.
+3. **The schedule asked for**: ``--rate`` checks/s (default 333: 100,000 proxies every 300 s), as
+   ``[health].interval = max(1, N / rate)``; ``[check].concurrency`` is ``--concurrency``.
+4. **Steady state, seeded** (``seed_steady_state``): before the daemon starts, every proxy is
+   healthy and due once in ``[margin, margin + interval)`` s, and each probe's last result (one
+   real check of proxy 0, copied) is aged uniformly over ``max(every, interval)``, so from its
+   first claim the daemon runs the costly probes as often as their default schedules make it
+   (images every 900 s, ban every 1800 s: at a 300 s interval about 4.5 probes a check). A fresh
+   fleet would run every probe on its first round, which at N = 100,000 lasts longer than any window.
+5. **The daemon** is the installed CLI, ``proxycheck run`` (``--code DIR`` puts another checkout
+   first on its ``PYTHONPATH``, for a before/after on the same box), with ``[http]`` on. After
+   READY and ``--warmup`` s (counted from the first seeded due time too), a window of
+   ``--live-seconds``: checks stored (``checks.id`` advances, read every ``--sample`` s), the
+   daemon's CPU (user and sys of its process, all threads) from /proc, its RSS; on PostgreSQL the
+   server backends' CPU for its database. Then SIGTERM; peak RSS from ``wait4``.
+6. Figures: checks/s asked and done, CPU ms per stored check (daemon CPU / checks stored in the
+   window), the daemon's share of its core, dispatch lag p50/p99 (``proxycheck_claim_delay_seconds``
+   from /metrics before and after the window: claimed minus due, per claim; quantiles interpolated
+   within buckets as Prometheus does; the scrapes are outside the CPU window), probes run per
+   check, codes of the window's checks, peak RSS.
+7. ``--flap-seconds F`` (issue 16): after the window, quiet and flapping segments of
    ``--flap-segment`` seconds in turn (alternating cancels a shared box's drift: two quiet
    windows one after the other differ by up to 2x here), F seconds of flapping in all. While
    flapping, the judge dies for ``--flap-down`` seconds every ``--flap-every`` (± 0.5 s) seconds
@@ -41,11 +51,11 @@ What is measured, exactly:
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -53,7 +63,9 @@ from pathlib import Path
 
 from world import child_cpu, squid_child, squid_conf
 
-from proxycheck.world import Child, stop_all
+from proxycheck.world import Child, free_port, stop_all
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 
@@ -95,91 +107,131 @@ def start_squids(workdir: Path, port: int, count: int, cpus: set[int] | None) ->
     return squids
 
 
-def max_check_id(db: Path) -> int:
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
-    try:
-        return conn.execute("SELECT COALESCE(MAX(id), 0) FROM checks").fetchone()[0]
-    finally:
-        conn.close()
-
-
-def codes_between(db: Path, lo: int, hi: int) -> dict[str, int]:
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
-    try:
-        rows = conn.execute("SELECT COALESCE(code, 0), COUNT(*) FROM checks WHERE id > ? AND id <= ? GROUP BY 1", (lo, hi))
-        return {("healthy" if c == 0 else str(c)): k for c, k in rows}
-    finally:
-        conn.close()
-
-
 def run_live(world, args, helpers) -> list[str]:
-    """``world``: daemon_bench.World with the judge started; ``helpers``: daemon_bench's module."""
+    """``world``: daemon_bench.World with the judge started; ``helpers``: daemon_bench's module.
+    One measurement per N in ``args.proxies``, then the table of all of them."""
     h = helpers
     why = in_private_netns()
     if why:
         raise SystemExit(why)
-    n, s = args.proxies, args.squids
+    if args.database == "postgresql":
+        h.pg_socket()
     cpus = sorted(os.sched_getaffinity(0))
     daemon_cpus, world_cpus = ({cpus[-1]}, set(cpus[:-1])) if len(cpus) >= 2 else (None, None)
     if world_cpus:
         os.sched_setaffinity(world.judge.proc.pid, world_cpus)
-    workdir = world.workdir
-    os.chmod(workdir, 0o777)  # squid drops privileges to `proxy` and writes its logs here
-    port = args.live_port
-    squids = start_squids(workdir, port, s, world_cpus)
+    os.chmod(world.workdir, 0o777)  # squid drops privileges to `proxy` and writes its logs here
+    squids = start_squids(world.workdir, args.live_port, args.squids, world_cpus)
     h.CHILDREN.extend(squids)
     deadline = time.monotonic() + 60
-    for k in range(s):
-        while h.refused(h.address(k), port + k):
+    for k in range(args.squids):
+        while h.refused(h.address(k), args.live_port + k):
             for sq in squids:
                 sq.check_alive()
             if time.monotonic() > deadline:
-                raise SystemExit(f"squid {k} does not accept on {h.address(k)}:{port + k}")
+                raise SystemExit(f"squid {k} does not accept on {h.address(k)}:{args.live_port + k}")
             time.sleep(0.1)
+    flapper = JudgeFlapper(world, args.flap_every, args.flap_down, world_cpus, h) if args.flap_seconds > 0 else None
+    out, rows = [], []
+    try:
+        for n in args.proxies:
+            lines, row = live_one(world, args, h, n, squids, daemon_cpus, world_cpus, flapper)
+            print("\n".join(lines), flush=True)  # as each N ends; the table of all of them comes last
+            rows.append(row)
+    finally:
+        stop_all(squids, grace=10)
+    code = args.code or "this checkout"
+    out.append(h.table(f"live daemon, {args.database}, {code}: asked rate {args.rate:g} checks/s "
+                       f"([health].interval = N / rate), steady state, concurrency {args.concurrency}",
+                       ["N", "interval s", "asked/s", "done/s", "daemon CPU ms/check", "core use", "DB server ms/check",
+                        "lag p50 s", "lag p99 s", "probes/check", "healthy", "load"], rows))
+    return out
+
+
+def live_one(world, args, h, n: int, squids: list[Child], daemon_cpus, world_cpus, flapper) -> tuple[list[str], list[str]]:
+    s, port = args.squids, args.live_port
+    interval = max(1.0, n / args.rate)
+    asked = n / interval
+    workdir = world.workdir
     csv = workdir / f"live-{n}.csv"
     with open(csv, "w") as fh:
         fh.write("type,address,port\n")
         fh.writelines(f"http,{h.address(j)},{port + j % s}\n" for j in range(n))
-    db = workdir / "live.db"
-    url = f"sqlite:///{db}"
-    config = world.config("live", url, csv, daemon={"drain_grace": 10.0})
-    h.run_cli(["db", "upgrade", "--config", str(config)], workdir / "live-upgrade.log", "db upgrade")
-
-    flapper = JudgeFlapper(world, args.flap_every, args.flap_down, world_cpus, h) if args.flap_seconds > 0 else None
-    log = workdir / "live-run.log"
+    dbs = h.Databases(args.database, workdir, args.keep)
+    url = dbs.new(f"live{n}")
+    http_port = free_port()
+    config = world.config(f"live{n}", url, csv, daemon={"drain_grace": 10.0},
+                          health={"interval": interval, "fast_interval": min(30.0, interval)}, http={"enabled": "true", "listen": f'"127.0.0.1:{http_port}"'})
+    h.run_cli(["db", "upgrade", "--config", str(config)], workdir / f"live{n}-upgrade.log", "db upgrade")
+    t_seed = time.monotonic()
+    seeded = seed_steady_state(url, config, csv, interval, args.seed_margin)
+    log = workdir / f"live{n}-run.log"
     argv = [*h.proxycheck_cli(), "run", "--config", str(config)]
     if daemon_cpus:
         argv = ["taskset", "-c", ",".join(map(str, sorted(daemon_cpus))), *argv]
-    child = h.Child("run (live)", argv, log).spawn()
+    child = h.Child(f"run (live, {n})", argv, log)
+    if args.code:
+        child.env = {**child.env, "PYTHONPATH": str(Path(args.code).resolve())}
+    child.spawn()
     ready_at = child.wait_ready(poll=0.2)
-    time.sleep(args.warmup)
+    # The window starts after the warm-up, counted from READY and from the first seeded due time.
+    time.sleep(max(args.warmup, t_seed + args.seed_margin + args.warmup - time.monotonic()))
+    db = Db(url)
+    token = (workdir / "state" / "http-token").read_text().strip()
     pid = child.proc.pid
-    cpu0, load0 = cpu_times(), os.getloadavg()[0]
-    squid_cpu0 = sum(child_cpu(sq) for sq in squids) + h.proc_cpu(world.judge.proc.pid)
-    samples = sample_window(db, child, pid, args.live_seconds, args.sample, h)
-    util = cpu_util(cpu0, cpu_times())
-    world_cpu = sum(child_cpu(sq) for sq in squids) + h.proc_cpu(world.judge.proc.pid) - squid_cpu0
+    lag0 = scrape_lag(http_port, token)
+    with h.PgServerCpu(url if args.database == "postgresql" else None) as server:
+        server.mark_initial()
+        server_cpu0 = server.cpu_s
+        cpu0, load0 = cpu_times(), os.getloadavg()[0]
+        world_cpu0 = sum(child_cpu(sq) for sq in squids) + h.proc_cpu(world.judge.proc.pid)
+        user0, sys0 = user_sys(pid)
+        samples = sample_window(db, child, pid, args.live_seconds, args.sample, h)
+        user1, sys1 = user_sys(pid)
+        util = cpu_util(cpu0, cpu_times())
+        world_cpu = sum(child_cpu(sq) for sq in squids) + h.proc_cpu(world.judge.proc.pid) - world_cpu0
+        server.sample()
+        server_cpu = server.cpu_s - server_cpu0
+    lag1 = scrape_lag(http_port, token)
     rss_now = h.proc_rss_kb(pid) or 0
     segments = flapper.alternate(db, child, args.flap_seconds, args.flap_segment) if flapper else []
     rc = child.stop(grace=60)  # SIGTERM, then SIGKILL after 60 s
-    stop_all(squids, grace=10)
 
     (t0, id0, c0), (t1, id1, c1) = samples[0], samples[-1]
     window, checks, cpu = t1 - t0, id1 - id0, c1 - c0
     rates = [(b[1] - a[1]) / (b[0] - a[0]) for a, b in zip(samples, samples[1:]) if b[0] > a[0]]
-    codes = codes_between(db, id0, id1)
+    codes = db.codes_between(id0, id1)
+    per_check = db.probes_ran(id0, id1)
     healthy = codes.get("healthy", 0)
+    if lag0 is not None and lag1 is not None:
+        lag = {le: lag1[le] - lag0.get(le, 0.0) for le in lag1}
+        p50, p99 = quantile(lag, 0.5), quantile(lag, 0.99)
+        lag_text = f"p50 {p50:.3f} s, p99 {p99:.3f} s over {lag[max(lag)]:,.0f} claims"
+        lag_cells = [f"{p50:.3f}", f"{p99:.3f}"]
+    else:
+        lag_text, lag_cells = "not exported by this code (no proxycheck_claim_delay_seconds)", ["-", "-"]
     text = log.read_text(errors="replace")
     errors = [line for line in text.splitlines() if " ERROR " in line or "Traceback" in line][:5]
     degraded = text.count("checker degraded, no proxy will be judged")
+    done = checks / window
+    server_ms = f"{1000 * server_cpu / max(1, checks):.2f}" if args.database == "postgresql" else "-"
     out = [
-        f"live daemon: N={n:,} distinct proxies on {s} squids (wildcard listeners, own netns), concurrency {args.concurrency}, "
-        f"daemon on CPU {sorted(daemon_cpus) if daemon_cpus else 'any'}, world on CPU {sorted(world_cpus) if world_cpus else 'any'}",
-        f"  READY after {ready_at:.1f} s; warm-up {args.warmup:g} s; window {window:.1f} s; load average at window start {load0:.1f}",
-        f"  sustained: {checks:,} checks in {window:.1f} s = {checks / window:.1f} checks/s "
-        f"(per {args.sample:g} s sample: min {min(rates, default=0):.1f}, max {max(rates, default=0):.1f})",
-        f"  daemon CPU in window: {cpu:.2f} s = {100 * cpu / window:.0f}% of its core; "
-        f"**{1000 * cpu / max(1, checks):.2f} ms CPU per check** (probes + dispatch + store)",
+        f"live daemon: N={n:,} distinct proxies on {s} squids (wildcard listeners, own netns), {args.database}, "
+        f"concurrency {args.concurrency}, daemon on CPU {sorted(daemon_cpus) if daemon_cpus else 'any'}, "
+        f"world on CPU {sorted(world_cpus) if world_cpus else 'any'}, code: {args.code or 'this checkout'}",
+        f"  steady state seeded: every proxy healthy, due over {interval:g} s; last results of {', '.join(seeded['probes'])} "
+        f"aged over their schedules ({', '.join(f'{k} {v:g} s' for k, v in seeded['every'].items())})",
+        f"  READY after {ready_at:.1f} s; window {window:.1f} s; load average at window start {load0:.1f}",
+        f"  **asked {asked:.1f} checks/s ([health].interval {interval:g} s), done {done:.1f} checks/s** "
+        f"({checks:,} in {window:.1f} s; per {args.sample:g} s sample: min {min(rates, default=0):.1f}, "
+        f"max {max(rates, default=0):.1f}); {per_check:.2f} probes ran per check",
+        f"  daemon CPU in window: {cpu:.2f} s = {100 * cpu / window:.0f}% of a core; "
+        f"**{1000 * cpu / max(1, checks):.2f} ms CPU per stored check** (probes + dispatch + store + metrics + logging): "
+        f"user {1000 * (user1 - user0) / max(1, checks):.2f} + sys {1000 * (sys1 - sys0) / max(1, checks):.2f} ms "
+        f"(sys includes loopback's kernel work for the squids' side of each connection)",
+        f"  dispatch lag (claimed minus due, /metrics): {lag_text}",
+        *([f"  PostgreSQL server CPU for this database: {server_cpu:.2f} s = {server_ms} ms per check"]
+          if args.database == "postgresql" else []),
         f"  world (judge + squids) CPU in window: {world_cpu:.2f} s = {1000 * world_cpu / max(1, checks):.2f} ms per check",
         "  CPU utilisation in window (all processes on the box): " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in sorted(util.items())),
         f"  window's checks: {healthy:,} healthy of {checks:,}; codes {dict(sorted(codes.items()))}",
@@ -192,7 +244,7 @@ def run_live(world, args, helpers) -> list[str]:
         q_checks, q_time = sum(b - a for _, _, a, b, _ in quiet), sum(t for _, t, _, _, _ in quiet)
         f_checks, f_time = sum(b - a for _, _, a, b, _ in flapping), sum(t for _, t, _, _, _ in flapping)
         q_rate, f_rate = q_checks / q_time, f_checks / f_time
-        blamed = sum(k for c, k in codes_between(db, id0, segments[-1][3]).items() if c != "healthy")
+        blamed = sum(k for c, k in db.codes_between(id0, segments[-1][3]).items() if c != "healthy")
         out += [
             f"  alternating {args.flap_segment:g} s segments, quiet then flapping (the judge killed for {args.flap_down:g} s "
             f"every {args.flap_every:g} s ± 0.5 s: {sum(seg[4] for seg in flapping)} outages); the daemon went degraded "
@@ -203,15 +255,162 @@ def run_live(world, args, helpers) -> list[str]:
             f"healthy proxies stored as failed, whole run: {blamed} (goal 0)**",
         ]
     out += [f"    {e}" for e in errors]
-    return out
+    db.engine.dispose()
+    dbs.drop_all()
+    row = [f"{n:,}", f"{interval:g}", f"{asked:.0f}", f"{done:.0f}", f"{1000 * cpu / max(1, checks):.2f}",
+           f"{100 * cpu / window:.0f} %", server_ms, *lag_cells, f"{per_check:.2f}", f"{healthy:,}/{checks:,}", f"{load0:.1f}"]
+    return out, row
 
 
-def sample_window(db: Path, child, pid: int, seconds: float, every: float, h) -> list[tuple[float, int, float]]:
+class Db:
+    """The bench's own reads of the daemon's database (SQLite or PostgreSQL), one short
+    connection each, never holding a transaction open across samples."""
+
+    def __init__(self, url: str) -> None:
+        from sqlalchemy import create_engine
+        from sqlalchemy.pool import NullPool
+
+        if url.startswith("sqlite"):
+            path = url.split("sqlite:///", 1)[1]
+            self.engine = create_engine(f"sqlite:///file:{path}?mode=ro&uri=true", poolclass=NullPool)
+        else:
+            self.engine = create_engine(url, poolclass=NullPool)
+
+    def scalar(self, sql: str, **params) -> int:
+        from sqlalchemy import text
+
+        with self.engine.connect() as conn:
+            return conn.execute(text(sql), params).scalar() or 0
+
+    def max_check_id(self) -> int:
+        return self.scalar("SELECT COALESCE(MAX(id), 0) FROM checks")
+
+    def codes_between(self, lo: int, hi: int) -> dict[str, int]:
+        from sqlalchemy import text
+
+        with self.engine.connect() as conn:
+            rows = conn.execute(text("SELECT COALESCE(code, 0), COUNT(*) FROM checks WHERE id > :lo AND id <= :hi GROUP BY 1"),
+                                {"lo": lo, "hi": hi})
+            return {("healthy" if c == 0 else str(c)): k for c, k in rows}
+
+    def probes_ran(self, lo: int, hi: int) -> float:
+        """Probes that ran per stored check (the steady state's cost: the costly ones are carried)."""
+        from sqlalchemy import text
+
+        with self.engine.connect() as conn:
+            rows = conn.execute(text("SELECT probes FROM checks WHERE id > :lo AND id <= :hi"), {"lo": lo, "hi": hi}).all()
+        docs = [json.loads(r[0]) if isinstance(r[0], str) else r[0] for r in rows]
+        return sum(1 for d in docs for p in d or () if not p.get("carried")) / max(1, len(docs))
+
+
+def seed_steady_state(url: str, config: Path, csv: Path, interval: float, margin: float) -> dict:
+    """Put the fleet where a daemon that has run for hours would have it (rule 6 of the docstring):
+    every proxy healthy, due once in ``[margin, margin + interval)`` s from now, and each probe's
+    last result (one real check of proxy 0 through the live world, copied) aged uniformly over
+    its schedule, so a check runs the costly probes exactly as often as the default schedules do."""
+    import asyncio
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import bindparam, insert, update
+
+    from proxycheck import store
+    from proxycheck.checker import Checker
+    from proxycheck.config import load_settings
+    from proxycheck.probes import REGISTRY
+    from proxycheck.probes.schedule import schedule_for
+    from proxycheck.selftest import preflight
+    from proxycheck.sources import read_csv_file
+    from proxycheck.store.models import ProbeResultRow, ProxyRow
+    from proxycheck.store.probe_results import outcome_doc
+
+    settings = load_settings(str(config))
+    proxies = read_csv_file(csv).deduplicated()
+
+    async def one_check():
+        checker = Checker(settings)
+        status = await preflight(settings, checker.ssl_context)
+        if not status.ok:
+            raise SystemExit(f"seeding: the checker's preflight failed: {status.reason}")
+        return await checker.check(proxies[0], status.own_ips)
+
+    template = asyncio.run(one_check())
+    if not template.healthy:
+        raise SystemExit(f"seeding: proxy 0 is not healthy through the live world: {template.reason} {template.detail}")
+    docs = {o.name: outcome_doc(o) for o in template.probes if not o.skipped}
+    every = {spec.name: schedule_for(settings, spec).every or interval for spec in REGISTRY}
+    rng = random.Random(21)
+    engine = store.make_engine(url, writer=True)
+    try:
+        now = datetime.now(UTC)
+        store.sync_source(engine, f"csv:{csv}", proxies, now, policy=settings.health, spread=False)
+        with engine.begin() as conn:
+            ids = [r[0] for r in conn.execute(ProxyRow.__table__.select().with_only_columns(ProxyRow.id))]
+        facts = {"state": "healthy", "consecutive_successes": 10, "consecutive_failures": 0, "failing_streak": 0,
+                 "code": None, "reason": None, "latency_ms": template.latency_ms, "exit_ip": template.exit_ip,
+                 "anonymity": template.anonymity}
+        rows, results = [], []
+        for pid in ids:
+            last = now - timedelta(seconds=rng.uniform(0, interval))
+            rows.append({"pid": pid, "changed": now - timedelta(days=1), "last": last,
+                         "due": now + timedelta(seconds=margin + rng.uniform(0, interval))})
+            for name, doc in docs.items():
+                results.append({"proxy_id": pid, "probe": name, "passed": True, "outcome": doc,
+                                "ran_at": now - timedelta(seconds=rng.uniform(0, max(every[name], interval)))})
+        with engine.begin() as conn:
+            conn.execute(update(ProxyRow).where(ProxyRow.id == bindparam("pid")).values(
+                **facts, state_changed_at=bindparam("changed"), last_checked_at=bindparam("last"),
+                last_success_at=bindparam("last"), next_check_at=bindparam("due")), rows)
+            for k in range(0, len(results), 20_000):
+                conn.execute(insert(ProbeResultRow), results[k:k + 20_000])
+    finally:
+        engine.dispose()
+    return {"probes": sorted(docs), "every": {k: v for k, v in every.items() if k in docs}}
+
+
+def scrape_lag(port: int, token: str) -> dict[float, float] | None:
+    """``proxycheck_claim_delay_seconds`` buckets (le -> cumulative count) from /metrics; None if
+    the daemon does not export it (older code)."""
+    import urllib.request
+
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/metrics", headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(req, timeout=60) as resp:
+        text = resp.read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("proxycheck_claim_delay_seconds_bucket{"):
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            out[float(le)] = float(line.rsplit(" ", 1)[1])
+    return out or None
+
+
+def quantile(buckets: dict[float, float], q: float) -> float:
+    """Prometheus's ``histogram_quantile``: linear within the bucket that holds rank q."""
+    bounds = sorted(buckets)
+    total = buckets[bounds[-1]]
+    if total <= 0:
+        return float("nan")
+    rank, prev_bound, prev_count = q * total, 0.0, 0.0
+    for b in bounds:
+        if buckets[b] >= rank:
+            if b == float("inf"):
+                return prev_bound
+            return prev_bound + (b - prev_bound) * (rank - prev_count) / max(buckets[b] - prev_count, 1e-9)
+        prev_bound, prev_count = b, buckets[b]
+    return bounds[-1]
+
+
+def user_sys(pid: int) -> tuple[float, float]:
+    """A process's user and system CPU seconds so far (/proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
+
+
+def sample_window(db: Db, child, pid: int, seconds: float, every: float, h) -> list[tuple[float, int, float]]:
     """(monotonic, max check id, daemon CPU s) every ``every`` seconds for ``seconds``."""
     samples = []
     end = time.monotonic() + seconds
     while True:
-        samples.append((time.monotonic(), max_check_id(db), h.proc_cpu(pid)))
+        samples.append((time.monotonic(), db.max_check_id(), h.proc_cpu(pid)))
         if samples[-1][0] >= end or not child.running():
             return samples
         time.sleep(min(every, max(0.0, end - time.monotonic())))
@@ -238,15 +437,15 @@ class JudgeFlapper:
                 raise SystemExit(f"flapjudge did not start:\n{world.judge.tail()}")
             time.sleep(0.05)
 
-    def alternate(self, db: Path, child, flap_seconds: float, segment: float) -> list[tuple[bool, float, int, int, int]]:
+    def alternate(self, db: Db, child, flap_seconds: float, segment: float) -> list[tuple[bool, float, int, int, int]]:
         """Quiet and flapping segments of ``segment`` s in turn until ``flap_seconds`` of flapping
         (alternating cancels the drift of a shared box); each (flapping?, seconds, first id, last id, outages)."""
         out = []
         for k in range(max(1, round(flap_seconds / segment))):
             for flapping in (False, True):
-                t0, id0 = time.monotonic(), max_check_id(db)
+                t0, id0 = time.monotonic(), db.max_check_id()
                 outages = self._flap(segment) if flapping else (time.sleep(segment) or 0)
-                out.append((flapping, time.monotonic() - t0, id0, max_check_id(db), outages))
+                out.append((flapping, time.monotonic() - t0, id0, db.max_check_id(), outages))
                 if not child.running():
                     return out
         return out

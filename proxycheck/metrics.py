@@ -31,6 +31,10 @@ from .verdict import error_name
 
 # Probe latencies on loopback are milliseconds; through real proxies, up to the read timeout.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0)
+# A claim is late by the dispatch interval (0.25 s by default) when checking keeps up, by minutes
+# when it does not.
+CLAIM_DELAY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 180.0, 300.0, 600.0,
+                       900.0, 1800.0, 3600.0)
 
 
 Read = Callable[[], "tuple[StatusSummary, FeedbackSummary] | None"]
@@ -135,6 +139,10 @@ class DaemonMetrics:
         self.sights = Counter("proxycheck_vantage_sights", "What each vantage point saw of the proxies it checked "
                               "(in, refused, unknown: vantage.py rule 2)", ["vantage", "seen"], registry=self.registry)
         self.rounds = Counter("proxycheck_dispatch_rounds", "Dispatch rounds that claimed at least one proxy", registry=self.registry)
+        self.claim_delay = Histogram(
+            "proxycheck_claim_delay_seconds",
+            "How late each claimed proxy was: claimed minus its scheduled check (the dispatch lag a check saw)",
+            buckets=CLAIM_DELAY_BUCKETS, registry=self.registry)
         self.probe_seconds = Histogram("proxycheck_probe_duration_seconds", "Probe duration through the proxy", ["probe"],
                                        buckets=LATENCY_BUCKETS, registry=self.registry)
         self.phase_seconds = Histogram(
@@ -142,17 +150,27 @@ class DaemonMetrics:
             "Time in each wire phase (connect, proxy_handshake, tls, ttfb, transfer) of a probe's requests, by probe",
             ["probe", "phase"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.registry.register(FleetCollector(summary, targets, guards))
+        self._children: dict[tuple[int, tuple[str, ...]], object] = {}
 
     def observe(self, result: CheckResult) -> None:
+        """One stored check. Labelled children are looked up once and kept: ``labels()`` costs
+        more than ``observe()``, and a check makes about twenty observations."""
         outcome = "healthy" if result.healthy else ("not_judged" if result.healthy is None else "unhealthy")
-        self.checks.labels(outcome, str(result.code or "")).inc()
+        self._child(self.checks, outcome, str(result.code or "")).inc()
         for sight in result.sights:
-            self.sights.labels(sight.vantage, sight.seen).inc()
+            self._child(self.sights, sight.vantage, sight.seen).inc()
         for probe in result.probes:
             if not probe.skipped:
-                self.probe_seconds.labels(probe.name).observe(probe.elapsed_ms / 1000)
+                self._child(self.probe_seconds, probe.name).observe(probe.elapsed_ms / 1000)
                 for phase, ms in probe.phases.items():
-                    self.phase_seconds.labels(probe.name, phase).observe(ms / 1000)
+                    self._child(self.phase_seconds, probe.name, phase).observe(ms / 1000)
+
+    def _child(self, metric, *labels: str):
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -170,6 +170,17 @@ def test_every_configured_ban_target_is_exported(served):
     assert banned == {name: (1.0 if name == "turnstile" else 0.0) for name in configured}
 
 
+def test_every_claim_is_timed_against_its_due_time(served):
+    """``proxycheck_claim_delay_seconds`` (issue 21: dispatch lag per claim): the first round
+    claimed every proxy once, each a little after it fell due, never minutes late."""
+    _, text, _ = served
+    (family,) = [f for f in text_string_to_metric_families(text) if f.name == "proxycheck_claim_delay_seconds"]
+    count = next(s.value for s in family.samples if s.name.endswith("_count"))
+    within = next(s.value for s in family.samples if s.name.endswith("_bucket") and s.labels["le"] == "60.0")
+    assert count >= len(NAMES)
+    assert within == count
+
+
 # -- a real Prometheus scrapes it with docs/grafana.md's config ----------------------------------
 def readme_scrape_config() -> str:
     (block,) = [b for b in re.findall(r"```yaml\n(.*?)```", (ROOT / "docs" / "grafana.md").read_text(), re.S) if "scrape_configs:" in b]

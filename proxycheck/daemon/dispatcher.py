@@ -20,6 +20,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from .. import store
 from ..checker import unavailable_result
@@ -79,6 +80,9 @@ class Dispatcher:
             task.add_done_callback(self._finished)
         if claims:
             self.metrics.rounds.inc()
+            now = datetime.now(UTC)
+            for claim in claims:
+                self.metrics.claim_delay.observe(max(0.0, (now - claim.due_at).total_seconds()))
             self._log_new(claims)
         return len(claims or ())
 

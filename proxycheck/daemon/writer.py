@@ -2,7 +2,10 @@
 
 Rules:
 1. One task writes; it commits up to ``BATCH`` results per transaction (SQLite has one writer),
-   each fenced by its lease token (``store.record_results``).
+   each fenced by its lease token (``store.record_results``). While less than a batch is held, it
+   writes at most once every ``GATHER`` seconds: a transaction's fixed cost (its statements per
+   batch, the commit, the WAL check) is then shared by tens of results instead of a few
+   (bench/README.md, "--live"); a result waits at most that long more before it is stored.
 2. A storage error keeps the batch in hand and retries with a capped back-off, for as long as the
    daemon runs: a completed result is never dropped because the database went away. The outage
    is logged as every storage call's is (``storage.Outage``: once, every 30 s, and when it
@@ -48,6 +51,7 @@ from .storage import Storage, is_storage_error
 log = logging.getLogger("proxycheck.daemon")
 
 BATCH = 500
+GATHER = 0.2  # seconds (rule 1)
 MAX_BACKOFF = 5.0
 
 
@@ -70,6 +74,7 @@ class Writer:
         self.last_written = time.monotonic()
         self.last_round_at: datetime | None = None
         self._wake = asyncio.Event()
+        self._last_write = 0.0  # when the latest write began (rule 1)
 
     @property
     def cap(self) -> int:
@@ -100,6 +105,10 @@ class Writer:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
+            gather = self._last_write + GATHER - time.monotonic()
+            if gather > 0 and len(self.held) < BATCH:
+                await asyncio.sleep(gather)
+            self._last_write = time.monotonic()
             if await self._write_some():
                 backoff = 1.0
             else:

@@ -84,7 +84,10 @@ def _parse_azenv(body: str) -> JudgeAnswer:
     return JudgeAnswer(headers, [env["REMOTE_ADDR"]], body)
 
 
-def _ips_in(value: str) -> set[str]:
+@lru_cache(maxsize=4096)
+def _ips_in(value: str) -> frozenset[str]:
+    """The addresses written in one header value. Cached: the same values (``Via``, the judge's
+    own headers, the checker's IP) come back on every check, and parsing costs exceptions."""
     found = set()
     for token in _IP_TOKEN.findall(value):
         if "." not in token and ":" not in token:
@@ -96,7 +99,7 @@ def _ips_in(value: str) -> set[str]:
                 break
             except ValueError:
                 continue
-    return found
+    return frozenset(found)
 
 
 @lru_cache(maxsize=16)

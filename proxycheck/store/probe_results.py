@@ -29,13 +29,17 @@ from ..result import CheckResult, LastRun, ProbeOutcome
 from .models import ProbeResultRow as R
 
 
+_PLAIN = (str, int, float, bool, type(None))
+
+
 def outcome_doc(o: ProbeOutcome) -> dict[str, Any]:
     facts = {}
     for k, v in o.facts.items():
-        try:
-            json.dumps(v)
-        except (TypeError, ValueError):
-            continue
+        if not isinstance(v, _PLAIN):  # most facts are; only the others need the encoder's word
+            try:
+                json.dumps(v)
+            except (TypeError, ValueError):
+                continue
         facts[k] = v
     return {"name": o.name, "ok": o.ok, "code": o.code, "reason": o.reason, "detail": o.detail,
             "elapsed_ms": round(o.elapsed_ms, 1), "facts": facts, "phases": dict(o.phases)}
@@ -68,19 +72,26 @@ def load(conn: Connection, proxy_ids: Iterable[int]) -> dict[int, dict[str, Last
 
 def save(conn: Connection, proxy_id: int, result: CheckResult) -> int:
     """Upsert the outcomes of the probes that ran in ``result`` (rule 1); how many."""
+    return save_many(conn, [(proxy_id, result)])
+
+
+def save_many(conn: Connection, checked: Iterable[tuple[int, CheckResult]]) -> int:
+    """``save`` for a batch of checks: one upsert statement run as an executemany (its compiled
+    form is cached, where a multi-row VALUES of a new length each time compiled anew)."""
     rows = [
         {"proxy_id": proxy_id, "probe": o.name, "ran_at": result.started_at, "passed": o.ok, "outcome": outcome_doc(o)}
+        for proxy_id, result in checked
         for o in result.probes
         if not o.skipped and not o.carried
     ]
     if not rows:
         return 0
     insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    stmt = insert(R).values(rows)
+    stmt = insert(R)
     conn.execute(stmt.on_conflict_do_update(
         index_elements=[R.proxy_id, R.probe],
         set_={"ran_at": stmt.excluded.ran_at, "passed": stmt.excluded.passed, "outcome": stmt.excluded.outcome},
-    ))
+    ), rows)
     return len(rows)
 
 
@@ -93,4 +104,4 @@ def ran_at_of(conn: Connection, proxy_id: int) -> dict[str, datetime]:
     return {name: run.ran_at for name, run in last_runs(conn, proxy_id).items()}
 
 
-__all__ = ["WORKER_REPORT", "for_claim", "last_runs", "load", "outcome_doc", "outcome_from_doc", "ran_at_of", "save"]
+__all__ = ["WORKER_REPORT", "for_claim", "last_runs", "load", "outcome_doc", "outcome_from_doc", "ran_at_of", "save", "save_many"]
