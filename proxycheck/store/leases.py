@@ -33,7 +33,7 @@ from ..health import HealthState, Transition
 from ..proxy import Proxy
 from ..result import CheckResult, LastRun, history_probes
 from . import exits, probe_results
-from ._rows import PROXY_COLUMNS, STATE_COLUMNS, is_postgresql, proxy_from_row, state_from_row, utcnow
+from ._rows import PROXY_COLUMNS, STATE_COLUMNS, chunks, is_postgresql, proxy_from_row, state_from_row, utcnow
 from .instances import live_instances
 from .guard import release_subnets
 from .models import CheckRow, InstanceRow
@@ -135,11 +135,18 @@ def record_results(
     items = list(items)
     if not items:
         return []
+    for claim, result, _ in items:
+        if result.healthy is None:
+            raise ValueError(
+                f"{result.reason} says nothing about {claim.proxy}: use reschedule_unavailable, not record_result"
+            )
     with engine.begin() as conn:
-        written = [_record(conn, claim, result, transition, instance_id) for claim, result, transition in items]
-        # The exit IP over time (exits.py rule 2), for the whole batch in a few statements.
-        stored = [(claim, result, transition) for (claim, result, transition), ok in zip(items, written) if ok]
+        held = _still_leased(conn, [claim for claim, _, _ in items])
+        written = [(claim.proxy_id, claim.lease_token) in held for claim, _, _ in items]
+        stored = [item for item, ok in zip(items, written) if ok]
+        _write_back(conn, stored, instance_id)
         release_subnets(conn, [claim.proxy_id for claim, result, _ in stored if result.healthy])  # guard.py rule 4
+        # The exit IP over time (exits.py rule 2), for the whole batch in a few statements.
         soon = exits.record_exits(conn, [(claim.proxy_id, result) for claim, result, _ in stored], follow_up)
         earlier = [{"pid": claim.proxy_id, "at": soon[claim.proxy_id]} for claim, _, transition in stored
                    if claim.proxy_id in soon and soon[claim.proxy_id] < transition.next_check_at]
@@ -150,13 +157,40 @@ def record_results(
         return written
 
 
-def _record(
-    conn: Connection, claim: Claim, result: CheckResult, transition: Transition, instance_id: str | None
-) -> bool:
-    if result.healthy is None:
-        raise ValueError(
-            f"{result.reason} says nothing about {claim.proxy}: use reschedule_unavailable, not record_result"
-        )
+def _still_leased(conn: Connection, claims: Sequence[Claim]) -> set[tuple[int, str | None]]:
+    """Rule 3's fence for a batch: the (id, token) pairs whose lease is still ours, read under a
+    row lock on PostgreSQL (in id order, as every batch locks) so no claim can take one over before
+    this transaction's writes; SQLite's writer lock does the same."""
+    held: set[tuple[int, str | None]] = set()
+    for part in chunks(sorted(claims, key=lambda c: c.proxy_id)):
+        stmt = select(P.id, P.lease_token).where(P.id.in_([c.proxy_id for c in part]))
+        if is_postgresql(conn):
+            stmt = stmt.order_by(P.id).with_for_update()
+        held.update((r.id, r.lease_token) for r in conn.execute(stmt))
+    return held
+
+
+def _write_back(conn: Connection, stored: Sequence[tuple[Claim, CheckResult, Transition]],
+                instance_id: str | None) -> None:
+    """New states, history rows and probe results of the checks whose lease held: one executemany
+    per statement shape (a few per batch, each compiled once and cached), not three statements per
+    check."""
+    if not stored:
+        return
+    shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for claim, result, transition in stored:
+        values = proxy_values(result, transition)
+        shapes.setdefault(tuple(sorted(values)), []).append({"b_id": claim.proxy_id, **values})
+    for columns, rows in shapes.items():
+        stmt = update(P).where(P.id == bindparam("b_id")).values({c: bindparam(c) for c in columns})
+        conn.execute(stmt, rows)
+    conn.execute(insert(CheckRow), [history_values(claim.proxy_id, result, instance_id)
+                                    for claim, result, _ in stored])
+    probe_results.save_many(conn, [(claim.proxy_id, result) for claim, result, _ in stored])
+
+
+def proxy_values(result: CheckResult, transition: Transition) -> dict[str, Any]:
+    """The ``proxies`` columns one completed check sets (its lease cleared)."""
     state = transition.state
     values: dict[str, Any] = {
         "state": state.state,
@@ -185,12 +219,7 @@ def _record(
     }
     values.update({k: v for k, v in facts.items() if v is not None})
     values.update(exits.target_values(result))  # per-target bans (exits.py rule 1)
-    fenced = update(P).where(P.id == claim.proxy_id, P.lease_token == claim.lease_token).values(**values)
-    if conn.execute(fenced).rowcount != 1:
-        return False
-    conn.execute(insert(CheckRow).values(**history_values(claim.proxy_id, result, instance_id)))
-    probe_results.save(conn, claim.proxy_id, result)
-    return True
+    return values
 
 
 def history_values(proxy_id: int, result: CheckResult, instance_id: str | None) -> dict[str, Any]:
@@ -226,16 +255,13 @@ def reschedule_unavailable(engine: Engine, claims: Sequence[Claim], next_check_a
 def _fenced_update(engine: Engine, claims: Sequence[Claim], values: dict[str, Any]) -> int:
     if not claims:
         return 0
-    done = 0
-    with engine.begin() as conn:
-        for claim in claims:
-            stmt = (
-                update(P)
-                .where(P.id == claim.proxy_id, P.lease_token == claim.lease_token)
-                .values(**values, **_NO_LEASE)
-            )
-            done += conn.execute(stmt).rowcount
-    return done
+    stmt = (
+        update(P)
+        .where(P.id == bindparam("b_id"), P.lease_token == bindparam("b_token"))
+        .values(**values, **_NO_LEASE)
+    )
+    with engine.begin() as conn:  # one executemany: its rowcount is the sum over the claims
+        return conn.execute(stmt, [{"b_id": c.proxy_id, "b_token": c.lease_token} for c in claims]).rowcount
 
 
 def release_all_leases(engine: Engine) -> int:
