@@ -2,6 +2,7 @@
 
     python bench/fleet_bench.py --proxies 1000000 --daemons 1 2 4 --seconds 30
     python bench/fleet_bench.py --part retention --proxies 100000 --daemons 2
+    python bench/fleet_bench.py --code /tmp/pc-main ...   # the stub daemons on another checkout (A/B)
 
 **Near-free probes, clearly a stub.** Each "daemon" is a child process that runs the daemon's
 real store path and nothing else: ``store.claim_due`` (the dispatcher's call, ``--claim``
@@ -316,7 +317,10 @@ def spawn_children(url: str, k: int, start: float, end: float, a: argparse.Names
         argv = [sys.executable, str(Path(__file__).resolve()), "--child", "--url", url, "--index", str(i),
                 "--start", str(start), "--end", str(end), "--until", str(end + 0.5),
                 "--claim", str(claim or a.claim), "--batch", str(a.batch), "--dispatch-interval", str(dispatch)]
-        procs.append(subprocess.Popen(argv, stdout=subprocess.PIPE, text=True))
+        env = dict(os.environ)
+        if a.code:  # another checkout's store path for the children (A/B against main)
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(a.code), env.get("PYTHONPATH")]))
+        procs.append(subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, env=env))
     return procs
 
 
@@ -501,6 +505,7 @@ def main() -> None:
     ap.add_argument("--dispatch-interval", type=float, default=0.1, help="retention part: seconds between claims")
     ap.add_argument("--history-hours", type=float, default=7.0, help="retention part: history per proxy")
     ap.add_argument("--keep", action="store_true", help="keep the database")
+    ap.add_argument("--code", type=Path, help="run the stub daemons on another checkout's proxycheck (A/B)")
     # child mode (internal)
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--url", help=argparse.SUPPRESS)
