@@ -2,6 +2,7 @@
 
     python bench/fleet_bench.py --proxies 1000000 --daemons 1 2 4 --seconds 30
     python bench/fleet_bench.py --part retention --proxies 100000 --daemons 2
+    python bench/fleet_bench.py --part sqlite-retention --proxies 100000
     python bench/fleet_bench.py --code /tmp/pc-main ...   # the stub daemons on another checkout (A/B)
 
 **Near-free probes, clearly a stub.** Each "daemon" is a child process that runs the daemon's
@@ -52,7 +53,12 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"  # --server shared; --server tuned: our own cluster
+# What docs/sizing.md recommends for a fleet's PostgreSQL (the rest are PostgreSQL 15's defaults):
+# checkpoints far enough apart that a proxy row's page is written whole (a full-page image) once
+# per several checks rather than once per check, those images compressed, autovacuum on.
+TUNED = {"max_wal_size": "16GB", "checkpoint_timeout": "15min", "wal_compression": "lz4", "autovacuum": "on",
+         "shared_buffers": "1GB", "max_connections": "200"}
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 HEALTHY_SHARE = 0.9
 HERE = Path(__file__).resolve().parent
@@ -169,6 +175,50 @@ def child_main(a: argparse.Namespace) -> None:
 
 
 # -- database set-up --------------------------------------------------------------------------------------
+class OwnCluster:
+    """A PostgreSQL 15 cluster of our own (``initdb`` in a temp dir, run as ``postgres``, loopback
+    only, on a free port) with ``TUNED`` settings; stopped by its postmaster PID."""
+
+    BIN = Path("/usr/lib/postgresql/15/bin")
+
+    def __init__(self) -> None:
+        from proxycheck.world import free_port
+
+        self.dir = Path(tempfile.mkdtemp(prefix="pcfleet-pg-"))
+        self.port = free_port()
+        os.chown(self.dir, *_postgres_ids())
+        self.data = self.dir / "data"
+        self.log = self.dir / "server.log"
+
+    def start(self) -> str:
+        as_pg = ["runuser", "-u", "postgres", "--"]
+        subprocess.run([*as_pg, str(self.BIN / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust",
+                        "-E", "UTF8"], check=True, stdout=subprocess.DEVNULL)
+        opts = " ".join(f"-c {k}={v}" for k, v in {**TUNED, "listen_addresses": "127.0.0.1",
+                                                     "unix_socket_directories": str(self.dir)}.items())
+        subprocess.run([*as_pg, str(self.BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-w", "-o",
+                        f"-p {self.port} {opts}", "start"], check=True, stdout=subprocess.DEVNULL)
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def stop(self) -> None:
+        pid_file = self.data / "postmaster.pid"
+        if pid_file.exists():
+            pid = int(pid_file.read_text().split()[0])
+            os.kill(pid, 15)  # smart shutdown of the postmaster we started
+            for _ in range(300):
+                if not pid_file.exists():
+                    break
+                time.sleep(0.1)
+        subprocess.run(["rm", "-rf", str(self.dir)], check=False)
+
+
+def _postgres_ids() -> tuple[int, int]:
+    import pwd
+
+    pw = pwd.getpwnam("postgres")
+    return pw.pw_uid, pw.pw_gid
+
+
 def admin():
     import psycopg
 
@@ -179,7 +229,7 @@ def create_db(name: str) -> str:
     with admin() as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
         conn.execute(f'CREATE DATABASE "{name}"')
-    return f"postgresql://postgres@127.0.0.1:5432/{name}"
+    return PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
 
 
 def drop_db(name: str) -> None:
@@ -492,10 +542,95 @@ def retention_part(url: str, db: str, a: argparse.Namespace) -> None:
         print(f"- retention pass: {wall:.1f} s wall, {cpu:.1f} s client CPU, {deleted:,} rows deleted")
 
 
+# -- part 3: retention on SQLite: how long each batch holds the writer lock -------------------------------------
+def sqlite_retention(a: argparse.Namespace) -> None:
+    """SQLite has one writer: while a retention batch's transaction is open (``BEGIN IMMEDIATE``
+    to commit), a claim waits. Each transaction's span is timed with the engine's events."""
+    from sqlalchemy import event, text
+
+    from proxycheck import store
+    from proxycheck.proxy import Proxy
+    from proxycheck.store.leases import history_values
+
+    workdir = Path(tempfile.mkdtemp(prefix="pcfleet-sqlite-"))
+    url = f"sqlite:///{workdir / 'proxycheck.db'}"
+    store.upgrade(url)
+    engine = store.make_engine(url, writer=True)
+    proxies = [Proxy("http", f"198.{18 + j // 64000}.{(j // 250) % 256}.{1 + j % 250}", 3128, f"u{j}", "pw",
+                     frozenset(), None) for j in range(a.proxies)]
+    store.sync_source(engine, "csv:/sim/proxies.csv", proxies, datetime.now(UTC), spread=False)
+    now = datetime.now(UTC)
+    p = Proxy("http", "198.18.0.1", 3128, None, None, frozenset(), None)
+    good, bad = (history_values(0, canned(p, ok, now), "0" * 32) for ok in (True, False))
+    per = int(a.history_hours * 3600 // 300)
+    with engine.begin() as conn:
+        ids = [r[0] for r in conn.execute(text("SELECT id FROM proxies"))]
+        for pid in ids:
+            row = good if is_healthy(pid) else bad
+            conn.execute(text(
+                "INSERT INTO checks (proxy_id, checked_at, healthy, code, reason, probe, detail, elapsed_ms, exit_ip, "
+                "anonymity, probes, instance_id) "
+                "WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < :per) "
+                "SELECT :pid, datetime(:now, '-' || (n * 300 + :pid % 300) || ' seconds'), :healthy, :code, :reason, "
+                ":probe, :detail, 844.0, :exit_ip, :anonymity, :probes, :inst FROM g"),
+                {**row, "pid": pid, "per": per, "now": now.strftime("%Y-%m-%d %H:%M:%S.%f"),
+                 "probes": json.dumps(row["probes"]), "inst": "0" * 32})
+    spans: list[float] = []
+    opened: list[float] = []
+    event.listen(engine, "begin", lambda conn: opened.append(time.perf_counter()))
+    event.listen(engine, "commit", lambda conn: spans.append((time.perf_counter() - opened.pop()) * 1000))
+    # The dispatcher meanwhile: a claim of 50 every 0.1 s on its own engine (its own connection).
+    claimer_engine = store.make_engine(url, writer=True)
+    owner = store.register_instance(claimer_engine)
+    waits: list[float] = []
+    stop = threading.Event()
+
+    def claimer() -> None:
+        while not stop.wait(0.1):
+            c0 = time.perf_counter()
+            store.claim_due(claimer_engine, owner, 50, 600.0)
+            waits.append((time.perf_counter() - c0) * 1000)
+
+    def quiet_claims(seconds: float) -> list[float]:
+        waits.clear()
+        thread = threading.Thread(target=claimer)
+        stop.clear()
+        thread.start()
+        time.sleep(seconds)
+        stop.set()
+        thread.join()
+        return list(waits)
+
+    quiet = quiet_claims(5.0)
+    thread = threading.Thread(target=claimer)
+    waits.clear()
+    stop.clear()
+    thread.start()
+    t0, c0 = time.perf_counter(), time.process_time()
+    deleted = store.apply_retention(engine, datetime.now(UTC))
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    stop.set()
+    thread.join()
+    during = list(waits)
+    claimer_engine.dispose()
+    engine.dispose()
+    size = (workdir / "proxycheck.db").stat().st_size
+    subprocess.run(["rm", "-rf", str(workdir)], check=False)
+    print(f"\n## retention on SQLite ({a.proxies:,} proxies, {a.history_hours:g} h of history each, "
+          f"{size / 1e9:.2f} GB file)\n")
+    print(f"one pass: {deleted:,} rows deleted in {wall:.1f} s ({cpu:.1f} s CPU of this process, which also "
+          f"claims), {len(spans):,} transactions; the writer lock held per transaction p50 {pct(spans, .5):.1f} ms, "
+          f"p99 {pct(spans, .99):.1f} ms, max {max(spans, default=0):.1f} ms\n")
+    print("| claim_due (50 proxies, every 0.1 s) | calls | p50 ms | p99 ms | max ms |")
+    print("|---|---:|---:|---:|---:|")
+    for name, w in (("quiet, 5 s", quiet), ("while retention runs", during)):
+        print(f"| {name} | {len(w)} | {pct(w, .5):.1f} | {pct(w, .99):.1f} | {max(w, default=0):.1f} |")
+
+
 # -- main -----------------------------------------------------------------------------------------------------
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--part", choices=("throughput", "retention"), default="throughput")
+    ap.add_argument("--part", choices=("throughput", "retention", "sqlite-retention"), default="throughput")
     ap.add_argument("--proxies", type=int, default=1_000_000)
     ap.add_argument("--daemons", type=int, nargs="+", default=[1, 2, 4])
     ap.add_argument("--seconds", type=float, default=30.0, help="measured window per step")
@@ -505,6 +640,8 @@ def main() -> None:
     ap.add_argument("--dispatch-interval", type=float, default=0.1, help="retention part: seconds between claims")
     ap.add_argument("--history-hours", type=float, default=7.0, help="retention part: history per proxy")
     ap.add_argument("--keep", action="store_true", help="keep the database")
+    ap.add_argument("--server", choices=("shared", "tuned"), default="shared",
+                    help="shared: the server at 127.0.0.1:5432 as configured; tuned: a cluster of our own with TUNED")
     ap.add_argument("--code", type=Path, help="run the stub daemons on another checkout's proxycheck (A/B)")
     # child mode (internal)
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -521,6 +658,17 @@ def main() -> None:
 
     from proxycheck import store
 
+    if a.part == "sqlite-retention":
+        sqlite_retention(a)
+        return
+    global PG_ADMIN
+    cluster = OwnCluster() if a.server == "tuned" else None
+    if cluster:
+        PG_ADMIN = cluster.start()
+    settings = psql(PG_ADMIN, "SELECT name, setting, unit FROM pg_settings WHERE name IN "
+                              "('max_wal_size', 'checkpoint_timeout', 'wal_compression', 'autovacuum', "
+                              "'shared_buffers', 'synchronous_commit')")
+    print("server: " + ", ".join(f"{n}={v}{u or ''}" for n, v, u in settings), flush=True)
     db = f"pcfleet_{os.getpid()}"
     url = create_db(db)
     try:
@@ -536,10 +684,12 @@ def main() -> None:
             a.daemons = a.daemons[0]
             retention_part(url, db, a)
     finally:
-        if not a.keep:
+        if not a.keep or cluster:
             drop_db(db)
         else:
             print(f"kept: {url}")
+        if cluster:
+            cluster.stop()
 
 
 if __name__ == "__main__":
