@@ -458,15 +458,15 @@ def fill_history(url: str, hours: float, step: float = 300.0) -> int:
     psql(url, f"""
         INSERT INTO checks (proxy_id, checked_at, healthy, code, reason, probe, detail, elapsed_ms, exit_ip,
                             anonymity, probes, instance_id)
-        SELECT p.id, now() - (g * {step} + (p.id % {int(step)})) * interval '1 second',
-               (p.id % 10 < {int(HEALTHY_SHARE * 10)}),
-               CASE WHEN p.id % 10 < {int(HEALTHY_SHARE * 10)} THEN NULL ELSE 25 END,
-               CASE WHEN p.id % 10 < {int(HEALTHY_SHARE * 10)} THEN NULL ELSE 'connect_refused' END,
-               CASE WHEN p.id % 10 < {int(HEALTHY_SHARE * 10)} THEN NULL ELSE 'tcp_connect' END,
-               CASE WHEN p.id % 10 < {int(HEALTHY_SHARE * 10)} THEN NULL ELSE %s END,
-               844.0, CASE WHEN p.id % 10 < {int(HEALTHY_SHARE * 10)} THEN '203.0.113.77' END,
-               CASE WHEN p.id % 10 < {int(HEALTHY_SHARE * 10)} THEN 'elite' END,
-               CASE WHEN p.id % 10 < {int(HEALTHY_SHARE * 10)} THEN %s::jsonb ELSE %s::jsonb END,
+        SELECT p.id, now() - (g * {step} + (mod(p.id, {int(step)}))) * interval '1 second',
+               (mod(p.id, 10) < {int(HEALTHY_SHARE * 10)}),
+               CASE WHEN mod(p.id, 10) < {int(HEALTHY_SHARE * 10)} THEN NULL ELSE 25 END,
+               CASE WHEN mod(p.id, 10) < {int(HEALTHY_SHARE * 10)} THEN NULL ELSE 'connect_refused' END,
+               CASE WHEN mod(p.id, 10) < {int(HEALTHY_SHARE * 10)} THEN NULL ELSE 'tcp_connect' END,
+               CASE WHEN mod(p.id, 10) < {int(HEALTHY_SHARE * 10)} THEN NULL ELSE %s END,
+               844.0, CASE WHEN mod(p.id, 10) < {int(HEALTHY_SHARE * 10)} THEN '203.0.113.77' END,
+               CASE WHEN mod(p.id, 10) < {int(HEALTHY_SHARE * 10)} THEN 'elite' END,
+               CASE WHEN mod(p.id, 10) < {int(HEALTHY_SHARE * 10)} THEN %s::jsonb ELSE %s::jsonb END,
                repeat('0', 32)
         FROM proxies p CROSS JOIN generate_series(1, {per}) g
     """, bad["detail"], json.dumps(good["probes"]), json.dumps(bad["probes"]))
@@ -668,7 +668,8 @@ def main() -> None:
     settings = psql(PG_ADMIN, "SELECT name, setting, unit FROM pg_settings WHERE name IN "
                               "('max_wal_size', 'checkpoint_timeout', 'wal_compression', 'autovacuum', "
                               "'shared_buffers', 'synchronous_commit')")
-    print("server: " + ", ".join(f"{n}={v}{u or ''}" for n, v, u in settings), flush=True)
+    print("server: " + ", ".join(f"{n}={int(v) * 8 // 1024} MB" if u == "8kB" else f"{n}={v}{u or ''}"
+                                 for n, v, u in settings), flush=True)
     db = f"pcfleet_{os.getpid()}"
     url = create_db(db)
     try:
