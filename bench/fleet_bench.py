@@ -53,42 +53,36 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from daemon_bench import proc_cpu  # bench/daemon_bench.py
+
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"  # --server shared; --server tuned: our own cluster
 # What docs/sizing.md recommends for a fleet's PostgreSQL (the rest are PostgreSQL 15's defaults):
 # checkpoints far enough apart that a proxy row's page is written whole (a full-page image) once
 # per several checks rather than once per check, those images compressed, autovacuum on.
 TUNED = {"max_wal_size": "16GB", "checkpoint_timeout": "15min", "wal_compression": "lz4", "autovacuum": "on",
          "shared_buffers": "1GB", "max_connections": "200"}
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 HEALTHY_SHARE = 0.9
 HERE = Path(__file__).resolve().parent
 
 
 # -- the canned verdicts --------------------------------------------------------------------------------
-def canned(proxy, healthy: bool, now: datetime):
-    """A steady-state check's result, as the real probes word it (no probe runs)."""
-    from proxycheck.result import CheckResult, ProbeOutcome
+TEMPLATES: dict[bool, object] = {}
 
-    who = f"HTTP proxy {proxy.address}"
-    if not healthy:
-        probe = ProbeOutcome("tcp_connect", False, code=25, reason="connect_refused",
-                             detail=f"{who} refused the TCP connection", elapsed_ms=0.4)
-        return CheckResult(proxy=proxy, healthy=False, code=25, reason="connect_refused", detail=probe.detail,
-                           probe="tcp_connect", probes=(probe,), started_at=now, elapsed_ms=0.6, exit_ip=None,
-                           anonymity=None, resolved_ip=proxy.host, warnings=())
-    probes = (
-        ProbeOutcome("tcp_connect", True, detail=f"TCP connect to {who} took 41 ms", elapsed_ms=41.3),
-        ProbeOutcome("anonymity", True, detail="elite: exit IP 203.0.113.77", elapsed_ms=212.8),
-        ProbeOutcome("ssl", True, detail="tunnel to www.google.com:443 and TLS (TLSv1.3) verified; target answered 204",
-                     elapsed_ms=388.1),
-        ProbeOutcome("long_get", True, detail="a 2,048-byte GET came back 200", elapsed_ms=201.7),
-        ProbeOutcome("images", True, detail="2 image(s), 9,421 bytes, intact", elapsed_ms=455.0, carried=True, age_s=600),
-        ProbeOutcome("ban", True, detail="the ban target answered 200: not banned", elapsed_ms=310.4, carried=True,
-                     age_s=900),
-    )
-    return CheckResult(proxy=proxy, healthy=True, code=None, reason=None, detail=probes[1].detail, probe=None,
-                       probes=probes, started_at=now, elapsed_ms=844.0, exit_ip="203.0.113.77", anonymity="elite",
-                       resolved_ip=proxy.host, warnings=())
+
+def canned(proxy, healthy: bool, now: datetime):
+    """A steady-state check's result for ``proxy`` (no probe runs): daemon_bench's passing check
+    with images and ban carried forward (the default probe schedules), or a real refused check."""
+    if healthy not in TEMPLATES:
+        from daemon_bench import healthy_template, refused_template
+
+        if healthy:
+            base = healthy_template(proxy)
+            probes = tuple(dataclasses.replace(o, carried=True, age_s=600.0) if o.name in ("images", "ban") else o
+                           for o in base.probes)
+            TEMPLATES[True] = dataclasses.replace(base, probes=probes, elapsed_ms=844.0)
+        else:
+            TEMPLATES[False] = refused_template()
+    return dataclasses.replace(TEMPLATES[healthy], proxy=proxy, started_at=now)
 
 
 def is_healthy(proxy_id: int) -> bool:
@@ -260,14 +254,6 @@ def psql(url: str, sql: str, *args) -> list:
 
 
 # -- what the server does ----------------------------------------------------------------------------------
-def proc_cpu(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
 class Sampler:
     """Every ``every`` s: our database's backends (state, wait event, CPU from /proc), the
     server's background processes' CPU, ungranted locks, connections per application."""
@@ -474,9 +460,9 @@ def fill_history(url: str, hours: float, step: float = 300.0) -> int:
     return psql(url, "SELECT count(*) FROM checks")[0][0]
 
 
-def schedule(url: str, rate: float) -> None:
-    """Due times spread evenly from now on, ``rate`` proxies per second."""
-    psql(url, f"UPDATE proxies SET next_check_at = now() + interval '2 seconds' + "
+def schedule(url: str, rate: float, start: float) -> None:
+    """Due times spread evenly from ``start`` (epoch seconds) on, ``rate`` proxies per second."""
+    psql(url, f"UPDATE proxies SET next_check_at = to_timestamp({start}) + "
               f"(id - 1) * interval '1 second' / {rate}, lease_owner = NULL, lease_token = NULL, "
               f"lease_expires_at = NULL")
     psql(url, "VACUUM ANALYZE")
@@ -502,8 +488,10 @@ def retention_part(url: str, db: str, a: argparse.Namespace) -> None:
           f"checks table {psql(url, 'SELECT pg_total_relation_size(%s)', 'checks')[0][0] / 1e9:.2f} GB", flush=True)
     phases = []
     for phase in ("quiet", "retention"):
-        schedule(url, a.rate)
-        start = time.time() + 4.0
+        start = time.time() + 30.0  # after the UPDATE and VACUUM below and the children's start-up
+        schedule(url, a.rate, start)
+        if time.time() > start - 5:
+            raise SystemExit("scheduling took longer than 25 s: the window would start with a backlog")
         end = start + a.seconds
         stop, ret = threading.Event(), {}
         with Sampler(db) as sampler:
