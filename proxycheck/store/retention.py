@@ -5,7 +5,7 @@ its proxy **and** it is older than its age limit: ``keep_success_days`` for pass
 ``keep_failure_days`` for failures. So every proxy always shows its last N checks, a flapping
 proxy's failures stay visible for days, and steady successes do not fill the disk. The defaults
 (20 rows, 6 hours of passes, 3 days of failures) keep a 100,000-proxy fleet's history at a few
-GB; bench/daemon_bench.py measures it.
+GB; bench/daemon_bench.py measures it, bench/fleet_bench.py its cost at scale (docs/storage.md).
 """
 
 from __future__ import annotations
