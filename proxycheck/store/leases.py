@@ -156,6 +156,7 @@ def record_results(
             probe_results.save_many(conn, [(claim.proxy_id, result) for claim, result, _ in stored])
         # The exit IP over time (exits.py rule 2), for the whole batch in a few statements.
         release_subnets(conn, [claim.proxy_id for claim, result, _ in stored if result.healthy])  # guard.py rule 4
+        # The exit IP over time (exits.py rule 2), for the whole batch in a few statements.
         soon = exits.record_exits(conn, [(claim.proxy_id, result) for claim, result, _ in stored], follow_up)
         earlier = [{"pid": claim.proxy_id, "at": soon[claim.proxy_id]} for claim, _, transition in stored
                    if claim.proxy_id in soon and soon[claim.proxy_id] < transition.next_check_at]
@@ -270,16 +271,13 @@ def reschedule_unavailable(engine: Engine, claims: Sequence[Claim], next_check_a
 def _fenced_update(engine: Engine, claims: Sequence[Claim], values: dict[str, Any]) -> int:
     if not claims:
         return 0
-    done = 0
-    with engine.begin() as conn:
-        for claim in claims:
-            stmt = (
-                update(P)
-                .where(P.id == claim.proxy_id, P.lease_token == claim.lease_token)
-                .values(**values, **_NO_LEASE)
-            )
-            done += conn.execute(stmt).rowcount
-    return done
+    stmt = (
+        update(P)
+        .where(P.id == bindparam("b_id"), P.lease_token == bindparam("b_token"))
+        .values(**values, **_NO_LEASE)
+    )
+    with engine.begin() as conn:  # one executemany: its rowcount is the sum over the claims
+        return conn.execute(stmt, [{"b_id": c.proxy_id, "b_token": c.lease_token} for c in claims]).rowcount
 
 
 def release_all_leases(engine: Engine) -> int:

@@ -76,23 +76,29 @@ def save(conn: Connection, proxy_id: int, result: CheckResult) -> int:
 
 
 def save_many(conn: Connection, checked: Iterable[tuple[int, CheckResult]]) -> int:
-    """``save`` for a batch of checks: one upsert statement run as an executemany (its compiled
-    form is cached, where a multi-row VALUES of a new length each time compiled anew)."""
-    rows = [
-        {"proxy_id": proxy_id, "probe": o.name, "ran_at": result.started_at, "passed": o.ok, "outcome": outcome_doc(o)}
+    """``save`` for a batch of checks: one upsert statement, compiled once, run over every row."""
+    latest = {
+        (proxy_id, o.name): {"proxy_id": proxy_id, "probe": o.name, "ran_at": result.started_at, "passed": o.ok,
+                             "outcome": outcome_doc(o)}
         for proxy_id, result in checked
         for o in result.probes
         if not o.skipped and not o.carried
-    ]
-    if not rows:
+    }
+    if not latest:
         return 0
-    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    conn.execute(_UPSERT[conn.dialect.name], list(latest.values()))
+    return len(latest)
+
+
+def _upsert(insert: Any) -> Any:
     stmt = insert(R)
-    conn.execute(stmt.on_conflict_do_update(
+    return stmt.on_conflict_do_update(
         index_elements=[R.proxy_id, R.probe],
         set_={"ran_at": stmt.excluded.ran_at, "passed": stmt.excluded.passed, "outcome": stmt.excluded.outcome},
-    ), rows)
-    return len(rows)
+    )
+
+
+_UPSERT = {"postgresql": _upsert(pg_insert), "sqlite": _upsert(sqlite_insert)}
 
 
 def last_runs(conn: Connection, proxy_id: int) -> dict[str, LastRun]:
@@ -104,4 +110,5 @@ def ran_at_of(conn: Connection, proxy_id: int) -> dict[str, datetime]:
     return {name: run.ran_at for name, run in last_runs(conn, proxy_id).items()}
 
 
-__all__ = ["WORKER_REPORT", "for_claim", "last_runs", "load", "outcome_doc", "outcome_from_doc", "ran_at_of", "save", "save_many"]
+__all__ = ["WORKER_REPORT", "for_claim", "last_runs", "load", "outcome_doc", "outcome_from_doc", "ran_at_of", "save",
+           "save_many"]
