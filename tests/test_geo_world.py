@@ -86,6 +86,13 @@ def test_where_each_exit_is_shown_and_filtered(geo_api, world):
         assert keys(country="DE") == keys(asn=3320) == keys(asn="AS3320") == {key[MISMATCH]}
         assert keys(tags="country:us") == {key[MATCH], key[UNKNOWN]}
         assert keys() == set(key.values())
+        # Issue 19 item 4, on this database too: the handed-out proxy is on loopback, which a captcha
+        # service cannot reach; both converters refuse it with the rule, unless a local test opts in.
+        got = proxycheck.get_healthy_proxy(country="US")
+        for convert in (got.as_anticaptcha, got.as_2captcha):
+            with pytest.raises(ValueError, match="a loopback address.*RFC 1122"):
+                convert()
+        assert got.as_anticaptcha(local_test=True)["proxyAddress"] == got.host
         with pytest.raises(NoHealthyProxy):
             proxycheck.get_healthy_proxy(country="FR")
         with pytest.raises(ValueError, match="asn: a whole number"):
@@ -101,6 +108,10 @@ def test_where_each_exit_is_shown_and_filtered(geo_api, world):
         assert api.get("/proxy", params={"country": "US"}).json()["url"] == url[MATCH]
         assert {p["url"] for p in api.get("/proxies/healthy", params={"tags": "country:us"}).json()} == {url[MATCH], url[UNKNOWN]}
         assert api.get("/proxy", params={"country": "FR"}).status_code == 404
+        refused = api.get("/proxy", params={"country": "US", "format": "anticaptcha"})
+        assert refused.status_code == 422 and "loopback" in refused.json()["detail"], refused.text
+        shaped = api.get("/proxy", params={"country": "US", "format": "anticaptcha", "local_test": "1"})
+        assert shaped.status_code == 200 and shaped.json()["proxyAddress"] == parse_proxy_url(url[MATCH]).host, shaped.text
         assert api.get("/proxy", params={"asn": "x"}).status_code == 400
         page = api.get("/status", params={"country": "DE", "limit": 10}).json()
         assert [r["label"] for r in page["proxies"]] == [label_of(MISMATCH)] and page["proxies"][0]["geo_mismatch"] == SENTENCE
