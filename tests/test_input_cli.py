@@ -65,7 +65,7 @@ def test_import_warns_about_addresses(workdir):
     assert proc.returncode == 0, proc.stderr
     warnings = [line for line in proc.stderr.splitlines() if "warning:" in line]
     assert len(warnings) == 4, proc.stderr
-    for fragment in ("host name; anti-captcha wants an IP", "private address", "loopback address", "link-local address"):
+    for fragment in ("host name; anti-captcha wants an IP", "a private or reserved address", "loopback address", "link-local address"):
         assert any(fragment in w for w in warnings), (fragment, warnings)
     assert "imported: 5 added" in proc.stdout
     assert len(stored(workdir)) == 5
