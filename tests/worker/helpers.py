@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Engine, select, update
 
@@ -77,3 +79,20 @@ def fleet(engine: Engine, proxies: list[Proxy], healthy: bool = True, *, at: dat
 def row(engine: Engine, p: Proxy) -> object:
     with engine.begin() as conn:
         return conn.execute(select(ProxyRow).where(ProxyRow.key == p.key)).one()
+
+
+FORK = multiprocessing.get_context("fork")
+
+
+def in_processes(jobs: list[tuple[Callable[..., None], tuple[Any, ...]]]) -> list[Any]:
+    """Run each ``(target, args)`` in a forked process that puts one result on the queue passed as
+    its last argument; the results in the order they came, once every process exited cleanly."""
+    q = FORK.Queue()
+    procs = [FORK.Process(target=target, args=(*args, q)) for target, args in jobs]
+    for p in procs:
+        p.start()
+    results = [q.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(timeout=30)
+        assert p.exitcode == 0
+    return results

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -17,9 +16,8 @@ from proxycheck.guard import GuardState
 from proxycheck.store._rows import utcnow
 from proxycheck.worker import ProxyPool
 
-from .helpers import fleet, proxy
+from .helpers import fleet, in_processes, proxy
 
-FORK = multiprocessing.get_context("fork")
 T0 = utcnow()
 N = 6
 
@@ -61,14 +59,7 @@ def _asker(config: str, out: Any) -> None:
 
 
 def _run(target: Any, *args: Any) -> list[Any]:
-    q = FORK.Queue()
-    procs = [FORK.Process(target=target, args=(*a, q)) for a in args]
-    for p in procs:
-        p.start()
-    results = [q.get(timeout=60) for _ in procs]
-    for p in procs:
-        p.join(timeout=30)
-        assert p.exitcode == 0
+    results = in_processes([(target, a) for a in args])
     assert not [r for r in results if isinstance(r, str)], results
     return results
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import threading
 import time
@@ -12,9 +11,8 @@ import proxycheck
 from proxycheck import NoHealthyProxy, Proxy, worker
 from proxycheck.store import make_engine
 
-from .helpers import check, fleet, proxy
+from .helpers import check, fleet, in_processes, proxy
 
-FORK = multiprocessing.get_context("fork")
 READERS = 4
 SECONDS = 2.5
 
@@ -54,15 +52,7 @@ def _daemon(url: str, marks: list[Proxy], others: list[Proxy], out: Any) -> None
 def test_many_processes_read_while_the_daemon_writes(migrated_url, writer):
     ps = fleet(writer, [proxy(n) for n in range(1, 41)])
     marks, others = ps[:10], ps[10:]
-    q = FORK.Queue()
-    procs = [FORK.Process(target=_reader, args=(migrated_url, SECONDS, q)) for _ in range(READERS)]
-    procs.append(FORK.Process(target=_daemon, args=(migrated_url, marks, others, q)))
-    for p in procs:
-        p.start()
-    results = [q.get(timeout=60) for _ in procs]
-    for p in procs:
-        p.join(timeout=30)
-        assert p.exitcode == 0
+    results = in_processes([(_reader, (migrated_url, SECONDS))] * READERS + [(_daemon, (migrated_url, marks, others))])
     (marked,) = [r for r in results if isinstance(r, dict)]
     reads = [r for r in results if isinstance(r, tuple)]
     assert len(marked) == 10
@@ -88,14 +78,7 @@ def test_forked_children_get_their_own_connections_and_random_streams(migrated_u
     pool = worker.default_pool()
     before = [proxycheck.get_healthy_proxy() for _ in range(5)]  # engine, pooled connection, snapshot
     reader = pool._reader
-    q = FORK.Queue()
-    children = [FORK.Process(target=_forked_child, args=(q,)) for _ in range(3)]
-    for c in children:
-        c.start()
-    picks = [q.get(timeout=60) for _ in children]
-    for c in children:
-        c.join(timeout=30)
-        assert c.exitcode == 0
+    picks = in_processes([(_forked_child, ())] * 3)
     assert len({tuple(p) for p in picks}) == 3  # reseeded: not the same "random" sequence
     # The parent's connections were not used (nor closed) by the children: they still work.
     assert pool._reader is reader and pool._pid == os.getpid()
