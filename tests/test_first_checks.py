@@ -10,7 +10,7 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
-from daemons import running_daemon, status_json, wait_until
+from daemons import run_cli, running_daemon, status_json, wait_until
 
 FIRST = ["squid-anonymous", "squid-elite", "microsocks", "refused", "pproxy-socks4", "squid-no-images"]
 
@@ -44,3 +44,20 @@ def test_new_proxies_are_checked_within_seconds_at_start_and_after_sighup(world,
         wait_until(lambda: checked(config).get(added.name), 30, "the proxy added on SIGHUP checked")
     code, err = daemon.code, daemon.err
     assert code == 0, err
+
+
+
+def test_the_dispatch_interval_does_not_cap_the_check_rate(world, tmp_path):
+    """dispatcher.py rule 1: a look that took all it asked for looks again as slots free up. Six
+    proxies imported due at once, 2 slots, a 60 s interval: one look per interval would check 2 a
+    minute; freed slots refill at once, so all six are checked within seconds."""
+    config = tmp_path / "proxycheck.toml"
+    base = f'state_dir = "{tmp_path / "state"}"\n' + Path(world.config_path).read_text() + "\n[daemon]\ndispatch_interval = 60\n"
+    config.write_text(base + "\n[check]\nconcurrency = 100\n")  # the import makes the six due at once
+    assert run_cli("db", "upgrade", "--config", str(config)).returncode == 0
+    imported = run_cli("import", "--config", str(config), *(world.by_name(n).url for n in FIRST))
+    assert imported.returncode == 0, imported.stderr
+    config.write_text(base + "\n[check]\nconcurrency = 2\n")
+    with running_daemon(config, upgrade=False):
+        wait_until(lambda: all(r["last_checked_at"] for r in status_json(config)["proxies"]), 30,
+                   f"all {len(FIRST)} proxies checked, 2 at a time")

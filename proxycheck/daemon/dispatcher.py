@@ -5,6 +5,11 @@ Rules:
    lease: several daemons on one PostgreSQL never check the same proxy) and spawns one tracked
    task per claim. ``run()`` calls it every ``dispatch_interval`` (sooner when woken: a sync
    added proxies); ``run_once()`` calls it until nothing is due and nothing is in flight.
+   When a look took as many as it could (more may be due), it looks again as soon as a batch's
+   worth of slots is free (``refill_batch``: an eighth of the concurrency) instead of waiting
+   for the interval: otherwise one look per interval caps the daemon at ``concurrency`` checks
+   per ``dispatch_interval`` however fast the checks are. A look that found fewer than it asked
+   for waits for the interval (or a wake), so an idle fleet costs one claim per interval.
 2. Nothing is claimed while the checker is degraded, while the writer holds its cap of
    unwritten results, or once the daemon is stopping.
 3. A check's failure is handed on only after the monitor confirms the checker was good for the
@@ -53,11 +58,16 @@ class Dispatcher:
         self._new_seen = 0
         self._new_logged_at = 0.0
         self._paused_logged = False
+        self._more_due = False  # the last look took all it asked for: more may be due (rule 1)
+
+    def refill_batch(self) -> int:
+        return max(1, self.settings().check.concurrency // 8)
 
     async def fill(self) -> int:
         """One look for due proxies; returns how many were claimed."""
         self.last_progress = time.monotonic()
         settings = self.settings()
+        self._more_due = False
         if self.stopping.is_set() or not self.monitor.status.ok:
             return 0
         if self.writer.backpressure:
@@ -73,6 +83,7 @@ class Dispatcher:
         claims = await self.storage.attempt(store.claim_due, self.storage.engine, self.instance_id, free,
                                             settings.daemon.lease_seconds, vantage=settings.check.vantage_name,
                                             peer_window=settings.worker.max_age)
+        self._more_due = claims is not None and len(claims) >= free
         for claim in claims or ():
             task = asyncio.create_task(self._check(claim), name=f"check {claim.proxy.masked_url}")
             self.inflight[task] = claim
@@ -89,8 +100,8 @@ class Dispatcher:
     async def run(self) -> None:
         """Side task: claim every ``dispatch_interval`` until the daemon stops."""
         while not self.stopping.is_set():
+            self.wake.clear()  # before the look: a wake during it (slots freed, a sync) is kept
             await self.fill()
-            self.wake.clear()
             try:
                 await asyncio.wait_for(self.wake.wait(), timeout=self.settings().daemon.dispatch_interval)
             except TimeoutError:
@@ -122,7 +133,14 @@ class Dispatcher:
 
     def _finished(self, task: asyncio.Task) -> None:
         self.inflight.pop(task, None)
-        self.probing.discard(task)
+        self._free_slot(task)
+
+    def _free_slot(self, task: asyncio.Task | None) -> None:
+        """A check stopped probing: look again at once if more are due and a batch is free (rule 1)."""
+        self.probing.discard(task)  # type: ignore[arg-type]
+        if self._more_due and not self.wake.is_set() and \
+                self.settings().check.concurrency - len(self.probing) >= self.refill_batch():
+            self.wake.set()
 
     async def _check(self, claim: Claim) -> None:
         started = time.monotonic()
@@ -134,7 +152,7 @@ class Dispatcher:
             self.writer.put(Done(claim, unavailable_result(claim.proxy, "internal error (logged)")))
             return
         finally:
-            self.probing.discard(asyncio.current_task())  # type: ignore[arg-type]
+            self._free_slot(asyncio.current_task())
         if result.healthy is False and not await self.monitor.confirm(started):
             result = unavailable_result(claim.proxy, self.monitor.status.reason or "checker not confirmed", result)
         self.writer.put(Done(claim, result))
