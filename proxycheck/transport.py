@@ -1,9 +1,21 @@
-"""The process's one shared SSL context.
+"""The process's one shared SSL context, which resumes TLS sessions.
 
-Rule: one ``ssl.SSLContext`` per process (building one costs ~18 ms of CPU, measured; loading
-the CA bundle is slow under OpenSSL 3: https://github.com/python/cpython/issues/95031), trusting
-the system/certifi CAs plus ``[targets].ca_file``, offering ALPN ``http/1.1`` only (as httpcore
-set it when the probes used httpx, so the TLS handshakes stay byte for byte what they were).
+Rules:
+1. One ``ssl.SSLContext`` per process (building one costs ~18 ms of CPU, measured; loading the
+   CA bundle is slow under OpenSSL 3: https://github.com/python/cpython/issues/95031), trusting
+   the system/certifi CAs plus ``[targets].ca_file``, verifying certificates and host names as
+   ``ssl.create_default_context()`` does, offering ALPN ``http/1.1`` only (as httpcore set it
+   when the probes used httpx).
+2. It resumes sessions, as browsers do: a handshake with a server offers the session (TLS 1.3
+   ticket) that server last gave any of our connections, keyed by host name. A resumed handshake
+   skips sending and verifying the certificate chain: 0.21 instead of 0.57 ms of client CPU under
+   OpenSSL 3.0 (measured), and the ``ssl`` probe shakes hands through every proxy on every check.
+   It proves as much about the proxy: the tunnel still carries a whole TLS handshake to the
+   server, and a proxy that intercepts TLS cannot resume a session the real server issued (it
+   cannot read the ticket), so it falls back to a full handshake with its own certificate, which
+   fails verification as before. A session is kept only from a handshake that verified, and
+   only after an answer was read on it (TLS 1.3 sends tickets after the handshake). A server
+   that declines a ticket simply does a full handshake.
 The probes' HTTP client is ``proxycheck.wire`` (its docstring says why it is our own); users who
 want httpx through a proxy take ``Proxy.httpx_proxy``.
 """
@@ -11,14 +23,41 @@ want httpx through a proxy take ``Proxy.httpx_proxy``.
 from __future__ import annotations
 
 import ssl
+from collections import OrderedDict
 from functools import lru_cache
 
 import certifi
 
+SESSIONS_KEPT = 512  # host names; the probes talk to a handful of targets
+
+
+class ResumingContext(ssl.SSLContext):
+    """A client context that offers each server its last session (rule 2)."""
+
+    sessions: OrderedDict[str, ssl.SSLSession]
+
+    def wrap_bio(self, incoming: ssl.MemoryBIO, outgoing: ssl.MemoryBIO, server_side: bool = False,
+                 server_hostname: str | None = None, session: ssl.SSLSession | None = None) -> ssl.SSLObject:
+        if session is None and not server_side and server_hostname:
+            session = self.sessions.get(server_hostname)
+        return super().wrap_bio(incoming, outgoing, server_side, server_hostname, session)
+
+    def keep_session(self, ssl_object: ssl.SSLObject) -> None:
+        """Keep what the server of ``ssl_object`` (a verified connection that answered) issued."""
+        host = ssl_object.server_hostname
+        session = ssl_object.session
+        if host and session is not None and session.has_ticket:
+            self.sessions[host] = session
+            self.sessions.move_to_end(host)
+            if len(self.sessions) > SESSIONS_KEPT:
+                self.sessions.popitem(last=False)
+
 
 @lru_cache(maxsize=8)
-def shared_ssl_context(ca_file: str = "") -> ssl.SSLContext:
-    ctx = ssl.create_default_context(cafile=certifi.where())
+def shared_ssl_context(ca_file: str = "") -> ResumingContext:
+    ctx = ResumingContext(ssl.PROTOCOL_TLS_CLIENT)  # verify_mode CERT_REQUIRED, check_hostname on
+    ctx.sessions = OrderedDict()
+    ctx.load_verify_locations(cafile=certifi.where())
     if ca_file:
         ctx.load_verify_locations(cafile=ca_file)
     ctx.set_alpn_protocols(["http/1.1"])

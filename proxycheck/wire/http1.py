@@ -38,6 +38,7 @@ class Response:
     truncated: bool = False  # True: the body passed the caller's limit and we stopped reading
     keep_alive: bool = True
     tls_version: str | None = None
+    tls_resumed: bool = False  # the TLS handshake resumed an earlier session (transport.py rule 2)
 
     @property
     def status_code(self) -> int:  # httpx's name, which the probes' wording grew up with

@@ -15,7 +15,9 @@ Rules:
 4. ``timings`` adds up each phase's milliseconds (connect, proxy_handshake, tls, ttfb, transfer)
    since the caller last replaced it: the probe runner gives each probe a fresh dict.
 5. TLS is ``ssl`` with the process's one context; for an ``https://`` proxy the tunnel's TLS runs
-   inside the proxy's (``start_tls`` on a TLS transport: TLS-in-TLS).
+   inside the proxy's (``start_tls`` on a TLS transport: TLS-in-TLS). When the context resumes
+   sessions (``transport.ResumingContext``), the first answer read on a TLS connection hands the
+   context that connection's session, for the next handshake with the same server.
 6. A kept-alive connection may be closed by the other side at any moment, and the close can cross
    our next request on the wire (tinyproxy drops the upstream's ``Connection: close`` and then
    closes; a keep-alive timeout can end just as we write). So a GET sent on a *reused* connection
@@ -96,12 +98,14 @@ class Timeouts:
 
 
 class _Conn:
-    __slots__ = ("reader", "writer", "tls_version")
+    __slots__ = ("reader", "writer", "tls_version", "tls_resumed", "new_session")
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
         self.tls_version: str | None = None
+        self.tls_resumed = False
+        self.new_session: ssl.SSLObject | None = None  # a verified TLS connection whose session is not kept yet
 
     def reusable(self) -> bool:
         return not self.writer.is_closing() and not self.reader.at_eof()
@@ -271,9 +275,15 @@ class Session:
         except BaseException:
             self._retire(key)
             raise
+        if conn.new_session is not None:  # rule 5: an answer was read, so the tickets have arrived
+            keep = getattr(self.ssl_context, "keep_session", None)
+            if keep is not None:
+                keep(conn.new_session)
+            conn.new_session = None
         if not response.keep_alive:
             self._retire(key)
         response.tls_version = conn.tls_version
+        response.tls_resumed = conn.tls_resumed
         if forward and response.status == 407:
             raise ProxyAuthFailed(f"answered 407 {response.reason} to GET {target.host_header}", target=target.origin)
         return response
@@ -353,6 +363,8 @@ class Session:
                                    target=origin, phase=phase) from exc
         ssl_object = conn.writer.get_extra_info("ssl_object")
         conn.tls_version = ssl_object.version() if ssl_object is not None else "TLS"
+        conn.tls_resumed = ssl_object is not None and ssl_object.session_reused
+        conn.new_session = None if to_proxy else ssl_object
 
 
 def _timeout(phase: str, t: Timeouts, target: Target) -> WireError:
