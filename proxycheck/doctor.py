@@ -21,7 +21,6 @@ Order: config, sources, database, each target, own IP, daemon, http.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sys
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
+from . import loop
 from .config import Settings, load_settings
 from .errors import ProxycheckError
 
@@ -177,7 +177,7 @@ def _database(settings: Settings) -> list[Line]:
 
 
 def _network(settings: Settings) -> list[Line]:
-    return asyncio.run(_network_checks(settings))
+    return loop.run(_network_checks(settings))
 
 
 async def _network_checks(settings: Settings) -> list[Line]:

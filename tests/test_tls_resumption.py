@@ -9,12 +9,12 @@ it must present its own certificate, which fails verification.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from urllib.parse import urlsplit
 
 import pytest
 
+from proxycheck import loop
 from proxycheck.checker import Checker
 from proxycheck.config import load_settings
 from proxycheck.proxy import parse_proxy_url
@@ -43,7 +43,7 @@ async def handshakes(proxy_url: str, url: str, ctx, times: int) -> list[bool]:
 def test_the_second_handshake_through_a_proxy_resumes(world, name):
     ctx = fresh_context(world)
     url = world.judge.https_url + "/health"
-    assert asyncio.run(handshakes(world.by_name(name).url, url, ctx, 3)) == [False, True, True]
+    assert loop.run(handshakes(world.by_name(name).url, url, ctx, 3)) == [False, True, True]
     assert list(ctx.sessions) == [urlsplit(url).hostname]
 
 
@@ -56,7 +56,7 @@ def test_a_session_from_a_handshake_that_failed_verification_is_not_kept(world):
             await http.get(url)
 
     with pytest.raises(Exception, match="does not verify"):
-        asyncio.run(through_interceptor())
+        loop.run(through_interceptor())
     assert not ctx.sessions
 
 
@@ -76,7 +76,7 @@ def test_an_interceptor_is_caught_while_sessions_for_its_target_are_held(world):
             verdicts.append((name, result.healthy, result.reason, result.code))
         return checker.ssl_context, verdicts
 
-    ctx, verdicts = asyncio.run(run())
+    ctx, verdicts = loop.run(run())
     assert urlsplit(settings.targets.ssl_url).hostname in ctx.sessions
     assert verdicts == [
         ("squid-elite", True, None, None),

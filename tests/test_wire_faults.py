@@ -8,7 +8,6 @@ targets are the loopback world's (``world.config_path``).
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 import dataclasses
 import ssl
@@ -31,6 +30,7 @@ from world.scripted import (
     split_head,
 )
 
+from proxycheck import loop
 from proxycheck.checker import Checker
 from proxycheck.config import load_settings
 from proxycheck.probes import REGISTRY
@@ -144,7 +144,7 @@ async def check(settings, script: Script | Setup, server_ssl: ssl.SSLContext | N
 
 @pytest.mark.parametrize(("script", "probe", "reason", "phase"), [r[1:] for r in ROWS], ids=[r[0] for r in ROWS])
 def test_phase_maps_to_its_verdict(settings, script, probe, reason, phase):
-    result, _ = asyncio.run(check(settings, script))
+    result, _ = loop.run(check(settings, script))
     failed = [p for p in result.probes if not p.ok and not p.skipped]
     if probe is None:
         assert result.healthy is True, [(p.name, p.reason, p.detail) for p in failed]
@@ -169,8 +169,8 @@ def test_every_phase_is_driven():
 
 
 def test_no_keep_alive_opens_a_connection_per_request(settings):
-    _, keep_alive = asyncio.run(check(settings, Script()))
-    _, closing = asyncio.run(check(settings, Script(close_after_each=True)))
+    _, keep_alive = loop.run(check(settings, Script()))
+    _, closing = loop.run(check(settings, Script(close_after_each=True)))
     # honest: tcp_connect + one plain keep-alive connection + one tunnel. Closing after each forwarded
     # response: one connection per plain GET (judge, long GET, http image); the tunnel is the origin's
     # business and stays one.
@@ -215,7 +215,7 @@ def test_a_kept_alive_connection_closed_unanswered_is_retried_once(settings, scr
                         seen.append(f"{type(exc).__name__}: {exc}")
             return seen, proxy.connections
 
-    seen, accepted = asyncio.run(run())
+    seen, accepted = loop.run(run())
     assert seen == [o.format(judge=judge) if isinstance(o, str) else o for o in outcomes]
     assert accepted == connections
 
@@ -228,7 +228,7 @@ def test_an_https_proxy_carries_tls_inside_tls(settings, tmp_path):
     server_ssl = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert(HOST).configure_cert(server_ssl)
     trusting = dataclasses.replace(settings, targets=dataclasses.replace(settings.targets, ca_file=str(bundle)))
-    result, _ = asyncio.run(check(trusting, Script(), server_ssl))
+    result, _ = loop.run(check(trusting, Script(), server_ssl))
     assert result.healthy is True, result.detail
     ssl_probe = next(p for p in result.probes if p.name == "ssl")
     assert {"proxy_handshake", "tls"} <= set(ssl_probe.phases)
@@ -238,6 +238,6 @@ def test_an_https_proxy_carries_tls_inside_tls(settings, tmp_path):
 def test_an_https_proxy_with_an_untrusted_certificate(settings):
     server_ssl = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     trustme.CA().issue_cert(HOST).configure_cert(server_ssl)
-    result, _ = asyncio.run(check(settings, Script(), server_ssl))
+    result, _ = loop.run(check(settings, Script(), server_ssl))
     assert (result.probe, result.reason) == ("anonymity", "tls_failed")  # not an interception: its own cert
     assert "presented its own certificate that does not verify" in result.detail

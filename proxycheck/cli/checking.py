@@ -3,7 +3,6 @@ judge), ``explain`` (an anti-captcha code), ``demo`` (the whole product offline)
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
+from .. import loop
 from .common import EXIT_UNAVAILABLE, EXIT_UNHEALTHY, CliError, config_option, load_proxies, settings_or_exit
 
 
@@ -52,7 +52,7 @@ def check(config: str | None, files: tuple[str, ...], as_json: bool, concurrency
     stderr = Console(stderr=True)
     progress_wanted = not as_json and stderr.is_terminal and len(proxies) > 1
     checker = Checker(settings)
-    rnd = asyncio.run(_run_check(checker, proxies, concurrency, stderr if progress_wanted else None))
+    rnd = loop.run(_run_check(checker, proxies, concurrency, stderr if progress_wanted else None))
     if as_json:
         click.echo(json.dumps([r.as_dict() for r in rnd.results], indent=2))
     else:

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import make_url
 
-from .. import store
+from .. import loop, store
 from ..checker import Checker
 from ..config import Settings, load_settings
 from ..errors import ProxycheckError, StorageError
@@ -276,7 +276,7 @@ def run_daemon(settings: Settings, *, config_path: str | None, once: bool) -> in
     SQLite file, an unanswering server): closing its connection at interpreter exit would wait
     for it, and the exit must come within ``drain_grace`` + 5 s."""
     daemon = Daemon(settings, config_path=config_path, once=once)
-    code = asyncio.run(daemon.run())
+    code = loop.run(daemon.run())
     storage = getattr(daemon, "storage", None)
     if storage is not None and storage.threads.busy:
         log.warning("exiting without waiting for %d database calls still running", storage.threads.busy)

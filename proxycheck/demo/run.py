@@ -34,6 +34,7 @@ from typing import TextIO
 
 from rich.console import Console
 
+from .. import loop
 from ..config import judge_targets_toml, load_settings
 from ..daemon import Daemon
 from ..errors import ProxycheckError
@@ -107,7 +108,7 @@ def run_demo(*, keep: bool = False, out: TextIO | None = None) -> int:
     ok = False
     try:
         with _quiet_daemon_logs():
-            ok = asyncio.run(_demo(workdir, out))
+            ok = loop.run(_demo(workdir, out))
     except (WorldError, ProxycheckError) as exc:
         print(f"proxycheck demo: {exc}", file=out)
     finally:

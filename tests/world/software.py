@@ -175,5 +175,8 @@ def microsocks(name: str, host: str, port: int, egress: str, workdir: Path, auth
 def pproxy(name: str, scheme: str, host: str, port: int, egress: str, workdir: Path) -> Child:
     # "/@ADDR" after the listen URI binds pproxy's outgoing connections to ADDR.
     listen = f"{scheme}://{host}:{port}/@{egress}"
-    return Child(name, [sys.executable, "-m", "pproxy", "-l", listen], workdir / f"{name}.out", [(host, port)])
+    # pproxy switches to uvloop whenever it can import it (we depend on uvloop), and its main() then
+    # fails with uvloop >= 0.21, which creates no implicit event loop: run it on asyncio's own loop.
+    start = "import sys; sys.modules['uvloop'] = None; from pproxy.server import main; main()"
+    return Child(name, [sys.executable, "-c", start, "-l", listen], workdir / f"{name}.out", [(host, port)])
 
