@@ -108,12 +108,16 @@ class Dispatcher:
                 pass
 
     async def run_once(self) -> None:
-        """``--once``: check every due proxy (claiming until none is left), then return."""
+        """``--once``: check every due proxy (claiming until none is left), then return. While more
+        are due it claims when a batch's worth of slots is free (rule 1), not after every check."""
         while True:
+            self.wake.clear()
             claimed = await self.fill()
             if not claimed and not self.inflight:
                 return
-            if self.inflight:
+            if self._more_due:
+                await self.wake.wait()
+            elif self.inflight:
                 await asyncio.wait(list(self.inflight), return_when=asyncio.FIRST_COMPLETED)
 
     async def drain(self, grace: float) -> None:
