@@ -75,7 +75,15 @@ def test_two_daemons_share_the_fleet_and_survive_a_sigkill(world, tmp_path, pg_d
                                              "WHERE i.pid = :pid"), {"pid": a.proc.pid}).scalar()
             finally:
                 engine.dispose()
-        wait_until(leases_of_a, 30, "daemon A to hold leases")
+        # Counted with A frozen (SIGSTOP): a lease seen on a running daemon may be released by a
+        # quick check before the kill lands, and then B has nothing to take back.
+        def frozen_holding_leases() -> bool:
+            a.proc.send_signal(signal.SIGSTOP)
+            if leases_of_a():
+                return True
+            a.proc.send_signal(signal.SIGCONT)
+            return False
+        wait_until(frozen_holding_leases, 30, "daemon A to hold leases")
         a.stop(signal.SIGKILL)
         killed_at = datetime.now(UTC)
         # B takes over everything, including A's leases: A's heartbeat stopped, so B takes them back
