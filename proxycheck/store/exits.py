@@ -12,7 +12,8 @@ Rules:
    latest IP's longest chain of readings less than the window apart) and ``exit_change_gap``
    (the shortest time between two consecutive readings that differ; None if none does). After
    ``[probes].sticky_seconds`` changes, each proxy is re-summarised at its next visit.
-   With a ``FollowUp``, ``record_exits`` also says which proxies sticky.py rule 6 wants visited
+   ``record_exits`` returns the summaries; the write path puts them in the same UPDATE of the
+   row as the check's state. With a ``FollowUp`` it also says which proxies sticky.py rule 6 wants visited
    again soon: usable ones (healthy, or banned only on some targets: ``eligibility.usable``)
    not tagged as gateways. Which of them may be handed out as sticky is eligibility.py's rule.
 """
@@ -20,18 +21,17 @@ Rules:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, delete, insert, select
 
 from ..result import CheckResult
 from ..sticky import DEFAULT_WINDOW, GATEWAY_TAG, follow_up_at, summarise
 from ._rows import chunks
 from .eligibility import usable
 from .models import ExitReadingRow as R
-from .models import ProxyRow as P
 
 KEEP = 20  # readings kept per proxy: a confirmed chain and the ~14 visits until it is re-proved (rule 2)
 
@@ -54,16 +54,25 @@ class FollowUp:
     refresh: float = 3600.0
 
 
+@dataclass(frozen=True)
+class Found:
+    """What a batch's readings say, by proxy id: the row's exit summary columns (rule 2), and
+    when sticky.py rule 6 wants the proxy read again soon. The caller writes them with the
+    check's state (leases.record_results: one UPDATE per proxy row)."""
+
+    summaries: dict[int, dict[str, Any]] = field(default_factory=dict)
+    follow_ups: dict[int, datetime] = field(default_factory=dict)
+
+
 def record_exits(conn: Connection, checked: Sequence[tuple[int, CheckResult]],
-                 follow_up: FollowUp | None = None) -> dict[int, datetime]:
-    """Add each check's exit IP reading, keep the last ``KEEP`` per proxy, refresh the rows'
-    summaries: four statements per batch, whatever its size (record_results writes in batches).
-    Returns when to visit again, by proxy id, the proxies sticky.py rule 6 wants read again soon
-    ({} without ``follow_up``)."""
+                 follow_up: FollowUp | None = None) -> Found:
+    """Add each check's exit IP reading and keep the last ``KEEP`` per proxy (three statements
+    per batch, whatever its size: record_results writes in batches); return each proxy's new
+    summary and, with ``follow_up``, the visits sticky.py rule 6 wants soon."""
     window = follow_up.window if follow_up else DEFAULT_WINDOW
     readings = [{"proxy_id": pid, "seen_at": r.started_at, "ip": r.exit_ip} for pid, r in checked if r.exit_ip]
     if not readings:
-        return {}
+        return Found()
     conn.execute(insert(R), readings)
     ids = sorted({r["proxy_id"] for r in readings})
     by_proxy: dict[int, list[Any]] = {}
@@ -76,23 +85,17 @@ def record_exits(conn: Connection, checked: Sequence[tuple[int, CheckResult]],
     stale = [row.id for rows in by_proxy.values() for row in rows[:-KEEP]]
     for chunk in chunks(stale):
         conn.execute(delete(R).where(R.id.in_(chunk)))
-    summaries, soon = [], {}
+    found = Found()
     wanted = {pid for pid, r in checked if _wants_follow_up(r)} if follow_up else set()
     for pid, rows in by_proxy.items():
         kept = [(row.seen_at, row.ip) for row in rows[-KEEP:]]
         summary = summarise(kept, window)
         at = follow_up_at(kept, window, follow_up.refresh) if follow_up and pid in wanted else None
         if at is not None:
-            soon[pid] = at
-        summaries.append({"pid": pid, "exit_ips": list(summary.ips), "exit_run_seconds": summary.run_seconds,
-                          "exit_change_gap": summary.change_gap})
-    conn.execute(
-        update(P).where(P.id == bindparam("pid"))
-        .values(exit_ips=bindparam("exit_ips"), exit_run_seconds=bindparam("exit_run_seconds"),
-                exit_change_gap=bindparam("exit_change_gap")),
-        summaries,
-    )
-    return soon
+            found.follow_ups[pid] = at
+        found.summaries[pid] = {"exit_ips": list(summary.ips), "exit_run_seconds": summary.run_seconds,
+                                "exit_change_gap": summary.change_gap}
+    return found
 
 
 def _wants_follow_up(result: CheckResult) -> bool:
@@ -100,4 +103,4 @@ def _wants_follow_up(result: CheckResult) -> bool:
     return usable(bool(result.healthy), result.reason) and GATEWAY_TAG not in result.proxy.tags
 
 
-__all__ = ["KEEP", "FollowUp", "record_exits", "target_values"]
+__all__ = ["KEEP", "FollowUp", "Found", "record_exits", "target_values"]

@@ -149,29 +149,25 @@ def record_results(
                 f"{result.reason} says nothing about {claim.proxy}: use reschedule_unavailable, not record_result"
             )
     with engine.begin() as conn:
-        written = _fenced_updates(conn, items)
+        written = _leases_held(conn, items)
         stored = [(claim, result, transition) for (claim, result, transition), ok in zip(items, written) if ok]
+        # The exit IP over time (exits.py rule 2), for the whole batch in a few statements; its
+        # summary goes into the same UPDATE of each proxy row as the check's new state.
+        found = exits.record_exits(conn, [(claim.proxy_id, result) for claim, result, _ in stored], follow_up)
+        _write_states(conn, stored, found)
         if stored:  # one executemany each, not three statements per check (issue 21: they were half the CPU)
             conn.execute(insert(CheckRow), [history_values(claim.proxy_id, result, instance_id) for claim, result, _ in stored])
             probe_results.save_many(conn, [(claim.proxy_id, result) for claim, result, _ in stored])
-        # The exit IP over time (exits.py rule 2), for the whole batch in a few statements.
         release_subnets(conn, [claim.proxy_id for claim, result, _ in stored if result.healthy])  # guard.py rule 4
-        # The exit IP over time (exits.py rule 2), for the whole batch in a few statements.
-        soon = exits.record_exits(conn, [(claim.proxy_id, result) for claim, result, _ in stored], follow_up)
-        earlier = [{"pid": claim.proxy_id, "at": soon[claim.proxy_id]} for claim, _, transition in stored
-                   if claim.proxy_id in soon and soon[claim.proxy_id] < transition.next_check_at]
-        if earlier:  # a sticky follow-up visit (sticky.py rule 6)
-            conn.execute(update(P).where(P.id == bindparam("pid")).values(next_check_at=bindparam("at")), earlier)
         if instance_id is not None and last_round_at is not None:
             conn.execute(update(InstanceRow).where(InstanceRow.id == instance_id).values(last_round_at=last_round_at))
         return written
 
 
-def _fenced_updates(conn: Connection, items: list[tuple[Claim, CheckResult, Transition]]) -> list[bool]:
-    """Each check's new state on its proxy, if the lease is still ours (rule 3): which leases are
-    ours is read first (``FOR UPDATE`` on PostgreSQL, in id order; SQLite's writer already holds
-    the write lock), then one executemany UPDATE per shape of values (a batch has a few: passes,
-    failures, with or without facts), each row still matched on its token."""
+def _leases_held(conn: Connection, items: list[tuple[Claim, CheckResult, Transition]]) -> list[bool]:
+    """Which items' leases are still ours (rule 3), read first (``FOR UPDATE`` on PostgreSQL, in
+    id order; SQLite's writer already holds the write lock). The same proxy twice in a batch:
+    only its first write holds the lease."""
     tokens: dict[int, str | None] = {}
     ids = sorted({claim.proxy_id for claim, _, _ in items})
     for chunk in chunks(ids):
@@ -179,19 +175,30 @@ def _fenced_updates(conn: Connection, items: list[tuple[Claim, CheckResult, Tran
         if is_postgresql(conn):
             query = query.with_for_update()
         tokens.update((row.id, row.lease_token) for row in conn.execute(query))
-    written, shapes = [], {}
-    for claim, result, transition in items:
-        ours = tokens.get(claim.proxy_id) == claim.lease_token
-        tokens.pop(claim.proxy_id, None)  # the same proxy twice in a batch: only its first write holds the lease
-        written.append(ours)
-        if ours:
-            values = _state_values(result, transition)
-            shapes.setdefault(tuple(values), []).append({"_pid": claim.proxy_id, "_token": claim.lease_token, **values})
+    written = []
+    for claim, _, _ in items:
+        written.append(tokens.get(claim.proxy_id) == claim.lease_token)
+        tokens.pop(claim.proxy_id, None)
+    return written
+
+
+def _write_states(conn: Connection, stored: list[tuple[Claim, CheckResult, Transition]], found: exits.Found) -> None:
+    """Each stored check's new state, with its exit summary and any sticky follow-up visit
+    (sticky.py rule 6: due then, if that is before its next check), in one UPDATE per proxy row:
+    one executemany per shape of values (a batch has a few: passes, failures, with or without
+    facts), each row still matched on its token."""
+    shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for claim, result, transition in stored:
+        values = _state_values(result, transition)
+        values.update(found.summaries.get(claim.proxy_id, {}))
+        soon = found.follow_ups.get(claim.proxy_id)
+        if soon is not None and soon < transition.next_check_at:
+            values["next_check_at"] = soon
+        shapes.setdefault(tuple(values), []).append({"_pid": claim.proxy_id, "_token": claim.lease_token, **values})
     for columns, rows in shapes.items():
         stmt = (update(P).where(P.id == bindparam("_pid"), P.lease_token == bindparam("_token"))
                 .values({c: bindparam(c) for c in columns}))
         conn.execute(stmt, rows)
-    return written
 
 
 def _state_values(result: CheckResult, transition: Transition) -> dict[str, Any]:
