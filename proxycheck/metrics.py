@@ -160,7 +160,9 @@ class DaemonMetrics:
         for sight in result.sights:
             self._child(self.sights, sight.vantage, sight.seen).inc()
         for probe in result.probes:
-            if not probe.skipped:
+            # Only what ran now: a carried result (its schedule says not due) is an earlier run's,
+            # already observed when it ran; counted again it would weigh rarely-run probes once per check.
+            if not probe.skipped and not probe.carried:
                 self._child(self.probe_seconds, probe.name).observe(probe.elapsed_ms / 1000)
                 for phase, ms in probe.phases.items():
                     self._child(self.phase_seconds, probe.name, phase).observe(ms / 1000)

@@ -17,6 +17,8 @@ def test_phases_become_a_histogram_by_probe_and_phase():
         ProbeOutcome("ssl", True, elapsed_ms=40.0, phases={"connect": 3.0, "proxy_handshake": 7.0, "tls": 20.0, "ttfb": 9.0,
                                                            "transfer": 1.0}),
         ProbeOutcome("ban", False, None, None, "not run", 0.0, skipped=True),
+        # An earlier run's result carried forward (not due by its schedule): observed when it ran, not again.
+        ProbeOutcome("images", True, elapsed_ms=300.0, phases={"connect": 2.0, "ttfb": 290.0}, carried=True, age_s=60.0),
     )
     result = CheckResult(parse_proxy_url("http://203.0.113.7:3128"), True, None, None, "", None, probes,
                          datetime.now(UTC), 42.0)
@@ -24,6 +26,9 @@ def test_phases_become_a_histogram_by_probe_and_phase():
     metrics.observe(result)
     metrics.observe(result)
     families = {f.name: f for f in text_string_to_metric_families(metrics.render().decode())}
+    probe_counts = {s.labels["probe"]: s.value for s in families["proxycheck_probe_duration_seconds"].samples
+                    if s.name.endswith("_count")}
+    assert probe_counts == {"tcp_connect": 2, "ssl": 2}
     samples = families["proxycheck_probe_phase_duration_seconds"].samples
     counts = {(s.labels["probe"], s.labels["phase"]): s.value for s in samples if s.name.endswith("_count")}
     assert counts == {("tcp_connect", "connect"): 2, ("ssl", "connect"): 2, ("ssl", "proxy_handshake"): 2,
