@@ -167,7 +167,8 @@ class Daemon:
     sources: tuple[str, ...] = key("CSV files of proxies, synced at start, on SIGHUP and every sync_interval", (),
                                    check=_path)
     sync_interval: float = key("seconds between re-reads of the source files", 300.0, low=1, high=86400)
-    dispatch_interval: float = key("seconds between looks for due proxies", 1.0, low=0.01, high=60)
+    dispatch_interval: float = key("longest wait between looks for due proxies (sooner while more are due: "
+                                   "then a look comes as soon as an eighth of the slots is free)", 1.0, low=0.01, high=60)
     lease_seconds: float = key("how long a claimed proxy stays ours before another daemon may take it", 180.0,
                                low=1, high=86400)
     drain_grace: float = key("seconds SIGTERM waits for in-flight checks before cancelling them", 20.0, low=0, high=3600)
