@@ -37,7 +37,9 @@ What is measured, exactly:
    window), the daemon's share of its core, dispatch lag p50/p99 (``proxycheck_claim_delay_seconds``
    from /metrics before and after the window: claimed minus due, per claim; quantiles interpolated
    within buckets as Prometheus does; the scrapes are outside the CPU window), probes run per
-   check, codes of the window's checks, peak RSS.
+   check, codes of the window's checks, peak RSS, and how fast the daemon's core was before and
+   after the run (``reference_ms``: a fixed Python loop pinned to it; on a shared host CPU time per
+   check rises with it, so compare figures only where it is alike).
 7. ``--flap-seconds F`` (issue 16): after the window, quiet and flapping segments of
    ``--flap-segment`` seconds in turn (alternating cancels a shared box's drift: two quiet
    windows one after the other differ by up to 2x here), F seconds of flapping in all. While
@@ -56,6 +58,7 @@ import os
 import random
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -144,8 +147,25 @@ def run_live(world, args, helpers) -> list[str]:
     out.append(h.table(f"live daemon, {args.database}, {code}: asked rate {args.rate:g} checks/s "
                        f"([health].interval = N / rate), steady state, concurrency {args.concurrency}",
                        ["N", "interval s", "asked/s", "done/s", "daemon CPU ms/check", "core use", "DB server ms/check",
-                        "lag p50 s", "lag p99 s", "probes/check", "healthy", "load"], rows))
+                        "lag p50 s", "lag p99 s", "probes/check", "healthy", "load", "core ref ms"], rows))
     return out
+
+
+REFERENCE_LOOP = "import time\nt = time.process_time()\ns = 0\nfor i in range(3_000_000):\n    s += i * i\nprint(time.process_time() - t)"
+QUIET_REFERENCE_MS = 350  # the fastest REFERENCE_LOOP seen on our 2-CPU boxes (bench/README.md, "the third pass")
+
+
+def reference_ms(cpus: set[int] | None, runs: int = 5) -> list[float]:
+    """How fast the daemon's core is right now: a fixed pure-Python loop, ``runs`` times, in fresh
+    processes pinned to ``cpus``; CPU ms of each, sorted. On a shared host other tenants slow a core
+    without any steal time showing, and every CPU-per-check figure rises with it. A coarse sign, not
+    a correction factor: the loop hardly touches memory, so it slows less than the daemon does (on
+    the contended box of issue 21's third pass it took 350 to 740 ms while the same build's CPU per
+    check was 1.5 to 2 times the second pass's)."""
+    argv = [sys.executable, "-c", REFERENCE_LOOP]
+    if cpus:
+        argv = ["taskset", "-c", ",".join(map(str, sorted(cpus))), *argv]
+    return sorted(1000 * float(subprocess.run(argv, capture_output=True, text=True, check=True).stdout) for _ in range(runs))
 
 
 def live_one(world, args, h, n: int, squids: list[Child], daemon_cpus, world_cpus, flapper) -> tuple[list[str], list[str]]:
@@ -166,6 +186,7 @@ def live_one(world, args, h, n: int, squids: list[Child], daemon_cpus, world_cpu
     t_seed = time.monotonic()
     seeded = seed_steady_state(url, config, csv, interval, args.seed_margin)
     log = workdir / f"live{n}-run.log"
+    ref_before = reference_ms(daemon_cpus)  # before the daemon runs on that core, and after it stopped
     argv = [*h.proxycheck_cli(), "run", "--config", str(config)]
     if daemon_cpus:
         argv = ["taskset", "-c", ",".join(map(str, sorted(daemon_cpus))), *argv]
@@ -196,6 +217,8 @@ def live_one(world, args, h, n: int, squids: list[Child], daemon_cpus, world_cpu
     rss_now = h.proc_rss_kb(pid) or 0
     segments = flapper.alternate(db, child, args.flap_seconds, args.flap_segment) if flapper else []
     rc = child.stop(grace=60)  # SIGTERM, then SIGKILL after 60 s
+    ref_after = reference_ms(daemon_cpus)
+    ref_median = statistics.median(ref_before + ref_after)
 
     (t0, id0, c0), (t1, id1, c1) = samples[0], samples[-1]
     window, checks, cpu = t1 - t0, id1 - id0, c1 - c0
@@ -233,6 +256,9 @@ def live_one(world, args, h, n: int, squids: list[Child], daemon_cpus, world_cpu
         *([f"  PostgreSQL server CPU for this database: {server_cpu:.2f} s = {server_ms} ms per check"]
           if args.database == "postgresql" else []),
         f"  world (judge + squids) CPU in window: {world_cpu:.2f} s = {1000 * world_cpu / max(1, checks):.2f} ms per check",
+        f"  the core's speed (bench/daemon_live.py, reference_ms; {QUIET_REFERENCE_MS} ms at best, more when other "
+        f"tenants share it): before {', '.join(f'{v:.0f}' for v in ref_before)} ms, after "
+        f"{', '.join(f'{v:.0f}' for v in ref_after)} ms",
         "  CPU utilisation in window (all processes on the box): " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in sorted(util.items())),
         f"  window's checks: {healthy:,} healthy of {checks:,}; codes {dict(sorted(codes.items()))}",
         f"  RSS at window end {h.mb(rss_now):.1f} MB; peak RSS (wait4) {h.mb(child.peak_rss_kb):.1f} MB; "
@@ -258,7 +284,7 @@ def live_one(world, args, h, n: int, squids: list[Child], daemon_cpus, world_cpu
     db.engine.dispose()
     dbs.drop_all()
     row = [f"{n:,}", f"{interval:g}", f"{asked:.0f}", f"{done:.0f}", f"{1000 * cpu / max(1, checks):.2f}",
-           f"{100 * cpu / window:.0f} %", server_ms, *lag_cells, f"{per_check:.2f}", f"{healthy:,}/{checks:,}", f"{load0:.1f}"]
+           f"{100 * cpu / window:.0f} %", server_ms, *lag_cells, f"{per_check:.2f}", f"{healthy:,}/{checks:,}", f"{load0:.1f}", f"{ref_median:.0f}"]
     return out, row
 
 
