@@ -85,6 +85,11 @@ class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSONList, list[Any]: JSONList}
 
 
+# A proxy some ban target bans (most are banned by none): the predicate of ``ix_proxies_banned``,
+# which a query must repeat word for word for the planner to use that index.
+HAS_BANS = text("banned_on <> '[]'")
+
+
 class ProxyRow(Base):
     """One proxy: its identity and credentials, its current health, and who is checking it."""
 
@@ -162,6 +167,10 @@ class ProxyRow(Base):
         Index("ix_proxies_subnet", "subnet"),
         Index("ix_proxies_least_used", "state", "use_count", "id"),
         Index("ix_proxies_round_robin", "state", "last_used_at", "id"),
+        # The fleet summary (store/status.py rule 3) reads counts by state, the failure codes and
+        # the latest check from this index alone, and the per-target bans from the few banned rows.
+        Index("ix_proxies_summary", "enabled", "state", "code", "last_checked_at"),
+        Index("ix_proxies_banned", "enabled", sqlite_where=HAS_BANS, postgresql_where=HAS_BANS),
     )
 
 
