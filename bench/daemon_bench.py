@@ -826,6 +826,8 @@ def main() -> None:
     live.add_argument("--seed-margin", type=float, default=15.0,
                       help="the seeded fleet's first due time, seconds after seeding (covers the daemon's start; default 15)")
     live.add_argument("--code", help="put this checkout first on the daemon's PYTHONPATH (a before/after A/B)")
+    live.add_argument("--scrape-every", type=float, default=30.0,
+                      help="seconds between /metrics scrapes while the daemon runs, as Prometheus would (default 30; 0: none)")
     live.add_argument("--sample", type=float, default=10.0, help="seconds between samples in the window (default 10)")
     live.add_argument("--flap-seconds", type=float, default=0.0,
                       help="then this many seconds of the judge killed and restarted, in segments alternating with "

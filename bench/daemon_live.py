@@ -49,6 +49,13 @@ What is measured, exactly:
    flapping (goal: flapping >= 70 % of quiet) and the failures stored over the whole run. Every
    proxy is a healthy squid, so each stored failure (any code) is a healthy proxy blamed for our
    trouble: the goal is 0.
+8. **What production asks of the daemon besides checks** (``Callers``), from READY to SIGTERM: the
+   daemon gets a ``NOTIFY_SOCKET`` the bench listens on, as under the shipped unit
+   (``Type=notify``), so it sends ``STATUS=`` with the fleet's counts at every heartbeat (5 s), and
+   ``/metrics`` is scraped every ``--scrape-every`` s (default 30, the Prometheus job in
+   docs/grafana.md; 0: none). Both read the fleet summary, whose cost grows with N; their CPU is the
+   daemon's and is in the window's figure. Before issue 21's fourth pass the bench did neither, and
+   at N = 100,000 on SQLite the two cost 15 % of a core that the figure did not show.
 """
 
 from __future__ import annotations
@@ -58,6 +65,7 @@ import os
 import random
 import signal
 import socket
+import threading
 import statistics
 import subprocess
 import sys
@@ -193,8 +201,11 @@ def live_one(world, args, h, n: int, squids: list[Child], daemon_cpus, world_cpu
     child = h.Child(f"run (live, {n})", argv, log)
     if args.code:
         child.env = {**child.env, "PYTHONPATH": str(Path(args.code).resolve())}
+    callers = Callers(workdir, args.scrape_every)
+    child.env = {**child.env, "NOTIFY_SOCKET": str(callers.path)}
     child.spawn()
     ready_at = child.wait_ready(poll=0.2)
+    callers.scrape(http_port, workdir / "state" / "http-token")
     # The window starts after the warm-up, counted from READY and from the first seeded due time.
     time.sleep(max(args.warmup, t_seed + args.seed_margin + args.warmup - time.monotonic()))
     db = Db(url)
@@ -217,6 +228,7 @@ def live_one(world, args, h, n: int, squids: list[Child], daemon_cpus, world_cpu
     rss_now = h.proc_rss_kb(pid) or 0
     segments = flapper.alternate(db, child, args.flap_seconds, args.flap_segment) if flapper else []
     rc = child.stop(grace=60)  # SIGTERM, then SIGKILL after 60 s
+    callers.close()
     ref_after = reference_ms(daemon_cpus)
     ref_median = statistics.median(ref_before + ref_after)
 
@@ -253,6 +265,7 @@ def live_one(world, args, h, n: int, squids: list[Child], daemon_cpus, world_cpu
         f"user {1000 * (user1 - user0) / max(1, checks):.2f} + sys {1000 * (sys1 - sys0) / max(1, checks):.2f} ms "
         f"(sys includes loopback's kernel work for the squids' side of each connection)",
         f"  dispatch lag (claimed minus due, /metrics): {lag_text}",
+        callers.text(),
         *([f"  PostgreSQL server CPU for this database: {server_cpu:.2f} s = {server_ms} ms per check"]
           if args.database == "postgresql" else []),
         f"  world (judge + squids) CPU in window: {world_cpu:.2f} s = {1000 * world_cpu / max(1, checks):.2f} ms per check",
@@ -391,6 +404,64 @@ def seed_steady_state(url: str, config: Path, csv: Path, interval: float, margin
     finally:
         engine.dispose()
     return {"probes": sorted(docs), "every": {k: v for k, v in every.items() if k in docs}}
+
+
+class Callers:
+    """systemd and Prometheus, as they call a daemon in production (point 8): a datagram socket
+    for ``NOTIFY_SOCKET`` counting the ``STATUS=`` messages, and a thread scraping ``/metrics``."""
+
+    def __init__(self, workdir: Path, scrape_every: float) -> None:
+        self.path = workdir / "notify.sock"
+        self.path.unlink(missing_ok=True)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(self.path))
+        self.sock.settimeout(0.5)
+        self.scrape_every = scrape_every
+        self.statuses = self.scrapes = self.scrape_errors = 0
+        self.scrape_s: list[float] = []  # each scrape's wall time
+        self._stop = threading.Event()
+        threading.Thread(target=self._listen, daemon=True).start()
+
+    def _listen(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data = self.sock.recv(65536)
+            except (TimeoutError, OSError):
+                continue
+            self.statuses += b"STATUS=" in data
+
+    def scrape(self, port: int, token_file: Path) -> None:
+        """From now until ``close``, GET /metrics every ``scrape_every`` s (none when 0)."""
+        if self.scrape_every <= 0:
+            return
+
+        def loop() -> None:
+            import urllib.request
+
+            token = token_file.read_text().strip()
+            req = urllib.request.Request(f"http://127.0.0.1:{port}/metrics", headers={"Authorization": f"Bearer {token}"})
+            while not self._stop.wait(self.scrape_every):
+                t = time.monotonic()
+                try:
+                    with urllib.request.urlopen(req, timeout=60) as resp:
+                        resp.read()
+                    self.scrapes += 1
+                    self.scrape_s.append(time.monotonic() - t)
+                except OSError:
+                    self.scrape_errors += 1
+
+        threading.Thread(target=loop, daemon=True).start()
+
+    def text(self) -> str:
+        longest = f", longest {max(self.scrape_s):.2f} s" if self.scrape_s else ""
+        scrapes = (f"a /metrics scrape every {self.scrape_every:g} s ({self.scrapes} done{longest}, {self.scrape_errors} failed)"
+                   if self.scrape_every > 0 else "no /metrics scrapes (--scrape-every 0)")
+        return f"  production's callers, READY to SIGTERM: {self.statuses} STATUS= messages on NOTIFY_SOCKET, {scrapes}"
+
+    def close(self) -> None:
+        self._stop.set()
+        self.sock.close()
+        self.path.unlink(missing_ok=True)
 
 
 def scrape_lag(port: int, token: str) -> dict[float, float] | None:
