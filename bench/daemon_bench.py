@@ -209,8 +209,10 @@ class Child(WorldChild):
         return tail(self.log, lines)
 
 
-def run_cli(args: list[str], log: Path, name: str) -> Child:
-    child = Child(name, [*proxycheck_cli(), *args], log).spawn()
+def run_cli(args: list[str], log: Path, name: str, env: dict[str, str] | None = None) -> Child:
+    child = Child(name, [*proxycheck_cli(), *args], log)
+    child.env = {**child.env, **(env or {})}
+    child.spawn()
     child.wait()
     if child.returncode != 0:
         raise SystemExit(f"`proxycheck {' '.join(args)}` exited {child.returncode}:\n{child.tail()}")
