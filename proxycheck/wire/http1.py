@@ -9,6 +9,10 @@ Rules:
    after it belong to the tunnel; the head is then parsed by httptools like any other.
 3. The request is the bytes httpx sent before this module existed (same headers, same order), so
    proxies see what they saw before and the bench's byte counts stay equal.
+4. Reading a response leaves no reference cycle behind (the parser holds the collector's bound
+   methods, and the collector the parser, only while the read runs): refcounting frees each
+   response's objects at once, and the cyclic collector is left with next to nothing to find
+   (daemon/gc_policy.py; tests/test_no_cyclic_garbage.py).
 """
 
 from __future__ import annotations
@@ -150,6 +154,13 @@ class ResponseReader:
         caller moves its deadline: time to first byte, then each read of the transfer)."""
         col = _Collector(self.limit if self.limit is not None else BODY_LIMIT)
         col.parser = parser = httptools.HttpResponseParser(col)
+        try:
+            return await self._read(col, parser, on_bytes)
+        finally:
+            col.parser = None  # rule 4: the parser holds the collector's methods; no cycle outlives a read
+
+    async def _read(self, col: _Collector, parser: httptools.HttpResponseParser,
+                    on_bytes: Callable[[bool], None]) -> Response:
         reader = self.reader
         received = 0
         while not col.done:

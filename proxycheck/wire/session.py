@@ -349,18 +349,22 @@ class Session:
     async def _start_tls(self, conn: _Conn, hostname: str, origin: str, *, to_proxy: bool = False) -> None:
         phase = "proxy_handshake" if to_proxy else "tls"
         whose = "its own certificate" if to_proxy else f"a certificate for {origin}"
+        # A failed start_tls leaves its error in a cycle (its traceback holds uvloop's frames, which
+        # hold the waiter that holds the error): the cause keeps its message, not its traceback, so
+        # refcounting frees the connection at once (wire/http1.py rule 4).
         try:
             await conn.writer.start_tls(self.ssl_context, server_hostname=hostname)
         except ssl.SSLCertVerificationError as exc:
             # The proxy's own certificate is not an interception of anyone's: a failed handshake.
             kind = TLSFailed if to_proxy else TLSIntercepted
-            raise kind(f"presented {whose} that does not verify ({exc.verify_message})", target=origin, phase=phase) from exc
+            raise kind(f"presented {whose} that does not verify ({exc.verify_message})", target=origin,
+                       phase=phase) from exc.with_traceback(None)
         except ssl.SSLError as exc:
             what = "its own TLS handshake" if to_proxy else f"the TLS handshake with {origin}"
-            raise TLSFailed(f"broke {what} ({exc.reason or exc})", target=origin, phase=phase) from exc
+            raise TLSFailed(f"broke {what} ({exc.reason or exc})", target=origin, phase=phase) from exc.with_traceback(None)
         except (OSError, EOFError) as exc:
             raise ConnectionClosed(f"closed the connection during the TLS handshake with {origin}",
-                                   target=origin, phase=phase) from exc
+                                   target=origin, phase=phase) from exc.with_traceback(None)
         ssl_object = conn.writer.get_extra_info("ssl_object")
         conn.tls_version = ssl_object.version() if ssl_object is not None else "TLS"
         conn.tls_resumed = ssl_object is not None and ssl_object.session_reused
