@@ -16,6 +16,8 @@ Rules:
    and are taken back at once, so its in-flight proxies are checked again right after a restart
    (taken back *after* overdue proxies are spread over one ``[health].interval``, so they stay
    due now), and every other instance row not marked stopped is marked stopped (it is dead).
+4. The process's garbage collector is tuned before anything starts and what start-up made is
+   frozen just before READY (``gc_policy.py``).
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from ..sdnotify import Notifier, watchdog_interval
 from ..store.engine import make_engine, masked_url
 from ..store.migrate import check_at_head
 from ..store.schedule import spread_overdue
-from . import jobs, notifying, signals
+from . import gc_policy, jobs, notifying, signals
 from . import reload as reloading
 from .dispatcher import Dispatcher
 from .lock import SingleDaemonLock
@@ -193,6 +195,7 @@ class Daemon:
         if self.settings.http.enabled:
             await self._start_http()
         await self.publisher.refresh_counts()
+        gc_policy.freeze_startup()
         self.notifier.ready(self.publisher.status_text())
         log.info("ready: %s", self.publisher.status_text())
         if not d.sources:
@@ -275,6 +278,7 @@ def run_daemon(settings: Settings, *, config_path: str | None, once: bool) -> in
     """``proxycheck run``. Exits the process itself if a database call is still stuck (a locked
     SQLite file, an unanswering server): closing its connection at interpreter exit would wait
     for it, and the exit must come within ``drain_grace`` + 5 s."""
+    gc_policy.tune()
     daemon = Daemon(settings, config_path=config_path, once=once)
     code = loop.run(daemon.run())
     storage = getattr(daemon, "storage", None)
