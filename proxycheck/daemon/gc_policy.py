@@ -11,7 +11,9 @@ collection walked all of them plus the ~120,000 objects made at start-up. Measur
 ``gc.callbacks``, CPU since READY): 4.6 s of 52.5 s, 9 % of the daemon's CPU, 0.29 ms per check;
 with these rules 0.4 s (0.7 %).
 
-Rules:
+Rules (for ``proxycheck run``'s own process only: ``runner.run_daemon`` applies them; a daemon run
+inside another process, the demo or a test, leaves that process's collector alone, since freezing
+also hides objects from ``gc.get_objects`` and ``gc.get_referrers``, which such hosts may use):
 1. ``tune()`` at start: the youngest generation is collected after ``YOUNG`` (10,000) net new
    container objects. In-flight checks come and go without filling it, so they are seldom
    walked and seldom promoted.

@@ -16,8 +16,9 @@ Rules:
    and are taken back at once, so its in-flight proxies are checked again right after a restart
    (taken back *after* overdue proxies are spread over one ``[health].interval``, so they stay
    due now), and every other instance row not marked stopped is marked stopped (it is dead).
-4. The process's garbage collector is tuned before anything starts and what start-up made is
-   frozen just before READY (``gc_policy.py``).
+4. ``proxycheck run`` owns its process: ``run_daemon`` tunes the garbage collector before
+   anything starts and has what start-up made frozen just before READY (``gc_policy.py``). A
+   daemon run inside another process (the demo, tests) leaves that process's collector alone.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import socket
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -68,8 +70,10 @@ EXIT_BUDGET = 5.0  # seconds past drain_grace by which a stopping daemon has exi
 
 
 class Daemon:
-    def __init__(self, settings: Settings, *, config_path: str | None = None, once: bool = False) -> None:
+    def __init__(self, settings: Settings, *, config_path: str | None = None, once: bool = False,
+                 started: Callable[[], None] | None = None) -> None:
         self.settings = settings
+        self.started = started  # called once, just before READY (rule 4: only the process's owner passes it)
         self.config_path = config_path
         self.once = once
         self.url = settings.resolved_database_url
@@ -195,7 +199,8 @@ class Daemon:
         if self.settings.http.enabled:
             await self._start_http()
         await self.publisher.refresh_counts()
-        gc_policy.freeze_startup()
+        if self.started is not None:
+            self.started()
         self.notifier.ready(self.publisher.status_text())
         log.info("ready: %s", self.publisher.status_text())
         if not d.sources:
@@ -279,7 +284,7 @@ def run_daemon(settings: Settings, *, config_path: str | None, once: bool) -> in
     SQLite file, an unanswering server): closing its connection at interpreter exit would wait
     for it, and the exit must come within ``drain_grace`` + 5 s."""
     gc_policy.tune()
-    daemon = Daemon(settings, config_path=config_path, once=once)
+    daemon = Daemon(settings, config_path=config_path, once=once, started=gc_policy.freeze_startup)
     code = loop.run(daemon.run())
     storage = getattr(daemon, "storage", None)
     if storage is not None and storage.threads.busy:
