@@ -116,12 +116,15 @@ def stability(summary: ExitSummary, window: float, *, gateway: bool = False) -> 
                                     f"stable once that spans {window:g} s", ips)
 
 
-def follow_up_at(readings: Sequence[tuple[datetime, str]], window: float, refresh: float) -> datetime | None:
+def follow_up_at(readings: Sequence[tuple[datetime, str]], window: float, refresh: float,
+                 summary: ExitSummary | None = None) -> datetime | None:
     """Rule 6: when to read a usable, untagged proxy's exit IP again (None: at its usual
-    visit). ``readings`` oldest first, the one just taken last."""
+    visit). ``readings`` oldest first, the one just taken last; ``summary``: theirs, when the
+    caller has already made it (``summarise(readings, window)``)."""
     if not readings:
         return None
-    summary = summarise(readings, window)
+    if summary is None:
+        summary = summarise(readings, window)
     latest_at = readings[-1][0]
     decided = stability(summary, window).state != "unconfirmed"
     if decided and summary.judged_at is not None and (latest_at - summary.judged_at).total_seconds() < refresh:

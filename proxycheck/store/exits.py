@@ -90,7 +90,7 @@ def record_exits(conn: Connection, checked: Sequence[tuple[int, CheckResult]],
     for pid, rows in by_proxy.items():
         kept = [(row.seen_at, row.ip) for row in rows[-KEEP:]]
         summary = summarise(kept, window)
-        at = follow_up_at(kept, window, follow_up.refresh) if follow_up and pid in wanted else None
+        at = follow_up_at(kept, window, follow_up.refresh, summary) if follow_up and pid in wanted else None
         if at is not None:
             found.follow_ups[pid] = at
         found.summaries[pid] = {"exit_ips": list(summary.ips), "exit_run_seconds": summary.run_seconds,
