@@ -60,6 +60,7 @@ from pathlib import Path
 from world import judge_targets  # bench/world.py: the same judge layout as check_bench
 
 from proxycheck.config_targets import targets_toml
+from proxycheck.store.exits import KEEP
 from proxycheck.world import Child as WorldChild
 from proxycheck.world import free_port, stop_all, tail
 
@@ -827,6 +828,9 @@ def main() -> None:
                       help="checks/s asked: [health].interval = max(1, N / rate) (default 333: 100,000 proxies every 300 s)")
     live.add_argument("--seed-margin", type=float, default=15.0,
                       help="the seeded fleet's first due time, seconds after seeding (covers the daemon's start; default 15)")
+    live.add_argument("--exit-history", type=int, default=KEEP,
+                      help=f"exit IP readings seeded per proxy, one per past visit (default {KEEP}, as many as the store "
+                           f"keeps: a daemon that has run for {KEEP} intervals; 0: none, as before issue 21's fifth pass)")
     live.add_argument("--code", help="put this checkout first on the daemon's PYTHONPATH (a before/after A/B)")
     live.add_argument("--scrape-every", type=float, default=30.0,
                       help="seconds between /metrics scrapes while the daemon runs, as Prometheus would (default 30; 0: none)")

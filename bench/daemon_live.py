@@ -27,6 +27,10 @@ What is measured, exactly:
    first claim the daemon runs the costly probes as often as their default schedules make it
    (images every 900 s, ban every 1800 s: at a 300 s interval about 4.5 probes a check). A fresh
    fleet would run every probe on its first round, which at N = 100,000 lasts longer than any window.
+   Each proxy also has its exit IP history (``--exit-history``, default the 20 readings the store
+   keeps, one per past visit): every check reads it back to judge sticky exits (store/exits.py), and
+   a daemon that has run for 20 intervals has it all (issue 21's fifth pass; before it the seed had
+   none, which the earlier passes' figures did not pay for).
 5. **The daemon** is the installed CLI, ``proxycheck run`` (``--code DIR`` puts another checkout
    first on its ``PYTHONPATH``, for a before/after on the same box), with ``[http]`` on. After
    READY and ``--warmup`` s (counted from the first seeded due time too), a window of
@@ -196,7 +200,7 @@ def live_one(world, args, h, n: int, squids: list[Child], daemon_cpus, world_cpu
     code_env = {"PYTHONPATH": str(Path(args.code).resolve())} if args.code else {}
     h.run_cli(["db", "upgrade", "--config", str(config)], workdir / f"live{n}-upgrade.log", "db upgrade", env=code_env)
     t_seed = time.monotonic()
-    seeded = seed_steady_state(url, config, csv, interval, args.seed_margin)
+    seeded = seed_steady_state(url, config, csv, interval, args.seed_margin, args.exit_history)
     log = workdir / f"live{n}-run.log"
     ref_before = reference_ms(daemon_cpus)  # before the daemon runs on that core, and after it stopped
     argv = [*h.proxycheck_cli(), "run", "--config", str(config)]
@@ -258,7 +262,8 @@ def live_one(world, args, h, n: int, squids: list[Child], daemon_cpus, world_cpu
         f"concurrency {args.concurrency}, daemon on CPU {sorted(daemon_cpus) if daemon_cpus else 'any'}, "
         f"world on CPU {sorted(world_cpus) if world_cpus else 'any'}, code: {args.code or 'this checkout'}",
         f"  steady state seeded: every proxy healthy, due over {interval:g} s; last results of {', '.join(seeded['probes'])} "
-        f"aged over their schedules ({', '.join(f'{k} {v:g} s' for k, v in seeded['every'].items())})",
+        f"aged over their schedules ({', '.join(f'{k} {v:g} s' for k, v in seeded['every'].items())}); "
+        f"{seeded['readings']} exit IP readings per proxy",
         f"  READY after {ready_at:.1f} s; window {window:.1f} s; load average at window start {load0:.1f}",
         f"  **asked {asked:.1f} checks/s ([health].interval {interval:g} s), done {done:.1f} checks/s** "
         f"({checks:,} in {window:.1f} s; per {args.sample:g} s sample: min {min(rates, default=0):.1f}, "
@@ -346,11 +351,13 @@ class Db:
         return sum(1 for d in docs for p in d or () if not p.get("carried")) / max(1, len(docs))
 
 
-def seed_steady_state(url: str, config: Path, csv: Path, interval: float, margin: float) -> dict:
+def seed_steady_state(url: str, config: Path, csv: Path, interval: float, margin: float, readings: int = 0) -> dict:
     """Put the fleet where a daemon that has run for hours would have it (rule 6 of the docstring):
     every proxy healthy, due once in ``[margin, margin + interval)`` s from now, and each probe's
     last result (one real check of proxy 0 through the live world, copied) aged uniformly over
-    its schedule, so a check runs the costly probes exactly as often as the default schedules do."""
+    its schedule, so a check runs the costly probes exactly as often as the default schedules do.
+    ``readings``: each proxy's exit IP history (store/exits.py), one reading per past visit,
+    ``interval`` apart, as many as the store keeps after that many checks."""
     import asyncio
     from datetime import UTC, datetime, timedelta
 
@@ -363,7 +370,7 @@ def seed_steady_state(url: str, config: Path, csv: Path, interval: float, margin
     from proxycheck.probes.schedule import schedule_for
     from proxycheck.selftest import preflight
     from proxycheck.sources import read_csv_file
-    from proxycheck.store.models import ProbeResultRow, ProxyRow
+    from proxycheck.store.models import ExitReadingRow, ProbeResultRow, ProxyRow
     from proxycheck.store.probe_results import outcome_doc
 
     settings = load_settings(str(config))
@@ -391,23 +398,32 @@ def seed_steady_state(url: str, config: Path, csv: Path, interval: float, margin
         facts = {"state": "healthy", "consecutive_successes": 10, "consecutive_failures": 0, "failing_streak": 0,
                  "code": None, "reason": None, "latency_ms": template.latency_ms, "exit_ip": template.exit_ip,
                  "anonymity": template.anonymity}
-        rows, results = [], []
+        rows, results, seen = [], [], []
         for pid in ids:
             last = now - timedelta(seconds=rng.uniform(0, interval))
-            rows.append({"pid": pid, "changed": now - timedelta(days=1), "last": last,
-                         "due": now + timedelta(seconds=margin + rng.uniform(0, interval))})
+            rows.append({"pid": pid, "changed": now - timedelta(days=1), "last": last})
             for name, doc in docs.items():
                 results.append({"proxy_id": pid, "probe": name, "passed": True, "outcome": doc,
                                 "ran_at": now - timedelta(seconds=rng.uniform(0, max(every[name], interval)))})
+            if template.exit_ip:
+                seen.extend({"proxy_id": pid, "seen_at": last - timedelta(seconds=k * interval), "ip": template.exit_ip}
+                            for k in range(readings - 1, -1, -1))
+        with engine.begin() as conn:
+            for k in range(0, len(results), 20_000):
+                conn.execute(insert(ProbeResultRow), results[k:k + 20_000])
+            for k in range(0, len(seen), 20_000):
+                conn.execute(insert(ExitReadingRow), seen[k:k + 20_000])
+        due_from = datetime.now(UTC)  # after the inserts, however long they took: none is due before the margin
+        for row in rows:
+            row["due"] = due_from + timedelta(seconds=margin + rng.uniform(0, interval))
         with engine.begin() as conn:
             conn.execute(update(ProxyRow).where(ProxyRow.id == bindparam("pid")).values(
                 **facts, state_changed_at=bindparam("changed"), last_checked_at=bindparam("last"),
                 last_success_at=bindparam("last"), next_check_at=bindparam("due")), rows)
-            for k in range(0, len(results), 20_000):
-                conn.execute(insert(ProbeResultRow), results[k:k + 20_000])
     finally:
         engine.dispose()
-    return {"probes": sorted(docs), "every": {k: v for k, v in every.items() if k in docs}}
+    return {"probes": sorted(docs), "every": {k: v for k, v in every.items() if k in docs},
+            "readings": readings if template.exit_ip else 0}
 
 
 class Callers:
