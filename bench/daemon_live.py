@@ -361,7 +361,7 @@ def seed_steady_state(url: str, config: Path, csv: Path, interval: float, margin
     import asyncio
     from datetime import UTC, datetime, timedelta
 
-    from sqlalchemy import bindparam, insert, update
+    from sqlalchemy import bindparam, column, insert, inspect, table, update
 
     from proxycheck import store
     from proxycheck.checker import Checker
@@ -370,7 +370,8 @@ def seed_steady_state(url: str, config: Path, csv: Path, interval: float, margin
     from proxycheck.probes.schedule import schedule_for
     from proxycheck.selftest import preflight
     from proxycheck.sources import read_csv_file
-    from proxycheck.store.models import ExitReadingRow, ProbeResultRow, ProxyRow
+    from proxycheck.store.exits import encode
+    from proxycheck.store.models import ExitHistoryRow, ProbeResultRow, ProxyRow, UTCDateTime
     from proxycheck.store.probe_results import outcome_doc
 
     settings = load_settings(str(config))
@@ -405,14 +406,19 @@ def seed_steady_state(url: str, config: Path, csv: Path, interval: float, margin
             for name, doc in docs.items():
                 results.append({"proxy_id": pid, "probe": name, "passed": True, "outcome": doc,
                                 "ran_at": now - timedelta(seconds=rng.uniform(0, max(every[name], interval)))})
-            if template.exit_ip:
-                seen.extend({"proxy_id": pid, "seen_at": last - timedelta(seconds=k * interval), "ip": template.exit_ip}
-                            for k in range(readings - 1, -1, -1))
+            if template.exit_ip and readings:
+                seen.append((pid, [(last - timedelta(seconds=k * interval), template.exit_ip) for k in range(readings - 1, -1, -1)]))
         with engine.begin() as conn:
             for k in range(0, len(results), 20_000):
                 conn.execute(insert(ProbeResultRow), results[k:k + 20_000])
-            for k in range(0, len(seen), 20_000):
-                conn.execute(insert(ExitReadingRow), seen[k:k + 20_000])
+            if inspect(conn).has_table(ExitHistoryRow.__tablename__):
+                for k in range(0, len(seen), 5_000):
+                    conn.execute(insert(ExitHistoryRow), [{"proxy_id": pid, "readings": encode(kept)} for pid, kept in seen[k:k + 5_000]])
+            else:  # --code with a schema before 0010 (a before/after across the migration): a row per reading
+                old = table("exit_readings", column("proxy_id"), column("seen_at", UTCDateTime()), column("ip"))
+                flat = [{"proxy_id": pid, "seen_at": at, "ip": ip} for pid, kept in seen for at, ip in kept]
+                for k in range(0, len(flat), 20_000):
+                    conn.execute(insert(old), flat[k:k + 20_000])
         due_from = datetime.now(UTC)  # after the inserts, however long they took: none is due before the margin
         for row in rows:
             row["due"] = due_from + timedelta(seconds=margin + rng.uniform(0, interval))

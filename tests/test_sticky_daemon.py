@@ -19,7 +19,8 @@ import proxycheck
 from proxycheck import NoHealthyProxy
 from proxycheck.proxy import parse_proxy_url
 from proxycheck.store import make_engine
-from proxycheck.store.models import ExitReadingRow, ProxyRow
+from proxycheck.store.exits import readings as exit_readings
+from proxycheck.store.models import ProxyRow
 from daemons import running_daemon, status_json, wait_until
 
 pytestmark = pytest.mark.world
@@ -54,15 +55,10 @@ def readings(tmp_path: Path) -> dict[str, list]:
     engine = make_engine(f"sqlite:///{tmp_path / 'state' / 'proxycheck.db'}", writer=False)
     try:
         with engine.connect() as conn:
-            rows = conn.execute(select(ProxyRow.label, ExitReadingRow.seen_at, ExitReadingRow.ip)
-                                .join(ProxyRow, ProxyRow.id == ExitReadingRow.proxy_id)
-                                .order_by(ExitReadingRow.seen_at, ExitReadingRow.id)).all()
+            labels = dict(conn.execute(select(ProxyRow.id, ProxyRow.label)).all())
+            return {labels[pid]: kept for pid, kept in exit_readings(conn, labels).items()}
     finally:
         engine.dispose()
-    found: dict[str, list] = {}
-    for label, at, ip in rows:
-        found.setdefault(label, []).append((at, ip))
-    return found
 
 
 def gaps(seen: list) -> list[float]:

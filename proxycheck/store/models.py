@@ -207,17 +207,15 @@ class CheckRow(Base):
     )
 
 
-class ExitReadingRow(Base):
-    """One exit IP a check saw, with its time: the short history sticky exits are judged from."""
+class ExitHistoryRow(Base):
+    """The exit IPs a proxy's checks saw, with their times: the short history sticky exits are
+    judged from (store/exits.py rule 2). ``readings`` is ``[[seen_at, ip], ...]``, oldest first,
+    ``seen_at`` in ISO 8601 UTC; one row per proxy, rewritten by each check that read an exit IP."""
 
-    __tablename__ = "exit_readings"
+    __tablename__ = "exit_histories"
 
-    id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    proxy_id: Mapped[int] = mapped_column(BigId, ForeignKey("proxies.id", ondelete="CASCADE"))
-    seen_at: Mapped[datetime]
-    ip: Mapped[str] = mapped_column(String(64))
-
-    __table_args__ = (Index("ix_exit_readings_proxy_id_seen_at", "proxy_id", "seen_at"),)
+    proxy_id: Mapped[int] = mapped_column(BigId, ForeignKey("proxies.id", ondelete="CASCADE"), primary_key=True)
+    readings: Mapped[list[Any]]
 
 
 class InstanceRow(Base):
@@ -304,7 +302,7 @@ class ProbeResultRow(Base):
 __all__ = [
     "Base",
     "CheckRow",
-    "ExitReadingRow",
+    "ExitHistoryRow",
     "InstanceRow",
     "ProbeResultRow",
     "NAMING_CONVENTION",

@@ -9,7 +9,8 @@ from sqlalchemy import insert, select, update
 
 from proxycheck.http_api.page.queries import PAGE_SIZE, over_time, proxy_row, proxy_table
 from proxycheck.store import sync_source
-from proxycheck.store.models import CheckRow, ExitReadingRow, ProxyRow, WorkerLeaseRow
+from proxycheck.store.exits import encode
+from proxycheck.store.models import CheckRow, ExitHistoryRow, ProxyRow, WorkerLeaseRow
 
 from .helpers import NOW, proxy
 
@@ -57,7 +58,8 @@ def test_table_filters_sorts_pages_and_never_selects_the_password(writer):
                      .values(state="unhealthy", code=25, anonymity="transparent", banned_on=["turnstile"]))
         conn.execute(update(ProxyRow).where(ProxyRow.id == ids[11]).values(enabled=False))
         conn.execute(update(ProxyRow).where(ProxyRow.id.in_([ids[n] for n in range(12, 20)])).values(latency_ms=50.0))
-        conn.execute(insert(ExitReadingRow), [{"proxy_id": ids[1], "seen_at": NOW, "ip": "198.51.100.9"}])
+        seen = [(NOW - timedelta(hours=2), "198.51.100.9"), (NOW - timedelta(hours=1), "198.51.100.7"), (NOW, "198.51.100.9")]
+        conn.execute(insert(ExitHistoryRow), [{"proxy_id": ids[1], "readings": encode(seen)}])
 
     everything = proxy_table(writer, {})
     assert everything.total == 120 and everything.pages == -(-120 // PAGE_SIZE) and len(everything.rows) == PAGE_SIZE
@@ -83,5 +85,6 @@ def test_table_filters_sorts_pages_and_never_selects_the_password(writer):
     row, exits, leases = proxy_row(writer, ids[1])
     assert [(lease.worker, lease.released_at) for lease in leases] == [("host:42", None)]
     assert "password" not in row._fields and row.banned_on == ["turnstile"]
-    assert [(e.ip, e.readings) for e in exits] == [("198.51.100.9", 1)]
+    assert [(e.ip, e.readings, e.first, e.last) for e in exits] == [  # latest sighting first
+        ("198.51.100.9", 2, NOW - timedelta(hours=2), NOW), ("198.51.100.7", 1, NOW - timedelta(hours=1), NOW - timedelta(hours=1))]
     assert proxy_row(writer, 10**9) is None

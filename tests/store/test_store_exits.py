@@ -13,8 +13,8 @@ from proxycheck.health import HealthPolicy, advance
 from proxycheck.proxy import Proxy
 from proxycheck.result import CheckResult
 from proxycheck.store import add_proxies, claim_due, list_proxies, record_results, release_claims
-from proxycheck.store.exits import KEEP, FollowUp, record_exits
-from proxycheck.store.models import ExitReadingRow, ProxyRow
+from proxycheck.store.exits import KEEP, FollowUp, readings, record_exits
+from proxycheck.store.models import ProxyRow
 
 T = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 A, B = "198.51.100.1", "198.51.100.2"
@@ -38,8 +38,9 @@ def test_readings_are_kept_pruned_and_summarised(writer):
             for pid, summary in found.summaries.items():  # what record_results puts in its UPDATE of the row
                 conn.execute(update(ProxyRow).where(ProxyRow.id == pid).values(**summary))
         with writer.begin() as conn:
-            kept = conn.scalar(select(func.count()).select_from(ExitReadingRow).where(ExitReadingRow.proxy_id == ids[a.key]))
-        assert kept == min(n + 1, KEEP)
+            kept = readings(conn, [ids[a.key], ids[b.key]])
+        assert len(kept[ids[a.key]]) == min(n + 1, KEEP) and ids[b.key] not in kept
+        assert kept[ids[a.key]][-1] == (at, A if n != 1 else B)  # the newest last, its time exact
         rows = {r.proxy.key: r for r in list_proxies(writer)}
         state = rows[a.key].stability(120.0).state
         # Rotating while both readings of the 30 s change are kept; then unconfirmed: readings
@@ -115,3 +116,18 @@ def test_no_follow_up_for_a_gateway_or_an_unusable_proxy(writer):
     assert due(writer, gateway) - at >= timedelta(seconds=270)
     at = visit(writer, down, A, plan, healthy=False)  # a failure that still read the exit IP
     assert due(writer, down) - at >= timedelta(seconds=100)  # [health].failing_interval, not 60 s
+
+
+def test_a_reading_older_than_the_kept_ones_goes_in_its_place(writer):
+    """Two daemons on one database can store a check that started before the latest reading
+    (a lease taken over): the readings stay in time order, so the summary reads them right."""
+    p = Proxy("http", "203.0.113.20", 3128)
+    add_proxies(writer, [p])
+    with writer.begin() as conn:
+        pid = conn.scalar(select(ProxyRow.id))
+    for at, ip in [(T, A), (T + timedelta(seconds=600), A), (T + timedelta(seconds=300), B)]:
+        with writer.begin() as conn:
+            found = record_exits(conn, [(pid, result(p, at, ip))])
+    with writer.begin() as conn:
+        assert readings(conn, [pid])[pid] == [(T, A), (T + timedelta(seconds=300), B), (T + timedelta(seconds=600), A)]
+    assert found.summaries[pid]["exit_ips"] == [B, A]  # the latest sighting last

@@ -2,7 +2,8 @@
 
 Rules:
 1. History is aggregated in SQL (``GROUP BY`` time bucket), never in Python: Python only lays the
-   rows out as chart columns. A bucket counts the distinct proxies whose checks in it were
+   rows out as chart columns. (A proxy's exit IPs come from its at most ``store.exits.KEEP``
+   kept readings, one JSON row, counted by ``store.exits.by_ip``.) A bucket counts the distinct proxies whose checks in it were
    healthy / unhealthy / not judged (a proxy that flapped inside one bucket counts in both).
 2. The table is paginated in SQL (``LIMIT``/``OFFSET``), sorted only by a known column (empty
    values last either way, then id),
@@ -19,8 +20,8 @@ from typing import Any
 
 from sqlalchemy import Engine, bindparam, func, select, text, true
 
+from ...store import exits as exit_store
 from ...store._rows import has_tag, list_has, utcnow
-from ...store.models import ExitReadingRow as X
 from ...store.models import ProxyRow as P
 from ...store.models import UTCDateTime
 from ...store.models import WorkerLeaseRow as L
@@ -130,10 +131,7 @@ def proxy_row(engine: Engine, proxy_id: int) -> Any | None:
         ).first()
         if row is None:
             return None
-        exits = conn.execute(
-            select(X.ip, func.count().label("readings"), func.min(X.seen_at).label("first"), func.max(X.seen_at).label("last"))
-            .where(X.proxy_id == proxy_id).group_by(X.ip).order_by(func.max(X.seen_at).desc())
-        ).all()
+        exits = exit_store.by_ip(exit_store.readings(conn, [proxy_id]).get(proxy_id, []))
         leases = conn.execute(
             select(L.worker, L.acquired_at, L.expires_at, L.released_at, L.cool_until)
             .where(L.proxy_id == proxy_id).order_by(L.acquired_at.desc()).limit(20)
