@@ -5,7 +5,8 @@ Rules:
    A skipped probe or a carried result is not a new observation and is never written.
 2. Written in the same transaction as the fenced write-back of the check (``save`` is called by
    ``store.leases.record_results``): a check whose lease was lost stores nothing here either.
-3. Read for a batch of claimed proxies in the claim's transaction (``load``): one indexed query.
+3. Read for a batch of claimed proxies in the claim's transaction (``load``): one indexed query;
+   each outcome is decoded only if the check carries it forward (``result.LastRun.stored``).
 4. Stored as JSON the ``ProbeOutcome`` can be rebuilt from; facts that are not JSON values
    are dropped (they only feed the result's summary).
 5. A worker's report of a proxy error outranks our fresh results: while a proxy is out because
@@ -21,7 +22,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, Text, cast, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -65,9 +66,15 @@ def load(conn: Connection, proxy_ids: Iterable[int]) -> dict[int, dict[str, Last
     found: dict[int, dict[str, LastRun]] = {i: {} for i in ids}
     if not ids:
         return found
-    for row in conn.execute(select(R.proxy_id, R.probe, R.ran_at, R.outcome).where(R.proxy_id.in_(ids))):
-        found[row.proxy_id][row.probe] = LastRun(outcome_from_doc(row.outcome), row.ran_at)
+    # The outcome as text, decoded only if carried forward (result.LastRun.stored).
+    for pid, probe, ran_at, text in conn.execute(select(R.proxy_id, R.probe, R.ran_at, cast(R.outcome, Text))
+                                                 .where(R.proxy_id.in_(ids))):
+        found[pid][probe] = LastRun.stored(ran_at, text, _decode)
     return found
+
+
+def _decode(text: str) -> ProbeOutcome:
+    return outcome_from_doc(json.loads(text))
 
 
 def save(conn: Connection, proxy_id: int, result: CheckResult) -> int:
