@@ -1,11 +1,11 @@
 """The baseline: the suite's traffic made with nothing but asyncio streams and one SSLContext.
 
-Per proxy, in the suite's order and over the same connections httpx opens (one keep-alive
+Per proxy, in the suite's order and over the same connections the suite opens (one keep-alive
 connection per plain-HTTP origin, one CONNECT tunnel per HTTPS origin; counted by squid, see
 bench/README.md):
 
-  tcp_connect  TCP connect to the proxy, close
-  anonymity    plain:  GET judge_url?proxycheck=<nonce> (absolute-form); 200, nonce, JSON origin
+  tcp_connect  TCP connect to the proxy, kept open as the spare (proxycheck/wire/session.py rule 1)
+  anonymity    plain:  GET judge_url?proxycheck=<nonce> (absolute-form) on the spare; 200, nonce, JSON origin
   ssl          tunnel: CONNECT host:port, TLS handshake (verified), GET ssl_url
   long_get     plain:  GET long_get_url?pad=xxx... (request line >= long_get_bytes); 200
   images       plain or tunnel by scheme: GET each image; 200, image/*, length, magic bytes
@@ -106,10 +106,20 @@ class ProxySession:
         self.host, self.port, self.ctx = host, port, ctx
         self.plain: dict[str, Conn] = {}
         self.tunnels: dict[str, Conn] = {}
+        self.spare: Conn | None = None  # tcp_connect's connection: the first plain GET's
+
+    async def connect(self) -> None:
+        self.spare = Conn(*await asyncio.open_connection(self.host, self.port), tls=False)
 
     async def get(self, url: str) -> tuple[int, dict[str, str], bytes]:
         parts = urlsplit(url)
+        spare, self.spare = self.spare, None
+        if spare is not None and (parts.scheme != "http" or parts.netloc in self.plain):
+            spare.close()
+            spare = None
         if parts.scheme == "http":
+            if spare is not None:
+                self.plain[parts.netloc] = spare
             conn = self.plain.get(parts.netloc) or await self._open_plain(parts.netloc)
             answer = await conn.get(url, parts.netloc)  # absolute-form: the proxy forwards it
             pool = self.plain
@@ -139,7 +149,7 @@ class ProxySession:
         return conn
 
     def close(self) -> None:
-        for conn in (*self.plain.values(), *self.tunnels.values()):
+        for conn in (*self.plain.values(), *self.tunnels.values(), *([self.spare] if self.spare else [])):
             conn.close()
 
 
@@ -154,9 +164,7 @@ async def check(address: str, t: Targets, ctx: ssl.SSLContext, own_ips: frozense
     s = ProxySession(host, int(port), ctx)
     try:
         async with asyncio.timeout(t.deadline):  # tcp_connect
-            _, writer = await asyncio.open_connection(host, int(port))
-            writer.close()
-            await writer.wait_closed()
+            await s.connect()
         async with asyncio.timeout(t.deadline):  # anonymity
             nonce = secrets.token_hex(8)
             status, _, body = await s.get(f"{t.judge_url}{'&' if '?' in t.judge_url else '?'}proxycheck={nonce}")

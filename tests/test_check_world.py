@@ -132,11 +132,11 @@ def test_csv_input_with_a_bad_row(world, tmp_path):
 
 def test_every_probe_reports_its_wire_phases(world_report):
     """Per-phase timings, as blackbox_exporter reports them: a phase shows where the probe's
-    requests went through it, and a reused connection has no connect phase."""
+    requests went through it, and a reused connection (tcp_connect's spare too) has no connect phase."""
     _, by_name, _ = world_report
     phases = {p["name"]: set(p.get("phases", {})) for p in by_name["squid-elite"]["probes"]}
     assert phases["tcp_connect"] == {"connect"}
-    assert phases["anonymity"] == {"connect", "ttfb", "transfer"}  # forwarded GET: no handshake
+    assert phases["anonymity"] == {"ttfb", "transfer"}  # forwarded GET on tcp_connect's connection (the spare)
     assert phases["ssl"] == {"connect", "proxy_handshake", "tls", "ttfb", "transfer"}  # CONNECT, then TLS
     assert phases["long_get"] == {"ttfb", "transfer"}  # the judge's keep-alive connection, reused
     assert phases["ban"] == {"ttfb", "transfer"}  # the ssl probe's tunnel, reused

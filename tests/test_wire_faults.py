@@ -9,6 +9,7 @@ targets are the loopback world's (``world.config_path``).
 from __future__ import annotations
 
 from pathlib import Path
+import asyncio
 import dataclasses
 import ssl
 from urllib.parse import urlsplit
@@ -17,6 +18,7 @@ import pytest
 import trustme
 from world.faults import Blackhole, RefusedPort
 from world.scripted import (
+    CountingRelay,
     Script,
     ScriptedProxy,
     chunked,
@@ -171,11 +173,11 @@ def test_every_phase_is_driven():
 def test_no_keep_alive_opens_a_connection_per_request(settings):
     _, keep_alive = loop.run(check(settings, Script()))
     _, closing = loop.run(check(settings, Script(close_after_each=True)))
-    # honest: tcp_connect + one plain keep-alive connection + one tunnel. Closing after each forwarded
-    # response: one connection per plain GET (judge, long GET, http image); the tunnel is the origin's
-    # business and stays one.
-    assert keep_alive == 1 + 1 + 1
-    assert closing == 1 + 3 + 1
+    # honest: tcp_connect's connection, the spare, is the one plain keep-alive connection, + one tunnel.
+    # Closing after each forwarded response: one connection per plain GET (judge on the spare, long
+    # GET, http image); the tunnel is the origin's business and stays one.
+    assert keep_alive == 1 + 1
+    assert closing == 3 + 1
 
 
 HEAD_ONLY = b"HTTP/1.1 200 OK\r\n"  # a start of an answer, then the close
@@ -241,3 +243,142 @@ def test_an_https_proxy_with_an_untrusted_certificate(settings):
     result, _ = loop.run(check(settings, Script(), server_ssl))
     assert (result.probe, result.reason) == ("anonymity", "tls_failed")  # not an interception: its own cert
     assert "presented its own certificate that does not verify" in result.detail
+
+
+# -- the spare: tcp_connect's connection carries the judge's GET (wire/session.py rules 1, 4, 6) ----
+
+SPARE_CHECKS = 50
+
+
+def test_a_check_opens_one_connection_fewer_to_real_squid(world, settings):
+    """squid (real software, behind a relay that counts what it accepts) gets two connections a
+    check where it got three: the judge's GET goes out on tcp_connect's connection, which carries
+    the plain GETs after it, and the tunnel. The anonymity probe has no connect phase of its own,
+    and ``latency_ms`` still counts the connect tcp_connect timed: a connect and a GET."""
+    squid = urlsplit(world.by_name("squid-elite").url)
+
+    async def run():
+        checker = Checker(settings)
+        status = await checker.preflight()
+        assert status.ok, status.reason
+        async with CountingRelay(HOST, (squid.hostname, squid.port)) as relay:
+            results = []
+            for _ in range(5):
+                before = relay.connections
+                result = await checker.check(parse_proxy_url(f"http://{HOST}:{relay.port}"), status.own_ips)
+                results.append((result, relay.connections - before))
+            return results
+
+    for result, accepted in loop.run(run()):
+        assert result.healthy is True, result.detail
+        assert accepted == 1 + 1
+        probes = {p.name: p for p in result.probes}
+        assert set(probes["tcp_connect"].phases) == {"connect"}
+        assert set(probes["anonymity"].phases) == {"ttfb", "transfer"}
+        spent = probes["anonymity"].elapsed_ms + probes["tcp_connect"].phases["connect"]
+        assert result.latency_ms == pytest.approx(spent, abs=1.0)
+
+
+@pytest.mark.parametrize("when", ["accept", "request"])
+def test_a_spare_closed_unanswered_blames_no_proxy(settings, when):
+    """A proxy that closes tcp_connect's connection without answering, right after accepting it or
+    as the judge's GET arrives (an idle or accept-time limit on a connection that has carried no
+    request), is healthy in every check: the spare counts as reused, so the GET goes once more on
+    a new connection (rule 6). No probe fails even once, so the checker has nothing to confirm."""
+
+    async def run():
+        checker = Checker(settings)
+        status = await checker.preflight()
+        assert status.ok, status.reason
+        confirmed: list[str] = []
+        confirm = checker._confirm
+
+        async def counted(spec, ctx):
+            confirmed.append(spec.name)
+            return await confirm(spec, ctx)
+
+        checker._confirm = counted
+        results, unanswered = [], 0
+        for _ in range(SPARE_CHECKS):
+            async with ScriptedProxy(HOST, EGRESS, Script(close_first=when)) as proxy:
+                results.append(await checker.check(parse_proxy_url(f"http://{HOST}:{proxy.port}"), status.own_ips))
+            unanswered += proxy.unanswered
+        return results, confirmed, unanswered
+
+    results, confirmed, unanswered = loop.run(run())
+    assert [(r.probe, r.reason, r.detail) for r in results if r.healthy is not True] == []
+    assert confirmed == []
+    assert all(r.exit_ip == EGRESS for r in results)
+    if when == "request":
+        assert unanswered == SPARE_CHECKS  # every check's GET met the close, and was sent again
+        for r in results:
+            anonymity = next(p for p in r.probes if p.name == "anonymity")
+            assert "connect" in anonymity.phases  # the new connection's: only the connect timed once counts
+            assert r.latency_ms == anonymity.elapsed_ms
+
+
+# (id, script, first URL, what each of three GETs gives, connections the proxy accepted)
+SPARE_ROWS = [
+    ("honest", Script(), "judge", [200, 200, 200], 1),
+    ("closed-at-accept-retried", Script(close_first="accept"), "judge", [200, 200, 200], 2),
+    ("closed-under-the-request-retried", Script(close_first="request"), "judge", [200, 200, 200], 2),
+    ("retry-fails-too-not-retried-again", Script(close_first="request", response=nth(1, replace_with(None))), "judge",
+     ["ConnectionClosed: closed the connection without answering", 200, 200], 3),
+    ("bytes-arrived-not-retried", Script(response=nth(1, replace_with(HEAD_ONLY))), "judge",
+     ["ConnectionClosed: closed the connection in the middle of the response head", 200, 200], 2),
+    ("timeout-not-retried", Script(response=nth(1, silence)), "judge",
+     ["ResponseTimeout: accepted the connection but sent no answer to {judge} within 0.5 s", 200, 200], 2),
+    # a CONNECT first: the spare is closed unused, the tunnel is a connection of its own
+    ("connect-first-closes-the-spare", Script(), "ssl", [200, 200, 200], 3),
+]
+
+
+@pytest.mark.parametrize(("script", "first", "outcomes", "connections"), [r[1:] for r in SPARE_ROWS],
+                         ids=[r[0] for r in SPARE_ROWS])
+def test_the_spare_is_a_reused_connection(settings, script, first, outcomes, connections):
+    """After ``tcp_check``, a GET on the spare that ends before any byte of answer goes once more
+    on a new connection; a second failure, a started answer and a timeout count (rule 6)."""
+    judge_url = settings.targets.judge_url
+    judge = urlsplit(judge_url).netloc
+    urls = [settings.targets.ssl_url if first == "ssl" else judge_url, judge_url, judge_url]
+
+    async def run():
+        ctx = ssl.create_default_context(cafile=settings.targets.ca_file)
+        async with ScriptedProxy(HOST, EGRESS, script) as proxy:
+            seen: list[int | str] = []
+            async with Session(parse_proxy_url(f"http://{HOST}:{proxy.port}"), ctx, Timeouts(0.5, 0.5), "test") as http:
+                await http.tcp_check()
+                for url in urls:
+                    try:
+                        seen.append((await http.get(url)).status)
+                    except WireError as exc:
+                        seen.append(f"{type(exc).__name__}: {exc}")
+            return seen, proxy.connections
+
+    seen, accepted = loop.run(run())
+    assert seen == [o.format(judge=judge) if isinstance(o, str) else o for o in outcomes]
+    assert accepted == connections
+
+
+@pytest.mark.parametrize("scheme", ["http", "socks5"])
+def test_an_unused_spare_is_closed(settings, scheme):
+    """``close()`` closes a spare no request took; through SOCKS ``tcp_check`` keeps none. The
+    proxy sees the connection end either way (nothing left for a ResourceWarning)."""
+
+    async def run():
+        ctx = ssl.create_default_context(cafile=settings.targets.ca_file)
+        async with ScriptedProxy(HOST, EGRESS, Script(socks5=scheme == "socks5")) as proxy:
+            http = Session(parse_proxy_url(f"{scheme}://{HOST}:{proxy.port}"), ctx, Timeouts(0.5, 0.5), "test")
+            await http.tcp_check()
+            await asyncio.sleep(0.05)
+            held = http.spare_connect_ms, bool(proxy._tasks)
+            http.close()
+            for _ in range(100):
+                if not proxy._tasks:
+                    break
+                await asyncio.sleep(0.01)
+            return held, bool(proxy._tasks), proxy.connections
+
+    (spare_ms, open_before), open_after, accepted = loop.run(run())
+    assert spare_ms == 0.0  # no request took it
+    assert (open_before, open_after, accepted) == (scheme == "http", False, 1)

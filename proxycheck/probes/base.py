@@ -136,10 +136,11 @@ SelfTest = Callable[[SelfTestContext], Awaitable[list[TargetCheck]]]
 class ProbeSpec:
     """One failure family. ``targets``: the ``[targets]`` keys the probe fetches, declared as data
     (``target_spec.TargetSpec``: the config, its reference and the offline judge's targets are
-    built from them). ``summary``: the
-    CheckResult fields it fills (from its facts; ``latency_ms`` is its own elapsed time,
-    ``detail`` its wording when the proxy is healthy). ``selftest``: asks each of those targets,
-    directly, what ``run`` will ask it through a proxy; None when the probe needs no target."""
+    built from them). ``summary``: the CheckResult fields it fills (from its facts; ``latency_ms``
+    is its own elapsed time, plus the TCP connect of tcp_connect's spare when its GET went out on
+    it: a connect and a request either way; ``detail`` its wording when the proxy is healthy).
+    ``selftest``: asks each of those targets, directly, what ``run`` will ask it through a proxy;
+    None when the probe needs no target."""
 
     name: str
     run: Probe
@@ -171,6 +172,7 @@ async def run_probe(spec: ProbeSpec, ctx: ProbeContext) -> ProbeOutcome:
     deadline = ctx.settings.timeouts.probe
     name = spec.name
     ctx.http.timings = timings = {}
+    ctx.http.spare_connect_ms = 0.0
     started = time.perf_counter()
     try:
         async with asyncio.timeout(deadline):
@@ -183,8 +185,8 @@ async def run_probe(spec: ProbeSpec, ctx: ProbeContext) -> ProbeOutcome:
     phases = {k: round(v, 2) for k, v in timings.items()}
     facts = finding.facts
     if finding.ok:
-        if "latency_ms" in spec.summary:
-            facts = {**facts, "latency_ms": elapsed}
+        if "latency_ms" in spec.summary:  # a GET on tcp_check's spare still counts its connect (wire.session rule 4)
+            facts = {**facts, "latency_ms": elapsed + ctx.http.spare_connect_ms}
         return ProbeOutcome(name, True, None, None, finding.detail, elapsed, facts=facts, phases=phases)
     if finding.reason == INTERNAL_ERROR:
         return ProbeOutcome(name, False, None, INTERNAL_ERROR, finding.detail, elapsed, phases=phases)

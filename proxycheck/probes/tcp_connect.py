@@ -1,8 +1,11 @@
 """25 / 26: can we open a TCP connection to the proxy at all?
 
-Runs first, on its own connection, so a refused or black-holed proxy is named as such instead
-of surfacing as some later probe's timeout. It also resolves a host name once and keeps the IP
-(anti-captcha wants an IP; see ``Proxy.address_warnings``). It needs no target.
+Runs first, on a connection of its own making, so a refused or black-holed proxy is named as
+such instead of surfacing as some later probe's timeout. Through an ``http://`` proxy the check
+keeps that connection as its spare, and the judge's forwarded GET goes out on it (no second
+connect: ``wire.session`` rules 1, 4 and 6); otherwise it is closed at once. It also resolves a
+host name once and keeps the IP (anti-captcha wants an IP; see ``Proxy.address_warnings``). It
+needs no target.
 """
 
 from __future__ import annotations

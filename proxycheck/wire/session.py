@@ -5,7 +5,12 @@ Rules:
    origin, one tunnel (one TLS handshake) per HTTPS origin, for the whole check. A response that
    says ``close``, was cut short or was too long retires its connection; the next request to that
    origin opens a new one. Nothing is shared between sessions, and a session serves one request
-   at a time.
+   at a time. Through an ``http://`` proxy, ``tcp_check`` keeps the connection it opened as the
+   *spare*, a connection that has carried no request: the session's first request, if it is a
+   plain-HTTP one (forwarded: a new connection would be the TCP connect and nothing more), goes
+   out on it; any other first request (a CONNECT), or ``close()``, closes it. Through SOCKS or an
+   ``https://`` proxy every connection starts with a handshake, which is never retried (rule 6),
+   so there ``tcp_check`` closes its connection at once.
 2. Every phase has a deadline: ``[timeouts].connect`` for the TCP connect, ``[timeouts].read``
    for each other phase (proxy handshake, TLS, request and response head) and for each read of
    the body (as httpx's read timeout). One ``asyncio.timeout`` per request is rescheduled as the
@@ -13,7 +18,10 @@ Rules:
 3. Errors leave as ``wire.errors`` classes only, typed by phase. Through an HTTP proxy a 407 is
    the proxy's (RFC 9110 §15.5.8), so it is raised as ``ProxyAuthFailed`` here, for every request.
 4. ``timings`` adds up each phase's milliseconds (connect, proxy_handshake, tls, ttfb, transfer)
-   since the caller last replaced it: the probe runner gives each probe a fresh dict.
+   since the caller last replaced it: the probe runner gives each probe a fresh dict. A request
+   on the spare has no connect phase (tcp_check's probe timed it); once it is answered, that
+   connect's milliseconds are in ``spare_connect_ms`` (the runner resets it with ``timings``),
+   so that ``latency_ms`` still counts one connect (probes/base.py).
 5. TLS is ``ssl`` with the process's one context; for an ``https://`` proxy the tunnel's TLS runs
    inside the proxy's (``start_tls`` on a TLS transport: TLS-in-TLS). When the context resumes
    sessions (``transport.ResumingContext``), the first answer read on a TLS connection hands the
@@ -27,7 +35,9 @@ Rules:
    Only what happens on a fresh connection counts. Never retried: a request on a connection opened
    for it, an answer of which any byte arrived, a timeout (the proxy may still be working), and
    any second attempt. A CONNECT is always the first request on its connection (rule 1), so it
-   is never sent on a reused one.
+   is never sent on a reused one. The spare counts as *reused*, not fresh: it was opened before
+   the request and sat idle, and a proxy may close such a connection (an idle or accept-time
+   limit) just as our request reaches it.
 """
 
 from __future__ import annotations
@@ -98,7 +108,7 @@ class Timeouts:
 
 
 class _Conn:
-    __slots__ = ("reader", "writer", "tls_version", "tls_resumed", "new_session")
+    __slots__ = ("reader", "writer", "tls_version", "tls_resumed", "new_session", "connect_ms")
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
@@ -106,6 +116,7 @@ class _Conn:
         self.tls_version: str | None = None
         self.tls_resumed = False
         self.new_session: ssl.SSLObject | None = None  # a verified TLS connection whose session is not kept yet
+        self.connect_ms = 0.0  # the spare's: how long tcp_check took to open it
 
     def reusable(self) -> bool:
         return not self.writer.is_closing() and not self.reader.at_eof()
@@ -158,7 +169,9 @@ class Session:
         self.timeouts = timeouts
         self.user_agent = user_agent
         self.timings: dict[str, float] = {}
+        self.spare_connect_ms = 0.0
         self._conns: dict[str, _Conn] = {}
+        self._spare: _Conn | None = None
         self._auth: str | None = None
         if proxy is not None and proxy.username is not None and proxy.scheme in ("http", "https"):
             token = base64.b64encode(f"{proxy.username}:{proxy.password or ''}".encode()).decode()
@@ -167,7 +180,8 @@ class Session:
     # -- the public calls ----------------------------------------------------------------------
 
     async def tcp_check(self) -> str:
-        """Resolve the proxy's host, open a TCP connection to it and close it: the connect probe.
+        """Resolve the proxy's host and open a TCP connection to it: the connect probe. The
+        connection is kept as the spare through an ``http://`` proxy, else closed (rule 1).
         Returns the IP connected to."""
         assert self.proxy is not None
         cm = asyncio.timeout(None)
@@ -176,8 +190,13 @@ class Session:
             async with cm:
                 clock.enter("connect", self.timeouts.connect)
                 ip = await _resolve(self.proxy.host, self.proxy.port)
-                _, writer = await _open(ip, self.proxy.port, self.source)
-                writer.transport.close()
+                conn = _Conn(*await _open(ip, self.proxy.port, self.source))
+                if self.proxy.scheme != "http":
+                    conn.close()
+                    return ip
+                conn.connect_ms = (time.perf_counter() - clock.started) * 1000
+                self._drop_spare()
+                self._spare = conn
                 return ip
         except TimeoutError:
             if not cm.expired():
@@ -211,6 +230,7 @@ class Session:
         return conn is not None and conn.reusable()
 
     def close(self) -> None:
+        self._drop_spare()
         for conn in self._conns.values():
             conn.close()
         self._conns.clear()
@@ -229,11 +249,21 @@ class Session:
         if conn is not None and not conn.reusable():
             self._retire(key)
             conn = None
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            if conn is None and target.scheme == "http" and spare.reusable():  # rule 1: a forwarded request
+                conn = self._conns[key] = spare
+            else:
+                spare.close()
         if conn is not None:
             try:
-                return await self._exchange(conn, key, target, clock, limit, partial, reused=True)
+                response = await self._exchange(conn, key, target, clock, limit, partial, reused=True)
             except _Unanswered:
                 pass  # rule 6: closed under our request before answering; once more on a new connection
+            else:
+                if conn is spare:
+                    self.spare_connect_ms += conn.connect_ms  # rule 4
+                return response
         conn = await self._open(target, clock)
         self._conns[key] = conn
         return await self._exchange(conn, key, target, clock, limit, partial, reused=False)
@@ -287,6 +317,11 @@ class Session:
         if forward and response.status == 407:
             raise ProxyAuthFailed(f"answered 407 {response.reason} to GET {target.host_header}", target=target.origin)
         return response
+
+    def _drop_spare(self) -> None:
+        if self._spare is not None:
+            self._spare.close()
+            self._spare = None
 
     def _retire(self, key: str) -> None:
         conn = self._conns.pop(key, None)

@@ -4,6 +4,8 @@ Real software cannot be told "answer CONNECT with HTTP/1.0", "send the head a fe
 time" or "cut the image short", so each case in tests/test_wire_faults.py gives this server a
 ``Script``: hooks for the step it breaks, honest relaying for every other step. It runs in the
 test's own event loop (``async with ScriptedProxy(...)``) and counts the connections it accepted.
+``CountingRelay`` counts them in front of real proxy software, which logs requests, not
+connections.
 """
 
 from __future__ import annotations
@@ -39,6 +41,11 @@ class Script:
     close_unanswered_after: int | None = None
     # Reset (RST) every connection as soon as it is accepted, before reading a byte.
     reset_on_accept: bool = False
+    # Close the first connection accepted without a byte of answer, as an idle or accept-time
+    # limit does with a connection that has carried no request (a check's spare: wire/session.py
+    # rule 1): "accept", right after accepting it; "request", the moment a request's first byte
+    # arrives (the rest unread, so the close is a reset): the close crossing the request.
+    close_first: str | None = None
     # SOCKS5: the two-byte answer to the greeting; None: close.
     socks5_greeting_reply: bytes | None = b"\x05\x00"
     socks5_connect_reply: bytes = b"\x05\x00\x00\x01\x7f\x00\x00\x01\x00\x00"
@@ -72,11 +79,16 @@ class ScriptedProxy:
 
     async def _accept(self, reader: Reader, writer: Writer) -> None:
         self.connections += 1
+        first = self.connections == 1
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
         self._writers.add(writer)
         try:
+            if first and self.script.close_first is not None:
+                if self.script.close_first == "request" and await reader.read(1):
+                    self.unanswered += 1
+                return
             if self.script.reset_on_accept:
                 sock = writer.get_extra_info("socket")
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close = RST
@@ -168,6 +180,60 @@ class ScriptedProxy:
             await asyncio.sleep(0.2)
             return
         await self._relay(reader, writer, host, port)
+
+
+class CountingRelay:
+    """A TCP relay on ``host`` to ``upstream`` (real proxy software) that counts the connections
+    it accepted: one upstream connection for each, bytes copied both ways until either side ends."""
+
+    def __init__(self, host: str, upstream: tuple[str, int]) -> None:
+        self.host, self.port, self.upstream = host, 0, upstream
+        self.connections = 0
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self._writers: set[Writer] = set()
+
+    async def __aenter__(self) -> CountingRelay:
+        self._server = await asyncio.start_server(self._accept, self.host, 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in list(self._writers):
+            writer.transport.abort()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=5)
+        await self._server.wait_closed()
+
+    async def _accept(self, reader: Reader, writer: Writer) -> None:
+        self.connections += 1
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        self._writers.add(writer)
+        up_writer: Writer | None = None
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.upstream)
+            self._writers.add(up_writer)
+
+            async def pipe(src: Reader, dst: Writer) -> None:
+                with contextlib.suppress(OSError):
+                    while chunk := await src.read(65536):
+                        dst.write(chunk)
+                        await dst.drain()
+                dst.transport.abort()
+
+            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        except OSError:
+            pass
+        finally:
+            self._tasks.discard(task)
+            for w in (writer, up_writer):
+                if w is not None:
+                    self._writers.discard(w)
+                    w.transport.abort()
 
 
 async def _fetch(host: str, port: int, request: bytes, egress: str) -> bytes:
