@@ -202,24 +202,34 @@ KEEP_ALIVE_ROWS = [
 def test_a_kept_alive_connection_closed_unanswered_is_retried_once(settings, script, gets, outcomes, connections):
     """A GET on a reused connection that ends before any byte of answer goes once more on a new
     connection; a fresh connection's failure, a second failure, a started answer and a timeout count."""
-    url = settings.targets.judge_url
-    judge = urlsplit(url).netloc
+    seen, accepted = gets_through(settings, script, [settings.targets.judge_url] * gets)
+    assert seen == expected(outcomes, settings) and accepted == connections
+
+
+def gets_through(settings, script: Script, urls: list[str], *, tcp_check: bool = False) -> tuple[list[int | str], int]:
+    """GET each URL in turn on one Session through a ScriptedProxy (after ``tcp_check``, if asked):
+    each answer's status or the error's class and wording, and the connections the proxy accepted."""
 
     async def run():
         ctx = ssl.create_default_context(cafile=settings.targets.ca_file)
         async with ScriptedProxy(HOST, EGRESS, script) as proxy:
             seen: list[int | str] = []
             async with Session(parse_proxy_url(f"http://{HOST}:{proxy.port}"), ctx, Timeouts(0.5, 0.5), "test") as http:
-                for _ in range(gets):
+                if tcp_check:
+                    await http.tcp_check()
+                for url in urls:
                     try:
                         seen.append((await http.get(url)).status)
                     except WireError as exc:
                         seen.append(f"{type(exc).__name__}: {exc}")
             return seen, proxy.connections
 
-    seen, accepted = loop.run(run())
-    assert seen == [o.format(judge=judge) if isinstance(o, str) else o for o in outcomes]
-    assert accepted == connections
+    return loop.run(run())
+
+
+def expected(outcomes: list[int | str], settings) -> list[int | str]:
+    judge = urlsplit(settings.targets.judge_url).netloc
+    return [o.format(judge=judge) if isinstance(o, str) else o for o in outcomes]
 
 
 def test_an_https_proxy_carries_tls_inside_tls(settings, tmp_path):
@@ -339,25 +349,9 @@ def test_the_spare_is_a_reused_connection(settings, script, first, outcomes, con
     """After ``tcp_check``, a GET on the spare that ends before any byte of answer goes once more
     on a new connection; a second failure, a started answer and a timeout count (rule 6)."""
     judge_url = settings.targets.judge_url
-    judge = urlsplit(judge_url).netloc
     urls = [settings.targets.ssl_url if first == "ssl" else judge_url, judge_url, judge_url]
-
-    async def run():
-        ctx = ssl.create_default_context(cafile=settings.targets.ca_file)
-        async with ScriptedProxy(HOST, EGRESS, script) as proxy:
-            seen: list[int | str] = []
-            async with Session(parse_proxy_url(f"http://{HOST}:{proxy.port}"), ctx, Timeouts(0.5, 0.5), "test") as http:
-                await http.tcp_check()
-                for url in urls:
-                    try:
-                        seen.append((await http.get(url)).status)
-                    except WireError as exc:
-                        seen.append(f"{type(exc).__name__}: {exc}")
-            return seen, proxy.connections
-
-    seen, accepted = loop.run(run())
-    assert seen == [o.format(judge=judge) if isinstance(o, str) else o for o in outcomes]
-    assert accepted == connections
+    seen, accepted = gets_through(settings, script, urls, tcp_check=True)
+    assert seen == expected(outcomes, settings) and accepted == connections
 
 
 @pytest.mark.parametrize("scheme", ["http", "socks5"])

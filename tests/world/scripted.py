@@ -51,17 +51,21 @@ class Script:
     socks5_connect_reply: bytes = b"\x05\x00\x00\x01\x7f\x00\x00\x01\x00\x00"
 
 
-class ScriptedProxy:
-    def __init__(self, host: str, egress: str, script: Script, ssl_context: ssl.SSLContext | None = None) -> None:
-        self.host, self.port, self.script, self.egress = host, 0, script, egress
-        self.ssl_context = ssl_context  # set: an https:// proxy (TLS to the proxy itself)
+class _Listener:
+    """What both servers here share: a listener on ``host`` (a port of the kernel's choosing),
+    the count of connections accepted, and an exit that ends every connection they hold."""
+
+    def __init__(self, host: str, ssl_context: ssl.SSLContext | None = None) -> None:
+        self.host, self.port, self.ssl_context = host, 0, ssl_context
         self.connections = 0
-        self.unanswered = 0  # requests closed unanswered by ``close_unanswered_after``
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task] = set()
         self._writers: set[Writer] = set()
 
-    async def __aenter__(self) -> ScriptedProxy:
+    async def _accept(self, reader: Reader, writer: Writer) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self):  # noqa: ANN204 - returns the subclass
         self._server = await asyncio.start_server(self._accept, self.host, 0, ssl=self.ssl_context)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
@@ -76,6 +80,13 @@ class ScriptedProxy:
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=5)
         await self._server.wait_closed()
+
+
+class ScriptedProxy(_Listener):
+    def __init__(self, host: str, egress: str, script: Script, ssl_context: ssl.SSLContext | None = None) -> None:
+        super().__init__(host, ssl_context)  # ssl_context set: an https:// proxy (TLS to the proxy itself)
+        self.script, self.egress = script, egress
+        self.unanswered = 0  # requests closed unanswered by ``close_unanswered_after``
 
     async def _accept(self, reader: Reader, writer: Writer) -> None:
         self.connections += 1
@@ -147,15 +158,8 @@ class ScriptedProxy:
         up_reader, up_writer = await asyncio.open_connection(host, port, local_addr=(self.egress, 0))
         self._writers.add(up_writer)
 
-        async def pipe(src: Reader, dst: Writer) -> None:
-            with contextlib.suppress(OSError):
-                while chunk := await src.read(65536):
-                    dst.write(chunk)
-                    await dst.drain()
-            dst.transport.abort()  # one side ended: end the other, as a proxy does
-
         try:
-            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
         finally:
             self._writers.discard(up_writer)
             up_writer.transport.abort()
@@ -182,30 +186,13 @@ class ScriptedProxy:
         await self._relay(reader, writer, host, port)
 
 
-class CountingRelay:
+class CountingRelay(_Listener):
     """A TCP relay on ``host`` to ``upstream`` (real proxy software) that counts the connections
     it accepted: one upstream connection for each, bytes copied both ways until either side ends."""
 
     def __init__(self, host: str, upstream: tuple[str, int]) -> None:
-        self.host, self.port, self.upstream = host, 0, upstream
-        self.connections = 0
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task] = set()
-        self._writers: set[Writer] = set()
-
-    async def __aenter__(self) -> CountingRelay:
-        self._server = await asyncio.start_server(self._accept, self.host, 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        for writer in list(self._writers):
-            writer.transport.abort()
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=5)
-        await self._server.wait_closed()
+        super().__init__(host)
+        self.upstream = upstream
 
     async def _accept(self, reader: Reader, writer: Writer) -> None:
         self.connections += 1
@@ -217,15 +204,7 @@ class CountingRelay:
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.upstream)
             self._writers.add(up_writer)
-
-            async def pipe(src: Reader, dst: Writer) -> None:
-                with contextlib.suppress(OSError):
-                    while chunk := await src.read(65536):
-                        dst.write(chunk)
-                        await dst.drain()
-                dst.transport.abort()
-
-            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
         except OSError:
             pass
         finally:
@@ -234,6 +213,15 @@ class CountingRelay:
                 if w is not None:
                     self._writers.discard(w)
                     w.transport.abort()
+
+
+async def _pipe(src: Reader, dst: Writer) -> None:
+    """Copy ``src`` to ``dst`` until ``src`` ends, then end ``dst`` too, as a proxy does."""
+    with contextlib.suppress(OSError):
+        while chunk := await src.read(65536):
+            dst.write(chunk)
+            await dst.drain()
+    dst.transport.abort()
 
 
 async def _fetch(host: str, port: int, request: bytes, egress: str) -> bytes:
