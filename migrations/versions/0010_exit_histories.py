@@ -62,7 +62,7 @@ def upgrade() -> None:
             if current is not None:
                 batch.append({"proxy_id": current, "readings": kept[-KEEP:]})
             current, kept = proxy_id, []
-        kept.append([_utc(seen_at).isoformat(), ip])
+        kept.append([_utc(seen_at).isoformat(timespec="microseconds"), ip])  # as store.exits.encode writes them
         if len(batch) >= CHUNK:
             conn.execute(histories.insert(), batch)
             batch = []

@@ -11,8 +11,8 @@ from alembic import command
 
 from proxycheck.proxy import Proxy
 from proxycheck.store import add_proxies, make_engine, migrate
-from proxycheck.store.exits import KEEP, readings
-from proxycheck.store.models import ProxyRow
+from proxycheck.store.exits import KEEP, encode, readings
+from proxycheck.store.models import ExitHistoryRow, ProxyRow
 
 T = datetime(2026, 12, 1, 8, 0, 0, 123456, tzinfo=UTC)
 OLD = sa.table("exit_readings", sa.column("id", sa.Integer), sa.column("proxy_id", sa.Integer),
@@ -37,9 +37,9 @@ def test_readings_move_to_one_row_per_proxy_and_back(db_url):
         with engine.connect() as conn:
             ids = dict(conn.execute(sa.select(ProxyRow.key, ProxyRow.id)).all())
         # a: more than the store keeps, two IPs, inserted out of time order; b: none; c: three,
-        # two of them at the same instant (their insertion order is their order).
+        # two of them at the same instant (their insertion order is their order), one on a whole second.
         a_seen = [(T + timedelta(seconds=300 * k), "198.51.100.1" if k % 7 else "198.51.100.2") for k in range(KEEP + 5)]
-        c_seen = [(T, "198.51.100.3"), (T, "198.51.100.4"), (T + timedelta(seconds=1), "198.51.100.3")]
+        c_seen = [(T, "198.51.100.3"), (T, "198.51.100.4"), (T.replace(microsecond=0) + timedelta(seconds=1), "198.51.100.3")]
         with engine.begin() as conn:
             conn.execute(OLD.insert(), [{"proxy_id": ids[a.key], "seen_at": at, "ip": ip} for at, ip in reversed(a_seen)])
             conn.execute(OLD.insert(), [{"proxy_id": ids[c.key], "seen_at": at, "ip": ip} for at, ip in c_seen])
@@ -49,6 +49,9 @@ def test_readings_move_to_one_row_per_proxy_and_back(db_url):
             moved = readings(conn, ids.values())
         assert moved == {ids[a.key]: a_seen[-KEEP:], ids[c.key]: c_seen}
         assert all(at.tzinfo is UTC for kept in moved.values() for at, _ in kept)
+        with engine.connect() as conn:  # the text the store itself writes (one width: store/exits.py encode)
+            docs = dict(conn.execute(sa.select(ExitHistoryRow.proxy_id, ExitHistoryRow.readings)).all())
+        assert docs == {pid: encode(kept) for pid, kept in moved.items()}
 
         with engine.begin() as conn:
             command.downgrade(migrate.alembic_config(conn), "0009")
